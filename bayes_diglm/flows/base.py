@@ -1,0 +1,193 @@
+"""The flow interface: ``z, log_det = flow(x)`` maps data to latent; ``flow.inverse(z)`` maps back.
+
+Direction, written down once for the whole package: a flow ``f`` maps **data to latent**, ``z = f(x)``, the
+direction used for DIGLM features and for the density
+
+.. math:: \\log p(x) = \\log p_z(f(x)) + \\log |\\det \\partial f / \\partial x|.
+
+Every Pyro ``Transform`` inside a flow is used in this data-to-latent direction: its ``_call`` is ``x -> z``
+and its ``log_abs_det_jacobian(x, z)`` is the term above. This is the *opposite* of how Pyro's
+``TransformedDistribution`` reads its transforms (base to data); wrap a flow as ``TransformedDistribution(base,
+[t.inv for t in reversed(transforms)])`` if you need one. Sampling uses ``f^{-1}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro.distributions.torch_transform import TransformModule
+from torch import nn
+from torch.distributions import constraints
+
+__all__ = ["Flow", "SequentialFlow", "ActNorm", "clear_transform_cache"]
+
+
+def clear_transform_cache(transform) -> None:
+    """Drop a Pyro transform's cached ``(x, y)`` pair (DESIGN.md: stale caches break ``backward``)."""
+    if hasattr(transform, "_cached_x_y"):
+        transform._cached_x_y = (None, None)
+    if hasattr(transform, "_cached_log_scale"):
+        transform._cached_log_scale = None
+
+
+def _sum_to_batch(log_det: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
+    """Reduce a log-det term to one value per batch element (transforms differ in what they return)."""
+    if log_det.dim() == 0:
+        return log_det.expand(batch_shape)
+    return log_det.reshape(*batch_shape, -1).sum(-1) if log_det.shape != batch_shape else log_det
+
+
+class Flow(nn.Module):
+    """Base class: an invertible map ``z = f(x)`` with a factorised Gaussian base density on ``z``.
+
+    Subclasses implement :meth:`forward` (``x -> (z, log_det)``, ``z`` flattened to ``(batch, dim)``) and
+    :meth:`inverse` (``z -> x``). The base density is ``N(0, base_scale^2 I)``; a ``base_scale`` other than 1
+    is the paper's reading of the base variance as a Jacobian regulariser.
+
+    Args:
+        event_shape: shape of one data point, e.g. ``(8,)`` or ``(1, 28, 28)``.
+        base_scale: standard deviation of the Gaussian base density.
+    """
+
+    def __init__(self, event_shape: tuple[int, ...], base_scale: float = 1.0):
+        super().__init__()
+        if not base_scale > 0:
+            raise ValueError(f"base_scale must be positive, got {base_scale!r}")
+        self.event_shape = tuple(int(s) for s in event_shape)
+        self.dim = int(math.prod(self.event_shape))
+        self.register_buffer("base_log_scale", torch.tensor(math.log(base_scale)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def base_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """Log density of the factorised Gaussian base at flattened ``z`` (summed over dimensions)."""
+        log_scale = self.base_log_scale.to(z.dtype)
+        quad = (z * torch.exp(-log_scale)).pow(2).sum(-1)
+        return -0.5 * quad - self.dim * (log_scale + 0.5 * math.log(2 * math.pi))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ``log p(x)`` in nats, one value per batch element."""
+        z, log_det = self(x)
+        return self.base_log_prob(z) + log_det
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent ``z = f(x)`` flattened to ``(batch, dim)``: the DIGLM features."""
+        return self(x)[0]
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` samples ``x = f^{-1}(z)``, ``z`` from the base density."""
+        if int(n) < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        ref = self.base_log_scale
+        z = torch.randn(int(n), self.dim, generator=generator, dtype=ref.dtype, device=ref.device)
+        return self.inverse(z * self.base_log_scale.exp())
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[1:]) != self.event_shape:
+            raise ValueError(
+                f"x must have shape (batch, {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
+            )
+
+
+class SequentialFlow(Flow):
+    """A flow made of a chain of Pyro ``TransformModule``s, each used data-to-latent.
+
+    Example:
+        >>> import torch
+        >>> from bayes_diglm.flows import realnvp
+        >>> flow = realnvp(3, num_layers=2, hidden_dims=(8,))
+        >>> z, log_det = flow(torch.randn(5, 3))
+        >>> z.shape, log_det.shape
+        (torch.Size([5, 3]), torch.Size([5]))
+    """
+
+    def __init__(self, transforms, event_shape: tuple[int, ...], base_scale: float = 1.0):
+        super().__init__(event_shape, base_scale)
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_input(x)
+        batch_shape = x.shape[:1]
+        log_det = x.new_zeros(batch_shape)
+        for t in self.transforms:
+            y = t(x)
+            log_det = log_det + _sum_to_batch(t.log_abs_det_jacobian(x, y), batch_shape)
+            clear_transform_cache(t)
+            x = y
+        return x.reshape(x.shape[0], -1), log_det
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        x = z.reshape(z.shape[0], *self.event_shape)
+        for t in reversed(self.transforms):
+            x = t._inverse(x)
+            clear_transform_cache(t)
+        return x
+
+
+class ActNorm(TransformModule):
+    """Activation normalisation (Kingma & Dhariwal, 2018): ``y = x * exp(log_scale) + bias`` per channel.
+
+    The first call in training mode initialises ``log_scale`` and ``bias`` from the batch so that outputs have
+    zero mean and unit variance per channel (data-dependent initialisation). Unlike batch normalisation its
+    inverse is exact in every mode.
+
+    Args:
+        num_channels: features (tabular, ``event_dim=1``) or channels (images, ``event_dim=3``).
+        event_dim: 1 for inputs ``(batch, D)``; 3 for ``(batch, C, H, W)``.
+    """
+
+    bijective = True
+
+    def __init__(self, num_channels: int, event_dim: int = 1):
+        super().__init__(cache_size=0)
+        if event_dim not in (1, 3):
+            raise ValueError(f"event_dim must be 1 (tabular) or 3 (images), got {event_dim!r}")
+        self._event_dim = event_dim
+        shape = (num_channels,) if event_dim == 1 else (num_channels, 1, 1)
+        self.log_scale = nn.Parameter(torch.zeros(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @constraints.dependent_property(is_discrete=False)
+    def domain(self):
+        return constraints.independent(constraints.real, self._event_dim)
+
+    @constraints.dependent_property(is_discrete=False)
+    def codomain(self):
+        return constraints.independent(constraints.real, self._event_dim)
+
+    def _reduce_dims(self) -> tuple[int, ...]:
+        return (0,) if self._event_dim == 1 else (0, 2, 3)
+
+    @torch.no_grad()
+    def _initialize(self, x: torch.Tensor) -> None:
+        dims = self._reduce_dims()
+        mean = x.mean(dim=dims).reshape(self.bias.shape)
+        std = x.std(dim=dims).reshape(self.bias.shape) if x.shape[0] > 1 else torch.ones_like(mean)
+        log_scale = -torch.log(std.clamp_min(1e-6))
+        self.log_scale.copy_(log_scale)
+        self.bias.copy_(-mean * log_scale.exp())
+        self.initialized.fill_(True)
+
+    def _call(self, x):
+        if self.training and not bool(self.initialized):
+            self._initialize(x)
+        return x * self.log_scale.exp() + self.bias
+
+    def _inverse(self, y):
+        return (y - self.bias) * torch.exp(-self.log_scale)
+
+    def log_abs_det_jacobian(self, x, y):
+        per_point = self.log_scale.sum()
+        if self._event_dim == 3:
+            per_point = per_point * (x.shape[-1] * x.shape[-2])
+        return per_point.expand(x.shape[: x.dim() - self._event_dim])
+
+    def extra_repr(self) -> str:
+        return f"num_channels={self.bias.shape[0]}, event_dim={self._event_dim}"
