@@ -10,6 +10,8 @@ from bayes_diglm.data.flights import (
     load_flights,
     split_flights,
 )
+from bayes_diglm.data.idx import DEFAULT_DATA_DIR, load_mnist_format, read_idx
+from bayes_diglm.data.ood import LETTERS, letter_fonts, notmnist_letters, sklearn_digits_28, uniform_noise
 from bayes_diglm.data.synthetic import (
     flights_like,
     flights_like_frame,
@@ -21,7 +23,9 @@ from bayes_diglm.data.synthetic import (
 )
 
 __all__ = [
+    "DEFAULT_DATA_DIR",
     "FEATURE_NAMES",
+    "LETTERS",
     "TARGET_NAME",
     "FlightsSplit",
     "build_flight_features",
@@ -29,11 +33,17 @@ __all__ = [
     "flights_data_dir",
     "flights_like",
     "flights_like_frame",
+    "letter_fonts",
     "load_flights",
+    "load_mnist_format",
     "make_regression_data",
     "make_two_class_2d",
+    "notmnist_letters",
+    "read_idx",
     "regression_mean",
     "regression_noise_std",
+    "sklearn_digits_28",
     "split_flights",
     "two_moons_like",
+    "uniform_noise",
 ]
