@@ -237,10 +237,12 @@ class FlightsSplit:
 
 
 def _subsample(frame: pd.DataFrame, limit: int | None, rng: np.random.Generator, name: str) -> pd.DataFrame:
-    if limit is None or limit >= len(frame):
+    if limit is None:
         return frame
-    if not isinstance(limit, (int, np.integer)) or limit < 1:
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
         raise ValueError(f"{name} must be a positive integer or None, got {limit!r}")
+    if limit >= len(frame):
+        return frame
     return frame.iloc[np.sort(rng.choice(len(frame), size=int(limit), replace=False))]
 
 
