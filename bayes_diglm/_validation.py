@@ -50,7 +50,8 @@ def as_float_tensor(
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if t.dim() not in allowed:
-            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {tuple(t.shape)}")
+            ranks = " or ".join(map(str, allowed))
+            raise ValueError(f"{name} must have {ranks} dimensions, got shape {tuple(t.shape)}")
     if not allow_empty and t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
     if not bool(torch.isfinite(t).all()):

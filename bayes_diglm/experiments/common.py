@@ -1,0 +1,62 @@
+"""What every experiment writes: ``metrics.json``, a Markdown ``table.md``, and the printed table."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["markdown_table", "write_results", "machine_description", "json_ready"]
+
+
+def _fmt(value, digits: int) -> str:
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -> str:
+    """Format a list of dicts as a GitHub Markdown table (columns in first-seen order unless given)."""
+    if not rows:
+        return ""
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, ""), digits) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def json_ready(obj):
+    """Convert NumPy/torch scalars and arrays (recursively) into plain JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def machine_description() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+
+
+def write_results(out_dir: str | Path, metrics: dict, table: str) -> Path:
+    """Write ``metrics.json`` and ``table.md`` into ``out_dir`` (created if needed); return the folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {**metrics, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_description()}
+    (out / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2) + "\n")
+    (out / "table.md").write_text(table + "\n")
+    return out

@@ -1,0 +1,252 @@
+"""Maximum-likelihood training of a DIGLM (flow and point-estimate head together) by minibatch Adam."""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .._validation import check_positive
+from ..models.diglm import DIGLM
+from .checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["train_diglm", "evaluate_diglm", "batched", "NonFiniteLossError", "TrainHistory"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss or its gradient became NaN/Inf; the model keeps its last good parameters."""
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch records (``epochs``), the best validation epoch, and how training ended."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped: str = "completed"
+    skipped_batches: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "stopped": self.stopped,
+            "skipped_batches": self.skipped_batches,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainHistory:
+        return cls(list(d["epochs"]), d["best_epoch"], d["stopped"], int(d.get("skipped_batches", 0)))
+
+
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, batch_size: int = 1024,
+            device: str | torch.device = "cpu") -> torch.Tensor:
+    """Apply ``fn`` to ``X`` in batches without gradients and concatenate the results on the CPU."""
+    outs = []
+    with torch.no_grad():
+        for start in range(0, X.shape[0], batch_size):
+            outs.append(fn(X[start:start + batch_size].to(device)).cpu())
+    return torch.cat(outs)
+
+
+def evaluate_diglm(model: DIGLM, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+                   device: str | torch.device = "cpu") -> dict[str, float]:
+    """Mean ``log p(y|x)``, mean ``log p(x)`` and the objective on a data set, in eval mode, in batches."""
+    was_training = model.training
+    model.eval()
+    sum_py = sum_px = 0.0
+    with torch.no_grad():
+        for start in range(0, X.shape[0], batch_size):
+            log_py, log_px = model.terms(X[start:start + batch_size].to(device), y[start:start + batch_size].to(device))
+            sum_py += float(log_py.sum())
+            sum_px += float(log_px.sum())
+    model.train(was_training)
+    n = X.shape[0]
+    mean_py, mean_px = sum_py / n, sum_px / n
+    return {"log_py": mean_py, "log_px": mean_px, "objective": mean_py + model.px_weight * mean_px,
+            "nats_per_dim": -mean_px / model.flow.dim}
+
+
+def _epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
+    order = torch.randperm(n, generator=generator)
+    return order.split(batch_size)
+
+
+def _show_progress(quiet: bool | None) -> bool:
+    if quiet is None:
+        return sys.stderr.isatty()
+    return not quiet
+
+
+def train_diglm(
+    model: DIGLM,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    X_val: torch.Tensor | None = None,
+    y_val: torch.Tensor | None = None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    clip_grad: float | None = 10.0,
+    warmup_steps: int = 0,
+    patience: int | None = None,
+    seed: int = 0,
+    quiet: bool | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    config: dict | None = None,
+    device: str | torch.device = "cpu",
+    on_nonfinite: str = "raise",
+) -> TrainHistory:
+    """Train ``model`` by maximising the hybrid objective with Adam; return the per-epoch history.
+
+    Each epoch shuffles with a generator seeded by ``(seed, epoch)`` and reseeds torch's global generator the
+    same way (dequantisation noise), so a run resumed from an epoch's checkpoint continues exactly as an
+    uninterrupted run would. With a validation set and ``patience``, training stops after ``patience`` epochs
+    without a better validation objective and the best parameters are restored.
+
+    Args:
+        model: the DIGLM (its ``px_weight`` is the paper's lambda).
+        X, y: training inputs (batch first) and targets, as tensors.
+        X_val, y_val: optional validation data for early stopping and the history.
+        epochs: maximum number of passes over the data.
+        batch_size: minibatch size.
+        lr, weight_decay: Adam's settings.
+        clip_grad: clip the gradient's global norm to this value (None: no clipping).
+        warmup_steps: linear learning-rate warm-up over this many steps.
+        patience: epochs without validation improvement before stopping (None: never stop early).
+        seed: makes a run reproducible.
+        quiet: hide the progress bar (None: show it only on a terminal).
+        checkpoint_path: write a checkpoint there after every epoch (atomically).
+        resume: continue from ``checkpoint_path`` when it exists.
+        config: JSON-able description stored in checkpoints (how to rebuild the model).
+        device: ``"cpu"`` or ``"cuda"``.
+        on_nonfinite: ``"raise"`` (stop with :class:`NonFiniteLossError`, keeping the last good parameters) or
+            ``"skip"`` (skip that batch and count it in ``history.skipped_batches``).
+
+    Returns:
+        TrainHistory with one record per epoch: ``loss`` (negative objective), ``log_py``, ``log_px``,
+        ``nats_per_dim`` on the training batches, the validation figures when given, and the epoch's seconds.
+    """
+    epochs = int(epochs)
+    batch_size = int(batch_size)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r} and {batch_size!r}")
+    check_positive(lr, "lr")
+    if on_nonfinite not in ("raise", "skip"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"mismatched lengths: X has {X.shape[0]} rows, y has {y.shape[0]}")
+    if (X_val is None) != (y_val is None):
+        raise ValueError("give both X_val and y_val, or neither")
+    if patience is not None and X_val is None:
+        raise ValueError("patience (early stopping) needs a validation set: pass X_val and y_val")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
+
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = TrainHistory()
+    best_state, best_value, bad_epochs, start_epoch, step = None, -math.inf, 0, 0, 0
+
+    if resume and Path(checkpoint_path).exists():
+        ckpt = load_checkpoint(checkpoint_path, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history = TrainHistory.from_dict(ckpt["history"])
+        best_state, best_value = ckpt.get("best_state"), float(ckpt["best_value"])
+        bad_epochs, start_epoch, step = int(ckpt["bad_epochs"]), int(ckpt["epoch"]) + 1, int(ckpt["step"])
+        if history.stopped == "early_stopping":
+            start_epoch = epochs
+
+    n = X.shape[0]
+    steps_per_epoch = math.ceil(n / batch_size)
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
+               disable=not _show_progress(quiet), unit="step", leave=False)
+    try:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            model.train()
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            torch.manual_seed(seed * 1_000_003 + epoch)
+            sums = {"log_py": 0.0, "log_px": 0.0}
+            seen = 0
+            for idx in _epoch_batches(n, batch_size, generator):
+                xb, yb = X[idx].to(device), y[idx].to(device)
+                if warmup_steps > 0:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
+                value, parts = model.objective(xb, yb)
+                loss = -value
+                optimizer.zero_grad(set_to_none=True)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    loss.backward()
+                    # clip_grad_norm_ with max_norm=inf only measures the norm.
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
+                    finite = bool(torch.isfinite(norm))
+                if not finite:
+                    if on_nonfinite == "skip":
+                        history.skipped_batches += 1
+                        optimizer.zero_grad(set_to_none=True)
+                        step += 1
+                        bar.update(1)
+                        continue
+                    raise NonFiniteLossError(
+                        f"the training loss or its gradient became non-finite at epoch {epoch}, step {step} "
+                        f"(loss={float(loss.detach())}); the model keeps its parameters from before this step. "
+                        "Try a lower lr, gradient clipping, or on_nonfinite='skip'"
+                    )
+                optimizer.step()
+                step += 1
+                sums["log_py"] += float(parts["log_py"]) * len(idx)
+                sums["log_px"] += float(parts["log_px"]) * len(idx)
+                seen += len(idx)
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            seen = max(seen, 1)
+            record = {
+                "epoch": epoch,
+                "loss": -(sums["log_py"] + model.px_weight * sums["log_px"]) / seen,
+                "log_py": sums["log_py"] / seen,
+                "log_px": sums["log_px"] / seen,
+                "nats_per_dim": -sums["log_px"] / seen / model.flow.dim,
+            }
+            if X_val is not None:
+                val = evaluate_diglm(model, X_val, y_val, batch_size=max(batch_size, 1024), device=device)
+                record.update({f"val_{k}": v for k, v in val.items()})
+                if val["objective"] > best_value:
+                    best_value, bad_epochs, history.best_epoch = val["objective"], 0, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad_epochs += 1
+            record["seconds"] = time.perf_counter() - t0
+            history.epochs.append(record)
+            stop_early = patience is not None and bad_epochs >= patience
+            if stop_early:
+                history.stopped = "early_stopping"
+            if checkpoint_path is not None:
+                save_checkpoint({
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                    "step": step, "history": history.as_dict(), "best_state": best_state,
+                    "best_value": best_value, "bad_epochs": bad_epochs, "config": config or {},
+                }, checkpoint_path)
+            if stop_early:
+                break
+    except KeyboardInterrupt:
+        history.stopped = "interrupted"
+    finally:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history

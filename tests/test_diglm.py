@@ -1,0 +1,182 @@
+"""The DIGLM model, its heads, training, checkpoints and estimators."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn.datasets import make_moons
+
+from bayes_diglm import DIGLMClassifier, DIGLMRegressor, load_estimator
+from bayes_diglm.flows import realnvp
+from bayes_diglm.inference import CheckpointError, NonFiniteLossError, load_checkpoint, train_diglm
+from bayes_diglm.models import DIGLM, HEADS, make_head
+
+
+def _moons(n, seed):
+    X, y = make_moons(n, noise=0.1, random_state=seed)
+    return X.astype("float32"), y
+
+
+@pytest.mark.parametrize("family", sorted(HEADS))
+def test_heads_log_prob_matches_scipy(family, float64):
+    torch.manual_seed(1)
+    kwargs = {"num_classes": 3} if family == "categorical" else {}
+    head = make_head(family, 4, **kwargs)
+    for p in head.parameters():
+        p.data.normal_(0, 0.5)
+    z = torch.randn(6, 4)
+    eta = (z @ head.linear.weight.T + head.linear.bias).detach().numpy()
+    if family == "gaussian":
+        y = torch.randn(6)
+        ref = stats.norm(eta[:, 0], math.exp(head.log_sigma.item())).logpdf(y.numpy())
+    elif family == "heteroscedastic":
+        y = torch.randn(6)
+        sd = torch.exp(0.5 * head.noise_log_var(z)).detach().numpy()
+        ref = stats.norm(eta[:, 0], sd).logpdf(y.numpy())
+    elif family == "bernoulli":
+        y = torch.tensor([0, 1, 1, 0, 1, 0])
+        ref = stats.bernoulli(1 / (1 + np.exp(-eta[:, 0]))).logpmf(y.numpy())
+    elif family == "categorical":
+        y = torch.tensor([0, 1, 2, 2, 1, 0])
+        logp = eta - np.log(np.exp(eta).sum(1, keepdims=True))
+        ref = logp[np.arange(6), y.numpy()]
+    else:
+        y = torch.tensor([0.0, 1, 3, 2, 0, 5])
+        ref = stats.poisson(np.exp(eta[:, 0])).logpmf(y.numpy())
+    np.testing.assert_allclose(head.log_prob(z, y).detach().numpy(), ref, rtol=1e-10)
+
+
+def test_objective_is_log_py_plus_weighted_log_px(float64):
+    flow = realnvp(2, num_layers=2, hidden_dims=(8,))
+    model = DIGLM(flow, make_head("bernoulli", 2), px_weight=0.3)
+    x, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
+    value, parts = model.objective(x, y)
+    expected = model.log_py_given_x(x, y).mean() + 0.3 * model.log_px(x).mean()
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(parts["log_px"], model.log_px(x).mean().detach())
+
+
+def test_hybrid_classifies_and_flags_far_points():
+    X, y = _moons(800, 0)
+    X_test, y_test = _moons(400, 1)
+    clf = DIGLMClassifier(epochs=40, px_weight=0.1, quiet=True, seed=0).fit(X, y)
+    assert clf.score(X_test, y_test) > 0.9
+    far = np.random.default_rng(0).normal(size=(200, 2)).astype("float32") * 0.5 + np.array([6.0, -6.0], "float32")
+    assert np.median(clf.score_samples(X_test)) > np.max(clf.score_samples(far))
+    assert clf.history_.epochs[-1]["log_px"] > clf.history_.epochs[0]["log_px"]
+
+
+def test_discriminative_model_trains():
+    X, y = _moons(800, 0)
+    clf = DIGLMClassifier(epochs=40, px_weight=0.0, quiet=True).fit(X, y)
+    assert clf.score(*_moons(400, 1)) > 0.9
+
+
+def test_regressor_fits_heteroscedastic_noise():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(1000, 2)).astype("float32")
+    y = (X[:, 0] + np.sin(2 * X[:, 1]) + rng.normal(size=1000) * (0.1 + 0.3 * (X[:, 0] > 0))).astype("float32")
+    reg = DIGLMRegressor(epochs=40, px_weight=0.05, quiet=True, lr=3e-3).fit(X, y)
+    assert reg.score(X, y) > 0.8
+    _, std = reg.predict(X, return_std=True)
+    assert std[X[:, 0] > 0.5].mean() > 1.5 * std[X[:, 0] < -0.5].mean()
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    X, y = _moons(300, 0)
+    clf = DIGLMClassifier(epochs=5, quiet=True).fit(X, y)
+    path = clf.save(tmp_path / "model.pt")
+    loaded = load_estimator(path)
+    assert isinstance(loaded, DIGLMClassifier)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), clf.score_samples(X))
+    with pytest.raises(CheckpointError, match="DIGLMClassifier"):
+        DIGLMRegressor.load(path)
+
+
+def test_resumed_run_continues_where_it_stopped(tmp_path):
+    X, y = _moons(300, 0)
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+
+    def fresh():
+        torch.manual_seed(0)
+        return DIGLM(realnvp(2, num_layers=2, hidden_dims=(16,)), make_head("bernoulli", 2), px_weight=0.1)
+
+    full = fresh()
+    train_diglm(full, X_t, y_t, epochs=4, batch_size=64, quiet=True, seed=3)
+    part = fresh()
+    ckpt = tmp_path / "run.pt"
+    train_diglm(part, X_t, y_t, epochs=2, batch_size=64, quiet=True, seed=3, checkpoint_path=ckpt)
+    assert load_checkpoint(ckpt)["epoch"] == 1
+    resumed = fresh()
+    history = train_diglm(resumed, X_t, y_t, epochs=4, batch_size=64, quiet=True, seed=3,
+                          checkpoint_path=ckpt, resume=True)
+    assert [r["epoch"] for r in history.epochs] == [0, 1, 2, 3]
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_early_stopping_restores_best_state():
+    X, y = _moons(400, 0)
+    clf = DIGLMClassifier(epochs=30, val_fraction=0.25, patience=2, lr=5e-2, quiet=True).fit(X, y)
+    h = clf.history_
+    best = max(h.epochs, key=lambda r: r["val_objective"])
+    assert h.best_epoch == best["epoch"]
+    assert h.stopped in ("early_stopping", "completed")
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_state():
+    X, y = _moons(200, 0)
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+    model = DIGLM(realnvp(2, num_layers=1, hidden_dims=(8,)), make_head("bernoulli", 2), px_weight=0.1)
+    calls, good = {"n": 0}, {}
+    original = model.head.log_prob
+
+    def flaky(z, yb):  # the third batch's likelihood turns NaN
+        calls["n"] += 1
+        out = original(z, yb)
+        if calls["n"] != 3:
+            return out
+        good.update({k: v.clone() for k, v in model.state_dict().items()})
+        return out * float("nan")
+
+    model.head.log_prob = flaky
+    with pytest.raises(NonFiniteLossError, match="epoch 0, step 2"):
+        train_diglm(model, X_t, y_t, epochs=1, batch_size=50, quiet=True)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, good[k], msg=k)
+    calls["n"] = 0
+    history = train_diglm(model, X_t, y_t, epochs=1, batch_size=50, quiet=True, on_nonfinite="skip")
+    assert history.skipped_batches == 1
+    assert torch.isfinite(model.log_px(X_t)).all()
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.zeros((10, 2), "float32"), np.zeros(9), "mismatched lengths"),
+        (np.full((10, 2), np.nan, "float32"), np.zeros(10), "NaN"),
+        (np.zeros((10,), "float32"), np.zeros(10), "dimensions"),
+        (np.zeros((10, 2), "int64"), np.zeros(10), "floating-point"),
+        (np.zeros((10, 2), "float32"), np.zeros(10), "two classes"),
+    ],
+)
+def test_classifier_rejects_bad_input(X, y, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        DIGLMClassifier(epochs=1, quiet=True).fit(X, y)
+
+
+def test_unfitted_and_failed_fit_keep_state():
+    clf = DIGLMClassifier(epochs=3, quiet=True)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        clf.predict(np.zeros((2, 2), "float32"))
+    X, y = _moons(200, 0)
+    clf.fit(X, y)
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError):
+        clf.fit(np.vstack([X, [[np.inf, 0]]]).astype("float32"), np.append(y, 0))
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    with pytest.raises(ValueError, match="shape"):
+        clf.predict(np.zeros((2, 3), "float32"))
