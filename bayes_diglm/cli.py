@@ -1,32 +1,40 @@
-"""The ``bayes-diglm`` command line (also ``python -m bayes_diglm``)."""
+"""The ``bayes-diglm`` command line (also ``python -m bayes_diglm``).
+
+Each subcommand lives beside its pipeline: ``bayes_diglm.experiments.<module>.register(subparsers)`` adds a
+parser whose ``func`` default runs it. ``demo`` is the main job's quick configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from . import __version__
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "add_common_arguments"]
+
+# Modules in bayes_diglm.experiments that register subcommands, in the order --help lists them.
+COMMAND_MODULES = ("flights", "classification", "bandits", "synthetic", "scale")
 
 
-def _cmd_synthetic(args) -> int:
-    from .experiments.synthetic import run_synthetic
-
-    result = run_synthetic(args.out, epochs=args.epochs, seed=args.seed, quiet=args.quiet or None)
-    print(result["table"])
-    print(f"\nwrote {result['out']}/ (metrics.json, table.md)")
-    return 0
-
-
-def _cmd_demo(args) -> int:
-    return _cmd_synthetic(args)
-
-
-def _add_common(p: argparse.ArgumentParser, out: str) -> None:
+def add_common_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    """The options every experiment shares: --seed, --out, --quiet."""
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default=out, help=f"output folder (default: {out})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _registered(sub) -> dict[str, argparse.ArgumentParser]:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__package__}.experiments.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.experiments.{name}":
+                raise
+            continue
+        module.register(sub)
+    return sub.choices
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,18 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bayes-diglm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("demo", help="the main job on embedded data (quick)",
-                       description="Run the package's main job quickly on data shipped with the install.")
-    _add_common(p, "results/synthetic")
-    p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser("synthetic", help="hybrid vs discriminative DIGLM on two moons",
-                       description="Train hybrid and discriminative DIGLMs on a 2-D synthetic set.")
-    _add_common(p, "results/synthetic")
-    p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
-    p.set_defaults(func=_cmd_synthetic)
+    demo = sub.add_parser("demo", help="the main job, quick, on data shipped with the install",
+                          description="Run the package's main job in its quick configuration.")
+    add_common_arguments(demo, "results/demo")
+    choices = _registered(sub)
+    main_job = "flights" if "flights" in choices else "synthetic"
+    demo.set_defaults(func=lambda args: choices[main_job].get_default("demo")(args), main_job=main_job)
     return parser
 
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

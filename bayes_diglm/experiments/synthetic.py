@@ -38,3 +38,21 @@ def run_synthetic(out: str | Path = "results/synthetic", *, epochs: int = 40, se
     write_results(out, {"experiment": "synthetic", "seed": seed, "epochs": epochs, "rows": rows,
                         "seconds": time.perf_counter() - t0}, table)
     return {"rows": rows, "table": table, "out": str(out)}
+
+
+def _cli_run(args) -> int:
+    result = run_synthetic(args.out, epochs=getattr(args, "epochs", 40), seed=args.seed, quiet=args.quiet or None)
+    print(result["table"])
+    print(f"\nwrote {result['out']}/ (metrics.json, table.md)")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``synthetic`` subcommand (also the demo until a real-data main job exists)."""
+    from ..cli import add_common_arguments
+
+    p = subparsers.add_parser("synthetic", help="hybrid vs discriminative DIGLM on two moons",
+                              description="Train hybrid and discriminative DIGLMs on a 2-D synthetic set.")
+    add_common_arguments(p, "results/synthetic")
+    p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+    p.set_defaults(func=_cli_run, demo=_cli_run)
