@@ -138,8 +138,7 @@ def test_partial_fit_update_and_merge_equal_batch(intercept):
         rows1.update(Z[i], y[i], sample_weight=w[i])
 
     parts = [
-        SufficientStats.from_data(Z[r], y[r], w[r], fit_intercept=intercept)
-        for r in np.array_split(np.arange(60), 3)
+        SufficientStats.from_data(Z[r], y[r], w[r], fit_intercept=intercept) for r in np.array_split(np.arange(60), 3)
     ]
     merged_stats = parts[0].merge(*parts[1:])
     packed = SufficientStats.from_tensor(merged_stats.as_tensor(), has_intercept=intercept)
@@ -150,17 +149,29 @@ def test_partial_fit_update_and_merge_equal_batch(intercept):
 
     for other in (chunked, rows1, from_stats, merged_heads):
         np.testing.assert_allclose(other.mean_, batch.mean_, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(
-            other.precision_cholesky_, batch.precision_cholesky_, rtol=1e-10, atol=1e-12
-        )
+        np.testing.assert_allclose(other.precision_cholesky_, batch.precision_cholesky_, rtol=1e-10, atol=1e-12)
         assert other.a_n_ == pytest.approx(batch.a_n_, rel=1e-14)
         assert other.b_n_ == pytest.approx(batch.b_n_, rel=1e-10)
         assert other.log_evidence() == pytest.approx(batch.log_evidence(), rel=1e-10)
 
 
+def test_rank_one_cholesky_update_against_numpy():
+    from bayes_diglm.inference.conjugate import _chol_rank_one_update
+
+    rng = np.random.default_rng(16)
+    A = rng.normal(size=(12, 12))
+    L = np.linalg.cholesky(A @ A.T + np.eye(12))
+    for _ in range(5):
+        x = 3.0 * rng.normal(size=12)
+        expected = np.linalg.cholesky(L @ L.T + np.outer(x, x))
+        L = _chol_rank_one_update(L, x)
+        np.testing.assert_allclose(L, expected, rtol=1e-10, atol=1e-12)
+        assert np.all(np.triu(L, 1) == 0.0)
+
+
 def test_float32_input_statistics_are_accumulated_in_float64():
     rng = np.random.default_rng(9)
-    Z = rng.normal(size=(70_000, 4)).astype(np.float32)  # more rows than one chunk
+    Z = rng.normal(size=(70_000, 64)).astype(np.float32)  # more rows than one chunk (65,536 at D=64)
     y = rng.normal(size=70_000)
     stats = SufficientStats.from_data(torch.from_numpy(Z), y, fit_intercept=True)
     Z64 = _design(Z.astype(np.float64), True)
@@ -237,9 +248,7 @@ def test_simulation_based_calibration_coverage():
     y = np.einsum("rnd,rd->rn", Z, beta) + np.sqrt(sigma2)[:, None] * rng.standard_normal((reps, n + 1))
     hits_beta, hits_y = np.zeros(d), 0
     for r in range(reps):
-        head = ConjugateLinearRegression(
-            prior_precision=prec, prior_mean=mu0, a0=a0, b0=b0, fit_intercept=False
-        )
+        head = ConjugateLinearRegression(prior_precision=prec, prior_mean=mu0, a0=a0, b0=b0, fit_intercept=False)
         head.fit(Z[r, :n], y[r, :n])
         lo, hi = head.beta_interval(prob)
         hits_beta += (lo <= beta[r]) & (beta[r] <= hi)

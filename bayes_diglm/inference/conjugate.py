@@ -20,7 +20,9 @@ from bayes_diglm._validation import as_float_tensor, check_fitted, check_positiv
 
 __all__ = ["ConjugateLinearRegression", "SufficientStats", "fit_on_features"]
 
-_CHUNK_ROWS = 32768  # rows per GEMM: keeps the float64 accumulation exact-ish without copying the input
+# Elements per chunk of rows (4M: 16 MiB of float32): Z^T Z is summed in float64 over chunks, so float32
+# input only accumulates rounding over one chunk, while each GEMM stays large enough to run at full speed.
+_CHUNK_ELEMENTS = 1 << 22
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -125,58 +127,69 @@ class SufficientStats:
         return cls(ZtZ, Zty, yty, n, sum_w, sum_log_w, has_intercept)
 
 
+def _float_tensor(x, name: str, ndim: int) -> torch.Tensor:
+    """``as_float_tensor`` with a fast path: one sum (NaN/Inf propagate) instead of an elementwise mask."""
+    if isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() == ndim and x.numel() > 0:
+        x = x.detach().cpu()
+        if bool(torch.isfinite(x.sum())):
+            return x
+    return as_float_tensor(x, name, ndim=ndim).detach().cpu()  # raises the precise error, if any
+
+
 def _check_training_data(Z, y, sample_weight):
-    Zt = as_float_tensor(Z, "Z", ndim=2).detach().cpu()
+    Zt = _float_tensor(Z, "Z", 2)
     if Zt.dtype not in (torch.float32, torch.float64):
         Zt = Zt.to(torch.float32)
-    yt = as_float_tensor(y, "y", ndim=1).detach().cpu().to(torch.float64)
+    yt = _float_tensor(y, "y", 1).to(torch.float64)
     wt = None
     if sample_weight is not None:
-        wt = as_float_tensor(sample_weight, "sample_weight", ndim=1).detach().cpu().to(torch.float64)
+        wt = _float_tensor(sample_weight, "sample_weight", 1).to(torch.float64)
         if bool((wt <= 0).any()):
             raise ValueError(f"sample_weight must be positive (noise precisions), got min {float(wt.min())}")
     check_same_length(Z=Zt, y=yt, sample_weight=wt)
     return Zt, yt, wt
 
 
-def _row_chunks(n: int):
-    for start in range(0, n, _CHUNK_ROWS):
-        yield slice(start, min(start + _CHUNK_ROWS, n))
+def _row_chunks(n: int, d: int):
+    step = max(4096, _CHUNK_ELEMENTS // max(d, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
 
 
 def _stats_from_tensors(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, intercept: bool):
     n, d = Z.shape
     dim = d + int(intercept)
     ZtZ, Zty = np.zeros((dim, dim)), np.zeros(dim)
-    for rows in _row_chunks(n):
+    for rows in _row_chunks(n, d):
         Zc, yc = Z[rows], y[rows]
+        root_w = torch.ones_like(yc) if w is None else w[rows].sqrt()
         if w is not None:
-            root_w = w[rows].sqrt()
             Zc, yc = Zc * root_w.to(Zc.dtype)[:, None], yc * root_w
         ZtZ[:d, :d] += (Zc.T @ Zc).to(torch.float64).numpy()
-        Zty[:d] += (Zc.T @ yc.to(Zc.dtype)).to(torch.float64).numpy()
+        # one pass over the chunk for both Z^T W y and the intercept column Z^T W 1
+        both = (Zc.T @ torch.stack([yc, root_w], dim=1).to(Zc.dtype)).to(torch.float64).numpy()
+        Zty[:d] += both[:, 0]
         if intercept:
-            root_w = torch.ones_like(yc) if w is None else w[rows].sqrt()
-            ZtZ[:d, d] += (Zc.T @ root_w.to(Zc.dtype)).to(torch.float64).numpy()
+            ZtZ[:d, d] += both[:, 1]
             Zty[d] += float(yc @ root_w)
+    sum_w = float(n) if w is None else float(w.sum())
     if intercept:
         ZtZ[d, :d] = ZtZ[:d, d]
-        ZtZ[d, d] = float(n) if w is None else float(w.sum())
+        ZtZ[d, d] = sum_w
     yw = y if w is None else y * w.sqrt()
-    sum_w = float(n) if w is None else float(w.sum())
     sum_log_w = 0.0 if w is None else float(w.log().sum())
     return SufficientStats(ZtZ, Zty, float(yw @ yw), float(n), sum_w, sum_log_w, intercept)
 
 
-def _weighted_rss(
-    Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mean: np.ndarray, intercept: bool
-):
+def _weighted_rss(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mean: np.ndarray, intercept: bool):
     """sum_i w_i (y_i - z_i^T mean)^2 computed from the data: no cancellation (a GEMV-cost pass)."""
     d = Z.shape[1]
     coef = torch.from_numpy(mean[:d]).to(Z.dtype)
     offset = float(mean[d]) if intercept else 0.0
     total = 0.0
-    for rows in _row_chunks(Z.shape[0]):
+    for rows in _row_chunks(Z.shape[0], d):
         resid = y[rows] - (Z[rows] @ coef).to(torch.float64) - offset
         sq = resid * resid if w is None else w[rows] * resid * resid
         total += float(sq.sum())
@@ -202,17 +215,25 @@ def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what} is not positive definite") from err
 
 
-def _chol_rank_one_update(L: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of ``L L^T + x x^T`` by Givens-like rotations, O(P^2), in float64."""
-    L, x = L.copy(), np.array(x, dtype=np.float64)
-    for k in range(L.shape[0]):
-        r = math.hypot(L[k, k], x[k])
-        c, s = r / L[k, k], x[k] / L[k, k]
-        L[k, k] = r
-        if k + 1 < L.shape[0]:
-            L[k + 1 :, k] = (L[k + 1 :, k] + s * x[k + 1 :]) / c
-            x[k + 1 :] = c * x[k + 1 :] - s * L[k + 1 :, k]
-    return L
+def _chol_rank_one_update(L: np.ndarray, x: np.ndarray, p: np.ndarray | None = None) -> np.ndarray:
+    r"""Lower Cholesky factor of :math:`L L^T + x x^T` in O(P^2), vectorised, in float64.
+
+    With :math:`p = L^{-1} x` and :math:`t_j = 1 + \sum_{i \le j} p_i^2` (:math:`t_0 = 1`), the factor of
+    :math:`I + p p^T` is :math:`M = \mathrm{diag}(\sqrt{t_j / t_{j-1}}) + \mathrm{strict\_lower}(p \beta^T)`,
+    :math:`\beta_j = p_j / \sqrt{t_j t_{j-1}}` (Gill, Golub, Murray and Saunders 1974), and the new factor
+    is :math:`L M`: column ``j`` is :math:`\sqrt{t_j/t_{j-1}} L_{:j} + \beta_j \sum_{i>j} p_i L_{:i}`.
+    Every quantity is a sum of positive terms, so the update is stable. Pass ``p`` when already known.
+    """
+    if p is None:
+        p = scipy.linalg.solve_triangular(L, x, lower=True, check_finite=False)
+    t = 1.0 + np.cumsum(p * p)
+    t_prev = np.concatenate([[1.0], t[:-1]])
+    beta = p / np.sqrt(t * t_prev)
+    scaled = L * p  # column i is p_i L[:, i]
+    suffix = np.cumsum(scaled[:, ::-1], axis=1)[:, ::-1]  # column j is sum_{i >= j} p_i L[:, i]
+    after = np.zeros_like(L)
+    after[:, :-1] = suffix[:, 1:]
+    return L * np.sqrt(t / t_prev) + after * beta
 
 
 def _quad(v: np.ndarray, A: np.ndarray) -> float:
@@ -241,9 +262,7 @@ def _as_generator(generator) -> np.random.Generator:
         return generator
     if generator is None or isinstance(generator, (int, np.integer)):
         return np.random.default_rng(generator)
-    raise TypeError(
-        f"generator must be a numpy Generator, an int seed or None, not {type(generator).__name__}"
-    )
+    raise TypeError(f"generator must be a numpy Generator, an int seed or None, not {type(generator).__name__}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -345,9 +364,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         if prec.ndim == 0:
             prec = np.full(d, float(prec))
         if prec.shape not in ((d,), (d, d)):
-            raise ValueError(
-                f"prior_precision has shape {prec.shape}; expected a scalar, ({d},) or ({d}, {d})"
-            )
+            raise ValueError(f"prior_precision has shape {prec.shape}; expected a scalar, ({d},) or ({d}, {d})")
         if prec.ndim == 1:
             if not np.all(np.isfinite(prec)) or np.any(prec <= 0):
                 raise ValueError(f"prior_precision must be positive and finite (positive definite): {prec}")
@@ -414,9 +431,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         Zt, yt, wt = _check_training_data(Z, y, sample_weight)
         prior = self._prior_from_params(Zt.shape[1])
         stats = _stats_from_tensors(Zt, yt, wt, bool(self.fit_intercept))
-        state = self._posterior(
-            stats, prior, lambda m: _weighted_rss(Zt, yt, wt, m, bool(self.fit_intercept))
-        )
+        state = self._posterior(stats, prior, lambda m: _weighted_rss(Zt, yt, wt, m, bool(self.fit_intercept)))
         self._set_state(state, Zt.shape[1])
         return self
 
@@ -465,11 +480,9 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         k = scipy.linalg.solve_triangular(L.T, v, lower=False, check_finite=False)
         err = yv - float(x @ mean)
         new_mean = mean + k * (w * err / (1.0 + w * float(v @ v)))
-        new_L = _chol_rank_one_update(L, math.sqrt(w) * x)
+        new_L = _chol_rank_one_update(L, math.sqrt(w) * x, p=math.sqrt(w) * v)
         old = self.stats_
-        row = SufficientStats(
-            w * np.outer(x, x), w * yv * x, w * yv * yv, 1.0, w, math.log(w), old.has_intercept
-        )
+        row = SufficientStats(w * np.outer(x, x), w * yv * x, w * yv * yv, 1.0, w, math.log(w), old.has_intercept)
         rss = _rss_moved(old, mean, self.rss_, new_mean) + w * (yv - float(x @ new_mean)) ** 2
         prior = self._prior_
         self._set_state(
@@ -523,9 +536,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
     # ---- evidence and hyperparameters -----------------------------------------------------------------
 
     @staticmethod
-    def _log_evidence(
-        stats: SufficientStats, prior: _Prior, L_n: np.ndarray, a_n: float, b_n: float
-    ) -> float:
+    def _log_evidence(stats: SufficientStats, prior: _Prior, L_n: np.ndarray, a_n: float, b_n: float) -> float:
         L_0 = _cholesky(prior.precision, "prior_precision")
         logdet_0 = 2.0 * np.log(np.diag(L_0)).sum()
         logdet_n = 2.0 * np.log(np.diag(L_n)).sum()
@@ -579,9 +590,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         theta0 = np.concatenate([start_prec, [math.log(base.a0), math.log(base.b0)]])
         bound = math.log(1e8)
         theta0 = np.clip(theta0, -bound, bound)
-        result = scipy.optimize.minimize(
-            objective, theta0, method="L-BFGS-B", bounds=[(-bound, bound)] * theta0.size
-        )
+        result = scipy.optimize.minimize(objective, theta0, method="L-BFGS-B", bounds=[(-bound, bound)] * theta0.size)
         best = result.x if result.fun <= objective(theta0) else theta0
         _, state = state_of(best)
         self._set_state(state, d)
@@ -614,9 +623,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         rng = _as_generator(generator)
         sigma2 = self.b_n_ / rng.gamma(self.a_n_, 1.0, size=n)
         eps = rng.standard_normal((self.mean_.size, n))
-        white = scipy.linalg.solve_triangular(
-            self.precision_cholesky_.T, eps, lower=False, check_finite=False
-        )
+        white = scipy.linalg.solve_triangular(self.precision_cholesky_.T, eps, lower=False, check_finite=False)
         return self.mean_ + (np.sqrt(sigma2) * white).T, sigma2
 
     def beta_interval(self, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
@@ -680,13 +687,9 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
             draws["intercept"] = beta[:, d]
         return draws
 
-    def _posterior_dims(
-        self, feature_names: list[str] | None
-    ) -> tuple[dict[str, list[str]], dict[str, list]]:
+    def _posterior_dims(self, feature_names: list[str] | None) -> tuple[dict[str, list[str]], dict[str, list]]:
         check_fitted(self, "mean_")
-        names = (
-            [f"z{j}" for j in range(self.n_features_in_)] if feature_names is None else list(feature_names)
-        )
+        names = [f"z{j}" for j in range(self.n_features_in_)] if feature_names is None else list(feature_names)
         if len(names) != self.n_features_in_:
             raise ValueError(f"feature_names has {len(names)} names for {self.n_features_in_} features")
         return {"beta": ["feature"]}, {"feature": names}
