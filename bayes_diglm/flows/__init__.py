@@ -3,7 +3,7 @@
 from .base import ActNorm, Flow, SequentialFlow, clear_transform_cache
 from .glow import ConvConditioner, GlowFlow, InvertibleConv1x1, Split, glow
 from .image import Dequantize, Squeeze, bits_per_dim
-from .realnvp import InvertibleLinear, StableConditioner, realnvp
+from .realnvp import InvertibleLinear, Reverse, StableConditioner, realnvp
 
 __all__ = [
     "ActNorm",
@@ -13,6 +13,7 @@ __all__ = [
     "GlowFlow",
     "InvertibleConv1x1",
     "InvertibleLinear",
+    "Reverse",
     "SequentialFlow",
     "Split",
     "Squeeze",

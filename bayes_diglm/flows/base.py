@@ -143,6 +143,7 @@ class ActNorm(TransformModule):
     """
 
     bijective = True
+    __repr__ = nn.Module.__repr__  # torch's Transform.__repr__ would hide extra_repr
 
     def __init__(self, num_channels: int, event_dim: int = 1):
         super().__init__(cache_size=0)

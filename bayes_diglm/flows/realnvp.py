@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions.torch_transform import TransformModule
-from pyro.distributions.transforms import AffineCoupling, GeneralizedChannelPermute, Permute
+from pyro.distributions.transforms import AffineCoupling, GeneralizedChannelPermute
 from pyro.nn import DenseNN
 from torch import nn
 from torch.distributions import constraints
 
 from .base import ActNorm, SequentialFlow
 
-__all__ = ["StableConditioner", "InvertibleLinear", "realnvp"]
+__all__ = ["StableConditioner", "InvertibleLinear", "Reverse", "realnvp"]
 
 
 class StableConditioner(nn.Module):
@@ -43,6 +43,8 @@ class InvertibleLinear(TransformModule):
     domain = constraints.independent(constraints.real, 1)
     codomain = constraints.independent(constraints.real, 1)
 
+    __repr__ = nn.Module.__repr__  # torch's Transform.__repr__ would hide the submodule
+
     def __init__(self, dim: int):
         super().__init__(cache_size=0)
         self.lu = GeneralizedChannelPermute(channels=dim)
@@ -55,6 +57,31 @@ class InvertibleLinear(TransformModule):
 
     def log_abs_det_jacobian(self, x, y):
         return self.lu.log_abs_det_jacobian(x[..., None, None], y[..., None, None])
+
+
+class Reverse(TransformModule):
+    """Reverse the order of the features (a fixed permutation with log-det 0), so couplings alternate halves.
+
+    A ``TransformModule`` (Pyro's own ``Permute`` is a plain ``Transform`` and cannot sit in a module list).
+    """
+
+    bijective = True
+    volume_preserving = True
+    domain = constraints.independent(constraints.real, 1)
+    codomain = constraints.independent(constraints.real, 1)
+    __repr__ = nn.Module.__repr__
+
+    def __init__(self):
+        super().__init__(cache_size=0)
+
+    def _call(self, x):
+        return x.flip(-1)
+
+    def _inverse(self, y):
+        return y.flip(-1)
+
+    def log_abs_det_jacobian(self, x, y):
+        return x.new_zeros(x.shape[:-1])
 
 
 def _coupling(dim: int, hidden_dims: tuple[int, ...], scale_bound: float) -> AffineCoupling:
@@ -118,6 +145,6 @@ def realnvp(
         if mixing == "lu":
             transforms.append(InvertibleLinear(dim))
         else:
-            transforms.append(Permute(torch.arange(dim - 1, -1, -1)))
+            transforms.append(Reverse())
         transforms.append(_coupling(dim, hidden_dims, scale_bound))
     return SequentialFlow(transforms, event_shape=(dim,), base_scale=base_scale)
