@@ -217,7 +217,8 @@ class DIGLMRegressor(_DIGLMEstimator):
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(200, 2)).astype("float32")
         >>> y = (X[:, 0] - 2 * X[:, 1]).astype("float32")
-        >>> reg = DIGLMRegressor(head="gaussian", epochs=30, flow_kwargs={"num_layers": 2}, quiet=True).fit(X, y)
+        >>> reg = DIGLMRegressor(head="gaussian", epochs=30, lr=1e-2, batch_size=32, flow_kwargs={"num_layers": 2},
+        ...                      quiet=True).fit(X, y)
         >>> reg.score(X, y) > 0.9
         True
     """
