@@ -492,7 +492,137 @@ def _check_generator(generator) -> np.random.Generator:
     raise TypeError(f"generator must be a numpy Generator, int or None, got {type(generator).__name__}")
 
 
-class LaplaceClassifier:
+class _PosteriorClassifier:
+    """Prediction, scoring and the ArviZ protocol shared by classifiers with a Gaussian posterior.
+
+    Subclasses set ``weights_`` (k, D[+1]), ``posterior_`` (with ``logit_cov``), ``n_classes_``,
+    ``n_features_in_`` and ``fit_intercept``, and implement ``_sample_weights(num, rng)`` -> (num, k, D[+1]).
+    """
+
+    fit_intercept: bool
+    num_classes: int | None
+
+    def _design(self, Z, name: str = "Z", *, fitted: bool = True) -> np.ndarray:
+        Z = to_numpy_float64(Z, name, ndim=2)
+        if fitted and Z.shape[1] != self.n_features_in_:
+            raise ValueError(f"{name} has {Z.shape[1]} features but the head was fitted on "
+                             f"{self.n_features_in_}")
+        if self.fit_intercept:
+            Z = np.concatenate([Z, np.ones((Z.shape[0], 1))], axis=1)
+        return Z
+
+    def _labels(self, y, n: int) -> tuple[np.ndarray, int]:
+        yt = as_label_tensor(y, "y", num_classes=self.num_classes, n=n).numpy()
+        K = self.num_classes if self.num_classes is not None else int(yt.max()) + 1
+        present = np.unique(yt)
+        if present.size < 2:
+            raise ValueError(f"y contains a single class ({int(present[0])}); a classifier needs two or more")
+        return yt, int(K)
+
+    # ---- prediction ------------------------------------------------------------------------------------
+
+    def predict_proba(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
+        """Predictive class probabilities ``p(y | z, data)``, shape (n, K).
+
+        ``method="probit"``: binary, MacKay's ``sigmoid(mu / sqrt(1 + pi v / 8))``; softmax, the pairwise
+        mean-field version on logit differences (see :func:`_probit_predictive`).  ``"map"``: plug in the
+        MAP.  ``"mc"``: average the likelihood over ``n_samples`` posterior draws of the weights.
+        """
+        check_fitted(self, "weights_")
+        if method not in _PREDICTIVES:
+            raise ValueError(f"method must be one of {_PREDICTIVES}, got {method!r}")
+        X = self._design(Z)
+        if method == "mc":
+            draws = self._sample_weights(int(n_samples), _check_generator(generator))
+            logits = np.einsum("nd,skd->snk", X, draws)
+            probs = self._probs(logits).mean(axis=0)
+        else:
+            mu = X @ self.weights_.T
+            if method == "probit":
+                return _probit_predictive(mu, self.posterior_.logit_cov(X))
+            probs = self._probs(mu)
+        return probs
+
+    def _probs(self, logits: np.ndarray) -> np.ndarray:
+        if self.n_classes_ == 2:
+            p1 = expit(logits[..., 0])
+            return np.stack([1.0 - p1, p1], axis=-1)
+        return softmax(logits, axis=-1)
+
+    def predict(self, Z, method: str = "probit") -> np.ndarray:
+        """Most probable class under the predictive (probit or map)."""
+        return np.argmax(self.predict_proba(Z, method=method), axis=1)
+
+    def score(self, Z, y) -> float:
+        """Accuracy of :meth:`predict` on (Z, y)."""
+        check_fitted(self, "weights_")
+        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
+        check_same_length(Z=np.asarray(Z), y=y)
+        return float(np.mean(self.predict(Z) == y))
+
+    def log_predictive(
+        self, Z, y, method: str = "probit", n_samples: int = 1000, generator=None
+    ) -> np.ndarray:
+        """Log predictive density ``log p(y_i | z_i, data)`` of each observation, shape (n,)."""
+        check_fitted(self, "weights_")
+        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
+        probs = self.predict_proba(Z, method=method, n_samples=n_samples, generator=generator)
+        check_same_length(Z=probs, y=y)
+        return np.log(np.clip(probs[np.arange(y.shape[0]), y], 1e-300, None))
+
+    # ---- ArviZ protocol --------------------------------------------------------------------------------
+
+    def _posterior_draws(self, num_draws: int, generator: np.random.Generator) -> dict[str, np.ndarray]:
+        """Draws of "beta" ((S, D) binary, (S, K, D) softmax) and "intercept" ((S,) or (S, K)) if fitted."""
+        check_fitted(self, "weights_")
+        weights = self._sample_weights(int(num_draws), generator)
+        if self.n_classes_ == 2:
+            weights = weights[:, 0]
+        d = self.n_features_in_
+        draws = {"beta": np.ascontiguousarray(weights[..., :d])}
+        if self.fit_intercept:
+            draws["intercept"] = np.ascontiguousarray(weights[..., d])
+        return draws
+
+    def _posterior_dims(self, feature_names: list[str] | None) -> tuple[dict, dict]:
+        check_fitted(self, "weights_")
+        d = self.n_features_in_
+        names = [f"z{j}" for j in range(d)] if feature_names is None else list(feature_names)
+        if len(names) != d:
+            raise ValueError(f"feature_names has {len(names)} names for {self.n_features_in_} features")
+        coords: dict[str, list] = {"feature": names}
+        if self.n_classes_ == 2:
+            dims = {"beta": ["feature"], "intercept": []}
+        else:
+            coords["class"] = list(range(self.n_classes_))
+            dims = {"beta": ["class", "feature"], "intercept": ["class"]}
+        if not self.fit_intercept:
+            del dims["intercept"]
+        return dims, coords
+
+    def _draw_logits(self, draws: dict, Z) -> np.ndarray:
+        Zn = self._design(Z)[:, : self.n_features_in_]
+        beta = draws["beta"] if self.n_classes_ > 2 else draws["beta"][:, None, :]
+        logits = np.einsum("nd,skd->snk", Zn, beta)
+        if "intercept" in draws:
+            bias = draws["intercept"] if self.n_classes_ > 2 else draws["intercept"][:, None]
+            logits = logits + bias[:, None, :]
+        return logits
+
+    def _likelihood(self):
+        return _Bernoulli() if self.n_classes_ == 2 else _Categorical(self.n_classes_)
+
+    def _pointwise_log_likelihood(self, draws: dict, Z, y, groups=None) -> np.ndarray:
+        check_fitted(self, "weights_")
+        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
+        return self._likelihood().log_prob(self._draw_logits(draws, Z), y)
+
+    def _posterior_predictive_draws(self, draws: dict, Z, generator, groups=None) -> np.ndarray:
+        check_fitted(self, "weights_")
+        return self._likelihood().sample(self._draw_logits(draws, Z), generator)
+
+
+class LaplaceClassifier(_PosteriorClassifier):
     r"""Bayesian logistic (K=2) or softmax (K>2) regression on features by the Laplace approximation.
 
     Model: ``p(y | z, W) = Cat(softmax(W [z; 1]))`` with prior ``W ~ N(0, 1/prior_precision)``.  Binary
@@ -557,23 +687,6 @@ class LaplaceClassifier:
         self.num_classes = num_classes
 
     # ---- fitting ---------------------------------------------------------------------------------------
-
-    def _design(self, Z, name: str = "Z", *, fitted: bool = True) -> np.ndarray:
-        Z = to_numpy_float64(Z, name, ndim=2)
-        if fitted and Z.shape[1] != self.n_features_in_:
-            raise ValueError(f"{name} has {Z.shape[1]} features but the head was fitted on "
-                             f"{self.n_features_in_}")
-        if self.fit_intercept:
-            Z = np.concatenate([Z, np.ones((Z.shape[0], 1))], axis=1)
-        return Z
-
-    def _labels(self, y, n: int) -> tuple[np.ndarray, int]:
-        yt = as_label_tensor(y, "y", num_classes=self.num_classes, n=n).numpy()
-        K = self.num_classes if self.num_classes is not None else int(yt.max()) + 1
-        present = np.unique(yt)
-        if present.size < 2:
-            raise ValueError(f"y contains a single class ({int(present[0])}); a classifier needs two or more")
-        return yt, int(K)
 
     def _initial_prior(self, K: int, D_aug: int) -> np.ndarray:
         prior = np.full((1 if K == 2 else K, D_aug), check_positive(self.prior_precision, "prior_precision"))
@@ -646,107 +759,5 @@ class LaplaceClassifier:
         self._set_fitted(fit, X, y, K)
         return self
 
-    # ---- prediction ------------------------------------------------------------------------------------
-
-    def _logit_moments(self, X) -> tuple[np.ndarray, np.ndarray]:
-        return X @ self.weights_.T, self.posterior_.logit_cov(X)
-
-    def predict_proba(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
-        """Predictive class probabilities ``p(y | z, data)``, shape (n, K).
-
-        ``method="probit"``: binary, MacKay's ``sigmoid(mu / sqrt(1 + pi v / 8))``; softmax, the pairwise
-        mean-field version on logit differences (see :func:`_probit_predictive`).  ``"map"``: plug in the
-        MAP.  ``"mc"``: average the likelihood over ``n_samples`` posterior draws of the weights.
-        """
-        check_fitted(self, "fit_")
-        if method not in _PREDICTIVES:
-            raise ValueError(f"method must be one of {_PREDICTIVES}, got {method!r}")
-        X = self._design(Z)
-        if method == "mc":
-            draws = self.posterior_.sample(int(n_samples), _check_generator(generator))
-            logits = np.einsum("nd,skd->snk", X, draws)
-            probs = self._probs(logits).mean(axis=0)
-        else:
-            mu = X @ self.weights_.T
-            if method == "probit":
-                return _probit_predictive(mu, self.posterior_.logit_cov(X))
-            probs = self._probs(mu)
-        return probs
-
-    def _probs(self, logits: np.ndarray) -> np.ndarray:
-        if self.n_classes_ == 2:
-            p1 = expit(logits[..., 0])
-            return np.stack([1.0 - p1, p1], axis=-1)
-        return softmax(logits, axis=-1)
-
-    def predict(self, Z, method: str = "probit") -> np.ndarray:
-        """Most probable class under the predictive (probit or map)."""
-        return np.argmax(self.predict_proba(Z, method=method), axis=1)
-
-    def score(self, Z, y) -> float:
-        """Accuracy of :meth:`predict` on (Z, y)."""
-        check_fitted(self, "fit_")
-        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
-        check_same_length(Z=np.asarray(Z), y=y)
-        return float(np.mean(self.predict(Z) == y))
-
-    def log_predictive(
-        self, Z, y, method: str = "probit", n_samples: int = 1000, generator=None
-    ) -> np.ndarray:
-        """Log predictive density ``log p(y_i | z_i, data)`` of each observation, shape (n,)."""
-        check_fitted(self, "fit_")
-        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
-        probs = self.predict_proba(Z, method=method, n_samples=n_samples, generator=generator)
-        check_same_length(Z=probs, y=y)
-        return np.log(np.clip(probs[np.arange(y.shape[0]), y], 1e-300, None))
-
-    # ---- ArviZ protocol --------------------------------------------------------------------------------
-
-    def _posterior_draws(self, num_draws: int, generator: np.random.Generator) -> dict[str, np.ndarray]:
-        """Draws of "beta" ((S, D) binary, (S, K, D) softmax) and "intercept" ((S,) or (S, K)) if fitted."""
-        check_fitted(self, "fit_")
-        weights = self.posterior_.sample(int(num_draws), generator)
-        if self.n_classes_ == 2:
-            weights = weights[:, 0]
-        d = self.n_features_in_
-        draws = {"beta": np.ascontiguousarray(weights[..., :d])}
-        if self.fit_intercept:
-            draws["intercept"] = np.ascontiguousarray(weights[..., d])
-        return draws
-
-    def _posterior_dims(self, feature_names: list[str] | None) -> tuple[dict, dict]:
-        check_fitted(self, "fit_")
-        d = self.n_features_in_
-        names = [f"z{j}" for j in range(d)] if feature_names is None else list(feature_names)
-        if len(names) != d:
-            raise ValueError(f"feature_names has {len(names)} names for {self.n_features_in_} features")
-        coords: dict[str, list] = {"feature": names}
-        if self.n_classes_ == 2:
-            dims = {"beta": ["feature"], "intercept": []}
-        else:
-            coords["class"] = list(range(self.n_classes_))
-            dims = {"beta": ["class", "feature"], "intercept": ["class"]}
-        if not self.fit_intercept:
-            del dims["intercept"]
-        return dims, coords
-
-    def _draw_logits(self, draws: dict, Z) -> np.ndarray:
-        Zn = self._design(Z)[:, : self.n_features_in_]
-        beta = draws["beta"] if self.n_classes_ > 2 else draws["beta"][:, None, :]
-        logits = np.einsum("nd,skd->snk", Zn, beta)
-        if "intercept" in draws:
-            bias = draws["intercept"] if self.n_classes_ > 2 else draws["intercept"][:, None]
-            logits = logits + bias[:, None, :]
-        return logits
-
-    def _likelihood(self):
-        return _Bernoulli() if self.n_classes_ == 2 else _Categorical(self.n_classes_)
-
-    def _pointwise_log_likelihood(self, draws: dict, Z, y, groups=None) -> np.ndarray:
-        check_fitted(self, "fit_")
-        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
-        return self._likelihood().log_prob(self._draw_logits(draws, Z), y)
-
-    def _posterior_predictive_draws(self, draws: dict, Z, generator, groups=None) -> np.ndarray:
-        check_fitted(self, "fit_")
-        return self._likelihood().sample(self._draw_logits(draws, Z), generator)
+    def _sample_weights(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        return self.posterior_.sample(num, rng)
