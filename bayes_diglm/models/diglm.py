@@ -79,11 +79,13 @@ class DIGLM(nn.Module):
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The hybrid objective ``mean(log p(y|x) + px_weight * log p(x))`` (to maximise) and its parts.
 
-        With ``px_weight = 0`` the flow still runs forward but ``log p(x)`` is left out of the graph cost only
-        by its zero weight; the features are the same.
+        With ``px_weight = 0`` (the discriminative model) ``log p(x)`` is still reported but kept out of the
+        graph, so no gradient work is spent on it.
         """
         log_py, log_px = self.terms(x, y)
-        value = log_py.mean() + self.px_weight * log_px.mean()
+        value = log_py.mean()
+        if self.px_weight > 0:
+            value = value + self.px_weight * log_px.mean()
         return value, {"log_py": log_py.detach().mean(), "log_px": log_px.detach().mean()}
 
     def predict_dist(self, x: torch.Tensor):
