@@ -185,7 +185,7 @@ def train_diglm(
                 if warmup_steps > 0:
                     for group in optimizer.param_groups:
                         group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
-                value, parts = model.objective(xb, yb)
+                value, parts = model(xb, yb)
                 loss = -value
                 optimizer.zero_grad(set_to_none=True)
                 finite = bool(torch.isfinite(loss))

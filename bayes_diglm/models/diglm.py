@@ -88,6 +88,11 @@ class DIGLM(nn.Module):
             value = value + self.px_weight * log_px.mean()
         return value, {"log_py": log_py.detach().mean(), "log_px": log_px.detach().mean()}
 
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Same as :meth:`objective`; training calls the module itself so that DistributedDataParallel's
+        gradient hooks see the forward pass."""
+        return self.objective(x, y)
+
     def predict_dist(self, x: torch.Tensor):
         """The head's predictive distribution over ``y`` given ``x`` (point estimate of beta)."""
         return self.head.dist(self.features(x))
