@@ -1,0 +1,15 @@
+"""The README's Python example runs as written."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_blocks_run(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README should show a Python example"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    assert "accuracy" in out
