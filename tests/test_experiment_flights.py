@@ -1,0 +1,160 @@
+"""Flight-delay pipeline: predictive math against independent computations, and an end-to-end smoke run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.optimize
+import scipy.stats
+import torch
+
+from bayes_diglm.cli import build_parser
+from bayes_diglm.experiments.flights import (
+    FlightsConfig,
+    GaussianMixturePredictive,
+    GaussianPredictive,
+    StudentTPredictive,
+    run_flights,
+    train_mlp,
+    weighted_student_t_predictive,
+)
+from bayes_diglm.inference.conjugate import ConjugateLinearRegression
+
+
+@pytest.fixture
+def fitted_head():
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(60, 3))
+    w = rng.uniform(0.3, 3.0, size=60)
+    y = Z @ np.array([1.0, -0.5, 0.2]) + 0.3 + rng.normal(size=60) / np.sqrt(w)
+    return ConjugateLinearRegression(prior_precision=2.0, a0=2.0, b0=1.0).fit(Z, y, sample_weight=w), rng
+
+
+def test_weighted_predictive_matches_head_at_unit_weight(fitted_head):
+    head, rng = fitted_head
+    Z, y = rng.normal(size=(7, 3)), rng.normal(size=7)
+    pred = weighted_student_t_predictive(head, Z, np.ones(7))
+    np.testing.assert_allclose(pred.log_prob(y), head.log_predictive(Z, y), rtol=1e-12)
+    lo, hi = pred.interval(0.8)
+    ref_lo, ref_hi = head.interval(Z, prob=0.8)
+    np.testing.assert_allclose(lo, ref_lo, rtol=1e-12)
+    np.testing.assert_allclose(hi, ref_hi, rtol=1e-12)
+
+
+def test_weighted_predictive_is_the_posterior_mixture(fitted_head):
+    """Brute force: average N(y | x beta, sigma^2 / w) over exact posterior draws of (beta, sigma^2)."""
+    head, rng = fitted_head
+    z, w = rng.normal(size=(1, 3)), np.array([0.25])
+    pred = weighted_student_t_predictive(head, z, w)
+    beta, sigma2 = head.sample_beta(200_000, generator=np.random.default_rng(2))
+    loc = beta[:, :3] @ z[0] + beta[:, 3]
+    for y in pred.loc + np.array([-3.0, -1.0, 0.0, 0.5, 2.5]) * pred.scale:
+        mc = scipy.stats.norm.pdf(y, loc, np.sqrt(sigma2 / w[0])).mean()
+        assert math.isclose(mc, math.exp(pred.log_prob(y)[0]), rel_tol=0.02)
+
+
+def test_weighted_predictive_rejects_bad_weights(fitted_head):
+    head, _ = fitted_head
+    with pytest.raises(ValueError, match="weight"):
+        weighted_student_t_predictive(head, np.zeros((2, 3)), np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match="Z must have shape"):
+        weighted_student_t_predictive(head, np.zeros((2, 4)), np.ones(2))
+
+
+def _quadrature_moments_and_quantile(pdf, q: float) -> tuple[float, float, float]:
+    mean = scipy.integrate.quad(lambda y: y * pdf(y), -60, 60, limit=200)[0]
+    var = scipy.integrate.quad(lambda y: (y - mean) ** 2 * pdf(y), -60, 60, limit=200)[0]
+    quantile = scipy.optimize.brentq(lambda y: scipy.integrate.quad(pdf, -60, y)[0] - q, -50, 50, xtol=1e-10)
+    return mean, var, quantile
+
+
+def test_mixture_moments_density_and_quantiles_by_quadrature():
+    rng = np.random.default_rng(3)
+    locs, scales = rng.normal(size=(5, 4)) * 3, rng.uniform(0.5, 2.0, size=(5, 4))
+    mix = GaussianMixturePredictive(locs, scales)
+    for i in range(4):
+        def pdf(y, i=i):
+            return scipy.stats.norm.pdf(y, locs[:, i], scales[:, i]).mean()
+
+        mean, var, q95 = _quadrature_moments_and_quantile(pdf, 0.95)
+        assert math.isclose(mix.mean[i], mean, rel_tol=1e-6, abs_tol=1e-8)
+        assert math.isclose(mix.variance[i], var, rel_tol=1e-6)
+        assert math.isclose(math.exp(mix.log_prob(np.full(4, 0.7))[i]), pdf(0.7), rel_tol=1e-10)
+        assert math.isclose(mix.quantile(0.95)[i], q95, rel_tol=1e-7, abs_tol=1e-7)
+
+
+def test_affine_maps_to_minutes_consistently():
+    """NLL in minutes = NLL in standardised units + log(y_std), for each predictive family."""
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=6)
+    for pred in (GaussianPredictive(rng.normal(size=6), rng.uniform(0.5, 2, 6)),
+                 StudentTPredictive(5.0, rng.normal(size=6), rng.uniform(0.5, 2, 6)),
+                 GaussianMixturePredictive(rng.normal(size=(3, 6)), rng.uniform(0.5, 2, (3, 6)))):
+        moved = pred.affine(shift=7.0, factor=45.0)
+        np.testing.assert_allclose(moved.log_prob(7.0 + 45.0 * y), pred.log_prob(y) - math.log(45.0), rtol=1e-10)
+        np.testing.assert_allclose(moved.interval(0.9)[1], 7.0 + 45.0 * pred.interval(0.9)[1], rtol=1e-8)
+
+
+def test_mlp_learns_heteroscedastic_noise():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, size=(3000, 1)).astype("float32")
+    sd = 0.1 + 0.5 * (X[:, 0] > 0)
+    y = (2 * X[:, 0] + sd * rng.normal(size=3000)).astype("float32")
+    mlp = train_mlp(X[:2500], y[:2500], X[2500:], y[2500:], hidden=(32,), epochs=30, batch_size=128, lr=3e-3)
+    pred = mlp.predictive(np.array([[-0.5], [0.5]], dtype="float32"))
+    np.testing.assert_allclose(pred.scale, [0.1, 0.6], atol=0.06)  # a homoscedastic fit gives ~0.43 twice
+    assert pred.scale[1] / pred.scale[0] > 3
+    np.testing.assert_allclose(pred.loc, [-1.0, 1.0], atol=0.1)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="epochs"):
+        run_flights("unused", FlightsConfig(epochs=0))
+    with pytest.raises(ValueError, match="px_weight"):
+        run_flights("unused", FlightsConfig(px_weight=-1.0))
+    with pytest.raises(TypeError, match="FlightsConfig"):
+        run_flights("unused", {"epochs": 1})
+    assert FlightsConfig(px_weight=0.5).candidate_px_weights(8) == (0.5,)
+    assert FlightsConfig(px_grid=(0.08, 0.8)).candidate_px_weights(8) == pytest.approx((0.01, 0.1))
+
+
+def test_cli_registers_flights_and_demo():
+    parser = build_parser()
+    args = parser.parse_args(["flights", "--quick", "--epochs", "3", "--px-weight", "0.01", "--seed", "2"])
+    assert (args.quick, args.epochs, args.px_weight, args.seed) == (True, 3, 0.01, 2)
+    assert parser.parse_args(["demo"]).main_job == "flights"
+
+
+SMOKE = FlightsConfig.quick(max_train=3000, max_val=1000, max_test=2000, epochs=2, mlp_epochs=2,
+                            ensemble_size=2, px_grid=(0.1, 1.0), logpx_rows=2000, num_layers=2,
+                            hidden_dims=(16, 16), mlp_hidden=(32, 32))
+
+
+def test_smoke_pipeline_writes_finite_results(tmp_path):
+    result = run_flights(tmp_path, SMOKE, quiet=True)
+    for name in ("metrics.json", "table.md", "log_px_hist.png", "predicted_vs_actual.png", "calibration.png",
+                 "forest_beta_diglm.png", "forest_beta_blr.png", "beta_posterior_diglm.nc",
+                 "beta_posterior_blr.nc"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["sizes"] == {"train": 3000, "val": 1000, "test": 2000}
+    assert len(metrics["px_weight_tuning"]) == 2 and metrics["px_weight_chosen"] in (0.1 / 8, 1.0 / 8)
+    assert len(result["rows"]) == 7
+    for row in result["rows"]:
+        values = [v for k, v in row.items() if k != "model" and v != "-"]
+        assert values and all(math.isfinite(v) for v in values), row
+        assert 0.0 <= row["90% coverage"] <= 1.0
+        if row["model"].startswith("DIGLM"):
+            assert 0.0 <= row["AUROC train/test"] <= 1.0
+    assert "| model |" in (tmp_path / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_full_run(tmp_path):
+    result = run_flights(tmp_path, FlightsConfig(), quiet=True)
+    assert all(math.isfinite(r["NLL (nats)"]) for r in result["rows"])
