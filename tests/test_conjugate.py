@@ -277,6 +277,10 @@ def test_errors_name_the_problem():
         head.fit(np.where(np.eye(40, 3) > 0, np.nan, Z), y)
     with pytest.raises(ValueError, match="y contains"):
         head.fit(Z, np.where(np.arange(40) == 3, np.inf, y))
+    with pytest.raises(ValueError, match="Z contains 3 NaN"):
+        head.fit(torch.from_numpy(np.where(np.eye(40, 3) > 0, np.inf, Z)).float(), y)
+    with pytest.raises(ValueError, match="overflows in torch.float32"):
+        head.fit(np.full((40, 3), 1e30, dtype=np.float32), y)
     with pytest.raises(ValueError, match="Z must have 2 dimensions"):
         head.fit(Z[:, 0], y)
     with pytest.raises(ValueError, match="y must have 1 dimensions"):
