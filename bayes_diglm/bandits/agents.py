@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .._validation import check_positive
+from ..flows.base import ActNorm
 from ..flows.realnvp import realnvp
 from ..inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..inference.conjugate import _chol_rank_one_update
@@ -551,6 +552,7 @@ class FlowLinear(_NetworkAgent):
                          prior_precision=prior_precision, a0=a0, b0=b0, initial_pulls=initial_pulls,
                          greedy=greedy, seed=seed)
         self.unlabeled = _History(context_dim)
+        self._actnorm_ready = False
 
     def config(self) -> dict:
         return {**super().config(), "augment_dims": self.augment_dims, "num_layers": self.num_layers,
@@ -583,22 +585,35 @@ class FlowLinear(_NetworkAgent):
         with torch.no_grad():
             return self._density(X).double().numpy()
 
-    def _density(self, X: torch.Tensor) -> torch.Tensor:
+    def _noisy(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([x, e], log N(e; 0, I))`` with ``e`` from the agent's generator (``(X, 0)`` without augmentation)."""
         if not self.augment_dims:
-            return self.module["flow"].log_prob(X)
-        noise = torch.from_numpy(self.rng.standard_normal((X.shape[0], self.augment_dims))).float()
+            return X, X.new_zeros(X.shape[0])
+        noise = torch.from_numpy(self.rng.standard_normal((X.shape[0], self.augment_dims))).to(X.dtype)
         log_q = -0.5 * noise.pow(2).sum(1) - 0.5 * self.augment_dims * math.log(2 * math.pi)
-        return self.module["flow"].log_prob(self._pad(X, noise)) - log_q
+        return self._pad(X, noise), log_q
+
+    def _density(self, X: torch.Tensor) -> torch.Tensor:
+        padded, log_q = self._noisy(X)
+        return self.module["flow"].log_prob(padded) - log_q
 
     def _loss(self, contexts, arms, rewards):
         seen = self.history.data()[0]
         if self.unlabeled.size:
             seen = np.concatenate([seen, self.unlabeled.data()[0]])
         pool = torch.from_numpy(seen[self.rng.integers(0, seen.shape[0], size=contexts.shape[0])]).float()
-        # density first: ActNorm initialises from the first batch it sees, which must be the (noisy) data
-        log_px = self._density(pool)
-        z = self.module["flow"].features(self._pad(contexts))
-        log_py = self.module["head"].log_prob(z, arms, rewards)
+        padded, log_q = self._noisy(pool)
+        flow = self.module["flow"]
+        if not self._actnorm_ready:
+            if any(isinstance(m, ActNorm) and not bool(m.initialized) for m in flow.modules()):
+                with torch.no_grad():  # ActNorm initialises from its first batch: make it the (noisy) contexts
+                    flow(padded)
+            self._actnorm_ready = True
+        # one pass through the flow for both terms: density rows, then the labeled rows at e = 0
+        z, log_det = flow(torch.cat([padded, self._pad(contexts)]))
+        B = pool.shape[0]
+        log_px = flow.base_log_prob(z[:B]) + log_det[:B] - log_q
+        log_py = self.module["head"].log_prob(z[B:], arms, rewards)
         return -(log_py.mean() + self.px_weight * log_px.mean())
 
     def state_dict(self) -> dict:
