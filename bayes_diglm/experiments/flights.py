@@ -332,8 +332,13 @@ def _calibration(pred, y_minutes: np.ndarray) -> np.ndarray:
 
 
 def _fit_bayesian_head(Z, y, weight) -> ConjugateLinearRegression:
-    """Exact NIG posterior over beta on the features (relative noise precisions ``weight``), evidence-tuned prior."""
-    return ConjugateLinearRegression().fit(Z, y, sample_weight=weight).fit_hyperparameters()
+    """Exact NIG posterior over beta on the features (relative noise precisions ``weight``).
+
+    The prior is fixed and weak: ``beta | sigma^2 ~ N(0, sigma^2 I)`` on features of unit scale, a flat
+    intercept, ``sigma^2 ~ InvGamma(1e-3, 1e-3)``. Type-II maximum likelihood over ``(a0, b0)`` is not used:
+    with one noise variance it drives the inverse-gamma prior onto a point mass at the data's estimate.
+    """
+    return ConjugateLinearRegression(prior_precision=1.0, a0=1e-3, b0=1e-3).fit(Z, y, sample_weight=weight)
 
 
 class _DIGLMRun:
@@ -498,8 +503,8 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         "calibration": {"levels": list(CALIBRATION_LEVELS),
                         **{name: _calibration(p, y_minutes) for name, p in preds.items()}},
         "parameters": {"diglm": _num_params(hybrid.model.model_), "mlp": _num_params(members[0])},
-        "bayesian_head_hyperparameters": {"prior_precision": hybrid.head.prior_precision_, "a0": hybrid.head.a0_,
-                                          "b0": hybrid.head.b0_},
+        "bayesian_head_posterior": {"a_n": hybrid.head.a_n_, "b_n": hybrid.head.b_n_,
+                                    "sigma2_mean": hybrid.head.b_n_ / (hybrid.head.a_n_ - 1.0)},
         "torch_threads": threads, "load_average": os.getloadavg(), "seconds": seconds, **timings,
     }
     write_results(out, metrics, table)
