@@ -150,15 +150,16 @@ def run_stream(out: str | Path = "results/scale", *, sizes: tuple[int, ...] = (5
 
 
 def run_train(out: str | Path = "results/scale-train", *, rows: int = 20_000, epochs: int = 2,
-              batch_size: int = 512, distributed: bool = False, seed: int = 0, quiet: bool | None = None) -> dict:
+              batch_size: int = 512, distributed: bool = False, resume: bool = False, seed: int = 0,
+              quiet: bool | None = None) -> dict:
     """Train the flights-like DIGLM (under ``torchrun`` with ``distributed``), then fit the exact head.
 
     With ``distributed``: DistributedDataParallel training with a DistributedSampler shard per rank
-    (``batch_size`` is the global batch), checkpoints by rank 0, and the conjugate head from per-rank
+    (``batch_size`` is the global batch), checkpoints by rank 0 (``out/checkpoint.pt``; ``resume`` continues
+    from it on every rank), and the conjugate head from per-rank
     sufficient statistics of each rank's slice of the stream merged by ``all_reduce``.
     """
     from ..inference import distributed as dist_tools
-    from ..inference.streaming import stream_sufficient_stats
     from ..inference.training import train_diglm
 
     ctx = dist_tools.init_distributed() if distributed else None
@@ -174,21 +175,19 @@ def run_train(out: str | Path = "results/scale-train", *, rows: int = 20_000, ep
         t0 = time.perf_counter()
         history = train_diglm(model, (X - x_mean) / x_std, (y - y_mean) / y_std, epochs=epochs,
                               batch_size=batch_size, seed=seed, quiet=quiet or rank != 0,
-                              checkpoint_path=out / "checkpoint.pt", resume=True, device=device,
+                              checkpoint_path=out / "checkpoint.pt", resume=resume, device=device,
                               distributed=distributed)
         t_train = time.perf_counter() - t0
         model.to("cpu")
         standardized = _Standardized(model, x_mean, x_std).eval()
-        lo, hi = rank * rows // world, (rank + 1) * rows // world
-        stats = stream_sufficient_stats(standardized.features, flights_like(hi - lo, seed=seed, start=lo))
-        if ctx:
-            stats = dist_tools.all_reduce_stats(stats)
-        head = ConjugateLinearRegression(prior_precision=1.0).fit_stats(stats)
+        lo, hi = dist_tools.shard_range(rows, rank, world)
+        head = dist_tools.fit_conjugate_distributed(ConjugateLinearRegression(prior_precision=1.0),
+                                                    standardized.features, flights_like(hi - lo, seed=seed, start=lo))
         scores = stream_evaluate(head, standardized.features, flights_like(TEST_ROWS, seed=seed, start=rows),
                                  log_px_fn=standardized.log_px)
         result = {"rows": rows, "world_size": world, "epochs": epochs, "global_batch": batch_size,
                   "train_seconds": t_train, "final_loss": history.epochs[-1]["loss"] if history.epochs else None,
-                  "head_rows": stats.n, "test": scores}
+                  "head_rows": head.stats_.n, "test": scores}
         if rank == 0:
             table = markdown_table([{"processes": world, "train s": t_train, "final loss": result["final_loss"],
                                      "test RMSE": scores["rmse"], "test NLL": scores["mean_nll"]}])
@@ -212,7 +211,7 @@ def _cli_stream(args) -> int:
 
 def _cli_train(args) -> int:
     result = run_train(args.out, rows=args.rows, epochs=args.epochs, batch_size=args.batch_size,
-                       distributed=args.distributed, seed=args.seed, quiet=args.quiet or None)
+                       distributed=args.distributed, resume=args.resume, seed=args.seed, quiet=args.quiet or None)
     if "table" in result:
         print(result["table"])
         print(f"\nwrote {args.out}/ (metrics.json, table.md, checkpoint.pt)")
@@ -244,4 +243,5 @@ def register(subparsers) -> None:
     t.add_argument("--batch-size", type=int, default=512, help="global batch size (default: 512)")
     t.add_argument("--distributed", action="store_true",
                    help="DistributedDataParallel (gloo on CPU, nccl on GPU); launch with torchrun")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.set_defaults(func=_cli_train)

@@ -106,6 +106,7 @@ def train_diglm(
     config: dict | None = None,
     device: str | torch.device = "cpu",
     on_nonfinite: str = "raise",
+    distributed: bool = False,
 ) -> TrainHistory:
     """Train ``model`` by maximising the hybrid objective with Adam; return the per-epoch history.
 
@@ -132,6 +133,11 @@ def train_diglm(
         device: ``"cpu"`` or ``"cuda"``.
         on_nonfinite: ``"raise"`` (stop with :class:`NonFiniteLossError`, keeping the last good parameters) or
             ``"skip"`` (skip that batch and count it in ``history.skipped_batches``).
+        distributed: train with DistributedDataParallel in an initialised process group (see
+            :mod:`bayes_diglm.inference.distributed`; launch with ``torchrun``). Every rank passes the same
+            ``X, y``; ``batch_size`` is the global batch (a multiple of the number of processes), split across
+            ranks by a DistributedSampler so that each step matches the single-process step on the same
+            global batch; only rank 0 writes checkpoints and every rank resumes from them.
 
     Returns:
         TrainHistory with one record per epoch: ``loss`` (negative objective), ``log_py``, ``log_px``,
@@ -153,6 +159,16 @@ def train_diglm(
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
 
+    if distributed:
+        from . import distributed as dist_tools
+
+        ctx = dist_tools.current_context()
+        if ctx is None:
+            raise RuntimeError("distributed=True needs an initialised process group: call "
+                               "bayes_diglm.inference.distributed.init_distributed() under torchrun")
+        if batch_size % ctx.world_size:
+            raise ValueError(f"batch_size {batch_size} (the global batch) must be a multiple of the number of "
+                             f"processes {ctx.world_size}")
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = TrainHistory()
@@ -170,8 +186,13 @@ def train_diglm(
 
     n = X.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
+    net, main_process = model, True
+    if distributed:
+        net = dist_tools.wrap_ddp(model, X, y, batch_size=batch_size, seed=seed * 1_000_003 + start_epoch)
+        steps_per_epoch = math.ceil(math.ceil(n / ctx.world_size) / (batch_size // ctx.world_size))
+        main_process = ctx.is_main
     bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
-               disable=not _show_progress(quiet), unit="step", leave=False)
+               disable=not _show_progress(quiet) or not main_process, unit="step", leave=False)
     try:
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
@@ -180,16 +201,21 @@ def train_diglm(
             torch.manual_seed(seed * 1_000_003 + epoch)
             sums = {"log_py": 0.0, "log_px": 0.0}
             seen = 0
-            for idx in _epoch_batches(n, batch_size, generator):
+            batches = (dist_tools.distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003,
+                                                      rank=ctx.rank, world_size=ctx.world_size)
+                       if distributed else _epoch_batches(n, batch_size, generator))
+            for idx in batches:
                 xb, yb = X[idx].to(device), y[idx].to(device)
                 if warmup_steps > 0:
                     for group in optimizer.param_groups:
                         group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
-                value, parts = model(xb, yb)
+                value, parts = net(xb, yb)
                 loss = -value
                 optimizer.zero_grad(set_to_none=True)
                 finite = bool(torch.isfinite(loss))
-                if finite:
+                # Under DDP every rank must run backward (its all-reduce); the all-reduced gradient's norm,
+                # the same on every rank, then decides for all.
+                if finite or distributed:
                     loss.backward()
                     # clip_grad_norm_ with max_norm=inf only measures the norm.
                     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
@@ -213,6 +239,9 @@ def train_diglm(
                 seen += len(idx)
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if distributed:
+                sums["log_py"], sums["log_px"], seen = dist_tools.all_reduce_sum(
+                    [sums["log_py"], sums["log_px"], seen], device=ctx.device)
             seen = max(seen, 1)
             record = {
                 "epoch": epoch,
@@ -234,12 +263,14 @@ def train_diglm(
             stop_early = patience is not None and bad_epochs >= patience
             if stop_early:
                 history.stopped = "early_stopping"
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and main_process:
                 save_checkpoint({
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                     "step": step, "history": history.as_dict(), "best_state": best_state,
                     "best_value": best_value, "bad_epochs": bad_epochs, "config": config or {},
                 }, checkpoint_path)
+            if checkpoint_path is not None and distributed:
+                dist_tools.barrier()  # every rank sees the epoch's checkpoint before going on
             if stop_early:
                 break
     except KeyboardInterrupt:
