@@ -18,6 +18,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from bayes_diglm._validation import as_float_tensor, check_fitted, check_positive, check_same_length
 
+from ._linalg import robust_cholesky
+
 __all__ = ["ConjugateLinearRegression", "SufficientStats", "fit_on_features"]
 
 # Elements per chunk of rows (16M: 64 MiB of float32): Z^T Z is summed in float64 over chunks, so float32
@@ -404,7 +406,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
     @staticmethod
     def _posterior(stats: SufficientStats, prior: _Prior, rss_at: Callable[[np.ndarray], float]) -> dict:
         """Fitted state from statistics; ``rss_at(mean)`` supplies the residual sum at the new mean."""
-        L = _cholesky(prior.precision + stats.ZtZ, "the posterior precision Lambda_0 + Z^T W Z")
+        L = robust_cholesky(prior.precision + stats.ZtZ, "the posterior precision Lambda_0 + Z^T W Z")
         rhs = prior.precision @ prior.mean + stats.Zty
         mean = scipy.linalg.cho_solve((L, True), rhs, check_finite=False)
         rss = rss_at(mean)

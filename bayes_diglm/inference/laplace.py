@@ -19,6 +19,8 @@ from bayes_diglm._validation import (
     to_numpy_float64,
 )
 
+from ._linalg import robust_cholesky
+
 __all__ = [
     "LaplaceClassifier",
     "LaplaceFit",
@@ -148,8 +150,8 @@ class _FullPosterior:
 
     def __init__(self, mean: np.ndarray, X: np.ndarray, curv: np.ndarray, prior: np.ndarray):
         self.mean = mean
-        self.chol = sla.cholesky(_full_hessian(X, curv, prior), lower=True, overwrite_a=True,
-                                 check_finite=False)
+        self.chol = robust_cholesky(_full_hessian(X, curv, prior), "the Laplace posterior precision (Hessian)",
+                                    overwrite_a=True)
 
     def sample(self, num: int, rng: np.random.Generator) -> np.ndarray:
         eps = rng.standard_normal((self.chol.shape[0], num))
@@ -257,7 +259,7 @@ def _newton(X, y, lik, prior, W, tol, max_iter):
         if np.abs(grad).max() <= tol:
             return W, it, True
         H = _full_hessian(X, lik.curvature(logits), prior)
-        step = -sla.cho_solve(sla.cho_factor(H, lower=True), grad.ravel()).reshape(W.shape)
+        step = -sla.cho_solve((robust_cholesky(H, "the Newton Hessian"), True), grad.ravel()).reshape(W.shape)
         slope = float((grad * step).sum())
         # near the optimum the predicted decrease -slope/2 drops below the rounding error of the objective,
         # where Armijo's test is meaningless: take the full Newton step (quadratic convergence) there

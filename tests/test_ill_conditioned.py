@@ -1,0 +1,60 @@
+"""Posterior fits on ill-conditioned features: adaptive jitter with a warning, or a clear error, never a NaN."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from bayes_diglm.inference import ConjugateLinearRegression, LaplaceClassifier
+from bayes_diglm.inference._linalg import JitterWarning, robust_cholesky
+
+HEADS = [ConjugateLinearRegression, LaplaceClassifier]
+
+
+def _targets(cls, n, rng):
+    return rng.normal(size=n) if cls is ConjugateLinearRegression else (np.arange(n) % 2)
+
+
+def _features(kind, rng):
+    Z = rng.normal(size=(200, 4))
+    return {
+        "collinear": np.c_[Z, Z[:, :2], 2 * Z[:, 0]],
+        "scales 1e-8..1e8": rng.normal(size=(200, 5)) * np.array([1e-8, 1e-4, 1.0, 1e4, 1e8]),
+        "n < D": rng.normal(size=(5, 50)),
+        "collinear and huge": np.c_[Z * 1e8, Z * 1e8],
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["collinear", "scales 1e-8..1e8", "n < D", "collinear and huge"])
+@pytest.mark.parametrize("cls", HEADS)
+def test_fit_succeeds_with_finite_predictions(cls, kind):
+    rng = np.random.default_rng(0)
+    Z = _features(kind, rng)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        head = cls().fit(Z, _targets(cls, Z.shape[0], rng))
+    out = head.predict_proba(Z) if cls is LaplaceClassifier else head.predict(Z, return_std=True)[1]
+    assert np.isfinite(out).all()
+    jitter = [w for w in caught if issubclass(w.category, JitterWarning)]
+    if kind == "collinear and huge":
+        assert jitter, "an indefinite precision must be reported"
+    for w in jitter:
+        assert "added jitter" in str(w.message)
+
+
+@pytest.mark.parametrize("cls", HEADS)
+def test_overflowing_features_fail_clearly(cls):
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(20, 3)) * 1e200
+    with pytest.raises(ValueError, match="infinite|overflow|finite"):
+        cls().fit(Z, _targets(cls, 20, rng))
+
+
+def test_robust_cholesky_gives_up_with_a_clear_error():
+    A = -np.eye(3)
+    with pytest.raises(ValueError, match="not positive definite even with jitter"):
+        robust_cholesky(A, "test matrix")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        robust_cholesky(np.full((2, 2), np.nan), "test matrix")
+    L = robust_cholesky(np.array([[4.0, 2.0], [2.0, 2.0]]), "spd")
+    np.testing.assert_allclose(L @ L.T, [[4.0, 2.0], [2.0, 2.0]])
