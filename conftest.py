@@ -1,4 +1,4 @@
-"""Doctest setup: every docstring example runs seeded and single-threaded."""
+"""Every test and doctest runs seeded and single-threaded."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _seed_doctests():
+def _seeded_single_thread():
     torch.manual_seed(0)
     # One thread: on a shared 2-core machine torch's thread pool oversubscribes and runs many times slower.
     threads = torch.get_num_threads()

@@ -25,15 +25,6 @@ from bayes_diglm.flows.realnvp import InvertibleLinear, Reverse, realnvp
 _DEQUANT_SCALE = math.log(255 / 256)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Single-threaded: on a shared 2-core machine, thread oversubscription costs far more than it gains."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @dataclass
 class Case:
     """How to build one object and feed it: ``build`` constructs it fresh (float64, unperturbed)."""

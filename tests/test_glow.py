@@ -15,15 +15,6 @@ from bayes_diglm.flows.glow import InvertibleConv1x1, glow
 from bayes_diglm.flows.image import Dequantize, Squeeze, bits_per_dim
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Single-threaded: on a shared 2-core machine, thread oversubscription costs far more than it gains."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _pixels(n, shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, *shape), generator=g).double() / 255

@@ -3,18 +3,9 @@
 import numpy as np
 import pyro
 import pytest
-import torch
 
 from bayes_diglm.inference.laplace import LaplaceClassifier
 from bayes_diglm.inference.svi import SVIClassifier
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _binary(n=500, seed=0):
