@@ -47,3 +47,18 @@ def test_synthetic_command_writes_results(tmp_path, capsys):
     assert main(["synthetic", "--epochs", "2", "--quiet", "--out", str(tmp_path / "syn")]) == 0
     assert (tmp_path / "syn" / "metrics.json").is_file()
     assert "| model |" in capsys.readouterr().out
+
+
+def test_bad_input_gives_a_message_not_a_traceback(tmp_path, capsys):
+    assert main(["synthetic", "--epochs", "0", "--quiet", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_cli_never_uses_a_shell():
+    import pathlib
+
+    src = pathlib.Path(__file__).resolve().parents[1] / "bayes_diglm"
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        assert "shell=True" not in text and "os.system(" not in text, path
