@@ -56,6 +56,13 @@ class FlightsConfig:
     skips the tuning and uses that lambda directly. The MLP baseline's hidden widths are
     ``mlp_hidden``; ``ensemble_size`` MLPs with different seeds form the deep ensemble (the first is the
     single-MLP row). ``None`` sizes use every available flight.
+
+    Examples
+    --------
+    >>> FlightsConfig.quick().candidate_px_weights(8)
+    (0.00125, 0.0125, 0.125)
+    >>> FlightsConfig(px_weight=0.0).candidate_px_weights(8)
+    (0.0,)
     """
 
     max_train: int | None = None
@@ -76,7 +83,7 @@ class FlightsConfig:
 
     @classmethod
     def quick(cls, **overrides) -> FlightsConfig:
-        """The demo: 20k training flights, a small flow, 6 epochs (about a minute on 2 idle cores)."""
+        """The demo: 20k training flights, a small flow, 6 epochs (about 30 s on 2 shared cores)."""
         base = dict(max_train=20_000, max_val=5_000, max_test=10_000, hidden_dims=(32, 32), epochs=6,
                     batch_size=256, mlp_hidden=(64, 64), mlp_epochs=6, logpx_rows=10_000)
         return cls(**{**base, **overrides})
