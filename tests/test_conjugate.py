@@ -326,3 +326,22 @@ def test_failed_fit_leaves_previous_posterior_untouched():
     np.testing.assert_array_equal(before[0], after[0])
     np.testing.assert_array_equal(before[1], after[1])
     assert before[2:] == after[2:]
+
+
+def test_predictive_with_known_noise_weights_matches_monte_carlo():
+    """With y* ~ N(x*beta, sigma^2 / w*), the predictive scale^2 is (b_n/a_n)(1/w* + x*^T Lambda_n^{-1} x*)."""
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(40, 2))
+    y = Z @ np.array([1.0, -0.5]) + rng.normal(size=40)
+    head = ConjugateLinearRegression(a0=2.0, b0=2.0).fit(Z, y)
+    z_new, w_new = Z[:2], np.array([0.25, 4.0])
+    beta, sigma2 = head.sample_beta(400_000, generator=np.random.default_rng(0))
+    loc = beta[:, :2] @ z_new.T + beta[:, 2:]
+    draws = loc + np.sqrt(sigma2[:, None] / w_new) * rng.standard_normal(loc.shape)
+    mean, std = head.predict(z_new, return_std=True, sample_weight=w_new)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.02)
+    np.testing.assert_allclose(draws.std(0), std, rtol=0.01)
+    np.testing.assert_allclose(head.predict(z_new, return_std=True, sample_weight=np.ones(2))[1],
+                               head.predict(z_new, return_std=True)[1], rtol=1e-14)
+    with pytest.raises(ValueError, match="sample_weight"):
+        head.predict(z_new, sample_weight=np.array([1.0, -1.0]))

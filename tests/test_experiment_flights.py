@@ -61,7 +61,7 @@ def test_weighted_predictive_rejects_bad_weights(fitted_head):
     head, _ = fitted_head
     with pytest.raises(ValueError, match="weight"):
         weighted_student_t_predictive(head, np.zeros((2, 3)), np.array([1.0, 0.0]))
-    with pytest.raises(ValueError, match="Z must have shape"):
+    with pytest.raises(ValueError, match="Z"):
         weighted_student_t_predictive(head, np.zeros((2, 4)), np.ones(2))
 
 

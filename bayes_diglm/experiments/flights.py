@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._validation import check_fitted
 from ..data.flights import FlightsSplit, load_flights, split_flights
 from ..evaluation import interval_coverage, mean_nll, ood_scores, rmse
 from ..inference.conjugate import ConjugateLinearRegression
@@ -214,9 +213,8 @@ def weighted_student_t_predictive(head: ConjugateLinearRegression, Z, weight) ->
 
     .. math:: y^* \sim t_{2a_n}\Big(x^{*T}\mu_n,\ \frac{b_n}{a_n}\big(w^{*-1} + x^{*T}\Lambda_n^{-1}x^*\big)\Big).
 
-    ``ConjugateLinearRegression.predict_dist`` is the case ``w* = 1``; it takes no per-point weights, so
-    this computes the predictive from the head's posterior attributes (``mean_``, ``precision_cholesky_``,
-    ``a_n_``, ``b_n_``) with one triangular solve.
+    This is ``ConjugateLinearRegression``'s own predictive with ``sample_weight=weight``, wrapped in a
+    :class:`StudentTPredictive` so that it can be mapped back to minutes and compared with the other rows.
 
     Examples
     --------
@@ -227,17 +225,8 @@ def weighted_student_t_predictive(head: ConjugateLinearRegression, Z, weight) ->
     >>> bool(np.allclose(pred.log_prob(y[:3]), head.log_predictive(Z[:3], y[:3])))
     True
     """
-    check_fitted(head, "mean_")
-    Z = np.asarray(Z, dtype=np.float64)
-    weight = np.asarray(weight, dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[1] != head.n_features_in_:
-        raise ValueError(f"Z must have shape (n, {head.n_features_in_}), got {Z.shape}")
-    if weight.shape != (Z.shape[0],) or not np.all(np.isfinite(weight) & (weight > 0)):
-        raise ValueError(f"weight must hold {Z.shape[0]} finite positive precisions, got shape {weight.shape}")
-    X = np.hstack([Z, np.ones((Z.shape[0], 1))]) if head.fit_intercept else Z
-    V = scipy.linalg.solve_triangular(head.precision_cholesky_, X.T, lower=True, check_finite=False)
-    scale = np.sqrt(head.b_n_ / head.a_n_ * (1.0 / weight + (V * V).sum(axis=0)))
-    return StudentTPredictive(2.0 * head.a_n_, X @ head.mean_, scale)
+    dist = head.predict_dist(Z, sample_weight=weight)
+    return StudentTPredictive(2.0 * head.a_n_, dist.loc.numpy(), dist.scale.numpy())
 
 
 def noise_precision_weights(model: DIGLMRegressor, Z: np.ndarray, normaliser: float | None = None):

@@ -660,38 +660,52 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         arr = _to_numpy_rows(Z, "Z", self.n_features_in_)
         return np.hstack([arr, np.ones((arr.shape[0], 1))]) if self.fit_intercept else arr
 
-    def _predictive_params(self, Z) -> tuple[float, np.ndarray, np.ndarray]:
-        """(df, loc, scale) of the Student-t predictive of new targets at rows of ``Z``."""
+    def _predictive_params(self, Z, sample_weight=None) -> tuple[float, np.ndarray, np.ndarray]:
+        """(df, loc, scale) of the Student-t predictive of new targets at rows of ``Z``.
+
+        With known relative noise precisions ``w*`` (``y* ~ N(x*^T beta, sigma^2 / w*)``) the squared scale is
+        ``(b_n / a_n)(1 / w* + x*^T Lambda_n^{-1} x*)``; ``sample_weight=None`` means ``w* = 1``.
+        """
         X = self._design(Z)
         V = scipy.linalg.solve_triangular(self.precision_cholesky_, X.T, lower=True, check_finite=False)
-        scale = np.sqrt(self.b_n_ / self.a_n_ * (1.0 + (V * V).sum(axis=0)))
+        noise = 1.0
+        if sample_weight is not None:
+            w = as_float_tensor(sample_weight, "sample_weight", ndim=1).detach().cpu().to(torch.float64).numpy()
+            check_same_length(Z=X, sample_weight=w)
+            if not np.all(w > 0):
+                raise ValueError("sample_weight must hold positive relative precisions")
+            noise = 1.0 / w
+        scale = np.sqrt(self.b_n_ / self.a_n_ * (noise + (V * V).sum(axis=0)))
         return 2.0 * self.a_n_, X @ self.mean_, scale
 
-    def predict(self, Z, return_std: bool = False):
-        """Predictive mean (and standard deviation, ``inf`` when ``2 a_n <= 2``) as float64 arrays."""
-        df, loc, scale = self._predictive_params(Z)
+    def predict(self, Z, return_std: bool = False, sample_weight=None):
+        """Predictive mean (and standard deviation, ``inf`` when ``2 a_n <= 2``) as float64 arrays.
+
+        ``sample_weight``: known relative noise precisions of the new rows (as in ``fit``); default 1.
+        """
+        df, loc, scale = self._predictive_params(Z, sample_weight)
         if not return_std:
             return loc
         std = scale * math.sqrt(df / (df - 2.0)) if df > 2 else np.full_like(scale, np.inf)
         return loc, std
 
-    def predict_dist(self, Z) -> torch.distributions.StudentT:
+    def predict_dist(self, Z, sample_weight=None) -> torch.distributions.StudentT:
         """The predictive distribution as a float64 ``torch.distributions.StudentT`` (df = 2 a_n)."""
-        df, loc, scale = self._predictive_params(Z)
+        df, loc, scale = self._predictive_params(Z, sample_weight)
         loc_t = torch.from_numpy(loc)
         return torch.distributions.StudentT(torch.full_like(loc_t, df), loc_t, torch.from_numpy(scale))
 
-    def log_predictive(self, Z, y) -> np.ndarray:
+    def log_predictive(self, Z, y, sample_weight=None) -> np.ndarray:
         """Pointwise log predictive density ``log p(y_i | z_i, data)`` (float64, shape (n,))."""
-        df, loc, scale = self._predictive_params(Z)
+        df, loc, scale = self._predictive_params(Z, sample_weight)
         y_arr = as_float_tensor(y, "y", ndim=1).detach().cpu().to(torch.float64).numpy()
         check_same_length(Z=loc, y=y_arr)
         return scipy.stats.t.logpdf(y_arr, df=df, loc=loc, scale=scale)
 
-    def interval(self, Z, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    def interval(self, Z, prob: float = 0.9, sample_weight=None) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed predictive interval ``(lower, upper)`` for a new ``y``, with probability ``prob``."""
         _check_prob(prob)
-        df, loc, scale = self._predictive_params(Z)
+        df, loc, scale = self._predictive_params(Z, sample_weight)
         half = scipy.stats.t.ppf(0.5 + prob / 2, df=df) * scale
         return loc - half, loc + half
 
