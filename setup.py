@@ -28,6 +28,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14"],
+        "bench": ["zuko>=1.1"],
     },
     entry_points={"console_scripts": ["bayes-diglm=bayes_diglm.cli:main"]},
 )
