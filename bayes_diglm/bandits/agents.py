@@ -511,10 +511,12 @@ class FlowLinear(_NetworkAgent):
 
     the first term on the pulled arm's reward only (a masked Gaussian head with one output per arm), the
     second on contexts drawn from *all* contexts seen, including unlabeled ones passed to :meth:`observe`.
-    ``px_weight`` is the paper's lambda. The density term sees the contexts plus Gaussian jitter of standard
-    deviation ``density_noise`` (like dequantisation): without it a context coordinate that is constant in the
-    data (a blank pixel) has no finite density, and ActNorm's data-dependent initialisation scales it by
-    ``1e6`` per layer, so the features of a later context that differs there explode.
+    ``px_weight`` is the paper's lambda; by default ``0.1 / D`` for a flow on ``D`` dimensions (the paper
+    scales lambda by ``1/D``: ``0.01 / D`` on MNIST), since ``log p(x)`` grows with ``D``.
+    The density term sees the contexts plus Gaussian jitter of standard deviation ``density_noise`` (like
+    dequantisation): without it a context coordinate that is constant in the data (a blank pixel) has no
+    finite density, and ActNorm's data-dependent initialisation scales it by ``1e6`` per layer, so the
+    features of a later context that differs there explode.
 
     Augmentation: a coupling flow on ``d = 2`` (the wheel) only has 2 features, too few for five per-arm
     linear heads. With ``augment_dims = m > 0`` the flow runs on ``[x, e]``, ``e ~ N(0, I_m)`` (an augmented
@@ -534,9 +536,9 @@ class FlowLinear(_NetworkAgent):
     greedy_name = "FlowGreedy"
 
     def __init__(self, num_arms: int, context_dim: int, *, augment_dims: int = 0, num_layers: int = 3,
-                 hidden_dims: tuple[int, ...] = (32,), mixing: str = "permute", px_weight: float = 0.1,
+                 hidden_dims: tuple[int, ...] = (32,), mixing: str = "permute", px_weight: float | None = None,
                  density_noise: float = 0.05, train_every: int = 50, train_steps: int = 100, batch_size: int = 512,
-                 lr: float = 1e-3,
+                 lr: float = 3e-3,
                  clip_grad: float = 5.0, prior_precision: float = 0.25, a0: float = 6.0, b0: float = 6.0,
                  initial_pulls: int = 2, greedy: bool = False, seed: int = 0) -> None:
         if not isinstance(augment_dims, (int, np.integer)) or augment_dims < 0:
@@ -544,7 +546,8 @@ class FlowLinear(_NetworkAgent):
         self.augment_dims = int(augment_dims)
         self.num_layers = _positive_int(num_layers, "num_layers")
         self.hidden_dims = tuple(_positive_int(h, "hidden_dims") for h in hidden_dims)
-        self.px_weight = check_positive(px_weight, "px_weight", allow_zero=True)
+        dim = _positive_int(context_dim, "context_dim") + self.augment_dims
+        self.px_weight = 0.1 / dim if px_weight is None else check_positive(px_weight, "px_weight", allow_zero=True)
         self.density_noise = check_positive(density_noise, "density_noise", allow_zero=True)
         if mixing not in ("lu", "permute"):
             raise ValueError(f"mixing must be 'lu' or 'permute', got {mixing!r}")

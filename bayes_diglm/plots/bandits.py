@@ -33,7 +33,7 @@ def plot_regret_curves(panels: dict[str, dict[str, dict]], path: str | Path, *, 
         Logarithmic regret axis (agents differ by orders of magnitude from Uniform).
     """
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.6, 3.6), squeeze=False, sharey=log_scale)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 1.2, 3.6), squeeze=False, sharey=log_scale)
     for ax, (panel, curves) in zip(axes[0], panels.items(), strict=True):
         for agent, curve in curves.items():
             color, style = _STYLE.get(agent, (None, "-"))
@@ -47,11 +47,15 @@ def plot_regret_curves(panels: dict[str, dict[str, dict]], path: str | Path, *, 
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("cumulative expected regret")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    if n == 1:  # one narrow panel: a legend below it would be cut off
+        axes[0, 0].legend(loc="lower right", fontsize=8, framealpha=0.9)
+        fig.tight_layout()
+    else:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
