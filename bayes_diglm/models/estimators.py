@@ -16,7 +16,7 @@ from .diglm import DIGLM, build_diglm
 
 __all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator"]
 
-_TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "clip_grad", "warmup_steps", "patience")
+_TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "clip_grad", "warmup_steps", "patience", "on_nonfinite")
 
 
 class _DIGLMEstimator:
@@ -41,6 +41,7 @@ class _DIGLMEstimator:
         seed: int = 0,
         quiet: bool | None = None,
         device: str = "cpu",
+        on_nonfinite: str = "raise",
     ):
         self.flow = flow
         self.flow_kwargs = flow_kwargs
@@ -56,6 +57,7 @@ class _DIGLMEstimator:
         self.seed = seed
         self.quiet = quiet
         self.device = device
+        self.on_nonfinite = on_nonfinite
 
     # -- parameters -------------------------------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict:
@@ -287,6 +289,8 @@ class DIGLMClassifier(_DIGLMEstimator):
         val_fraction: hold out this fraction of the training data for early stopping.
         seed: makes training reproducible. quiet: hide the progress bar (None: only on a terminal).
         device: ``"cpu"`` or ``"cuda"``.
+        on_nonfinite: ``"raise"`` (stop at a NaN/Inf loss, keeping the last good parameters) or ``"skip"``
+            (skip such batches and count them in ``history_.skipped_batches``).
 
     Example:
         >>> import numpy as np
