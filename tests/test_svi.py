@@ -86,3 +86,12 @@ def test_svi_arviz():
     idata = to_inference_data(clf, Z=Z, y=y, draws=200, chains=2)
     assert idata.posterior["beta"].dims == ("chain", "draw", "feature")
     assert idata.log_likelihood["y"].shape == (2, 200, 100)
+
+
+def test_meanfield_logit_covariance_matches_its_dense_form():
+    from bayes_diglm.inference.svi import _GaussianFromGuide
+
+    rng = np.random.default_rng(0)
+    mean, sd, X = rng.normal(size=(3, 4)), rng.uniform(0.1, 1.0, size=12), rng.normal(size=(5, 4))
+    np.testing.assert_allclose(_GaussianFromGuide(mean, sd).logit_cov(X),
+                               _GaussianFromGuide(mean, np.diag(sd)).logit_cov(X), rtol=1e-12, atol=1e-14)

@@ -224,7 +224,7 @@ class _KronPosterior:
 
     def sample(self, num: int, rng: np.random.Generator) -> np.ndarray:
         eps = rng.standard_normal((num,) + self.mean.shape) / np.sqrt(self.lam)[None]
-        return self.mean[None] + np.einsum("ki,sij,dj->skd", self.u_b, eps, self.u_a)
+        return self.mean[None] + self.u_b @ eps @ self.u_a.T  # two batched products, not one 3-way einsum
 
     def logit_cov(self, X: np.ndarray) -> np.ndarray:
         c = ((X @ self.u_a) ** 2) @ (1.0 / self.lam).T  # (n, K) in the class eigenbasis

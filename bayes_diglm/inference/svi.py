@@ -22,15 +22,25 @@ _GUIDES = {
 
 
 class _GaussianFromGuide:
-    """The guide's Gaussian ``N(mean, S S^T)`` over the weights (covariance form), for probit predictives."""
+    """The guide's Gaussian ``N(mean, S S^T)`` over the weights (covariance form), for probit predictives.
 
-    def __init__(self, mean: np.ndarray, scale_tril: np.ndarray):
+    ``scale`` is the lower factor ``S`` (P, P), or for a mean-field guide the vector of standard deviations
+    (P,), kept as a vector so that a large mean-field posterior never becomes a dense P x P matrix.
+    """
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray):
         self.mean = mean
-        self.scale_tril = scale_tril
+        self.scale = scale
 
     def logit_cov(self, X: np.ndarray) -> np.ndarray:
         k_out, d = self.mean.shape
-        S = self.scale_tril.reshape(k_out, d, -1)  # rows of S grouped by class
+        if self.scale.ndim == 1:  # independent weights: the logits' covariance is diagonal
+            var = (X**2) @ (self.scale.reshape(k_out, d) ** 2).T
+            cov = np.zeros((X.shape[0], k_out, k_out))
+            idx = np.arange(k_out)
+            cov[:, idx, idx] = var
+            return cov
+        S = self.scale.reshape(k_out, d, -1)  # rows of S grouped by class
         proj = np.einsum("nd,kdp->nkp", X, S)  # J_n S for each input
         return np.einsum("nkp,nlp->nkl", proj, proj)
 
@@ -171,10 +181,10 @@ class SVIClassifier(_PosteriorClassifier):
         return self
 
     def _guide_gaussian(self, guide, num_params: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and lower Cholesky factor of the guide's Gaussian over the flattened weights."""
+        """Mean and scale (lower Cholesky factor, or standard deviations for mean-field) of the guide."""
         if isinstance(guide, AutoNormal):
             mean = guide.locs.W.detach().reshape(-1)
-            return mean.numpy().copy(), np.diag(guide.scales.W.detach().reshape(-1).numpy())
+            return mean.numpy().copy(), guide.scales.W.detach().reshape(-1).numpy().copy()
         posterior = guide.get_posterior()
         cov = posterior.covariance_matrix.detach().numpy()
         return posterior.mean.detach().numpy().copy(), np.linalg.cholesky(cov)
