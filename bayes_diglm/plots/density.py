@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 __all__ = ["plot_log_px_histograms"]
 
@@ -101,6 +102,7 @@ def plot_log_px_histograms(
         ax.hist(shown, bins=edges, weights=weights, histtype="stepfilled", alpha=0.35, color=color,
                 label=label)
         ax.axvline(values.mean(), color=color, linestyle="--", linewidth=1)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))  # wide ranges (tens of thousands of nats) stay legible
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title)
