@@ -156,7 +156,7 @@ def test_partial_fit_update_and_merge_equal_batch(intercept):
 
 
 def test_rank_one_cholesky_update_against_numpy():
-    from bayes_diglm.inference.conjugate import _chol_rank_one_update
+    from bayes_diglm.inference.linalg import cholesky_rank_one_update
 
     rng = np.random.default_rng(16)
     A = rng.normal(size=(12, 12))
@@ -164,7 +164,7 @@ def test_rank_one_cholesky_update_against_numpy():
     for _ in range(5):
         x = 3.0 * rng.normal(size=12)
         expected = np.linalg.cholesky(L @ L.T + np.outer(x, x))
-        L = _chol_rank_one_update(L, x)
+        L = cholesky_rank_one_update(L, x)
         np.testing.assert_allclose(L, expected, rtol=1e-10, atol=1e-12)
         assert np.all(np.triu(L, 1) == 0.0)
 

@@ -180,3 +180,14 @@ def test_unfitted_and_failed_fit_keep_state():
     np.testing.assert_array_equal(clf.predict_proba(X), before)
     with pytest.raises(ValueError, match="shape"):
         clf.predict(np.zeros((2, 3), "float32"))
+
+
+def test_actnorm_only_centres_a_constant_channel():
+    from bayes_diglm.flows import ActNorm
+
+    layer = ActNorm(3)
+    x = torch.randn(64, 3) * torch.tensor([2.0, 1.0, 0.0]) + torch.tensor([1.0, -1.0, 5.0])
+    y = layer(x)
+    torch.testing.assert_close(y.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y[:, :2].std(0), torch.ones(2), atol=1e-5, rtol=0)
+    assert float(layer.log_scale[2]) == 0.0

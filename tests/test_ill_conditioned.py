@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bayes_diglm.inference import ConjugateLinearRegression, LaplaceClassifier
-from bayes_diglm.inference._linalg import JitterWarning, robust_cholesky
+from bayes_diglm.inference.linalg import JitterWarning, robust_cholesky
 
 HEADS = [ConjugateLinearRegression, LaplaceClassifier]
 

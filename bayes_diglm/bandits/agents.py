@@ -14,7 +14,7 @@ from .._validation import check_positive
 from ..flows.base import ActNorm
 from ..flows.realnvp import realnvp
 from ..inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..inference.conjugate import _chol_rank_one_update
+from ..inference.linalg import cholesky_rank_one_update
 
 __all__ = [
     "ArmPosteriors",
@@ -105,7 +105,7 @@ class ArmPosteriors:
         self.mean[arm] = mean + gain * (err / denom)
         self.b[arm] += 0.5 * err * err / denom
         self.a[arm] += 0.5
-        self.cholesky[arm] = _chol_rank_one_update(L, x, p=v)
+        self.cholesky[arm] = cholesky_rank_one_update(L, x, p=v)
 
     def fit(self, Z: np.ndarray, arms: np.ndarray, rewards: np.ndarray) -> ArmPosteriors:
         """Recompute every arm's posterior from all its data (rows of ``Z`` with ``arms == a``)."""

@@ -134,7 +134,8 @@ class ActNorm(TransformModule):
     """Activation normalisation (Kingma & Dhariwal, 2018): ``y = x * exp(log_scale) + bias`` per channel.
 
     The first call in training mode initialises ``log_scale`` and ``bias`` from the batch so that outputs have
-    zero mean and unit variance per channel (data-dependent initialisation). Unlike batch normalisation its
+    zero mean and unit variance per channel (data-dependent initialisation); a channel whose spread in that
+    batch is below 1e-4 is only centred. Unlike batch normalisation its
     inverse is exact in every mode.
 
     Args:
@@ -171,7 +172,10 @@ class ActNorm(TransformModule):
         dims = self._reduce_dims()
         mean = x.mean(dim=dims).reshape(self.bias.shape)
         std = x.std(dim=dims).reshape(self.bias.shape) if x.shape[0] > 1 else torch.ones_like(mean)
-        log_scale = -torch.log(std.clamp_min(1e-6))
+        # A (near-)constant channel is only centred: dividing by its tiny spread would scale it by ~1e6 and
+        # blow up every later layer.
+        std = torch.where(std > 1e-4, std, torch.ones_like(std))
+        log_scale = -torch.log(std)
         self.log_scale.copy_(log_scale)
         self.bias.copy_(-mean * log_scale.exp())
         self.initialized.fill_(True)

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from bayes_diglm._validation import as_float_tensor, check_fitted, check_positive, check_same_length
 
-from ._linalg import robust_cholesky
+from .linalg import cholesky_rank_one_update, robust_cholesky
 
 __all__ = ["ConjugateLinearRegression", "SufficientStats", "fit_on_features"]
 
@@ -231,27 +231,6 @@ def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
         return scipy.linalg.cholesky(A, lower=True, check_finite=False)
     except np.linalg.LinAlgError as err:
         raise ValueError(f"{what} is not positive definite") from err
-
-
-def _chol_rank_one_update(L: np.ndarray, x: np.ndarray, p: np.ndarray | None = None) -> np.ndarray:
-    r"""Lower Cholesky factor of :math:`L L^T + x x^T` in O(P^2), vectorised, in float64.
-
-    With :math:`p = L^{-1} x` and :math:`t_j = 1 + \sum_{i \le j} p_i^2` (:math:`t_0 = 1`), the factor of
-    :math:`I + p p^T` is :math:`M = \mathrm{diag}(\sqrt{t_j / t_{j-1}}) + \mathrm{strict\_lower}(p \beta^T)`,
-    :math:`\beta_j = p_j / \sqrt{t_j t_{j-1}}` (Gill, Golub, Murray and Saunders 1974), and the new factor
-    is :math:`L M`: column ``j`` is :math:`\sqrt{t_j/t_{j-1}} L_{:j} + \beta_j \sum_{i>j} p_i L_{:i}`.
-    Every quantity is a sum of positive terms, so the update is stable. Pass ``p`` when already known.
-    """
-    if p is None:
-        p = scipy.linalg.solve_triangular(L, x, lower=True, check_finite=False)
-    t = 1.0 + np.cumsum(p * p)
-    t_prev = np.concatenate([[1.0], t[:-1]])
-    beta = p / np.sqrt(t * t_prev)
-    scaled = L * p  # column i is p_i L[:, i]
-    suffix = np.cumsum(scaled[:, ::-1], axis=1)[:, ::-1]  # column j is sum_{i >= j} p_i L[:, i]
-    after = np.zeros_like(L)
-    after[:, :-1] = suffix[:, 1:]
-    return L * np.sqrt(t / t_prev) + after * beta
 
 
 def _quad(v: np.ndarray, A: np.ndarray) -> float:
@@ -498,7 +477,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         k = scipy.linalg.solve_triangular(L.T, v, lower=False, check_finite=False)
         err = yv - float(x @ mean)
         new_mean = mean + k * (w * err / (1.0 + w * float(v @ v)))
-        new_L = _chol_rank_one_update(L, math.sqrt(w) * x, p=math.sqrt(w) * v)
+        new_L = cholesky_rank_one_update(L, math.sqrt(w) * x, p=math.sqrt(w) * v)
         old = self.stats_
         row = SufficientStats(w * np.outer(x, x), w * yv * x, w * yv * yv, 1.0, w, math.log(w), old.has_intercept)
         rss = _rss_moved(old, mean, self.rss_, new_mean) + w * (yv - float(x @ new_mean)) ** 2

@@ -19,7 +19,7 @@ from bayes_diglm._validation import (
     to_numpy_float64,
 )
 
-from ._linalg import robust_cholesky
+from .linalg import robust_cholesky
 
 __all__ = [
     "LaplaceClassifier",

@@ -1,4 +1,4 @@
-"""Cholesky factorisation that survives ill-conditioned precisions: adaptive jitter with a warning."""
+"""Cholesky factors for posterior algebra: robust factorisation (adaptive jitter) and O(P^2) rank-one updates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-__all__ = ["JitterWarning", "robust_cholesky"]
+__all__ = ["JitterWarning", "cholesky_rank_one_update", "robust_cholesky"]
 
 
 class JitterWarning(RuntimeWarning):
@@ -48,3 +48,24 @@ def robust_cholesky(A: np.ndarray, what: str, *, max_tries: int = 10, overwrite_
         f"{what} is not positive definite even with jitter {jitter / 10:.3g} on its diagonal; the features are "
         "too ill-conditioned (standardise them, drop collinear columns, or raise the prior precision)"
     )
+
+
+def cholesky_rank_one_update(L: np.ndarray, x: np.ndarray, p: np.ndarray | None = None) -> np.ndarray:
+    r"""Lower Cholesky factor of :math:`L L^T + x x^T` in O(P^2), vectorised, in float64.
+
+    With :math:`p = L^{-1} x` and :math:`t_j = 1 + \sum_{i \le j} p_i^2` (:math:`t_0 = 1`), the factor of
+    :math:`I + p p^T` is :math:`M = \mathrm{diag}(\sqrt{t_j / t_{j-1}}) + \mathrm{strict\_lower}(p \beta^T)`,
+    :math:`\beta_j = p_j / \sqrt{t_j t_{j-1}}` (Gill, Golub, Murray and Saunders 1974), and the new factor
+    is :math:`L M`: column ``j`` is :math:`\sqrt{t_j/t_{j-1}} L_{:j} + \beta_j \sum_{i>j} p_i L_{:i}`.
+    Every quantity is a sum of positive terms, so the update is stable. Pass ``p`` when already known.
+    """
+    if p is None:
+        p = scipy.linalg.solve_triangular(L, x, lower=True, check_finite=False)
+    t = 1.0 + np.cumsum(p * p)
+    t_prev = np.concatenate([[1.0], t[:-1]])
+    beta = p / np.sqrt(t * t_prev)
+    scaled = L * p  # column i is p_i L[:, i]
+    suffix = np.cumsum(scaled[:, ::-1], axis=1)[:, ::-1]  # column j is sum_{i >= j} p_i L[:, i]
+    after = np.zeros_like(L)
+    after[:, :-1] = suffix[:, 1:]
+    return L * np.sqrt(t / t_prev) + after * beta
