@@ -184,11 +184,11 @@ def _stats_from_tensors(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None
         if w is not None:
             Zc, yc = Zc * root_w.to(Zc.dtype)[:, None], yc * root_w
         ZtZ[:d, :d] += (Zc.T @ Zc).to(torch.float64).numpy()
-        # one pass over the chunk for both Z^T W y and the intercept column Z^T W 1
-        both = (Zc.T @ torch.stack([yc, root_w], dim=1).to(Zc.dtype)).to(torch.float64).numpy()
-        Zty[:d] += both[:, 0]
+        # Two matrix-vector products: BLAS runs Z^T [y, 1] (an n x 2 right-hand side) about 3x slower.
+        Zty[:d] += (Zc.T @ yc.to(Zc.dtype)).to(torch.float64).numpy()
         if intercept:
-            ZtZ[:d, d] += both[:, 1]
+            z_one = Zc.sum(0) if w is None else Zc.T @ root_w.to(Zc.dtype)
+            ZtZ[:d, d] += z_one.to(torch.float64).numpy()
             Zty[d] += float(yc @ root_w)
     sum_w = float(n) if w is None else float(w.sum())
     if intercept:
