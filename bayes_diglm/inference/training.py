@@ -143,8 +143,61 @@ def train_diglm(
         TrainHistory with one record per epoch: ``loss`` (negative objective), ``log_py``, ``log_px``,
         ``nats_per_dim`` on the training batches, the validation figures when given, and the epoch's seconds.
     """
-    epochs = int(epochs)
-    batch_size = int(batch_size)
+    epochs, batch_size = int(epochs), int(batch_size)
+    _check_training_arguments(X, y, X_val, y_val, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                              on_nonfinite=on_nonfinite, resume=resume, checkpoint_path=checkpoint_path)
+    ctx = _distributed_context(batch_size) if distributed else None
+    model.to(device)
+    run = _TrainingRun(model, torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
+                       lr=lr, warmup_steps=warmup_steps, clip_grad=clip_grad, on_nonfinite=on_nonfinite,
+                       distributed=distributed)
+    start_epoch = 0
+    if resume and Path(checkpoint_path).exists():
+        start_epoch = run.restore(load_checkpoint(checkpoint_path, map_location=device), epochs)
+
+    n = X.shape[0]
+    steps_per_epoch = math.ceil(n / batch_size)
+    net, main_process = model, True
+    if ctx is not None:
+        from .distributed import barrier, distributed_batches, wrap_ddp
+
+        net = wrap_ddp(model, X, y, batch_size=batch_size, seed=seed * 1_000_003 + start_epoch)
+        steps_per_epoch = math.ceil(math.ceil(n / ctx.world_size) / (batch_size // ctx.world_size))
+        main_process = ctx.is_main
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
+               disable=not _show_progress(quiet) or not main_process, unit="step", leave=False)
+    try:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            model.train()
+            # Everything random in an epoch derives from (seed, epoch): a resumed run repeats it exactly.
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            torch.manual_seed(seed * 1_000_003 + epoch)
+            batches = (distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003, rank=ctx.rank,
+                                           world_size=ctx.world_size)
+                       if ctx is not None else _epoch_batches(n, batch_size, generator))
+            record = run.epoch(net, X, y, batches, epoch=epoch, device=device, bar=bar, ctx=ctx)
+            stop_early = run.validate(record, X_val, y_val, epoch=epoch, patience=patience,
+                                      batch_size=max(batch_size, 1024), device=device)
+            record["seconds"] = time.perf_counter() - t0
+            if checkpoint_path is not None and main_process:
+                save_checkpoint(run.checkpoint(epoch, config), checkpoint_path)
+            if checkpoint_path is not None and ctx is not None:
+                barrier()  # every rank sees the epoch's checkpoint before going on
+            if stop_early:
+                break
+    except KeyboardInterrupt:
+        run.history.stopped = "interrupted"
+    finally:
+        bar.close()
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    model.eval()
+    return run.history
+
+
+def _check_training_arguments(X, y, X_val, y_val, *, epochs, batch_size, lr, patience, on_nonfinite, resume,
+                              checkpoint_path) -> None:
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r} and {batch_size!r}")
     check_positive(lr, "lr")
@@ -159,125 +212,115 @@ def train_diglm(
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
 
-    if distributed:
-        from . import distributed as dist_tools
 
-        ctx = dist_tools.current_context()
-        if ctx is None:
-            raise RuntimeError("distributed=True needs an initialised process group: call "
-                               "bayes_diglm.inference.distributed.init_distributed() under torchrun")
-        if batch_size % ctx.world_size:
-            raise ValueError(f"batch_size {batch_size} (the global batch) must be a multiple of the number of "
-                             f"processes {ctx.world_size}")
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    history = TrainHistory()
-    best_state, best_value, bad_epochs, start_epoch, step = None, -math.inf, 0, 0, 0
+def _distributed_context(batch_size: int):
+    from .distributed import current_context
 
-    if resume and Path(checkpoint_path).exists():
-        ckpt = load_checkpoint(checkpoint_path, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        history = TrainHistory.from_dict(ckpt["history"])
-        best_state, best_value = ckpt.get("best_state"), float(ckpt["best_value"])
-        bad_epochs, start_epoch, step = int(ckpt["bad_epochs"]), int(ckpt["epoch"]) + 1, int(ckpt["step"])
-        if history.stopped == "early_stopping":
-            start_epoch = epochs
+    ctx = current_context()
+    if ctx is None:
+        raise RuntimeError("distributed=True needs an initialised process group: call "
+                           "bayes_diglm.inference.distributed.init_distributed() under torchrun")
+    if batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {batch_size} (the global batch) must be a multiple of the number of "
+                         f"processes {ctx.world_size}")
+    return ctx
 
-    n = X.shape[0]
-    steps_per_epoch = math.ceil(n / batch_size)
-    net, main_process = model, True
-    if distributed:
-        net = dist_tools.wrap_ddp(model, X, y, batch_size=batch_size, seed=seed * 1_000_003 + start_epoch)
-        steps_per_epoch = math.ceil(math.ceil(n / ctx.world_size) / (batch_size // ctx.world_size))
-        main_process = ctx.is_main
-    bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
-               disable=not _show_progress(quiet) or not main_process, unit="step", leave=False)
-    try:
-        for epoch in range(start_epoch, epochs):
-            t0 = time.perf_counter()
-            model.train()
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            torch.manual_seed(seed * 1_000_003 + epoch)
-            sums = {"log_py": 0.0, "log_px": 0.0}
-            seen = 0
-            batches = (dist_tools.distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003,
-                                                      rank=ctx.rank, world_size=ctx.world_size)
-                       if distributed else _epoch_batches(n, batch_size, generator))
-            for idx in batches:
-                xb, yb = X[idx].to(device), y[idx].to(device)
-                if warmup_steps > 0:
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
-                value, parts = net(xb, yb)
-                loss = -value
-                optimizer.zero_grad(set_to_none=True)
-                finite = bool(torch.isfinite(loss))
-                # Under DDP every rank must run backward (its all-reduce); the all-reduced gradient's norm,
-                # the same on every rank, then decides for all.
-                if finite or distributed:
-                    loss.backward()
-                    # clip_grad_norm_ with max_norm=inf only measures the norm.
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
-                    finite = bool(torch.isfinite(norm))
-                if not finite:
-                    if on_nonfinite == "skip":
-                        history.skipped_batches += 1
-                        optimizer.zero_grad(set_to_none=True)
-                        step += 1
-                        bar.update(1)
-                        continue
-                    raise NonFiniteLossError(
-                        f"the training loss or its gradient became non-finite at epoch {epoch}, step {step} "
-                        f"(loss={float(loss.detach())}); the model keeps its parameters from before this step. "
-                        "Try a lower lr, gradient clipping, or on_nonfinite='skip'"
-                    )
-                optimizer.step()
-                step += 1
-                sums["log_py"] += float(parts["log_py"]) * len(idx)
-                sums["log_px"] += float(parts["log_px"]) * len(idx)
-                seen += len(idx)
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if distributed:
-                sums["log_py"], sums["log_px"], seen = dist_tools.all_reduce_sum(
-                    [sums["log_py"], sums["log_px"], seen], device=ctx.device)
-            seen = max(seen, 1)
-            record = {
-                "epoch": epoch,
-                "loss": -(sums["log_py"] + model.px_weight * sums["log_px"]) / seen,
-                "log_py": sums["log_py"] / seen,
-                "log_px": sums["log_px"] / seen,
-                "nats_per_dim": -sums["log_px"] / seen / model.flow.dim,
-            }
-            if X_val is not None:
-                val = evaluate_diglm(model, X_val, y_val, batch_size=max(batch_size, 1024), device=device)
-                record.update({f"val_{k}": v for k, v in val.items()})
-                if val["objective"] > best_value:
-                    best_value, bad_epochs, history.best_epoch = val["objective"], 0, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    bad_epochs += 1
-            record["seconds"] = time.perf_counter() - t0
-            history.epochs.append(record)
-            stop_early = patience is not None and bad_epochs >= patience
-            if stop_early:
-                history.stopped = "early_stopping"
-            if checkpoint_path is not None and main_process:
-                save_checkpoint({
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                    "step": step, "history": history.as_dict(), "best_state": best_state,
-                    "best_value": best_value, "bad_epochs": bad_epochs, "config": config or {},
-                }, checkpoint_path)
-            if checkpoint_path is not None and distributed:
-                dist_tools.barrier()  # every rank sees the epoch's checkpoint before going on
-            if stop_early:
-                break
-    except KeyboardInterrupt:
-        history.stopped = "interrupted"
-    finally:
-        bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return history
+
+class _TrainingRun:
+    """The mutable state of one training run (optimizer, step count, history, early stopping) and its steps."""
+
+    def __init__(self, model: DIGLM, optimizer, *, lr, warmup_steps, clip_grad, on_nonfinite, distributed):
+        self.model, self.optimizer = model, optimizer
+        self.lr, self.warmup_steps, self.clip_grad = lr, warmup_steps, clip_grad
+        self.on_nonfinite, self.distributed = on_nonfinite, distributed
+        self.history = TrainHistory()
+        self.best_state, self.best_value, self.bad_epochs, self.step = None, -math.inf, 0, 0
+
+    def restore(self, ckpt: dict, epochs: int) -> int:
+        """Load a checkpoint's state; return the epoch to continue from."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.history = TrainHistory.from_dict(ckpt["history"])
+        self.best_state, self.best_value = ckpt.get("best_state"), float(ckpt["best_value"])
+        self.bad_epochs, self.step = int(ckpt["bad_epochs"]), int(ckpt["step"])
+        return epochs if self.history.stopped == "early_stopping" else int(ckpt["epoch"]) + 1
+
+    def checkpoint(self, epoch: int, config: dict | None) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
+            "step": self.step, "history": self.history.as_dict(), "best_state": self.best_state,
+            "best_value": self.best_value, "bad_epochs": self.bad_epochs, "config": config or {},
+        }
+
+    def _update(self, net, xb, yb, epoch: int):
+        """One optimizer step; returns the batch's parts, or None when a non-finite batch was skipped."""
+        if self.warmup_steps > 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup_steps)
+        value, parts = net(xb, yb)
+        loss = -value
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        # Under DDP every rank must run backward (its all-reduce); the all-reduced gradient's norm, the same on
+        # every rank, then decides for all.
+        if finite or self.distributed:
+            loss.backward()
+            # clip_grad_norm_ with max_norm=inf only measures the norm.
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad or math.inf)
+            finite = bool(torch.isfinite(norm))
+        if not finite:
+            if self.on_nonfinite == "skip":
+                self.history.skipped_batches += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                return None
+            raise NonFiniteLossError(
+                f"the training loss or its gradient became non-finite at epoch {epoch}, step {self.step} "
+                f"(loss={float(loss.detach())}); the model keeps its parameters from before this step. "
+                "Try a lower lr, gradient clipping, or on_nonfinite='skip'"
+            )
+        self.optimizer.step()
+        self.step += 1
+        return {**parts, "loss": loss.detach()}
+
+    def epoch(self, net, X, y, batches, *, epoch: int, device, bar, ctx) -> dict:
+        """Train over ``batches`` and return the epoch's record (means over the rows actually trained on)."""
+        sum_py = sum_px = 0.0
+        seen = 0
+        for idx in batches:
+            parts = self._update(net, X[idx].to(device), y[idx].to(device), epoch)
+            bar.update(1)
+            if parts is None:
+                continue
+            sum_py += float(parts["log_py"]) * len(idx)
+            sum_px += float(parts["log_px"]) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{float(parts['loss']):.3f}")
+        if ctx is not None:
+            from .distributed import all_reduce_sum
+
+            sum_py, sum_px, seen = all_reduce_sum([sum_py, sum_px, seen], device=ctx.device)
+        seen = max(seen, 1)
+        return {
+            "epoch": epoch,
+            "loss": -(sum_py + self.model.px_weight * sum_px) / seen,
+            "log_py": sum_py / seen,
+            "log_px": sum_px / seen,
+            "nats_per_dim": -sum_px / seen / self.model.flow.dim,
+        }
+
+    def validate(self, record: dict, X_val, y_val, *, epoch: int, patience, batch_size: int, device) -> bool:
+        """Add validation figures to ``record``, track the best state, append the record; True to stop early."""
+        if X_val is not None:
+            val = evaluate_diglm(self.model, X_val, y_val, batch_size=batch_size, device=device)
+            record.update({f"val_{k}": v for k, v in val.items()})
+            if val["objective"] > self.best_value:
+                self.best_value, self.bad_epochs, self.history.best_epoch = val["objective"], 0, epoch
+                self.best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                self.bad_epochs += 1
+        self.history.epochs.append(record)
+        if patience is not None and self.bad_epochs >= patience:
+            self.history.stopped = "early_stopping"
+            return True
+        return False
