@@ -113,7 +113,8 @@ def train_diglm(
     Each epoch shuffles with a generator seeded by ``(seed, epoch)`` and reseeds torch's global generator the
     same way (dequantisation noise), so a run resumed from an epoch's checkpoint continues exactly as an
     uninterrupted run would. With a validation set and ``patience``, training stops after ``patience`` epochs
-    without a better validation objective and the best parameters are restored.
+    without a better validation objective and the best parameters are restored. Ctrl-C stops training cleanly
+    (``history.stopped == "interrupted"``); the checkpoint of the last completed epoch stays on disk.
 
     Args:
         model: the DIGLM (its ``px_weight`` is the paper's lambda).
