@@ -39,6 +39,7 @@ def to_inference_data(
     Z=None,
     y=None,
     groups=None,
+    sample_weight=None,
     draws: int = 1000,
     chains: int = 4,
     feature_names: list[str] | None = None,
@@ -51,7 +52,8 @@ def to_inference_data(
     ``posterior_predictive`` (``"y"``) and ``observed_data`` (``"y"``) over the dimension ``"obs"``, so
     ``az.loo`` and ``az.plot_ppc`` work. ``head._arviz_attrs`` (when present) are stored as attributes,
     e.g. that the draws are i.i.d. from the exact posterior. For i.i.d. draws the chains are just a split
-    of one sample, so ``r_hat`` is about 1 and ``ess`` about the number of draws.
+    of one sample, so ``r_hat`` is about 1 and ``ess`` about the number of draws. ``sample_weight`` gives
+    known relative noise precisions of the observations, for heads fitted with them (the conjugate head).
 
     Examples
     --------
@@ -81,8 +83,14 @@ def to_inference_data(
     data = {"posterior": {name: per_chain(value) for name, value in flat.items()}}
     if Z is not None:
         y_obs = _as_numpy(y)
-        log_lik = head._pointwise_log_likelihood(flat, Z, y, groups=groups)
-        replicated = head._posterior_predictive_draws(flat, Z, rng, groups=groups)
+        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+        try:
+            log_lik = head._pointwise_log_likelihood(flat, Z, y, groups=groups, **extra)
+        except TypeError as err:
+            if extra and "sample_weight" in str(err):
+                raise ValueError(f"{type(head).__name__} takes no sample_weight") from err
+            raise
+        replicated = head._posterior_predictive_draws(flat, Z, rng, groups=groups, **extra)
         data["log_likelihood"] = {"y": per_chain(log_lik)}
         data["posterior_predictive"] = {"y": per_chain(replicated)}
         data["observed_data"] = {"y": y_obs}

@@ -118,3 +118,30 @@ def test_bad_arguments(fitted):
         to_inference_data(ConjugateLinearRegression())
     without_data = to_inference_data(head, draws=10, chains=2)
     assert without_data.groups() == ["posterior"]
+
+
+def test_weighted_log_likelihood_matches_the_weighted_model():
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(60, 2))
+    w = rng.uniform(0.2, 5.0, size=60)
+    y = Z @ np.array([1.0, -1.0]) + rng.normal(size=60) / np.sqrt(w)
+    head = ConjugateLinearRegression().fit(Z, y, sample_weight=w)
+    idata = to_inference_data(head, Z=Z, y=y, sample_weight=w, draws=50, chains=2, seed=1)
+    post = idata.posterior
+    loc = (post["beta"].values @ Z.T) + post["intercept"].values[..., None]
+    sd = post["sigma"].values[..., None] / np.sqrt(w)
+    expected = -0.5 * ((y - loc) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(idata.log_likelihood["y"].values, expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="positive"):
+        to_inference_data(head, Z=Z, y=y, sample_weight=-w, draws=5, chains=1)
+
+
+def test_sample_weight_is_refused_by_heads_without_noise_weights():
+    from bayes_diglm.inference import LaplaceClassifier
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(40, 2))
+    y = (Z[:, 0] > 0).astype(int)
+    head = LaplaceClassifier().fit(Z, y)
+    with pytest.raises(ValueError, match="takes no sample_weight"):
+        to_inference_data(head, Z=Z, y=y, sample_weight=np.ones(40), draws=5, chains=1)

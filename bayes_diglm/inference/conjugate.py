@@ -712,15 +712,27 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
             loc = loc + draws["intercept"][:, None]
         return loc
 
-    def _pointwise_log_likelihood(self, draws: dict, Z, y, groups=None) -> np.ndarray:
+    def _noise_scale(self, draws: dict, n: int, sample_weight) -> np.ndarray:
+        """Noise standard deviation per draw and observation: sigma / sqrt(w_i)."""
+        sigma = draws["sigma"][:, None]
+        if sample_weight is None:
+            return sigma
+        w = as_float_tensor(sample_weight, "sample_weight", ndim=1).detach().cpu().to(torch.float64).numpy()
+        if w.shape[0] != n or not np.all(w > 0):
+            raise ValueError(f"sample_weight must hold {n} positive relative precisions, got shape {w.shape}")
+        return sigma / np.sqrt(w)[None, :]
+
+    def _pointwise_log_likelihood(self, draws: dict, Z, y, groups=None, sample_weight=None) -> np.ndarray:
         loc = self._draw_locations(draws, Z)
         y_arr = as_float_tensor(y, "y", ndim=1).detach().cpu().to(torch.float64).numpy()
         check_same_length(Z=loc.T, y=y_arr)
-        return scipy.stats.norm.logpdf(y_arr[None, :], loc=loc, scale=draws["sigma"][:, None])
+        scale = self._noise_scale(draws, loc.shape[1], sample_weight)
+        return scipy.stats.norm.logpdf(y_arr[None, :], loc=loc, scale=scale)
 
-    def _posterior_predictive_draws(self, draws: dict, Z, generator, groups=None) -> np.ndarray:
+    def _posterior_predictive_draws(self, draws: dict, Z, generator, groups=None, sample_weight=None) -> np.ndarray:
         loc = self._draw_locations(draws, Z)
-        return loc + draws["sigma"][:, None] * _as_generator(generator).standard_normal(loc.shape)
+        scale = self._noise_scale(draws, loc.shape[1], sample_weight)
+        return loc + scale * _as_generator(generator).standard_normal(loc.shape)
 
 
 def _check_prob(prob: float) -> None:
