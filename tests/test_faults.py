@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bayes_diglm import DIGLMClassifier, DIGLMRegressor, load_estimator
+from bayes_diglm.bandits.agents import load_agent
 from bayes_diglm.inference import CheckpointError, load_checkpoint, save_checkpoint
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
@@ -117,6 +118,8 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
             load_estimator(path)
         with pytest.raises(CheckpointError):
             DIGLMClassifier.load(path)
+        with pytest.raises(CheckpointError):
+            load_agent(path)
     assert not marker.exists()
 
 
