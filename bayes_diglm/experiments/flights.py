@@ -507,6 +507,9 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
     return {"rows": rows, "table": table, "out": str(out), "seconds": seconds}
 
 
+NETCDF_TEST_ROWS = 500  # test flights whose log-likelihood and replicates go into the netCDF posteriors
+
+
 def _write_figures(out: Path, split, preds: dict, y_minutes, log_px: dict, hybrid: _DIGLMRun,
                    blr: ConjugateLinearRegression, seed: int) -> None:
     from ..arviz import plot_forest_png, to_inference_data
@@ -525,9 +528,17 @@ def _write_figures(out: Path, split, preds: dict, y_minutes, log_px: dict, hybri
                              out / "predicted_vs_actual.png", title="Test flights: predicted mean against actual delay")
     plot_interval_calibration({_short(n): (np.array(CALIBRATION_LEVELS), _calibration(p, y_minutes))
                                for n, p in preds.items()}, out / "calibration.png")
-    for tag, head, names_ in (("diglm", hybrid.head, [f"z{j}" for j in range(8)]),
-                              ("blr", blr, list(split.feature_names))):
-        idata = to_inference_data(head, draws=1000, chains=4, feature_names=names_, seed=seed)
+    # The observation groups (log_likelihood, posterior_predictive, observed_data, for az.loo / az.plot_ppc)
+    # cover a seeded subsample of test flights: all of them times the draws would be gigabytes.
+    rows = np.random.default_rng(seed).choice(len(split.y_test), min(NETCDF_TEST_ROWS, len(split.y_test)),
+                                              replace=False)
+    X_obs, y_obs = split.X_test[rows], split.y_test[rows].astype(np.float64)
+    Z_obs = hybrid.model.transform(X_obs)
+    w_obs, _ = noise_precision_weights(hybrid.model, Z_obs, hybrid.normaliser)
+    for tag, head, names_, Z, w in (("diglm", hybrid.head, [f"z{j}" for j in range(8)], Z_obs, w_obs),
+                                    ("blr", blr, list(split.feature_names), X_obs, None)):
+        idata = to_inference_data(head, Z=Z, y=y_obs, sample_weight=w, draws=250, chains=4,
+                                  feature_names=names_, seed=seed)
         idata.to_netcdf(str(out / f"beta_posterior_{tag}.nc"))
         plot_forest_png(idata, out / f"forest_beta_{tag}.png", var_names=("beta", "intercept", "sigma"))
 
