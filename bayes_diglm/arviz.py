@@ -103,8 +103,12 @@ def to_inference_data(
     return idata
 
 
-def plot_forest_png(idata, path: str | os.PathLike, var_names=("beta",), *, hdi_prob: float = 0.9) -> str:
-    """Write ``az.plot_forest`` of ``var_names`` as a PNG at ``path`` (Agg canvas; backend left alone)."""
+def plot_forest_png(idata, path: str | os.PathLike, var_names=("beta",), *, hdi_prob: float = 0.9,
+                    title: str | None = None, xlabel: str | None = None) -> str:
+    """Write ``az.plot_forest`` of ``var_names`` as a PNG at ``path`` (Agg canvas; backend left alone).
+
+    ``title`` replaces ArviZ's default ("90.0% HDI"); ``xlabel`` names the units of the coefficients.
+    """
     az = _import_arviz()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -114,6 +118,11 @@ def plot_forest_png(idata, path: str | os.PathLike, var_names=("beta",), *, hdi_
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     az.plot_forest(idata, var_names=list(var_names), combined=True, hdi_prob=hdi_prob, ax=ax)
+    if title is not None:
+        ax.set_title(title, fontsize=11)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.axvline(0.0, color="grey", linewidth=0.8, linestyle=":")
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=100)
     return os.fspath(path)

@@ -540,7 +540,10 @@ def _write_figures(out: Path, split, preds: dict, y_minutes, log_px: dict, hybri
         idata = to_inference_data(head, Z=Z, y=y_obs, sample_weight=w, draws=250, chains=4,
                                   feature_names=names_, seed=seed)
         idata.to_netcdf(str(out / f"beta_posterior_{tag}.nc"))
-        plot_forest_png(idata, out / f"forest_beta_{tag}.png", var_names=("beta", "intercept", "sigma"))
+        what = "DIGLM hybrid head on z = f(x)" if tag == "diglm" else "linear model on raw attributes"
+        plot_forest_png(idata, out / f"forest_beta_{tag}.png", var_names=("beta", "intercept", "sigma"),
+                        title=f"{what}: 90% HDI",
+                        xlabel="standard deviations of delay per unit (standardised scale)")
 
 
 def _short(name: str) -> str:
