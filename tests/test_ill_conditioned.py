@@ -58,3 +58,26 @@ def test_robust_cholesky_gives_up_with_a_clear_error():
         robust_cholesky(np.full((2, 2), np.nan), "test matrix")
     L = robust_cholesky(np.array([[4.0, 2.0], [2.0, 2.0]]), "spd")
     np.testing.assert_allclose(L @ L.T, [[4.0, 2.0], [2.0, 2.0]])
+
+
+def test_robust_cholesky_retries_on_the_original_matrix_whatever_its_memory_order():
+    rng = np.random.default_rng(0)
+    B = rng.normal(size=(5, 3))
+    A = np.asfortranarray(B @ B.T)  # rank 3: needs jitter
+    before = A.copy()
+    with pytest.warns(JitterWarning):
+        L = robust_cholesky(A, "rank-deficient")
+    np.testing.assert_array_equal(A, before)
+    np.testing.assert_allclose(L @ L.T, before, atol=1e-6 * np.abs(before).max())
+
+
+def test_mixed_effects_on_collinear_features_jitters_instead_of_failing():
+    from bayes_diglm.inference import MixedEffectsRegression
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(100, 2))
+    Z = np.c_[Z, Z[:, 0]]
+    groups = rng.integers(0, 5, 100)
+    with pytest.warns(JitterWarning):
+        model = MixedEffectsRegression().fit(Z, Z[:, 0] + rng.normal(size=100), groups)
+    assert np.isfinite(model.predict(Z, groups)).all()

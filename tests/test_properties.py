@@ -122,3 +122,17 @@ def test_rejected_labels_never_change_the_laplace_head(bad_y, match):
     with pytest.raises(ValueError, match=match):
         head.fit(Z[:3], np.array(bad_y))
     np.testing.assert_array_equal(head.predict_proba(Z), before)
+
+
+def test_conjugate_update_and_fit_on_features_refuse_ambiguous_input():
+    from bayes_diglm.inference import fit_on_features
+
+    head = ConjugateLinearRegression()
+    with pytest.raises(ValueError, match="one observation"):
+        head.update(np.ones((2, 3)), 1.0)
+    assert getattr(head, "mean_", None) is None
+    fitted = ConjugateLinearRegression().fit(np.random.default_rng(0).normal(size=(20, 2)), np.arange(20.0))
+    before = fitted.mean_.copy()
+    with pytest.raises(ValueError, match="empty"):
+        fit_on_features(fitted, lambda x: x, np.zeros((0, 2), "float32"), np.zeros(0))
+    np.testing.assert_array_equal(fitted.mean_, before)

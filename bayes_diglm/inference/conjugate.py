@@ -456,7 +456,10 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         :math:`\mu \leftarrow \mu_n + k\, w e / (1 + w q)`, :math:`L \leftarrow` factor of
         :math:`L L^T + w z z^T`, :math:`a \leftarrow a_n + 1/2`, and the residual sum moves to the new mean.
         """
-        zt = as_float_tensor(z, "z", ndim=(1, 2)).detach().cpu().to(torch.float64).reshape(-1)
+        zt = as_float_tensor(z, "z", ndim=(1, 2)).detach().cpu().to(torch.float64)
+        if zt.dim() == 2 and zt.shape[0] != 1:
+            raise ValueError(f"update takes one observation: z has shape {tuple(zt.shape)}; use partial_fit")
+        zt = zt.reshape(-1)
         if isinstance(y, torch.Tensor):
             y = y.detach().cpu().reshape(-1)
         y_arr = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -771,6 +774,8 @@ def fit_on_features(
     y_t = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
     w_t = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, dtype=np.float64))
     check_same_length(X=X_t, y=y_t, sample_weight=w_t)
+    if X_t.shape[0] == 0:
+        raise ValueError("X is empty: no rows to fit the head on")
     work = clone(head) if reset else copy.deepcopy(head)
     with torch.no_grad():
         for start in range(0, X_t.shape[0], batch_size):

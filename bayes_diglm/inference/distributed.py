@@ -137,7 +137,9 @@ def distributed_batches(n: int, batch_size: int, *, epoch: int, seed: int, rank:
     ``r, r + W, r + 2W, ...`` of the permutation; taking them ``batch_size / W`` at a time makes step ``k``'s
     global batch (the union over ranks) exactly positions ``kB .. (k+1)B - 1`` of the permutation. With the
     same seed, that is the single-process epoch's batch ``k``, and since DDP averages the ranks' gradients of
-    per-rank means, a step equals the single-process step on the same global batch.
+    per-rank means, a step equals the single-process step on the same global batch. This holds for every step
+    when ``n`` is a multiple of ``world_size``; otherwise the sampler pads the permutation with its first rows,
+    so the last global batch repeats a few rows and differs from the single-process one.
 
     Examples
     --------
@@ -178,11 +180,15 @@ def wrap_ddp(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def all_reduce_sum(values: list[float], device: str | torch.device = "cpu") -> list[float]:
-    """Sum a few float64 numbers across ranks (returned unchanged without a process group)."""
-    if current_context() is None:
+def all_reduce_sum(values: list[float], device: str | torch.device | None = None) -> list[float]:
+    """Sum a few float64 numbers across ranks (returned unchanged without a process group).
+
+    ``device`` defaults to the process group's device (a CUDA device under nccl).
+    """
+    ctx = current_context()
+    if ctx is None:
         return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+    t = torch.tensor(values, dtype=torch.float64, device=device if device is not None else ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.cpu().tolist()
 

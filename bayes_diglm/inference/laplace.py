@@ -150,8 +150,7 @@ class _FullPosterior:
 
     def __init__(self, mean: np.ndarray, X: np.ndarray, curv: np.ndarray, prior: np.ndarray):
         self.mean = mean
-        self.chol = robust_cholesky(_full_hessian(X, curv, prior), "the Laplace posterior precision (Hessian)",
-                                    overwrite_a=True)
+        self.chol = robust_cholesky(_full_hessian(X, curv, prior), "the Laplace posterior precision (Hessian)")
 
     def sample(self, num: int, rng: np.random.Generator) -> np.ndarray:
         eps = rng.standard_normal((self.chol.shape[0], num))
@@ -552,7 +551,7 @@ class _PosteriorClassifier:
         return softmax(logits, axis=-1)
 
     def predict(self, Z, method: str = "probit") -> np.ndarray:
-        """Most probable class under the predictive (probit or map)."""
+        """Most probable class under the predictive (``method``: "probit", "map" or "mc", as in predict_proba)."""
         return np.argmax(self.predict_proba(Z, method=method), axis=1)
 
     def score(self, Z, y) -> float:

@@ -14,7 +14,7 @@ class JitterWarning(RuntimeWarning):
     """A matrix needed jitter on its diagonal before it could be factorised."""
 
 
-def robust_cholesky(A: np.ndarray, what: str, *, max_tries: int = 10, overwrite_a: bool = False) -> np.ndarray:
+def robust_cholesky(A: np.ndarray, what: str, *, max_tries: int = 10) -> np.ndarray:
     """Lower Cholesky factor of the symmetric matrix ``A`` (float64).
 
     When ``A`` is numerically indefinite (collinear features, scales far apart), ``jitter * I`` is added with
@@ -25,7 +25,8 @@ def robust_cholesky(A: np.ndarray, what: str, *, max_tries: int = 10, overwrite_
     if not np.isfinite(A).all():
         raise ValueError(f"{what} has NaN or infinite entries (features too large or non-finite?)")
     try:
-        return scipy.linalg.cholesky(A, lower=True, overwrite_a=overwrite_a, check_finite=False)
+        # never overwrite_a: a failed attempt would leave A half-factorised for the jittered retries
+        return scipy.linalg.cholesky(A, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
         pass
     scale = float(np.mean(np.abs(np.diag(A)))) or 1.0

@@ -18,6 +18,7 @@ from bayes_diglm.inference.laplace import (
     laplace_glm,
     mackay_prior_precision,
 )
+from bayes_diglm.inference.linalg import robust_cholesky
 
 __all__ = ["MixedEffectsClassifier", "MixedEffectsRegression"]
 
@@ -214,7 +215,7 @@ class MixedEffectsRegression(_GroupedHead):
         ZVZ = stats["ZtZ"] - np.einsum("gid,gie->de", Wz, Wz)
         ZVy = stats["Zty"] - np.einsum("gid,gi->d", Wz, Wy)
         yVy = stats["yty"] - np.einsum("gi,gi->", Wy, Wy)
-        beta = sla.cho_solve(sla.cho_factor(ZVZ, lower=True), ZVy)
+        beta = sla.cho_solve((robust_cholesky(ZVZ, "the GLS precision Z^T V^-1 Z"), True), ZVy)
         n = stats["n"]
         sigma2 = max(float(yVy - ZVy @ beta), 1e-300) / n
         logdet_M = 2.0 * np.log(np.diagonal(M_chol, axis1=1, axis2=2)).sum()
@@ -275,7 +276,7 @@ class MixedEffectsRegression(_GroupedHead):
         self.n_iter_ = int(best.nit)
         self.converged_ = bool(best.success)
         # precision of beta under a flat prior: Z^T V^{-1} Z = (Z^T Vbar^{-1} Z) / sigma^2
-        self.beta_precision_chol_ = np.linalg.cholesky(gls["ZVZ"] / sigma2)
+        self.beta_precision_chol_ = robust_cholesky(gls["ZVZ"] / sigma2, "the precision of beta")
         self._gain, self._half, self._stats = gain, half, stats
         return self
 
