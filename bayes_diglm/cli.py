@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
-        # Bad input, a missing data set, an unreadable or unsafe file: a message, not a traceback.
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError, FloatingPointError) as err:
+        # Bad input, a missing data set, an unreadable or unsafe file, a diverging loss: a message, not a traceback.
         print(f"bayes-diglm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

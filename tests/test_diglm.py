@@ -1,6 +1,7 @@
 """The DIGLM model, its heads, training, checkpoints and estimators."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -190,4 +191,83 @@ def test_actnorm_only_centres_a_constant_channel():
     y = layer(x)
     torch.testing.assert_close(y.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(y[:, :2].std(0), torch.ones(2), atol=1e-5, rtol=0)
-    assert float(layer.log_scale[2]) == 0.0
+    assert float(layer.log_scale.detach()[2]) == 0.0
+
+
+def test_estimators_work_with_scikit_learn_tools():
+    from sklearn.base import clone, is_classifier, is_regressor
+    from sklearn.model_selection import cross_val_score
+
+    X, y = _moons(200, 0)
+    clf = DIGLMClassifier(epochs=2, quiet=True)
+    assert is_classifier(clf) and is_regressor(DIGLMRegressor())
+    assert clone(clf).get_params() == clf.get_params()
+    scores = cross_val_score(clf, X, y, cv=2)
+    assert scores.shape == (2,) and np.all((0 <= scores) & (scores <= 1))
+
+
+def test_fit_leaves_the_callers_random_stream_alone():
+    X, y = _moons(100, 0)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DIGLMClassifier(epochs=1, quiet=True).fit(X, y)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"clip_grad": -1.0}, "clip_grad"), ({"warmup_steps": -5}, "warmup_steps"),
+     ({"weight_decay": -1e-3}, "weight_decay"), ({"patience": 0}, "patience")],
+)
+def test_train_diglm_rejects_bad_settings(kwargs, match):
+    X, y = _moons(50, 0)
+    model = DIGLM(realnvp(2, num_layers=1, hidden_dims=(4,)), make_head("bernoulli", 2))
+    extra = {"X_val": torch.as_tensor(X), "y_val": torch.as_tensor(y)} if "patience" in kwargs else {}
+    with pytest.raises(ValueError, match=match):
+        train_diglm(model, torch.as_tensor(X), torch.as_tensor(y), epochs=1, quiet=True, **kwargs, **extra)
+
+
+def test_train_diglm_rejects_shapes_that_would_broadcast():
+    X, y = torch.randn(20, 2), torch.randn(20)
+    model = DIGLM(realnvp(2, num_layers=1, hidden_dims=(4,)), make_head("gaussian", 2))
+    with pytest.raises(ValueError, match="one-dimensional"):
+        train_diglm(model, X, y[:, None], epochs=1, quiet=True)
+    with pytest.raises(ValueError, match="validation"):
+        train_diglm(model, X, y, X_val=X, y_val=y[:1], epochs=1, quiet=True)
+    with pytest.raises(ValueError, match="empty"):
+        train_diglm(model, X[:0], y[:0], epochs=1, quiet=True)
+
+
+def test_classifier_refuses_nan_labels_and_an_empty_training_split():
+    X, y = _moons(60, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        DIGLMClassifier(epochs=1, quiet=True).fit(X, np.where(np.arange(60) == 3, np.nan, y.astype(float)))
+    with pytest.raises(ValueError, match="no training rows"):
+        DIGLMClassifier(epochs=1, quiet=True, val_fraction=0.995).fit(X, y)
+
+
+def test_resume_refuses_another_architecture_and_keeps_the_callers_lr(tmp_path):
+    X, y = _moons(100, 0)
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+    ckpt = tmp_path / "run.pt"
+    config = {"flow_config": {"kind": "realnvp", "dim": 2, "num_layers": 1}, "head_config": {"family": "bernoulli"}}
+    model = DIGLM(realnvp(2, num_layers=1, hidden_dims=(4,)), make_head("bernoulli", 2))
+    train_diglm(model, X_t, y_t, epochs=1, quiet=True, checkpoint_path=ckpt, config=config)
+    other = DIGLM(realnvp(2, num_layers=2, hidden_dims=(4,)), make_head("bernoulli", 2))
+    with pytest.raises(CheckpointError, match="another model"):
+        train_diglm(other, X_t, y_t, epochs=2, quiet=True, checkpoint_path=ckpt, resume=True,
+                    config={**config, "flow_config": {**config["flow_config"], "num_layers": 2}})
+    with pytest.raises(CheckpointError, match="does not match"):
+        train_diglm(other, X_t, y_t, epochs=2, quiet=True, checkpoint_path=ckpt, resume=True)
+    train_diglm(model, X_t, y_t, epochs=2, lr=1e-5, quiet=True, checkpoint_path=ckpt, resume=True, config=config)
+    saved = load_checkpoint(ckpt)["optimizer"]["param_groups"][0]["lr"]
+    assert saved == pytest.approx(1e-5)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert ckpt.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_realnvp_rejects_a_non_positive_scale_bound():
+    with pytest.raises(ValueError, match="scale_bound"):
+        realnvp(3, scale_bound=0.0)

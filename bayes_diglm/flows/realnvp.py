@@ -133,6 +133,8 @@ def realnvp(
         raise ValueError(f"dim must be at least 2 for coupling layers, got {dim!r}")
     if int(num_layers) < 1:
         raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+    if not scale_bound > 0:
+        raise ValueError(f"scale_bound must be positive, got {scale_bound!r}")
     if mixing not in ("lu", "permute"):
         raise ValueError(f"mixing must be 'lu' or 'permute', got {mixing!r}")
     hidden_dims = tuple(int(h) for h in hidden_dims)

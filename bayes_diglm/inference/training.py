@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .._validation import check_positive
 from ..models.diglm import DIGLM
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["train_diglm", "evaluate_diglm", "batched", "NonFiniteLossError", "TrainHistory"]
 
@@ -145,8 +145,10 @@ def train_diglm(
         ``nats_per_dim`` on the training batches, the validation figures when given, and the epoch's seconds.
     """
     epochs, batch_size = int(epochs), int(batch_size)
-    _check_training_arguments(X, y, X_val, y_val, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                              on_nonfinite=on_nonfinite, resume=resume, checkpoint_path=checkpoint_path)
+    _check_training_arguments(X, y, X_val, y_val, epochs=epochs, batch_size=batch_size, lr=lr,
+                              weight_decay=weight_decay, clip_grad=clip_grad, warmup_steps=warmup_steps,
+                              patience=patience, on_nonfinite=on_nonfinite, resume=resume,
+                              checkpoint_path=checkpoint_path)
     ctx = _distributed_context(batch_size) if distributed else None
     model.to(device)
     run = _TrainingRun(model, torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
@@ -154,7 +156,16 @@ def train_diglm(
                        distributed=distributed)
     start_epoch = 0
     if resume and Path(checkpoint_path).exists():
-        start_epoch = run.restore(load_checkpoint(checkpoint_path, map_location=device), epochs)
+        ckpt = load_checkpoint(checkpoint_path, map_location=device)
+        saved = ckpt.get("config") or {}
+        if config and saved and _architecture(saved) != _architecture(config):
+            raise CheckpointError(f"{str(checkpoint_path)!r} was written for another model "
+                                  f"({_architecture(saved)}), not {_architecture(config)}: refusing to resume")
+        try:
+            start_epoch = run.restore(ckpt, epochs)
+        except (RuntimeError, KeyError) as err:
+            raise CheckpointError(f"cannot resume from {str(checkpoint_path)!r}: it does not match this model "
+                                  f"({err})") from err
 
     n = X.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
@@ -167,51 +178,76 @@ def train_diglm(
         main_process = ctx.is_main
     bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
                disable=not _show_progress(quiet) or not main_process, unit="step", leave=False)
-    try:
-        for epoch in range(start_epoch, epochs):
-            t0 = time.perf_counter()
-            model.train()
-            # Everything random in an epoch derives from (seed, epoch): a resumed run repeats it exactly.
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            torch.manual_seed(seed * 1_000_003 + epoch)
-            batches = (distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003, rank=ctx.rank,
-                                           world_size=ctx.world_size)
-                       if ctx is not None else _epoch_batches(n, batch_size, generator))
-            record = run.epoch(net, X, y, batches, epoch=epoch, device=device, bar=bar, ctx=ctx)
-            stop_early = run.validate(record, X_val, y_val, epoch=epoch, patience=patience,
-                                      batch_size=max(batch_size, 1024), device=device)
-            record["seconds"] = time.perf_counter() - t0
-            if checkpoint_path is not None and main_process:
-                save_checkpoint(run.checkpoint(epoch, config), checkpoint_path)
-            if checkpoint_path is not None and ctx is not None:
-                barrier()  # every rank sees the epoch's checkpoint before going on
-            if stop_early:
-                break
-    except KeyboardInterrupt:
-        run.history.stopped = "interrupted"
-    finally:
-        bar.close()
+    # The epochs reseed torch's generator; fork it so that the caller's random stream is left as it was.
+    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            for epoch in range(start_epoch, epochs):
+                t0 = time.perf_counter()
+                model.train()
+                # Everything random in an epoch derives from (seed, epoch): a resumed run repeats it exactly.
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+                torch.manual_seed(seed * 1_000_003 + epoch)
+                batches = (distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003, rank=ctx.rank,
+                                               world_size=ctx.world_size)
+                           if ctx is not None else _epoch_batches(n, batch_size, generator))
+                record = run.epoch(net, X, y, batches, epoch=epoch, device=device, bar=bar, ctx=ctx)
+                stop_early = run.validate(record, X_val, y_val, epoch=epoch, patience=patience,
+                                          batch_size=max(batch_size, 1024), device=device)
+                record["seconds"] = time.perf_counter() - t0
+                if checkpoint_path is not None and main_process:
+                    save_checkpoint(run.checkpoint(epoch, config), checkpoint_path)
+                if checkpoint_path is not None and ctx is not None:
+                    barrier()  # every rank sees the epoch's checkpoint before going on
+                if stop_early:
+                    break
+        except KeyboardInterrupt:
+            run.history.stopped = "interrupted"
+        finally:
+            bar.close()
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     model.eval()
     return run.history
 
 
-def _check_training_arguments(X, y, X_val, y_val, *, epochs, batch_size, lr, patience, on_nonfinite, resume,
-                              checkpoint_path) -> None:
+def _check_training_arguments(X, y, X_val, y_val, *, epochs, batch_size, lr, weight_decay, clip_grad,
+                              warmup_steps, patience, on_nonfinite, resume, checkpoint_path) -> None:
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r} and {batch_size!r}")
     check_positive(lr, "lr")
+    check_positive(weight_decay, "weight_decay", allow_zero=True)
+    if clip_grad is not None:
+        check_positive(clip_grad, "clip_grad")  # a negative bound would turn clipping into gradient ascent
+    if int(warmup_steps) < 0:
+        raise ValueError(f"warmup_steps must be non-negative, got {warmup_steps!r}")
+    if patience is not None and int(patience) < 1:
+        raise ValueError(f"patience must be a positive number of epochs (or None), got {patience!r}")
     if on_nonfinite not in ("raise", "skip"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+    if X.shape[0] == 0:
+        raise ValueError("X is empty: no rows to train on")
+    if y.dim() != 1:
+        raise ValueError(f"y must be one-dimensional (one target per row), got shape {tuple(y.shape)}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"mismatched lengths: X has {X.shape[0]} rows, y has {y.shape[0]}")
     if (X_val is None) != (y_val is None):
         raise ValueError("give both X_val and y_val, or neither")
+    if X_val is not None:
+        if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
+            raise ValueError(f"X_val rows have shape {tuple(X_val.shape[1:])}, X rows {tuple(X.shape[1:])}")
+        if y_val.dim() != 1 or X_val.shape[0] != y_val.shape[0]:
+            raise ValueError(f"mismatched validation data: X_val has {X_val.shape[0]} rows, y_val has shape "
+                             f"{tuple(y_val.shape)}")
     if patience is not None and X_val is None:
         raise ValueError("patience (early stopping) needs a validation set: pass X_val and y_val")
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
+
+
+def _architecture(config: dict) -> dict:
+    """The parts of a checkpoint's config that fix the shapes of its parameters."""
+    return {k: config.get(k) for k in ("flow_config", "head_config")}
 
 
 def _distributed_context(batch_size: int):
@@ -240,7 +276,11 @@ class _TrainingRun:
     def restore(self, ckpt: dict, epochs: int) -> int:
         """Load a checkpoint's state; return the epoch to continue from."""
         self.model.load_state_dict(ckpt["model"])
+        settings = [(g["lr"], g["weight_decay"]) for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        # Adam's moments come from the checkpoint; the learning rate and weight decay are this call's.
+        for group, (lr, weight_decay) in zip(self.optimizer.param_groups, settings, strict=True):
+            group["lr"], group["weight_decay"] = lr, weight_decay
         self.history = TrainHistory.from_dict(ckpt["history"])
         self.best_state, self.best_value = ckpt.get("best_state"), float(ckpt["best_value"])
         self.bad_epochs, self.step = int(ckpt["bad_epochs"]), int(ckpt["step"])
@@ -301,7 +341,9 @@ class _TrainingRun:
             from .distributed import all_reduce_sum
 
             sum_py, sum_px, seen = all_reduce_sum([sum_py, sum_px, seen], device=ctx.device)
-        seen = max(seen, 1)
+        if seen == 0:  # every batch was skipped: report that, not a perfect-looking zero
+            sum_py = sum_px = math.nan
+            seen = 1
         return {
             "epoch": epoch,
             "loss": -(sum_py + self.model.px_weight * sum_px) / seen,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from .. import __version__
-from .._validation import as_float_tensor, as_label_tensor, check_fitted, check_positive
+from .._validation import as_float_tensor, as_label_tensor, check_fitted, check_positive, check_same_length
 from ..inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..inference.training import TrainHistory, batched, train_diglm
 from .diglm import DIGLM, build_diglm
@@ -19,7 +20,7 @@ __all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator"]
 _TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "clip_grad", "warmup_steps", "patience", "on_nonfinite")
 
 
-class _DIGLMEstimator:
+class _DIGLMEstimator(BaseEstimator):
     """Shared machinery: building the flow, training, density, features, and save/load."""
 
     _head_families: tuple[str, ...] = ()
@@ -112,6 +113,8 @@ class _DIGLMEstimator:
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         n_val = max(1, int(round(self.val_fraction * X.shape[0])))
+        if n_val >= X.shape[0]:
+            raise ValueError(f"val_fraction={self.val_fraction!r} leaves no training rows out of {X.shape[0]}")
         perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(self.seed))
         val, train = perm[:n_val], perm[n_val:]
         return X[train], y[train], X[val], y[val]
@@ -120,8 +123,9 @@ class _DIGLMEstimator:
     def _fit(self, X, y_t, head_config: dict, *, X_val=None, y_val=None, checkpoint_path=None, resume=False):
         check_positive(self.px_weight, "px_weight", allow_zero=True)
         flow_config = self._flow_config(X)
-        torch.manual_seed(self.seed)
-        model = build_diglm(flow_config, head_config, self.px_weight)
+        with torch.random.fork_rng(devices=[]):  # seed the initial weights without touching the caller's stream
+            torch.manual_seed(self.seed)
+            model = build_diglm(flow_config, head_config, self.px_weight)
         if X_val is None:
             X, y_t, X_val, y_val = self._split_validation(X, y_t)
         config = {"version": __version__, "estimator": type(self).__name__, "flow_config": flow_config,
@@ -206,7 +210,7 @@ def _jsonable(params: dict) -> dict:
     return out
 
 
-class DIGLMRegressor(_DIGLMEstimator):
+class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
     """A DIGLM for real-valued (or count) targets.
 
     Args:
@@ -271,6 +275,7 @@ class DIGLMRegressor(_DIGLMEstimator):
         model = self._model()
         X = self._check_X(X)
         y_t = as_float_tensor(y, "y", ndim=1, dtype=torch.float32)
+        check_same_length(X=X, y=y_t)
         out = []
         with torch.no_grad():
             for s in range(0, X.shape[0], 1024):
@@ -278,7 +283,7 @@ class DIGLMRegressor(_DIGLMEstimator):
         return torch.cat(out).double().numpy()
 
 
-class DIGLMClassifier(_DIGLMEstimator):
+class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
     """A DIGLM for class labels: Bernoulli head for two classes, softmax head for more.
 
     Args:
@@ -309,6 +314,10 @@ class DIGLMClassifier(_DIGLMEstimator):
             raise ValueError(f"y must be one-dimensional, got shape {y_arr.shape}")
         if y_arr.shape[0] != X.shape[0]:
             raise ValueError(f"mismatched lengths: X has {X.shape[0]} rows, y has {y_arr.shape[0]}")
+        if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():
+            raise ValueError("y contains NaN or infinite labels")
+        if y_arr.dtype == object:
+            raise TypeError("y must be an array of class labels (numbers or strings), not objects")
         classes = np.unique(y_arr)
         if classes.size < 2:
             raise ValueError(f"y must contain at least two classes, found only {classes.tolist()}")
