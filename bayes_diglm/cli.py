@@ -11,18 +11,12 @@ import importlib
 import sys
 
 from . import __version__
+from .experiments.common import add_common_arguments
 
-__all__ = ["main", "build_parser", "add_common_arguments"]
+__all__ = ["main", "build_parser"]
 
 # Modules in bayes_diglm.experiments that register subcommands, in the order --help lists them.
 COMMAND_MODULES = ("flights", "classification", "bandits", "synthetic", "scale")
-
-
-def add_common_arguments(p: argparse.ArgumentParser, out: str) -> None:
-    """The options every experiment shares: --seed, --out, --quiet."""
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _registered(sub) -> dict[str, argparse.ArgumentParser]:

@@ -18,13 +18,13 @@ def _worker() -> None:
     """Under torchrun: time ``STEPS`` DDP steps (after ``WARMUP``) at a fixed global batch; rank 0 prints JSON."""
     import torch
 
-    from bayes_diglm.inference.distributed import (
+    from bayes_diglm.models.diglm import build_diglm
+    from bayes_diglm.training.distributed import (
         distributed_batches,
         init_distributed,
         shutdown_distributed,
         wrap_ddp,
     )
-    from bayes_diglm.models.diglm import build_diglm
 
     torch.set_num_threads(1)
     ctx = init_distributed("gloo")

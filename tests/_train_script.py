@@ -5,8 +5,8 @@ import sys
 import torch
 
 from bayes_diglm.flows import realnvp
-from bayes_diglm.inference import train_diglm
 from bayes_diglm.models import DIGLM, make_head
+from bayes_diglm.training import train_module
 
 
 def main(checkpoint: str, final: str, epochs: int, resume: bool) -> None:
@@ -16,7 +16,7 @@ def main(checkpoint: str, final: str, epochs: int, resume: bool) -> None:
     y = (X[:, 0] * X[:, 1] > 0).long()
     torch.manual_seed(0)
     model = DIGLM(realnvp(4, num_layers=3, hidden_dims=(32, 32)), make_head("bernoulli", 4), px_weight=0.1)
-    history = train_diglm(model, X, y, epochs=epochs, batch_size=50, seed=7, quiet=True,
+    history = train_module(model, X, y, epochs=epochs, batch_size=50, seed=7, quiet=True,
                           checkpoint_path=checkpoint, resume=resume)
     torch.save({"model": model.state_dict(), "stopped": history.stopped,
                 "epochs": [r["epoch"] for r in history.epochs]}, final)

@@ -19,8 +19,8 @@ from bayes_diglm.bandits import (
     run_agent,
     wheel_bandit,
 )
-from bayes_diglm.inference.checkpoint import CheckpointError
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
+from bayes_diglm.training.checkpoint import CheckpointError
 
 # ---------------------------------------------------------------------------------------------------------
 # environments

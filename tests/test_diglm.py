@@ -11,8 +11,8 @@ from sklearn.datasets import make_moons
 
 from bayes_diglm import DIGLMClassifier, DIGLMRegressor, load_estimator
 from bayes_diglm.flows import realnvp
-from bayes_diglm.inference import CheckpointError, NonFiniteLossError, load_checkpoint, train_diglm
 from bayes_diglm.models import DIGLM, HEADS, make_head
+from bayes_diglm.training import CheckpointError, NonFiniteLossError, load_checkpoint, train_module
 
 
 def _moons(n, seed):
@@ -106,13 +106,13 @@ def test_resumed_run_continues_where_it_stopped(tmp_path):
         return DIGLM(realnvp(2, num_layers=2, hidden_dims=(16,)), make_head("bernoulli", 2), px_weight=0.1)
 
     full = fresh()
-    train_diglm(full, X_t, y_t, epochs=4, batch_size=64, quiet=True, seed=3)
+    train_module(full, X_t, y_t, epochs=4, batch_size=64, quiet=True, seed=3)
     part = fresh()
     ckpt = tmp_path / "run.pt"
-    train_diglm(part, X_t, y_t, epochs=2, batch_size=64, quiet=True, seed=3, checkpoint_path=ckpt)
+    train_module(part, X_t, y_t, epochs=2, batch_size=64, quiet=True, seed=3, checkpoint_path=ckpt)
     assert load_checkpoint(ckpt)["epoch"] == 1
     resumed = fresh()
-    history = train_diglm(resumed, X_t, y_t, epochs=4, batch_size=64, quiet=True, seed=3,
+    history = train_module(resumed, X_t, y_t, epochs=4, batch_size=64, quiet=True, seed=3,
                           checkpoint_path=ckpt, resume=True)
     assert [r["epoch"] for r in history.epochs] == [0, 1, 2, 3]
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
@@ -145,11 +145,11 @@ def test_nonfinite_loss_stops_and_keeps_last_good_state():
 
     model.head.log_prob = flaky
     with pytest.raises(NonFiniteLossError, match="epoch 0, step 2"):
-        train_diglm(model, X_t, y_t, epochs=1, batch_size=50, quiet=True)
+        train_module(model, X_t, y_t, epochs=1, batch_size=50, quiet=True)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, good[k], msg=k)
     calls["n"] = 0
-    history = train_diglm(model, X_t, y_t, epochs=1, batch_size=50, quiet=True, on_nonfinite="skip")
+    history = train_module(model, X_t, y_t, epochs=1, batch_size=50, quiet=True, on_nonfinite="skip")
     assert history.skipped_batches == 1
     assert torch.isfinite(model.log_px(X_t)).all()
 
@@ -220,23 +220,23 @@ def test_fit_leaves_the_callers_random_stream_alone():
     [({"clip_grad": -1.0}, "clip_grad"), ({"warmup_steps": -5}, "warmup_steps"),
      ({"weight_decay": -1e-3}, "weight_decay"), ({"patience": 0}, "patience")],
 )
-def test_train_diglm_rejects_bad_settings(kwargs, match):
+def test_train_module_rejects_bad_settings(kwargs, match):
     X, y = _moons(50, 0)
     model = DIGLM(realnvp(2, num_layers=1, hidden_dims=(4,)), make_head("bernoulli", 2))
     extra = {"X_val": torch.as_tensor(X), "y_val": torch.as_tensor(y)} if "patience" in kwargs else {}
     with pytest.raises(ValueError, match=match):
-        train_diglm(model, torch.as_tensor(X), torch.as_tensor(y), epochs=1, quiet=True, **kwargs, **extra)
+        train_module(model, torch.as_tensor(X), torch.as_tensor(y), epochs=1, quiet=True, **kwargs, **extra)
 
 
-def test_train_diglm_rejects_shapes_that_would_broadcast():
+def test_train_module_rejects_shapes_that_would_broadcast():
     X, y = torch.randn(20, 2), torch.randn(20)
     model = DIGLM(realnvp(2, num_layers=1, hidden_dims=(4,)), make_head("gaussian", 2))
     with pytest.raises(ValueError, match="one-dimensional"):
-        train_diglm(model, X, y[:, None], epochs=1, quiet=True)
+        train_module(model, X, y[:, None], epochs=1, quiet=True)
     with pytest.raises(ValueError, match="validation"):
-        train_diglm(model, X, y, X_val=X, y_val=y[:1], epochs=1, quiet=True)
+        train_module(model, X, y, X_val=X, y_val=y[:1], epochs=1, quiet=True)
     with pytest.raises(ValueError, match="empty"):
-        train_diglm(model, X[:0], y[:0], epochs=1, quiet=True)
+        train_module(model, X[:0], y[:0], epochs=1, quiet=True)
 
 
 def test_classifier_refuses_nan_labels_and_an_empty_training_split():
@@ -253,14 +253,14 @@ def test_resume_refuses_another_architecture_and_keeps_the_callers_lr(tmp_path):
     ckpt = tmp_path / "run.pt"
     config = {"flow_config": {"kind": "realnvp", "dim": 2, "num_layers": 1}, "head_config": {"family": "bernoulli"}}
     model = DIGLM(realnvp(2, num_layers=1, hidden_dims=(4,)), make_head("bernoulli", 2))
-    train_diglm(model, X_t, y_t, epochs=1, quiet=True, checkpoint_path=ckpt, config=config)
+    train_module(model, X_t, y_t, epochs=1, quiet=True, checkpoint_path=ckpt, config=config)
     other = DIGLM(realnvp(2, num_layers=2, hidden_dims=(4,)), make_head("bernoulli", 2))
     with pytest.raises(CheckpointError, match="another model"):
-        train_diglm(other, X_t, y_t, epochs=2, quiet=True, checkpoint_path=ckpt, resume=True,
+        train_module(other, X_t, y_t, epochs=2, quiet=True, checkpoint_path=ckpt, resume=True,
                     config={**config, "flow_config": {**config["flow_config"], "num_layers": 2}})
     with pytest.raises(CheckpointError, match="does not match"):
-        train_diglm(other, X_t, y_t, epochs=2, quiet=True, checkpoint_path=ckpt, resume=True)
-    train_diglm(model, X_t, y_t, epochs=2, lr=1e-5, quiet=True, checkpoint_path=ckpt, resume=True, config=config)
+        train_module(other, X_t, y_t, epochs=2, quiet=True, checkpoint_path=ckpt, resume=True)
+    train_module(model, X_t, y_t, epochs=2, lr=1e-5, quiet=True, checkpoint_path=ckpt, resume=True, config=config)
     saved = load_checkpoint(ckpt)["optimizer"]["param_groups"][0]["lr"]
     assert saved == pytest.approx(1e-5)
     umask = os.umask(0)

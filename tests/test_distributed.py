@@ -9,10 +9,10 @@ import torch
 import torch.multiprocessing as mp
 
 from bayes_diglm.flows import realnvp
-from bayes_diglm.inference import distributed as dt
-from bayes_diglm.inference import training
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
 from bayes_diglm.models import DIGLM, make_head
+from bayes_diglm.training import distributed as dt
+from bayes_diglm.training import loop as training
 
 WORLD = 2
 N_POST, N_TRAIN, BATCH, EPOCHS = 2001, 256, 64, 2
@@ -40,7 +40,7 @@ def _model():
 
 
 def _train(model, X, y, **kwargs):
-    return training.train_diglm(model, torch.from_numpy(X), torch.from_numpy(y), epochs=EPOCHS, batch_size=BATCH,
+    return training.train_module(model, torch.from_numpy(X), torch.from_numpy(y), epochs=EPOCHS, batch_size=BATCH,
                                 lr=3e-3, seed=0, quiet=True, **kwargs)
 
 
@@ -69,7 +69,7 @@ def _worker(rank, port, out_dir):
         out["ddp_state"] = {k: v.clone() for k, v in model.state_dict().items()}
         out["ddp_loss"] = [e["loss"] for e in history.epochs]
         ckpt = os.path.join(out_dir, "ckpt.pt")
-        training.train_diglm(_model(), torch.from_numpy(Xt), torch.from_numpy(yt), epochs=1, batch_size=BATCH,
+        training.train_module(_model(), torch.from_numpy(Xt), torch.from_numpy(yt), epochs=1, batch_size=BATCH,
                              lr=3e-3, seed=0, quiet=True, distributed=True, checkpoint_path=ckpt)
         resumed = _model()
         _train(resumed, Xt, yt, distributed=True, checkpoint_path=ckpt, resume=True)
@@ -147,7 +147,7 @@ def test_distributed_batches_tile_the_single_process_batches():
 
 def test_errors_without_a_process_group():
     with pytest.raises(RuntimeError, match="process group"):
-        training.train_diglm(_model(), torch.randn(8, 4), torch.randn(8), epochs=1, distributed=True)
+        training.train_module(_model(), torch.randn(8, 4), torch.randn(8), epochs=1, distributed=True)
     saved = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE") if k in os.environ}
     try:
         with pytest.raises(RuntimeError, match="torchrun"):

@@ -16,9 +16,9 @@ from bayes_diglm.experiments.classification import (
     load_classification_data,
     run_classification,
 )
-from bayes_diglm.inference.checkpoint import load_checkpoint
 from bayes_diglm.models.diglm import build_diglm
 from bayes_diglm.plots.classification import view_quantiles
+from bayes_diglm.training.checkpoint import load_checkpoint
 
 TINY = {
     "flow_kwargs": {"levels": 2, "steps": 1, "hidden_channels": 8},

@@ -12,16 +12,9 @@ import scipy.optimize
 import scipy.stats
 import torch
 
+from bayes_diglm.baselines import GaussianMixturePredictive, GaussianPredictive, StudentTPredictive, train_mlp
 from bayes_diglm.cli import build_parser
-from bayes_diglm.experiments.flights import (
-    FlightsConfig,
-    GaussianMixturePredictive,
-    GaussianPredictive,
-    StudentTPredictive,
-    run_flights,
-    train_mlp,
-    weighted_student_t_predictive,
-)
+from bayes_diglm.experiments.flights import FlightsConfig, run_flights, weighted_student_t_predictive
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
 
 

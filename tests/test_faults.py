@@ -14,16 +14,18 @@ import torch
 
 from bayes_diglm import DIGLMClassifier, DIGLMRegressor, load_estimator
 from bayes_diglm.bandits.agents import load_agent
-from bayes_diglm.inference import CheckpointError, load_checkpoint, save_checkpoint
+from bayes_diglm.training import CheckpointError, load_checkpoint, save_checkpoint
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
 EPOCHS = 6
+# The script imports the checked-out package (this repository), not whichever copy is installed.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")])}
 
 
 def _run(ckpt, final, resume=False, **kwargs):
     return subprocess.Popen([sys.executable, str(SCRIPT), str(ckpt), str(final), str(EPOCHS),
                              "resume" if resume else "fresh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            **kwargs)
+                            env=ENV, **kwargs)
 
 
 def _wait_for_epoch(ckpt: Path, epoch: int, proc, timeout=240.0):

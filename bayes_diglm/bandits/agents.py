@@ -13,8 +13,8 @@ from torch import nn
 from .._validation import check_positive
 from ..flows.base import ActNorm
 from ..flows.realnvp import realnvp
-from ..inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..inference.linalg import cholesky_rank_one_update
+from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
     "ArmPosteriors",

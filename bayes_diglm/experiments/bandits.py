@@ -193,7 +193,7 @@ def _cli_run(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``bandit`` subcommand: ``bayes-diglm bandit {wheel,digits,fashion} [options]``."""
-    from ..cli import add_common_arguments
+    from .common import add_common_arguments
 
     p = subparsers.add_parser(
         "bandit", help="Thompson-sampling contextual bandits (wheel, digits, fashion)",

@@ -23,10 +23,10 @@ from ..evaluation import (
     reliability_curve,
 )
 from ..flows.image import bits_per_dim
-from ..inference.checkpoint import load_checkpoint
 from ..inference.laplace import LaplaceClassifier
 from ..models.estimators import DIGLMClassifier
-from .common import markdown_table, write_results
+from ..training.checkpoint import load_checkpoint
+from .common import add_common_arguments, markdown_table, write_results
 
 __all__ = [
     "CONFIGS",
@@ -530,8 +530,6 @@ def _cli_run(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``classify`` subcommand."""
-    from ..cli import add_common_arguments
-
     p = subparsers.add_parser(
         "classify", help="Glow DIGLM on Fashion-MNIST: hybrid vs discriminative, Bayesian heads, OOD",
         description="Train hybrid and discriminative Glow DIGLMs on Fashion-MNIST, fit Laplace and SVI "

@@ -1,7 +1,8 @@
-"""What every experiment writes: ``metrics.json``, a Markdown ``table.md``, and the printed table."""
+"""What every experiment shares: its common options, ``metrics.json``, a Markdown ``table.md``."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import platform
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["markdown_table", "write_results", "machine_description", "json_ready"]
+__all__ = ["add_common_arguments", "markdown_table", "write_results", "machine_description", "json_ready"]
+
+
+def add_common_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    """The options every experiment's subcommand shares: --seed, --out, --quiet."""
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _fmt(value, digits: int) -> str:

@@ -12,28 +12,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
-import scipy.special
-import scipy.stats
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..baselines import (
+    GaussianPredictive,
+    HeteroscedasticMLP,
+    StudentTPredictive,
+    ensemble_predictive,
+    train_ensemble,
+)
 from ..data.flights import FlightsSplit, load_flights, split_flights
 from ..evaluation import interval_coverage, mean_nll, ood_scores, rmse
 from ..inference.conjugate import ConjugateLinearRegression
 from ..models.estimators import DIGLMRegressor
-from .common import markdown_table, write_results
+from .common import add_common_arguments, markdown_table, write_results
 
 __all__ = [
     "FlightsConfig",
-    "GaussianMixturePredictive",
-    "GaussianPredictive",
-    "HeteroscedasticMLP",
-    "StudentTPredictive",
     "noise_precision_weights",
     "run_flights",
-    "train_mlp",
     "weighted_student_t_predictive",
 ]
 
@@ -108,100 +107,8 @@ def _check_config(config: FlightsConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# predictive distributions (one interface for every row of the table)
+# the weighted conjugate head
 # ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GaussianPredictive:
-    """Independent ``N(loc_i, scale_i^2)`` predictives, one per test point."""
-
-    loc: np.ndarray
-    scale: np.ndarray
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.loc
-
-    def log_prob(self, y) -> np.ndarray:
-        return scipy.stats.norm.logpdf(np.asarray(y, dtype=np.float64), self.loc, self.scale)
-
-    def interval(self, prob: float) -> tuple[np.ndarray, np.ndarray]:
-        half = scipy.stats.norm.ppf(0.5 + prob / 2) * self.scale
-        return self.loc - half, self.loc + half
-
-    def affine(self, shift: float, factor: float) -> GaussianPredictive:
-        """The predictive of ``shift + factor * y`` (e.g. standardised units to minutes)."""
-        return GaussianPredictive(shift + factor * self.loc, abs(factor) * self.scale)
-
-
-@dataclass(frozen=True)
-class StudentTPredictive:
-    """Independent Student-t predictives ``t_df(loc_i, scale_i)`` (the conjugate head's predictive)."""
-
-    df: float
-    loc: np.ndarray
-    scale: np.ndarray
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.loc
-
-    def log_prob(self, y) -> np.ndarray:
-        return scipy.stats.t.logpdf(np.asarray(y, dtype=np.float64), self.df, self.loc, self.scale)
-
-    def interval(self, prob: float) -> tuple[np.ndarray, np.ndarray]:
-        half = scipy.stats.t.ppf(0.5 + prob / 2, self.df) * self.scale
-        return self.loc - half, self.loc + half
-
-    def affine(self, shift: float, factor: float) -> StudentTPredictive:
-        """The predictive of ``shift + factor * y``."""
-        return StudentTPredictive(self.df, shift + factor * self.loc, abs(factor) * self.scale)
-
-
-@dataclass(frozen=True)
-class GaussianMixturePredictive:
-    r"""Equal-weight mixtures of Gaussians, one per test point (a deep ensemble's predictive).
-
-    ``locs`` and ``scales`` have shape (M, n). Mean :math:`\bar\mu = \frac1M\sum_m \mu_m`, variance
-    :math:`\frac1M\sum_m(\sigma_m^2 + \mu_m^2) - \bar\mu^2`; the density is the mixture's own, and
-    intervals are the mixture's exact quantiles (bisection on its CDF).
-    """
-
-    locs: np.ndarray
-    scales: np.ndarray
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.locs.mean(axis=0)
-
-    @property
-    def variance(self) -> np.ndarray:
-        return (self.scales**2 + self.locs**2).mean(axis=0) - self.mean**2
-
-    def log_prob(self, y) -> np.ndarray:
-        comp = scipy.stats.norm.logpdf(np.asarray(y, dtype=np.float64)[None, :], self.locs, self.scales)
-        return scipy.special.logsumexp(comp, axis=0) - math.log(self.locs.shape[0])
-
-    def cdf(self, y) -> np.ndarray:
-        return scipy.stats.norm.cdf(np.asarray(y, dtype=np.float64)[None, :], self.locs, self.scales).mean(axis=0)
-
-    def quantile(self, q: float, iterations: int = 80) -> np.ndarray:
-        """The ``q`` quantile of every mixture, by bisection between the extreme components' quantiles."""
-        z = scipy.stats.norm.ppf(q)
-        lo, hi = (self.locs + z * self.scales).min(axis=0), (self.locs + z * self.scales).max(axis=0)
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            below = self.cdf(mid) < q
-            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-        return 0.5 * (lo + hi)
-
-    def interval(self, prob: float) -> tuple[np.ndarray, np.ndarray]:
-        return self.quantile(0.5 - prob / 2), self.quantile(0.5 + prob / 2)
-
-    def affine(self, shift: float, factor: float) -> GaussianMixturePredictive:
-        """The predictive of ``shift + factor * y``."""
-        return GaussianMixturePredictive(shift + factor * self.locs, abs(factor) * self.scales)
 
 
 def weighted_student_t_predictive(head: ConjugateLinearRegression, Z, weight) -> StudentTPredictive:
@@ -241,71 +148,6 @@ def noise_precision_weights(model: DIGLMRegressor, Z: np.ndarray, normaliser: fl
     precision = np.exp(-log_var)
     normaliser = float(precision.mean()) if normaliser is None else float(normaliser)
     return precision / normaliser, normaliser
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the heteroscedastic MLP baseline (Lakshminarayanan, Pritzel, Blundell 2017)
-# ----------------------------------------------------------------------------------------------------------
-
-
-class HeteroscedasticMLP(nn.Module):
-    r"""A ReLU network with two outputs, mean and variance: ``y ~ N(mu(x), sigma^2(x))``.
-
-    ``sigma^2 = softplus(raw) + 1e-6`` as in Lakshminarayanan et al. (2017); trained by the Gaussian NLL.
-    """
-
-    def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64)):
-        super().__init__()
-        layers, width = [], dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, 2))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(x)
-        return out[:, 0], nn.functional.softplus(out[:, 1]) + 1e-6
-
-    def nll(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean Gaussian negative log-likelihood of a batch."""
-        mean, var = self(x)
-        return 0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var).mean()
-
-    def predictive(self, X: np.ndarray, batch_size: int = 8192) -> GaussianPredictive:
-        with torch.no_grad():
-            parts = [self(torch.as_tensor(X[s:s + batch_size])) for s in range(0, len(X), batch_size)]
-        mean = torch.cat([m for m, _ in parts]).double().numpy()
-        var = torch.cat([v for _, v in parts]).double().numpy()
-        return GaussianPredictive(mean, np.sqrt(var))
-
-
-def train_mlp(X, y, X_val, y_val, *, hidden=(64, 64), epochs: int = 10, batch_size: int = 256,
-              lr: float = 1e-3, seed: int = 0) -> HeteroscedasticMLP:
-    """Train a :class:`HeteroscedasticMLP` with Adam; keep the epoch with the best validation NLL."""
-    torch.manual_seed(seed)
-    X, y = torch.as_tensor(X), torch.as_tensor(y)
-    X_val, y_val = torch.as_tensor(X_val), torch.as_tensor(y_val)
-    model = HeteroscedasticMLP(X.shape[1], tuple(hidden))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    best, best_state = math.inf, None
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(X.shape[0], generator=generator).split(batch_size):
-            loss = model.nll(X[idx], y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            val = float(model.nll(X_val, y_val))
-        if val < best:
-            best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model.eval()
 
 
 def _num_params(module: nn.Module) -> int:
@@ -384,14 +226,10 @@ def _train_diglms(split, config, quiet, bar) -> tuple[_DIGLMRun, _DIGLMRun, list
 
 
 def _train_ensemble(split, config, bar) -> list[HeteroscedasticMLP]:
-    members = []
-    for k in range(config.ensemble_size):
-        _stage(bar, f"MLP {k + 1}/{config.ensemble_size}")
-        members.append(train_mlp(split.X_train, split.y_train, split.X_val, split.y_val,
-                                 hidden=config.mlp_hidden, epochs=config.mlp_epochs,
-                                 batch_size=config.batch_size, lr=config.lr, seed=config.seed * 1000 + k))
-        bar.update(1)
-    return members
+    _stage(bar, f"MLP ensemble of {config.ensemble_size}")
+    return train_ensemble(split.X_train, split.y_train, split.X_val, split.y_val, size=config.ensemble_size,
+                          seed=config.seed, on_member=lambda k: bar.update(1), hidden=config.mlp_hidden,
+                          epochs=config.mlp_epochs, batch_size=config.batch_size, lr=config.lr)
 
 
 def _log_px_columns(run: _DIGLMRun, split: FlightsSplit, rows: int, seed: int) -> tuple[dict, dict]:
@@ -407,8 +245,7 @@ def _log_px_columns(run: _DIGLMRun, split: FlightsSplit, rows: int, seed: int) -
 def _predictives(split, hybrid, discriminative, blr, members) -> tuple[dict, dict]:
     """Every row's test predictive in minutes, and for the DIGLM rows the run whose flow they use."""
     to_min = dict(shift=split.y_mean, factor=split.y_std)
-    singles = [m.predictive(split.X_test) for m in members]
-    ensemble = GaussianMixturePredictive(np.stack([p.loc for p in singles]), np.stack([p.scale for p in singles]))
+    ensemble = ensemble_predictive(members, split.X_test)
     hyb = f"DIGLM hybrid (lambda={hybrid.px_weight:.3g})"
     flows = {f"{hyb}, Bayesian head": hybrid, f"{hyb}, point head": hybrid,
              "DIGLM discriminative (lambda=0), Bayesian head": discriminative,
@@ -416,7 +253,7 @@ def _predictives(split, hybrid, discriminative, blr, members) -> tuple[dict, dic
     preds = {name: (run.bayes_predictive(split.X_test) if name.endswith("Bayesian head")
                     else run.point_predictive(split.X_test)) for name, run in flows.items()}
     preds["Bayesian linear regression (raw attributes)"] = _blr_predictive(blr, split.X_test)
-    preds["heteroscedastic MLP"] = singles[0]
+    preds["heteroscedastic MLP"] = members[0].predictive(split.X_test)
     preds[f"deep ensemble ({len(members)} MLPs)"] = ensemble
     return {name: p.affine(**to_min) for name, p in preds.items()}, flows
 
@@ -584,8 +421,6 @@ def _demo(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``flights`` subcommand; its quick configuration is the package demo."""
-    from ..cli import add_common_arguments
-
     p = subparsers.add_parser(
         "flights", help="flight-delay regression: Bayesian DIGLM vs baselines (the main job)",
         description="Train the DIGLM hybrid (lambda tuned on validation) with an exact Bayesian head, the "

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from ..data.synthetic import flights_like
-from ..inference.checkpoint import load_checkpoint, save_checkpoint
 from ..inference.conjugate import ConjugateLinearRegression
 from ..inference.streaming import stream_evaluate, stream_fit_conjugate
 from ..models.diglm import DIGLM, build_diglm
-from .common import markdown_table, write_results
+from ..training.checkpoint import load_checkpoint, save_checkpoint
+from .common import add_common_arguments, markdown_table, write_results
 
 __all__ = ["prepare_flow", "stream_job", "measure_stream", "run_stream", "run_train", "register"]
 
@@ -61,14 +61,14 @@ def prepare_flow(path: str | Path, *, train_rows: int = 50_000, epochs: int = 2,
     The checkpoint holds the model's ``state_dict``, its JSON config and the input standardisation, so
     fresh processes rebuild it with :func:`load_flow` (``torch.load(weights_only=True)``).
     """
-    from ..inference.training import train_diglm
+    from ..training import train_module
 
     X, y = _training_rows(train_rows, seed)
     x_mean, x_std = X.mean(0), X.std(0)
     y_mean, y_std = float(y.mean()), float(y.std())
     torch.manual_seed(seed)
     model = build_diglm(FLOW_CONFIG, HEAD_CONFIG, PX_WEIGHT)
-    train_diglm(model, (X - x_mean) / x_std, (y - y_mean) / y_std, epochs=epochs, batch_size=batch_size,
+    train_module(model, (X - x_mean) / x_std, (y - y_mean) / y_std, epochs=epochs, batch_size=batch_size,
                 lr=1e-3, seed=seed, quiet=quiet)
     config = {"flow": FLOW_CONFIG, "head": HEAD_CONFIG, "px_weight": PX_WEIGHT, "train_rows": train_rows}
     return save_checkpoint({"model": model.state_dict(), "config": config, "x_mean": x_mean, "x_std": x_std},
@@ -159,8 +159,8 @@ def run_train(out: str | Path = "results/scale-train", *, rows: int = 20_000, ep
     from it on every rank), and the conjugate head from per-rank
     sufficient statistics of each rank's slice of the stream merged by ``all_reduce``.
     """
-    from ..inference import distributed as dist_tools
-    from ..inference.training import train_diglm
+    from ..training import distributed as dist_tools
+    from ..training import train_module
 
     ctx = dist_tools.init_distributed() if distributed else None
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
@@ -173,7 +173,7 @@ def run_train(out: str | Path = "results/scale-train", *, rows: int = 20_000, ep
         torch.manual_seed(seed)
         model = build_diglm(FLOW_CONFIG, HEAD_CONFIG, PX_WEIGHT)
         t0 = time.perf_counter()
-        history = train_diglm(model, (X - x_mean) / x_std, (y - y_mean) / y_std, epochs=epochs,
+        history = train_module(model, (X - x_mean) / x_std, (y - y_mean) / y_std, epochs=epochs,
                               batch_size=batch_size, seed=seed, quiet=quiet or rank != 0,
                               checkpoint_path=out / "checkpoint.pt", resume=resume, device=device,
                               distributed=distributed)
@@ -220,8 +220,6 @@ def _cli_train(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``scale stream`` (larger-than-memory streaming) and ``scale train`` (``--distributed`` under torchrun)."""
-    from ..cli import add_common_arguments
-
     p = subparsers.add_parser("scale", help="streaming 5M rows; distributed training under torchrun",
                               description="Scale runs: streaming the exact posterior, DDP training.")
     sub = p.add_subparsers(dest="scale_command", metavar="SCALE_COMMAND", required=True)

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.datasets import make_moons
 
 from ..models.estimators import DIGLMClassifier
-from .common import markdown_table, write_results
+from .common import add_common_arguments, markdown_table, write_results
 
 __all__ = ["run_synthetic"]
 
@@ -49,8 +49,6 @@ def _cli_run(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``synthetic`` subcommand (also the demo until a real-data main job exists)."""
-    from ..cli import add_common_arguments
-
     p = subparsers.add_parser("synthetic", help="hybrid vs discriminative DIGLM on two moons",
                               description="Train hybrid and discriminative DIGLMs on a 2-D synthetic set.")
     add_common_arguments(p, "results/synthetic")

@@ -77,7 +77,9 @@ class DIGLM(nn.Module):
         return self.head.log_prob(z, y), self.flow.base_log_prob(z) + log_det
 
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The hybrid objective ``mean(log p(y|x) + px_weight * log p(x))`` (to maximise) and its parts.
+        """The hybrid objective ``mean(log p(y|x) + px_weight * log p(x))`` (to maximise) and its parts
+        (batch means of ``log_py``, ``log_px`` and ``nats_per_dim``), the protocol of
+        :func:`bayes_diglm.training.train_module`.
 
         With ``px_weight = 0`` (the discriminative model) ``log p(x)`` is still reported but kept out of the
         graph, so no gradient work is spent on it.
@@ -86,7 +88,8 @@ class DIGLM(nn.Module):
         value = log_py.mean()
         if self.px_weight > 0:
             value = value + self.px_weight * log_px.mean()
-        return value, {"log_py": log_py.detach().mean(), "log_px": log_px.detach().mean()}
+        log_px = log_px.detach().mean()
+        return value, {"log_py": log_py.detach().mean(), "log_px": log_px, "nats_per_dim": -log_px / self.flow.dim}
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Same as :meth:`objective`; training calls the module itself so that DistributedDataParallel's

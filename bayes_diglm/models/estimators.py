@@ -11,8 +11,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from .. import __version__
 from .._validation import as_float_tensor, as_label_tensor, check_fitted, check_positive, check_same_length
-from ..inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..inference.training import TrainHistory, batched, train_diglm
+from ..training import TrainHistory, batched, train_module
+from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .diglm import DIGLM, build_diglm
 
 __all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator"]
@@ -130,7 +130,7 @@ class _DIGLMEstimator(BaseEstimator):
             X, y_t, X_val, y_val = self._split_validation(X, y_t)
         config = {"version": __version__, "estimator": type(self).__name__, "flow_config": flow_config,
                   "head_config": head_config, "px_weight": float(self.px_weight), **self._extra_config()}
-        history = train_diglm(
+        history = train_module(
             model, X, y_t, X_val=X_val, y_val=y_val, seed=self.seed, quiet=self.quiet, device=self.device,
             checkpoint_path=checkpoint_path, resume=resume, config=config,
             **{k: getattr(self, k) for k in _TRAIN_PARAMS},

@@ -3,7 +3,7 @@
 Launch with ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``), e.g. ``torchrun --nproc-per-node 2 -m bayes_diglm scale train --distributed``. The backend
 is ``nccl`` when CUDA is available and ``gloo`` otherwise. Training uses
-:func:`bayes_diglm.inference.training.train_diglm` with ``distributed=True`` (DistributedDataParallel; the
+:func:`bayes_diglm.training.train_module` with ``distributed=True`` (DistributedDataParallel; the
 global batch is split across ranks by :class:`~torch.utils.data.DistributedSampler`); the conjugate head is
 fitted from per-rank sufficient statistics summed by ``all_reduce``, which gives the single-process
 posterior on the union of the ranks' data.
@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from .conjugate import ConjugateLinearRegression, SufficientStats
+from ..inference.conjugate import ConjugateLinearRegression, SufficientStats
 
 __all__ = [
     "DistributedContext",
@@ -218,7 +218,7 @@ def fit_conjugate_distributed(head: ConjugateLinearRegression, feature_fn: Calla
     rank computes the same exact posterior with :meth:`ConjugateLinearRegression.fit_stats`. Every rank
     needs at least one row.
     """
-    from .streaming import stream_sufficient_stats
+    from ..inference.streaming import stream_sufficient_stats
 
     local = stream_sufficient_stats(feature_fn, chunks, fit_intercept=bool(head.fit_intercept), dtype=dtype)
     return head.fit_stats(all_reduce_stats(local))

@@ -1,4 +1,10 @@
-"""Maximum-likelihood training of a DIGLM (flow and point-estimate head together) by minibatch Adam."""
+"""The one training loop: minibatch Adam on any module's objective (the DIGLM, MLP baselines, bandit networks).
+
+A trainable module follows one protocol: ``module(x, y)`` returns ``(objective, parts)``, a scalar tensor to
+*maximise* (a mean over the batch) and a dict of detached scalar tensors to record (means over the batch).
+:class:`bayes_diglm.models.DIGLM` returns the hybrid objective with ``log_py``, ``log_px`` and
+``nats_per_dim``; a baseline returns, e.g., its mean log-likelihood. The loop knows nothing else about it.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import check_positive
-from ..models.diglm import DIGLM
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["train_diglm", "evaluate_diglm", "batched", "NonFiniteLossError", "TrainHistory"]
+__all__ = ["train_module", "evaluate_module", "batched", "NonFiniteLossError", "TrainHistory"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -56,22 +61,25 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, batch_s
     return torch.cat(outs)
 
 
-def evaluate_diglm(model: DIGLM, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-                   device: str | torch.device = "cpu") -> dict[str, float]:
-    """Mean ``log p(y|x)``, mean ``log p(x)`` and the objective on a data set, in eval mode, in batches."""
-    was_training = model.training
-    model.eval()
-    sum_py = sum_px = 0.0
+def evaluate_module(module: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+                    device: str | torch.device = "cpu") -> dict[str, float]:
+    """The module's mean ``objective`` and mean ``parts`` over a data set, in eval mode, in batches.
+
+    For a DIGLM: ``objective`` (mean log p(y|x) + px_weight * mean log p(x)), ``log_py``, ``log_px`` and
+    ``nats_per_dim``.
+    """
+    was_training = module.training
+    module.eval()
+    sums: dict[str, float] = {}
     with torch.no_grad():
         for start in range(0, X.shape[0], batch_size):
-            log_py, log_px = model.terms(X[start:start + batch_size].to(device), y[start:start + batch_size].to(device))
-            sum_py += float(log_py.sum())
-            sum_px += float(log_px.sum())
-    model.train(was_training)
+            xb, yb = X[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+            value, parts = module(xb, yb)
+            for key, v in {"objective": value, **parts}.items():
+                sums[key] = sums.get(key, 0.0) + float(v) * xb.shape[0]
+    module.train(was_training)
     n = X.shape[0]
-    mean_py, mean_px = sum_py / n, sum_px / n
-    return {"log_py": mean_py, "log_px": mean_px, "objective": mean_py + model.px_weight * mean_px,
-            "nats_per_dim": -mean_px / model.flow.dim}
+    return {key: total / n for key, total in sums.items()}
 
 
 def _epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
@@ -85,8 +93,8 @@ def _show_progress(quiet: bool | None) -> bool:
     return not quiet
 
 
-def train_diglm(
-    model: DIGLM,
+def train_module(
+    model: torch.nn.Module,
     X: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -108,7 +116,7 @@ def train_diglm(
     on_nonfinite: str = "raise",
     distributed: bool = False,
 ) -> TrainHistory:
-    """Train ``model`` by maximising the hybrid objective with Adam; return the per-epoch history.
+    """Train ``model`` by maximising its objective (``model(x, y) -> (objective, parts)``) with Adam.
 
     Each epoch shuffles with a generator seeded by ``(seed, epoch)`` and reseeds torch's global generator the
     same way (dequantisation noise), so a run resumed from an epoch's checkpoint continues exactly as an
@@ -117,7 +125,7 @@ def train_diglm(
     (``history.stopped == "interrupted"``); the checkpoint of the last completed epoch stays on disk.
 
     Args:
-        model: the DIGLM (its ``px_weight`` is the paper's lambda).
+        model: any module following the protocol above, e.g. a DIGLM (whose ``px_weight`` is the paper's lambda).
         X, y: training inputs (batch first) and targets, as tensors.
         X_val, y_val: optional validation data for early stopping and the history.
         epochs: maximum number of passes over the data.
@@ -135,14 +143,16 @@ def train_diglm(
         on_nonfinite: ``"raise"`` (stop with :class:`NonFiniteLossError`, keeping the last good parameters) or
             ``"skip"`` (skip that batch and count it in ``history.skipped_batches``).
         distributed: train with DistributedDataParallel in an initialised process group (see
-            :mod:`bayes_diglm.inference.distributed`; launch with ``torchrun``). Every rank passes the same
+            :mod:`bayes_diglm.training.distributed`; launch with ``torchrun``). Every rank passes the same
             ``X, y``; ``batch_size`` is the global batch (a multiple of the number of processes), split across
             ranks by a DistributedSampler so that each step matches the single-process step on the same
             global batch; only rank 0 writes checkpoints and every rank resumes from them.
 
     Returns:
-        TrainHistory with one record per epoch: ``loss`` (negative objective), ``log_py``, ``log_px``,
-        ``nats_per_dim`` on the training batches, the validation figures when given, and the epoch's seconds.
+        TrainHistory with one record per epoch: ``loss`` (negative objective) and the means of the module's
+        ``parts`` on the training batches (for a DIGLM ``log_py``, ``log_px``, ``nats_per_dim``), the same with a
+        ``val_`` prefix on the validation set when given (``val_objective`` decides early stopping), and the
+        epoch's seconds.
     """
     epochs, batch_size = int(epochs), int(batch_size)
     _check_training_arguments(X, y, X_val, y_val, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -256,7 +266,7 @@ def _distributed_context(batch_size: int):
     ctx = current_context()
     if ctx is None:
         raise RuntimeError("distributed=True needs an initialised process group: call "
-                           "bayes_diglm.inference.distributed.init_distributed() under torchrun")
+                           "bayes_diglm.training.distributed.init_distributed() under torchrun")
     if batch_size % ctx.world_size:
         raise ValueError(f"batch_size {batch_size} (the global batch) must be a multiple of the number of "
                          f"processes {ctx.world_size}")
@@ -266,12 +276,13 @@ def _distributed_context(batch_size: int):
 class _TrainingRun:
     """The mutable state of one training run (optimizer, step count, history, early stopping) and its steps."""
 
-    def __init__(self, model: DIGLM, optimizer, *, lr, warmup_steps, clip_grad, on_nonfinite, distributed):
+    def __init__(self, model: torch.nn.Module, optimizer, *, lr, warmup_steps, clip_grad, on_nonfinite, distributed):
         self.model, self.optimizer = model, optimizer
         self.lr, self.warmup_steps, self.clip_grad = lr, warmup_steps, clip_grad
         self.on_nonfinite, self.distributed = on_nonfinite, distributed
         self.history = TrainHistory()
         self.best_state, self.best_value, self.bad_epochs, self.step = None, -math.inf, 0, 0
+        self.part_names: set[str] = set()  # the keys of the module's parts, recorded per epoch
 
     def restore(self, ckpt: dict, epochs: int) -> int:
         """Load a checkpoint's state; return the epoch to continue from."""
@@ -299,6 +310,7 @@ class _TrainingRun:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup_steps)
         value, parts = net(xb, yb)
+        self.part_names.update(parts)
         loss = -value
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
@@ -326,36 +338,31 @@ class _TrainingRun:
 
     def epoch(self, net, X, y, batches, *, epoch: int, device, bar, ctx) -> dict:
         """Train over ``batches`` and return the epoch's record (means over the rows actually trained on)."""
-        sum_py = sum_px = 0.0
+        sums: dict[str, float] = {}
         seen = 0
         for idx in batches:
             parts = self._update(net, X[idx].to(device), y[idx].to(device), epoch)
             bar.update(1)
             if parts is None:
                 continue
-            sum_py += float(parts["log_py"]) * len(idx)
-            sum_px += float(parts["log_px"]) * len(idx)
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * len(idx)
             seen += len(idx)
             bar.set_postfix(loss=f"{float(parts['loss']):.3f}")
+        keys = ["loss", *sorted(k for k in self.part_names if k != "loss")]
+        totals = [sums.get(k, math.nan) for k in keys]
         if ctx is not None:
             from .distributed import all_reduce_sum
 
-            sum_py, sum_px, seen = all_reduce_sum([sum_py, sum_px, seen], device=ctx.device)
+            *totals, seen = all_reduce_sum([*totals, seen], device=ctx.device)
         if seen == 0:  # every batch was skipped: report that, not a perfect-looking zero
-            sum_py = sum_px = math.nan
-            seen = 1
-        return {
-            "epoch": epoch,
-            "loss": -(sum_py + self.model.px_weight * sum_px) / seen,
-            "log_py": sum_py / seen,
-            "log_px": sum_px / seen,
-            "nats_per_dim": -sum_px / seen / self.model.flow.dim,
-        }
+            totals, seen = [math.nan] * len(keys), 1
+        return {"epoch": epoch, **{k: t / seen for k, t in zip(keys, totals, strict=True)}}
 
     def validate(self, record: dict, X_val, y_val, *, epoch: int, patience, batch_size: int, device) -> bool:
         """Add validation figures to ``record``, track the best state, append the record; True to stop early."""
         if X_val is not None:
-            val = evaluate_diglm(self.model, X_val, y_val, batch_size=batch_size, device=device)
+            val = evaluate_module(self.model, X_val, y_val, batch_size=batch_size, device=device)
             record.update({f"val_{k}": v for k, v in val.items()})
             if val["objective"] > self.best_value:
                 self.best_value, self.bad_epochs, self.history.best_epoch = val["objective"], 0, epoch

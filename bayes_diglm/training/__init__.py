@@ -1,0 +1,20 @@
+"""Training by maximum likelihood: the one training loop, checkpoints, and torch.distributed helpers.
+
+:func:`train_module` trains any module whose ``module(x, y)`` returns ``(objective, parts)`` (the DIGLM, the
+MLP baselines, bandit networks); :mod:`.checkpoint` writes and reads checkpoints safely; :mod:`.distributed`
+sets up process groups, shards batches and all-reduces conjugate statistics.
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .loop import NonFiniteLossError, TrainHistory, batched, evaluate_module, train_module
+
+__all__ = [
+    "CheckpointError",
+    "NonFiniteLossError",
+    "TrainHistory",
+    "batched",
+    "evaluate_module",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train_module",
+]
