@@ -3,16 +3,17 @@
 Each head is a small ``nn.Module`` that maps features ``z`` (batch, D) to a ``torch.distributions``
 object over ``y``; ``log_prob(z, y)`` is ``log p(y | z)`` per row. These are the point-estimate heads trained
 jointly with the flow; the Bayesian heads in :mod:`bayes_diglm.inference` put posteriors on the same ``beta``.
+The families themselves (distribution, log-density) are those of :mod:`bayes_diglm.likelihoods`: a head only
+holds the linear maps and hands its linear predictor to its likelihood.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Bernoulli, Categorical, Distribution, Normal, Poisson
+from torch.distributions import Distribution
+
+from bayes_diglm import likelihoods
 
 __all__ = [
     "GLMHead",
@@ -29,7 +30,8 @@ __all__ = [
 class GLMHead(nn.Module):
     """Base class: a linear predictor on ``z`` and a likelihood family.
 
-    Subclasses set ``family``, ``task`` ("regression" or "classification") and implement :meth:`dist`.
+    Subclasses set ``family``, ``task`` ("regression" or "classification") and ``likelihood`` (a
+    :class:`bayes_diglm.likelihoods.Likelihood`); :meth:`predictor` gives the linear predictor it takes.
     """
 
     family = "abstract"
@@ -44,12 +46,19 @@ class GLMHead(nn.Module):
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def dist(self, z: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
-        raise NotImplementedError
+    likelihood: likelihoods.Likelihood
+
+    def predictor(self, z: torch.Tensor) -> torch.Tensor:
+        """The linear predictor ``f`` (batch, likelihood.num_outputs) that the likelihood takes."""
+        return self.linear(z)
+
+    def dist(self, z: torch.Tensor) -> Distribution:
+        """``p(y | z)`` as a ``torch.distributions`` object."""
+        return self.likelihood.dist(self.predictor(z))
 
     def log_prob(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``log p(y | z)`` for each row."""
-        return self.dist(z).log_prob(y)
+        return self.likelihood.log_prob(self.predictor(z), y)
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
         """The predictive mean ``E[y | z]`` (class probabilities for classification heads)."""
@@ -68,8 +77,9 @@ class GaussianHead(GLMHead):
         super().__init__(dim, 1)
         self.log_sigma = nn.Parameter(torch.zeros(()))
 
-    def dist(self, z):
-        return Normal(self.linear(z).squeeze(-1), self.log_sigma.exp().expand(z.shape[0]))
+    @property
+    def likelihood(self) -> likelihoods.Gaussian:
+        return likelihoods.Gaussian(noise_variance=torch.exp(2.0 * self.log_sigma))
 
 
 class HeteroscedasticGaussianHead(GLMHead):
@@ -87,13 +97,15 @@ class HeteroscedasticGaussianHead(GLMHead):
         nn.init.zeros_(self.log_var.weight)
         nn.init.zeros_(self.log_var.bias)
         self.max_log_var = float(max_log_var)
+        self.likelihood = likelihoods.HeteroscedasticGaussian(self.max_log_var)
+
+    def predictor(self, z: torch.Tensor) -> torch.Tensor:
+        """``(mean, raw log-variance)`` per row, shape (batch, 2)."""
+        return torch.cat([self.linear(z), self.log_var(z)], dim=-1)
 
     def noise_log_var(self, z: torch.Tensor) -> torch.Tensor:
-        raw = self.log_var(z).squeeze(-1)
-        return self.max_log_var * torch.tanh(raw / self.max_log_var)
-
-    def dist(self, z):
-        return Normal(self.linear(z).squeeze(-1), torch.exp(0.5 * self.noise_log_var(z)))
+        """The bounded noise log-variance per row."""
+        return self.likelihood.noise_log_var(self.predictor(z))
 
 
 class BernoulliHead(GLMHead):
@@ -105,12 +117,7 @@ class BernoulliHead(GLMHead):
 
     def __init__(self, dim: int):
         super().__init__(dim, 1)
-
-    def dist(self, z):
-        return Bernoulli(logits=self.linear(z).squeeze(-1))
-
-    def log_prob(self, z, y):
-        return -F.binary_cross_entropy_with_logits(self.linear(z).squeeze(-1), y.to(z.dtype), reduction="none")
+        self.likelihood = likelihoods.Bernoulli()
 
     def mean(self, z):
         p1 = torch.sigmoid(self.linear(z).squeeze(-1))
@@ -128,12 +135,7 @@ class CategoricalHead(GLMHead):
             raise ValueError(f"num_classes must be at least 2, got {num_classes!r}")
         super().__init__(dim, num_classes)
         self.num_classes = int(num_classes)
-
-    def dist(self, z):
-        return Categorical(logits=self.linear(z))
-
-    def log_prob(self, z, y):
-        return -F.cross_entropy(self.linear(z), y.long(), reduction="none")
+        self.likelihood = likelihoods.Categorical(self.num_classes)
 
     def mean(self, z):
         return torch.softmax(self.linear(z), dim=-1)
@@ -149,9 +151,7 @@ class PoissonHead(GLMHead):
 
     def __init__(self, dim: int):
         super().__init__(dim, 1)
-
-    def dist(self, z):
-        return Poisson(torch.exp(self.linear(z).squeeze(-1).clamp(max=math.log(1e8))))
+        self.likelihood = likelihoods.Poisson()
 
 
 HEADS = {

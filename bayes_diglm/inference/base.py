@@ -1,0 +1,421 @@
+r"""The posterior-head contract: one scikit-learn base class and one predictive object for every Bayesian head.
+
+A head puts a posterior on the weights ``beta`` of a GLM on fixed features ``Z`` (the flow's output). Every head
+
+- has a keyword-only ``__init__`` that only stores its hyper-parameters (so ``clone``, ``get_params``,
+  ``set_params``, ``GridSearchCV`` and pipelines work as for any scikit-learn estimator);
+- ``fit(Z, y, *, sample_weight=None)`` returns ``self`` and accepts integer, float and object-numeric ``Z``
+  (scikit-learn's ``validate_data`` conventions); a failed ``fit`` leaves the previous state intact;
+- after ``fit`` has ``coef_``, ``intercept_``, ``posterior_``, ``n_features_in_`` (and ``classes_`` for classifiers);
+  before it, every method raises ``sklearn.exceptions.NotFittedError``;
+- ``predict``, ``predict_dist(Z)`` (a :class:`Predictive`), ``sample(n, generator=)`` (named posterior draws),
+  ``log_evidence()``, and the two methods ArviZ export and diagnostics use,
+  ``pointwise_log_likelihood(draws, Z, y)`` and ``sample_predictive(draws, Z, generator=)``.
+
+Classifiers encode any hashable labels through ``classes_`` (sorted, as scikit-learn does) and refuse continuous
+targets ("Unknown label type: continuous").
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import scipy.stats
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from bayes_diglm.likelihoods import Likelihood
+
+__all__ = ["COVARIANCES", "PosteriorHead", "PosteriorClassifierMixin", "Predictive", "as_generator",
+           "check_probability"]
+
+#: the one vocabulary of posterior covariance structures (Laplace and SVI)
+COVARIANCES = ("full", "diag", "kron", "lowrank")
+
+
+def as_generator(generator) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from a Generator, an int seed, or None (fresh entropy)."""
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if generator is None or (isinstance(generator, (int, np.integer)) and not isinstance(generator, bool)):
+        return np.random.default_rng(generator)
+    raise TypeError(f"generator must be a numpy Generator, an int seed or None, not {type(generator).__name__}")
+
+
+def _torch_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**62))
+
+
+def check_probability(prob) -> float:
+    """``prob`` as a float in (0, 1), or a ``ValueError`` naming it."""
+    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating, np.integer)):
+        raise ValueError(f"prob must be a number in (0, 1), got {prob!r}")
+    if not 0.0 < float(prob) < 1.0:
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    return float(prob)
+
+
+def _check_num_draws(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().cpu().to(torch.float64).numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the predictive distribution
+# ----------------------------------------------------------------------------------------------------------
+
+
+class Predictive:
+    r"""Predictive distribution of new targets at ``n`` inputs, :math:`p(y^* \mid z^*, \text{data})`.
+
+    Wraps a ``torch.distributions`` object with batch shape ``(n,)`` (float64) and answers in NumPy:
+
+    - ``mean``, ``variance``: shape (n,) for regression; for a classifier the class probabilities (n, K) and
+      their Bernoulli variances :math:`p_k (1 - p_k)` (the moments of the one-hot outcome);
+    - ``log_prob(y)``: pointwise :math:`\log p(y_i)`, shape (n,) (labels are read through ``classes``);
+    - ``interval(prob=0.9)``: equal-tailed ``(lo, hi)``; for counts the smallest integers whose CDF reaches
+      each tail, for a classifier the same over the ordered ``classes`` (so it returns labels);
+    - ``sample(n, generator=None)``: shape (n, N), labels for a classifier.
+
+    Parameters
+    ----------
+    distribution : torch.distributions.Distribution
+        ``StudentT``, ``Normal``, ``Bernoulli``, ``Categorical`` or a ``MixtureSameFamily`` (quadrature or Monte
+        Carlo predictive of a likelihood, see :meth:`bayes_diglm.likelihoods.Likelihood.predictive`).
+    classes : array-like or None
+        The labels of a classifier's outcomes (``classes_``); None for regression.
+    """
+
+    def __init__(self, distribution: torch.distributions.Distribution, *, classes=None):
+        if len(distribution.batch_shape) != 1:
+            raise ValueError(f"the predictive must have batch shape (n,), got {tuple(distribution.batch_shape)}")
+        self.distribution = distribution
+        self.classes = None if classes is None else np.asarray(classes)
+
+    def __len__(self) -> int:
+        return int(self.distribution.batch_shape[0])
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Class probabilities (n, K) of a classifier's predictive (columns in the order of ``classes``)."""
+        if self.classes is None:
+            raise AttributeError("probs exists for a classifier's predictive only")
+        d = self.distribution
+        if isinstance(d, torch.distributions.Bernoulli):
+            p1 = _numpy(d.probs)
+            return np.stack([1.0 - p1, p1], axis=1)
+        return _numpy(d.probs)
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self.classes is not None:
+            return self.probs
+        return _numpy(self.distribution.mean)
+
+    @property
+    def variance(self) -> np.ndarray:
+        if self.classes is not None:
+            p = self.probs
+            return p * (1.0 - p)
+        return _numpy(self.distribution.variance)
+
+    @property
+    def stddev(self) -> np.ndarray:
+        return np.sqrt(self.variance)
+
+    def _encode(self, y) -> torch.Tensor:
+        y = np.asarray(y)
+        if y.shape != (len(self),):
+            raise ValueError(f"y must have shape ({len(self)},), got {y.shape}")
+        if self.classes is None:
+            return torch.as_tensor(y.astype(np.float64))
+        index = np.searchsorted(self.classes, y)
+        index = np.clip(index, 0, len(self.classes) - 1)
+        if not np.all(self.classes[index] == y):
+            unknown = np.unique(y[self.classes[index] != y])
+            raise ValueError(f"y contains labels not seen in fit: {unknown[:5].tolist()}")
+        return torch.as_tensor(index.astype(np.float64 if self.classes.size == 2 else np.int64))
+
+    def log_prob(self, y) -> np.ndarray:
+        """Pointwise log predictive density (or mass) of ``y``, shape (n,)."""
+        target = self._encode(y)
+        d = self.distribution
+        if isinstance(d, torch.distributions.Bernoulli):
+            target = target.to(d.probs.dtype)
+        elif isinstance(d, torch.distributions.Categorical):
+            target = target.long()
+        return _numpy(d.log_prob(target))
+
+    def interval(self, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed predictive interval ``(lo, hi)`` with probability ``prob`` (each tail ``(1 - prob) / 2``)."""
+        prob = check_probability(prob)
+        tails = np.array([(1.0 - prob) / 2.0, (1.0 + prob) / 2.0])
+        d = self.distribution
+        if self.classes is not None:
+            cdf = np.cumsum(self.probs, axis=1)
+            idx = [np.minimum((cdf < q - 1e-12).sum(axis=1), len(self.classes) - 1) for q in tails]
+            return self.classes[idx[0]], self.classes[idx[1]]
+        if isinstance(d, torch.distributions.StudentT):
+            df, loc, scale = (_numpy(v) for v in (d.df, d.loc, d.scale))
+            lo, hi = (scipy.stats.t.ppf(q, df=df, loc=loc, scale=scale) for q in tails)
+            return lo, hi
+        if isinstance(d, torch.distributions.Normal):
+            lo, hi = (scipy.stats.norm.ppf(q, loc=_numpy(d.loc), scale=_numpy(d.scale)) for q in tails)
+            return lo, hi
+        if _is_count(d):
+            return self._count_interval(tails)
+        raise NotImplementedError(f"no interval for a {type(d).__name__} predictive")
+
+    def _count_interval(self, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, sd = _numpy(self.distribution.mean), np.sqrt(_numpy(self.distribution.variance))
+        top = int(np.ceil(np.max(mean + 12.0 * sd + 10.0)))
+        support = torch.arange(top + 1, dtype=torch.float64)[:, None].expand(top + 1, len(self))
+        cdf = np.cumsum(np.exp(_numpy(self.distribution.log_prob(support))), axis=0)  # (top + 1, n)
+        lo, hi = ((cdf < q - 1e-12).sum(axis=0).astype(np.float64) for q in tails)
+        return lo, hi
+
+    def sample(self, n: int = 1, generator=None) -> np.ndarray:
+        """``n`` draws per input, shape (n, N) (labels of ``classes`` for a classifier)."""
+        n = _check_num_draws(n)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_torch_seed(as_generator(generator)))
+            draws = _numpy(self.distribution.sample((n,)))
+        if self.classes is not None:
+            return self.classes[draws.astype(np.int64)]
+        return draws
+
+    def __repr__(self) -> str:
+        return f"Predictive({type(self.distribution).__name__}, n={len(self)})"
+
+
+def _is_count(d) -> bool:
+    if isinstance(d, torch.distributions.Poisson):
+        return True
+    return isinstance(d, torch.distributions.MixtureSameFamily) and isinstance(
+        d.component_distribution, torch.distributions.Poisson)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the head base class
+# ----------------------------------------------------------------------------------------------------------
+
+
+class PosteriorHead(BaseEstimator):
+    """Base class of every Bayesian head over GLM weights; see the module docstring for the contract.
+
+    Subclasses implement ``fit`` (inside :meth:`_keep_state_on_error`), ``_sample_params(n, rng)`` (the named
+    draws of :meth:`sample`), ``_draw_predictor(draws, Z)`` (linear predictors per draw, shape (S, n, k)),
+    ``_draw_likelihood(draws, n, sample_weight)`` and ``_predictor_moments(Z)`` (mean (n, k) and covariance
+    (n, k, k) of the linear predictor under the posterior), or override the methods built on them.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ---- validation ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _keep_state_on_error(self):
+        """Restore the fitted state when the body raises: a rejected ``fit`` leaves the head as it was."""
+        saved = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _validate_train(self, Z, y, sample_weight=None, *, y_numeric: bool = True, positive_weights=False):
+        """Validated float64 ``(Z, y, w)``; sets ``n_features_in_`` (and ``feature_names_in_``)."""
+        Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=y_numeric, reset=True)
+        w = self._validate_weights(sample_weight, Z.shape[0], positive=positive_weights)
+        return Z, y, w
+
+    @staticmethod
+    def _validate_weights(sample_weight, n: int, *, positive: bool) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        w = _numpy(sample_weight) if isinstance(sample_weight, torch.Tensor) else np.asarray(sample_weight)
+        try:
+            w = np.asarray(w, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"sample_weight must be numeric, got dtype {np.asarray(sample_weight).dtype}") from err
+        if w.ndim == 0:
+            w = np.full(n, float(w))
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("sample_weight contains NaN or infinite values")
+        if positive and not np.all(w > 0):
+            raise ValueError(f"sample_weight must be positive, got min {float(w.min())}")
+        if not np.all(w >= 0) or not np.any(w > 0):
+            raise ValueError("sample_weight must be non-negative with at least one positive entry")
+        return w
+
+    def _validate_Z(self, Z) -> np.ndarray:
+        """Float64 features checked against the fit (``NotFittedError`` before it, feature count after)."""
+        check_is_fitted(self)
+        return validate_data(self, Z, dtype=np.float64, reset=False)
+
+    def _design(self, Z: np.ndarray) -> np.ndarray:
+        """Features with a trailing column of ones when the head fits an intercept."""
+        if getattr(self, "fit_intercept", False):
+            return np.hstack([Z, np.ones((Z.shape[0], 1))])
+        return Z
+
+    # ---- posterior draws -------------------------------------------------------------------------------
+
+    def sample(self, n: int, *, generator=None) -> dict[str, np.ndarray]:
+        """``n`` i.i.d. posterior draws, named: ``"beta"`` (n, D) or (n, K, D), ``"intercept"``, ``"sigma"``...
+
+        ``generator`` is a ``numpy.random.Generator``, an int seed, or None.
+        """
+        check_is_fitted(self)
+        return self._sample_params(_check_num_draws(n), as_generator(generator))
+
+    def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    def posterior_dims(self, feature_names=None) -> tuple[dict[str, list[str]], dict[str, list]]:
+        """ArviZ ``dims`` and ``coords`` of the draws of :meth:`sample` (``feature``, and ``class`` for softmax)."""
+        check_is_fitted(self)
+        d = self.n_features_in_
+        if feature_names is None:
+            feature_names = getattr(self, "feature_names_in_", None)
+        names = [f"z{j}" for j in range(d)] if feature_names is None else [str(v) for v in feature_names]
+        if len(names) != d:
+            raise ValueError(f"feature_names has {len(names)} names for {d} features")
+        coords: dict[str, list] = {"feature": names}
+        dims = {"beta": ["feature"], "intercept": []}
+        if np.ndim(self.coef_) == 2 and np.shape(self.coef_)[0] > 1:
+            coords["class"] = [_plain(c) for c in self.classes_]
+            dims = {"beta": ["class", "feature"], "intercept": ["class"]}
+        return dims, coords
+
+    # ---- ArviZ / diagnostics protocol ------------------------------------------------------------------
+
+    def _draw_predictor(self, draws: dict, Z: np.ndarray) -> np.ndarray:
+        """Linear predictors ``f`` (S, n, k) of each draw at the validated features ``Z``."""
+        beta = np.asarray(draws["beta"], dtype=np.float64)
+        beta = beta[:, None, :] if beta.ndim == 2 else beta  # (S, k, D)
+        f = np.einsum("nd,skd->snk", Z, beta)
+        if "intercept" in draws:
+            bias = np.asarray(draws["intercept"], dtype=np.float64)
+            f = f + (bias[:, None] if bias.ndim == 1 else bias)[:, None, :]
+        return f
+
+    def _draw_likelihood(self, draws: dict, n: int, sample_weight) -> Likelihood:
+        if sample_weight is not None:
+            raise ValueError(f"{type(self).__name__} has no per-observation noise precisions: pass no sample_weight")
+        return self.likelihood_
+
+    def _encode_y(self, y) -> np.ndarray:
+        return np.asarray(column_or_1d(y), dtype=np.float64)
+
+    def _check_draws(self, draws) -> dict:
+        if not isinstance(draws, dict) or "beta" not in draws:
+            raise TypeError("draws must be a dict of named posterior draws with a 'beta' entry (from sample())")
+        return draws
+
+    def pointwise_log_likelihood(self, draws: dict, Z, y, *, sample_weight=None) -> np.ndarray:
+        """``log p(y_i | z_i, draw_s)`` for every draw and observation, shape (S, n) (for ``az.loo``)."""
+        Z = self._validate_Z(Z)
+        draws = self._check_draws(draws)
+        y = self._encode_y(y)
+        if y.shape[0] != Z.shape[0]:
+            raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
+        f = self._draw_predictor(draws, Z)
+        return self._draw_likelihood(draws, Z.shape[0], sample_weight).log_prob(f, y)
+
+    def sample_predictive(self, draws: dict, Z, *, generator=None, sample_weight=None) -> np.ndarray:
+        """One replicate ``y ~ p(y | z_i, draw_s)`` per draw and input, shape (S, n) (posterior predictive)."""
+        Z = self._validate_Z(Z)
+        draws = self._check_draws(draws)
+        f = self._draw_predictor(draws, Z)
+        lik = self._draw_likelihood(draws, Z.shape[0], sample_weight)
+        g = torch.Generator().manual_seed(_torch_seed(as_generator(generator)))
+        out = lik.sample(torch.from_numpy(f), g)
+        return self._decode_samples(_numpy(out))
+
+    def _decode_samples(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    # ---- predictive ------------------------------------------------------------------------------------
+
+    def _predictor_moments(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    def predict_dist(self, Z) -> Predictive:
+        """The predictive distribution at the rows of ``Z``: the likelihood integrated over the posterior."""
+        Z = self._validate_Z(Z)
+        mean, cov = self._predictor_moments(Z)
+        dist = self.likelihood_.predictive(torch.from_numpy(mean), torch.from_numpy(cov))
+        return Predictive(dist, classes=getattr(self, "classes_", None))
+
+
+def _plain(v):
+    """A label as a plain Python value (ArviZ coordinates, JSON)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+class PosteriorClassifierMixin:
+    """Label handling for classifier heads: ``classes_`` from the labels, predictions mapped back to them.
+
+    Put it before ``ClassifierMixin`` and :class:`PosteriorHead` in the bases. The optional ``classes``
+    hyper-parameter fixes the label set (e.g. when a subset of the data misses a class).
+    """
+
+    def _encode_train_labels(self, y) -> tuple[np.ndarray, np.ndarray]:
+        """``(classes, y_index)`` for training labels; refuses continuous targets and a single class."""
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        given = getattr(self, "classes", None)
+        if given is None:
+            classes, index = np.unique(y, return_inverse=True)
+        else:
+            classes = np.unique(np.asarray(given))
+            if classes.size != np.asarray(given).size:
+                raise ValueError(f"classes must hold distinct labels, got {given!r}")
+            index = np.searchsorted(classes, y)
+            index = np.clip(index, 0, classes.size - 1)
+            if not np.all(classes[index] == y):
+                raise ValueError(f"y contains labels outside classes={given!r}")
+        if classes.size < 2 or np.unique(index).size < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the data contain "
+                f"only one class: {_plain(classes[index[0]])!r}"
+            )
+        return classes, index.astype(np.int64)
+
+    def _encode_y(self, y) -> np.ndarray:
+        y = column_or_1d(y)
+        index = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
+        if not np.all(self.classes_[index] == y):
+            raise ValueError(f"y contains labels not seen in fit: {np.unique(y[self.classes_[index] != y])[:5]}")
+        return index
+
+    def _decode_samples(self, y: np.ndarray) -> np.ndarray:
+        return self.classes_[y.astype(np.int64)]
+
+    def predict_proba(self, Z) -> np.ndarray:
+        """Predictive class probabilities ``p(y | z, data)``, shape (n, K), columns in ``classes_`` order."""
+        return self.predict_dist(Z).probs
+
+    def predict(self, Z) -> np.ndarray:
+        """The most probable label under the predictive."""
+        return self.classes_[np.argmax(self.predict_proba(Z), axis=1)]
+
+    def log_predictive(self, Z, y) -> np.ndarray:
+        """Pointwise log predictive probability of the labels ``y``, shape (n,)."""
+        return self.predict_dist(Z).log_prob(column_or_1d(y))
+
