@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-packages
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data data-if-possible demo test test-all bench lint clean system-packages
+.PHONY: setup data data-if-possible demo test test-all bench fuzz lint clean system-packages
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ $(BENCHSTAMP): $(STAMP)
 # One torch thread: on a shared 2-core machine a second thread mostly adds contention (benchmarks/README.md).
 bench: $(BENCHSTAMP)
 	$(PY) benchmarks/run.py --threads 1
+
+# Long mutation-fuzzing pass over every loader (make test runs 150 inputs per loader; this runs 5,000).
+FUZZ_ITERATIONS ?= 5000
+fuzz: $(STAMP)
+	BAYES_DIGLM_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) $(PY) -m pytest -q -s tests/test_fuzz_loaders.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

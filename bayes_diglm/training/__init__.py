@@ -5,14 +5,16 @@ MLP baselines, bandit networks); :mod:`.checkpoint` writes and reads checkpoints
 sets up process groups, shards batches and all-reduces conjugate statistics.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import DIGEST_KEY, CheckpointError, content_digest, load_checkpoint, save_checkpoint
 from .loop import NonFiniteLossError, TrainHistory, batched, evaluate_module, train_module
 
 __all__ = [
+    "DIGEST_KEY",
     "CheckpointError",
     "NonFiniteLossError",
     "TrainHistory",
     "batched",
+    "content_digest",
     "evaluate_module",
     "load_checkpoint",
     "save_checkpoint",

@@ -1,7 +1,8 @@
-"""Checkpoints: a ``state_dict`` plus a JSON-able config, written atomically, read without running code."""
+"""Checkpoints: a ``state_dict`` plus a JSON-able config, written atomically, checksummed, read without running code."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "DIGEST_KEY"]
+
+#: key under which :func:`save_checkpoint` stores the SHA-256 of the checkpoint's content
+DIGEST_KEY = "bayes_diglm_sha256"
 
 
 class CheckpointError(ValueError):
@@ -21,12 +25,18 @@ def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
     """Write ``obj`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically.
 
     The bytes go to a temporary file in the same folder, are flushed and fsynced, then renamed over ``path``,
-    so a crash mid-write leaves the previous checkpoint intact.
+    so a crash mid-write leaves the previous checkpoint intact. The file also holds, under :data:`DIGEST_KEY`,
+    a SHA-256 of the content (every key, number, string, and every tensor's dtype, shape and bytes), which
+    :func:`load_checkpoint` checks: a file altered or damaged after it was written does not load.
     """
+    if not isinstance(obj, dict):
+        raise TypeError(f"a checkpoint is a dict, got {type(obj).__name__}")
+    if DIGEST_KEY in obj:
+        raise ValueError(f"{DIGEST_KEY!r} is reserved for the checkpoint's checksum")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save({**obj, DIGEST_KEY: content_digest(obj)}, buffer)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -48,8 +58,14 @@ def _umask() -> int:
     return mask
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``: a file that would run code is refused."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    require_digest: bool = True) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: a file that would run code is refused.
+
+    The content must match the SHA-256 that :func:`save_checkpoint` stored with it; a file without one (written
+    by plain ``torch.save``) is refused unless ``require_digest=False``. Every failure to read (truncated,
+    garbage, altered, unsafe) is a :class:`CheckpointError` naming the file; the returned dict is what was saved.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
@@ -59,8 +75,46 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(
             f"refused to load {str(path)!r}: it is not a plain tensor/state_dict checkpoint ({err})"
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"could not read checkpoint {str(path)!r}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - a damaged zip/pickle fails in many ways inside torch.load
+        raise CheckpointError(f"could not read checkpoint {str(path)!r}: {type(err).__name__}: {err}") from err
     if not isinstance(obj, dict):
         raise CheckpointError(f"{str(path)!r} does not hold a bayes_diglm checkpoint (got {type(obj).__name__})")
+    stored = obj.pop(DIGEST_KEY, None)
+    if stored is None:
+        if require_digest:
+            raise CheckpointError(f"{str(path)!r} has no checksum: it was not written by save_checkpoint "
+                                  "(pass require_digest=False to read it anyway)")
+        return obj
+    try:
+        actual = content_digest(obj)
+    except Exception as err:  # noqa: BLE001 - content of a type the digest cannot read: altered
+        raise CheckpointError(f"{str(path)!r} holds content that cannot be checked ({err})") from err
+    if stored != actual:
+        raise CheckpointError(f"{str(path)!r} is corrupt or was altered after it was written: its content does "
+                              "not match the checksum stored with it")
     return obj
+
+
+def content_digest(obj) -> str:
+    """SHA-256 (hex) of a checkpoint's content: keys, scalars, strings, and tensors' dtype, shape and bytes."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key, value in obj.items():
+            _feed(h, key)
+            _feed(h, value)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)}".encode())
+        for value in obj:
+            _feed(h, value)
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())

@@ -1,0 +1,156 @@
+"""Mutation fuzzing of the loaders that read bytes a user may have received (used by the tests and ``make fuzz``).
+
+A *target* turns a file into a result or raises. The fuzzer starts from valid files (seeds), applies seeded
+random mutations (bit flips, byte overwrites, truncation, insertion, deletion, duplicated blocks, 32-bit size
+fields set to extreme values) and checks that every mutated file gives either a result or one of the named
+errors a loader documents, whose message names the file. Anything else (a raw ``IndexError``, ``KeyError``,
+``TypeError``, ``struct.error``, a ``MemoryError`` from a size the file declared, an error that does not say
+which file) is a finding.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Finding", "FuzzReport", "FuzzTarget", "fuzz", "mutate"]
+
+#: 32-bit values that break size fields: zero, one, huge, sign bit, all ones
+_EXTREME_U32 = (0, 1, 2**31, 2**31 - 1, 2**32 - 1, 2**24, 65535)
+
+
+def mutate(data: bytes, rng: np.random.Generator, max_ops: int = 4) -> bytes:
+    """Return a mutated copy of ``data``: between 1 and ``max_ops`` random edits."""
+    buf = bytearray(data)
+    for _ in range(int(rng.integers(1, max_ops + 1))):
+        op = int(rng.integers(0, 8))
+        n = len(buf)
+        if op == 0 and n:  # flip one bit
+            i = int(rng.integers(0, n))
+            buf[i] ^= 1 << int(rng.integers(0, 8))
+        elif op == 1 and n:  # overwrite a run of bytes with random ones
+            i = int(rng.integers(0, n))
+            k = int(rng.integers(1, 9))
+            buf[i:i + k] = rng.integers(0, 256, min(k, n - i), dtype=np.uint8).tobytes()
+        elif op == 2 and n:  # truncate
+            del buf[int(rng.integers(0, n)):]
+        elif op == 3:  # insert random bytes
+            i = int(rng.integers(0, n + 1))
+            buf[i:i] = rng.integers(0, 256, int(rng.integers(1, 17)), dtype=np.uint8).tobytes()
+        elif op == 4 and n:  # delete a run
+            i = int(rng.integers(0, n))
+            del buf[i:i + int(rng.integers(1, 33))]
+        elif op == 5 and n >= 4:  # a 32-bit field (size, count, offset) set to an extreme value
+            i = int(rng.integers(0, n - 3))
+            value = _EXTREME_U32[int(rng.integers(0, len(_EXTREME_U32)))]
+            buf[i:i + 4] = value.to_bytes(4, "big" if rng.random() < 0.5 else "little")
+        elif op == 6 and n:  # duplicate a block
+            i = int(rng.integers(0, n))
+            block = buf[i:i + int(rng.integers(1, 65))]
+            j = int(rng.integers(0, n + 1))
+            buf[j:j] = block
+        elif op == 7 and n:  # set a byte to a boundary value
+            buf[int(rng.integers(0, n))] = int(rng.choice([0x00, 0x7F, 0x80, 0xFF]))
+    return bytes(buf)
+
+
+@dataclass
+class FuzzTarget:
+    """A loader under test.
+
+    ``load(path)`` reads the file; ``allowed`` are the exception types it may raise for a bad file; ``seeds``
+    are valid files' bytes; ``check(result)`` (optional) validates a successful result and raises
+    ``AssertionError`` when it is wrong; ``suffix`` is the file name's ending (some loaders dispatch on it).
+    """
+
+    name: str
+    load: Callable[[Path], object]
+    seeds: Sequence[bytes]
+    allowed: tuple[type[BaseException], ...] = (ValueError,)
+    check: Callable[[object], None] | None = None
+    suffix: str = ".bin"
+
+
+@dataclass
+class Finding:
+    target: str
+    iteration: int
+    error: str
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class FuzzReport:
+    target: str
+    inputs: int = 0
+    ok: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+    slowest_s: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.target}: {self.inputs} inputs in {self.seconds:.1f} s ({self.ok} loaded, {self.refused} "
+                f"refused with a named error, {len(self.findings)} findings; slowest {self.slowest_s * 1e3:.0f} ms)")
+
+
+def fuzz(target: FuzzTarget, iterations: int, *, seed: int = 0, time_limit_s: float | None = None,
+         slow_s: float = 10.0) -> FuzzReport:
+    """Run ``iterations`` mutated inputs (or until ``time_limit_s``) against ``target``.
+
+    An input is a finding when the loader raises something outside ``target.allowed``, raises an allowed error
+    whose message does not name the file, returns a result that ``target.check`` rejects, or takes longer than
+    ``slow_s`` seconds (a hang in the making).
+    """
+    if not target.seeds:
+        raise ValueError(f"target {target.name!r} has no seed files")
+    rng = np.random.default_rng(seed)
+    report = FuzzReport(target.name)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"input{target.suffix}"
+        for i in range(iterations):
+            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+                break
+            base = target.seeds[int(rng.integers(0, len(target.seeds)))]
+            data = mutate(base, rng)
+            path.write_bytes(data)
+            t0 = time.perf_counter()
+            problem = _run_one(target, path)
+            elapsed = time.perf_counter() - t0
+            report.slowest_s = max(report.slowest_s, elapsed)
+            report.inputs += 1
+            if problem is None and elapsed > slow_s:
+                problem = f"took {elapsed:.1f} s"
+            if problem == "refused":
+                report.refused += 1
+            elif problem is None:
+                report.ok += 1
+            else:
+                report.findings.append(Finding(target.name, i, problem, data))
+            os.utime(path)  # loaders that cache by mtime must not see a stale file
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _run_one(target: FuzzTarget, path: Path) -> str | None:
+    try:
+        result = target.load(path)
+    except target.allowed as err:
+        if path.name not in str(err):
+            return f"{type(err).__name__} that does not name the file: {err}"
+        return "refused"
+    except Exception as err:  # noqa: BLE001 - anything else is what the fuzzer looks for
+        return f"{type(err).__module__}.{type(err).__name__}: {str(err)[:300]}"
+    if target.check is not None:
+        try:
+            target.check(result)
+        except AssertionError as err:
+            return f"wrong result: {err}"
+    return None
