@@ -20,7 +20,7 @@ from bayes_diglm.bandits import (
     wheel_bandit,
 )
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
-from bayes_diglm.training.checkpoint import CheckpointError
+from bayes_diglm.training.checkpoint import CheckpointError, save_checkpoint
 
 # ---------------------------------------------------------------------------------------------------------
 # environments
@@ -212,7 +212,7 @@ def test_save_load_resumes_with_identical_choices(name, tmp_path):
 
 def test_load_refuses_other_files(tmp_path):
     path = tmp_path / "x.pt"
-    torch.save({"kind": "Evil", "config": {}, "state": {}}, path)
+    save_checkpoint({"kind": "Evil", "config": {}, "state": {}}, path)
     with pytest.raises(CheckpointError, match="bandit agent"):
         load_agent(path)
 

@@ -104,7 +104,8 @@ def content_digest(obj) -> str:
 
 def _feed(h, obj) -> None:
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().to("cpu").contiguous()
+        # a fresh tensor: contiguous() keeps stride 0 on size-1 dimensions, which a byte view refuses
+        t = torch.empty(obj.shape, dtype=obj.dtype).copy_(obj.detach())
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(obj, dict):
