@@ -7,14 +7,13 @@ Posteriors: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaus
 
 from .conjugate import ConjugateLinearRegression, SufficientStats, fit_on_features
 from .laplace import LaplaceClassifier, LaplaceFit, laplace_glm, mackay_prior_precision
-from .mixed import MixedEffectsClassifier, MixedEffectsRegression
+from .mixed import MixedEffectsRegression
 from .svi import SVIClassifier
 
 __all__ = [
     "ConjugateLinearRegression",
     "LaplaceClassifier",
     "LaplaceFit",
-    "MixedEffectsClassifier",
     "MixedEffectsRegression",
     "SVIClassifier",
     "SufficientStats",

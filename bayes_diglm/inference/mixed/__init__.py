@@ -1,0 +1,13 @@
+"""Mixed-effects heads: crossed or nested random effects per group on top of the features (paper appendix B.1).
+
+:class:`MixedEffectsRegression` (Gaussian, exact REML/ML as lme4's ``lmer``), :class:`MixedEffectsClassifier`
+(logit) and :class:`MixedEffectsPoisson` (log link), both by the Laplace approximation of ``glmer`` (``nAGQ=1``);
+random effects specified by :class:`RandomEffect`; :class:`MixedSufficientStats` streams large data sets.
+"""
+
+from .design import MixedSufficientStats, RandomEffect
+from .gaussian import MixedEffectsRegression
+from .glmm import MixedEffectsClassifier, MixedEffectsPoisson
+
+__all__ = ["MixedEffectsClassifier", "MixedEffectsPoisson", "MixedEffectsRegression", "MixedSufficientStats",
+           "RandomEffect"]
