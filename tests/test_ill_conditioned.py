@@ -79,5 +79,5 @@ def test_mixed_effects_on_collinear_features_jitters_instead_of_failing():
     Z = np.c_[Z, Z[:, 0]]
     groups = rng.integers(0, 5, 100)
     with pytest.warns(JitterWarning):
-        model = MixedEffectsRegression().fit(Z, Z[:, 0] + rng.normal(size=100), groups)
-    assert np.isfinite(model.predict(Z, groups)).all()
+        model = MixedEffectsRegression().fit(Z, Z[:, 0] + rng.normal(size=100), groups=groups)
+    assert np.isfinite(model.predict(Z, groups=groups)).all()

@@ -270,6 +270,8 @@ def test_no_jitter_warning_at_trial_points_only_for_the_fitted_model():
         warnings.simplefilter("error", JitterWarning)
         MixedEffectsRegression(random_effects=[RandomEffect("a", slopes=(0, 1)), RandomEffect("b")]).fit(
             Z, y, groups=groups)
+    rng = np.random.default_rng(0)
+    C = rng.normal(size=(100, 2))
     with pytest.warns(JitterWarning) as record:
-        MixedEffectsRegression().fit(np.c_[Z, Z[:, 0]], y, groups=groups["a"])
+        MixedEffectsRegression().fit(np.c_[C, C[:, 0]], C[:, 0] + rng.normal(size=100), groups=rng.integers(0, 5, 100))
     assert len([w for w in record if issubclass(w.category, JitterWarning)]) == 1

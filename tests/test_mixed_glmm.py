@@ -28,7 +28,7 @@ def aghq_loglik(family, X, y, w, groups, beta, sd, nodes):
         rows = groups == g
         off, yg, wg = X[rows] @ beta, y[rows], w[rows]
 
-        def h(z):
+        def h(z, off=off, yg=yg, wg=wg):
             return float(wg @ _loglik_rows(family, off + sd * z, yg)) - 0.5 * z * z
 
         z = 0.0

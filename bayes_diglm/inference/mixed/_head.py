@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg as sla
-from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from bayes_diglm.inference.base import PosteriorHead
 
 from .blocked import BlockedCholesky
 from .design import Factor, RandomEffect, block_order, cross_products, factor_labels, group_columns, resolve_slopes
 
 _CHUNK_ENTRIES = 1 << 22  # dense (q x rows) blocks of the predictive solves are chunked to this size
-
-
-def as_generator(generator) -> np.random.Generator:
-    if isinstance(generator, np.random.Generator):
-        return generator
-    if generator is None or (isinstance(generator, (int, np.integer)) and not isinstance(generator, bool)):
-        return np.random.default_rng(generator)
-    raise TypeError(f"generator must be a numpy Generator, an int seed or None, not {type(generator).__name__}")
 
 
 @dataclass
@@ -66,7 +58,7 @@ def default_effects(cols: dict) -> list[RandomEffect]:
     return [RandomEffect(group=key) for key in cols]
 
 
-class MixedHeadBase(BaseEstimator):
+class MixedHeadBase(PosteriorHead):
     """Grouped design, fitted random effects, draws and predictor moments shared by the three mixed heads.
 
     Subclasses set ``self.system_`` (a :class:`PLSSystem`), ``self.factors_`` and ``self.order_`` in ``fit``.
@@ -75,34 +67,16 @@ class MixedHeadBase(BaseEstimator):
     random_effects: object
     fit_intercept: bool
 
-    # ---- state and validation --------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _keep_state_on_error(self):
-        saved = dict(self.__dict__)
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+    # ---- validation ------------------------------------------------------------------------------------
 
     def _validate_Z(self, Z) -> np.ndarray:
         check_is_fitted(self)
         return validate_data(self, Z, dtype=np.float64, reset=False, ensure_min_features=0)
 
-    @staticmethod
-    def _validate_weights(sample_weight, n: int) -> np.ndarray:
-        if sample_weight is None:
-            return np.ones(n)
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.ndim == 0:
-            w = np.full(n, float(w))
-        if w.shape != (n,):
-            raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-        if not np.all(np.isfinite(w)) or not np.all(w > 0):
-            raise ValueError("sample_weight must be finite and positive")
-        return w
+    def _weights(self, sample_weight, n: int) -> np.ndarray:
+        """Positive weights (ones when None), checked by the contract's validator."""
+        w = self._validate_weights(sample_weight, n, positive=True)
+        return np.ones(n) if w is None else w
 
     def _X(self, Z: np.ndarray) -> np.ndarray:
         return np.hstack([Z, np.ones((Z.shape[0], 1))]) if self.fit_intercept else Z
@@ -117,7 +91,8 @@ class MixedHeadBase(BaseEstimator):
             specs = [specs]
         specs = list(specs)
         if not specs or not all(isinstance(s, RandomEffect) for s in specs):
-            raise TypeError(f"random_effects must be a RandomEffect, a list of them or None, got {self.random_effects!r}")
+            raise TypeError("random_effects must be a RandomEffect, a list of them or None, "
+                            f"got {self.random_effects!r}")
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"random_effects name a factor twice: {names}")
@@ -237,7 +212,8 @@ class MixedHeadBase(BaseEstimator):
             block = b[:, offs[k]:offs[k] + f.size].reshape(num, f.levels.size, f.q)
             draws[f"u_{f.name}"] = block[..., 0] if f.q == 1 else block
             sd = np.sqrt(np.diag(self.re_cov_[f.name]))
-            draws[f"sd_{f.name}"] = np.broadcast_to(sd[0] if f.q == 1 else sd, (num,) + (() if f.q == 1 else (f.q,))).copy()
+            shape = (num,) if f.q == 1 else (num, f.q)
+            draws[f"sd_{f.name}"] = np.broadcast_to(sd[0] if f.q == 1 else sd, shape).copy()
         return draws
 
     def _draw_predictor(self, draws: dict, Z: np.ndarray, groups, allow_unseen: bool = False) -> np.ndarray:

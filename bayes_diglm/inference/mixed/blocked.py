@@ -9,11 +9,15 @@ complement and O(m^3) for its Cholesky factor; memory O(G1 q1^2 + m^2 + nnz(A21)
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg as sla
 from scipy import sparse
 
-__all__ = ["BlockedCholesky", "BlockPattern", "apply_lambda", "relative_factors", "theta_layout"]
+from bayes_diglm.inference.linalg import JitterWarning, robust_cholesky
+
+__all__ = ["BlockedCholesky", "BlockPattern", "apply_lambda", "fixed_effect_factor", "relative_factors", "theta_layout"]
 
 # F = A21 L11^{-T} is kept dense (BLAS) below this many entries, sparse above
 _DENSE_F_ENTRIES = 1 << 22
@@ -31,7 +35,7 @@ def relative_factors(theta: np.ndarray, qs: list[int], covariances: list[str]) -
     """Lower-triangular ``L_k`` (``Psi_k = sigma^2 L_k L_k^T``) from lme4's theta: the lower triangle of each
     factor, column by column ("full"), or its diagonal ("diag")."""
     out, pos = [], 0
-    for q, cov in zip(qs, covariances):
+    for q, cov in zip(qs, covariances, strict=True):
         L = np.zeros((q, q))
         if cov == "full":
             rows, cols = np.tril_indices(q)
@@ -48,7 +52,7 @@ def relative_factors(theta: np.ndarray, qs: list[int], covariances: list[str]) -
 def theta_layout(qs: list[int], covariances: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """lme4's start (identity) and lower bounds (0 on diagonals, -inf elsewhere) for theta."""
     start, lower = [], []
-    for q, cov in zip(qs, covariances):
+    for q, cov in zip(qs, covariances, strict=True):
         if cov == "full":
             rows, cols = np.tril_indices(q)
             order = np.lexsort((rows, cols))
@@ -60,10 +64,23 @@ def theta_layout(qs: list[int], covariances: list[str]) -> tuple[np.ndarray, np.
     return np.concatenate(start), np.concatenate(lower)
 
 
+def fixed_effect_factor(M: np.ndarray, what: str) -> np.ndarray:
+    """Lower Cholesky factor of the fixed-effect block ``M``, jittered (with a :class:`JitterWarning`) when the
+    design is collinear: a pivot below 1e-12 of its diagonal entry counts as singular even if LAPACK succeeds."""
+    L = robust_cholesky(M, what)
+    relative = np.diag(L) ** 2 / np.maximum(np.diag(M), 1e-300)
+    if M.shape[0] and np.min(relative) < 1e-12:
+        jitter = 1e-10 * float(np.mean(np.abs(np.diag(M))))
+        warnings.warn(f"{what} is numerically singular (collinear fixed-effect features); added jitter {jitter:.3g} "
+                      "to its diagonal. Drop or combine collinear columns.", JitterWarning, stacklevel=4)
+        L = sla.cholesky(M + jitter * np.eye(M.shape[0]), lower=True, check_finite=False)
+    return L
+
+
 def apply_lambda(lams: list[np.ndarray], num_groups: list[int], u: np.ndarray) -> np.ndarray:
     """``b = Lambda u`` for the stacked spherical effects ``u`` (block order), shape (q,)."""
     out, off = [], 0
-    for L, G in zip(lams, num_groups):
+    for L, G in zip(lams, num_groups, strict=True):
         q = L.shape[0]
         out.append((u[off:off + G * q].reshape(G, q) @ L.T).ravel())
         off += G * q
@@ -83,19 +100,20 @@ class BlockPattern:
             self.C21 = C21
         else:
             self.C21, off = [], 0
-            for q, G in zip(qs[1:], num_groups[1:]):
+            for q, G in zip(qs[1:], num_groups[1:], strict=True):
                 block = C21[off:off + G * q].tobsr(blocksize=(q, q1))
                 block.sort_indices()
                 self.C21.append((np.array(block.data), block.indices.copy(), block.indptr.copy(),
                                  (G * q, C21.shape[1])))
                 off += G * q
-        self.offsets = np.concatenate([[0], np.cumsum([q * G for q, G in zip(qs[1:], num_groups[1:])])]).astype(int)
+        sizes = [q * G for q, G in zip(qs[1:], num_groups[1:], strict=True)]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
 
 
 def _dense_scale(M: np.ndarray, lams, num_groups, offsets, axis: int) -> np.ndarray:
     """``Lambda_R^T M`` (axis 0) or ``M Lambda_R`` (axis 1) for the block-diagonal ``Lambda_R`` of the other factors."""
     out = np.empty_like(M)
-    for k, (L, G) in enumerate(zip(lams, num_groups)):
+    for k, (L, G) in enumerate(zip(lams, num_groups, strict=True)):
         q = L.shape[0]
         sl = slice(offsets[k], offsets[k + 1])
         if axis == 0:
@@ -127,7 +145,7 @@ class BlockedCholesky:
             inv1T = np.swapaxes(self.inv1, 1, 2)
             dense = self.m * G1 * q1 <= _DENSE_F_ENTRIES
             parts = []
-            for L, (data, indices, indptr, shape) in zip(lams[1:], pattern.C21):
+            for L, (data, indices, indptr, shape) in zip(lams[1:], pattern.C21, strict=True):
                 # block (g_k, g_1) of F = L_k^T C21 L_1 chol1_{g1}^{-T}
                 fdata = np.einsum("ji,bjk,kl,blm->bim", L, data, L1, inv1T[indices])
                 part = sparse.bsr_matrix((fdata, indices, indptr), shape=shape)
@@ -192,7 +210,7 @@ class BlockedCholesky:
         first = first + np.einsum("rgi,rgj->gij", K, K)
         P = sla.solve_triangular(self.chol2, np.eye(self.m), lower=True, check_finite=False)
         out, off = [first], 0
-        for L, G in zip(self.lams[1:], self.num_groups[1:]):
+        for L, G in zip(self.lams[1:], self.num_groups[1:], strict=True):
             q = L.shape[0]
             Pk = P[:, off:off + G * q].reshape(self.m, G, q)
             out.append(np.einsum("rgi,rgj->gij", Pk, Pk))

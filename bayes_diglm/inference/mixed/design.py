@@ -203,7 +203,8 @@ class MixedSufficientStats:
         same = (len(self.factors) == len(other.factors) and self.order == other.order
                 and self.XX.shape == other.XX.shape and self.fit_intercept == other.fit_intercept
                 and all(a.name == b.name and a.slope_columns == b.slope_columns and a.spec == b.spec
-                        and np.array_equal(a.levels, b.levels) for a, b in zip(self.factors, other.factors)))
+                        and np.array_equal(a.levels, b.levels)
+                        for a, b in zip(self.factors, other.factors, strict=True)))
         if not same:
             raise ValueError("sufficient statistics built with different factors, levels or features cannot be "
                              "added: build every chunk with the same levels= and random_effects")
@@ -272,12 +273,13 @@ def cross_products(factors: list[Factor], codes: list[np.ndarray], designs: list
         off += sizes[k]
     C21 = sparse.vstack(blocks21).tocsr() if blocks21 else sparse.csr_matrix((0, sizes[0]))
     wX = w[:, None] * X
-    ZX = np.concatenate([_factor_products(c, A, f.levels.size, X, w) for f, c, A in zip(factors, codes, designs)])
+    ZX = np.concatenate([_factor_products(c, A, f.levels.size, X, w)
+                         for f, c, A in zip(factors, codes, designs, strict=True)])
     Zy = Xy = None
     yy = 0.0
     if y is not None:
         Zy = np.concatenate([_factor_products(c, A, f.levels.size, y[:, None], w)[:, 0]
-                             for f, c, A in zip(factors, codes, designs)])
+                             for f, c, A in zip(factors, codes, designs, strict=True)])
         Xy = wX.T @ y
         yy = float(w @ (y * y))
     return MixedSufficientStats(C11, C21, C22, ZX, Zy, X.T @ wX, Xy, yy, float(X.shape[0]),
@@ -343,5 +345,5 @@ class RowPattern:
                 C22[sl_k, sl_j] = cross.toarray()
                 C22[sl_j, sl_k] = C22[sl_k, sl_j].T
         ZX = np.concatenate([_factor_products(c, A, f.levels.size, self.X, w)
-                             for f, c, A in zip(self.factors, self.codes, self.designs)])
+                             for f, c, A in zip(self.factors, self.codes, self.designs, strict=True)])
         return C11, C21, C22, ZX, self.X.T @ (w[:, None] * self.X)

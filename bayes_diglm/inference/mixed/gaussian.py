@@ -7,17 +7,19 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 from scipy import linalg as sla
 from scipy import optimize as sopt
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayes_diglm.inference.linalg import JitterWarning, robust_cholesky
+from bayes_diglm.inference.linalg import JitterWarning
+from bayes_diglm.likelihoods import Gaussian
 
-from ._head import MixedHeadBase, PLSSystem, as_generator
-from .blocked import BlockedCholesky, relative_factors, theta_layout
-from .design import block_pattern
-from .design import MixedSufficientStats
+from ..base import Predictive, as_generator
+from ._head import MixedHeadBase, PLSSystem
+from .blocked import BlockedCholesky, fixed_effect_factor, relative_factors, theta_layout
+from .design import MixedSufficientStats, block_pattern
 
 __all__ = ["MixedEffectsRegression", "profiled_deviance"]
 
@@ -27,7 +29,7 @@ def _pls(stats: MixedSufficientStats, lams: list[np.ndarray]):
     chol = BlockedCholesky(block_pattern(stats), lams)
     RZX = chol.solve_L(chol.scale(stats.ZX))
     cu = chol.solve_L(chol.scale(stats.Zy[:, None]))[:, 0]
-    RX = robust_cholesky(stats.XX - RZX.T @ RZX, "the fixed-effect precision X^T V^-1 X")
+    RX = fixed_effect_factor(stats.XX - RZX.T @ RZX, "the fixed-effect precision X^T V^-1 X")
     cb = sla.solve_triangular(RX, stats.Xy - RZX.T @ cu, lower=True, check_finite=False)
     r2 = max(stats.yy - cu @ cu - cb @ cb, 1e-300)
     return chol, RZX, RX, cu, cb, r2
@@ -127,7 +129,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         and optional precision weights ``sample_weight`` (``Var(eps_i) = sigma^2 / w_i``)."""
         with self._keep_state_on_error():
             Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=True, reset=True, ensure_min_features=0)
-            w = self._validate_weights(sample_weight, Z.shape[0])
+            w = self._weights(sample_weight, Z.shape[0])
             factors, labels = self._build_factors(Z, groups)
             stats = self._stats(Z, y, w, factors, labels)
             self._fit_stats(stats)
@@ -144,7 +146,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         y = np.asarray(y, dtype=np.float64).ravel()
         if y.shape[0] != Z.shape[0] or not np.all(np.isfinite(y)):
             raise ValueError(f"y must hold {Z.shape[0]} finite values, got shape {y.shape}")
-        w = self._validate_weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0])
         factors, labels = self._build_factors(Z, groups, levels=levels)
         return self._stats(Z, y, w, factors, labels)
 
@@ -206,7 +208,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
             with warnings.catch_warnings():  # the optimiser's trial points are not the fitted model
                 warnings.simplefilter("ignore", JitterWarning)
                 res = sopt.minimize(objective, start, method="L-BFGS-B", jac="3-point",
-                                    bounds=list(zip(lower, np.full(start.size, np.inf))),
+                                    bounds=list(zip(lower, np.full(start.size, np.inf), strict=True)),
                                     options={"gtol": self.tol, "ftol": 1e-15, "maxiter": self.max_iter})
             theta, n_iter = res.x, int(res.nit)
             # finite-difference gradients stop L-BFGS-B's line search near the optimum ("ABNORMAL"): accept a
@@ -247,29 +249,17 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
     def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False):
         """Normal predictive: variance ``sigma^2`` plus that of the linear predictor under the joint posterior of
         (beta, random effects); unseen levels add their prior variance ``a^T Psi_k a``."""
-        from bayes_diglm.likelihoods import Gaussian
-
-        from ..base import Predictive
-
         Z = self._validate_Z(Z)
         mean, var = self._predictor_moments_grouped(Z, groups, allow_unseen)
-        import torch
-
         dist = Gaussian(noise_variance=self.sigma2_).predictive(torch.from_numpy(mean[:, None]),
                                                                 torch.from_numpy(var[:, None, None]))
         return Predictive(dist)
 
     def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Joint draws: ``beta``, ``intercept``, ``u_<factor>`` (n, G[, q]); plug-in ``sigma``, ``sd_<factor>``."""
         draws = self._draw_effects(n, rng)
         draws["sigma"] = np.full(n, math.sqrt(self.sigma2_))
         return draws
-
-    def sample(self, n: int, *, generator=None) -> dict[str, np.ndarray]:
-        """``n`` joint draws: ``beta``, ``intercept``, ``u_<factor>`` (n, G[, q]); plug-in ``sigma``, ``sd_<factor>``."""
-        check_is_fitted(self)
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        return self._sample_params(int(n), as_generator(generator))
 
     def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups, sample_weight=None) -> np.ndarray:
         """``log N(y_i | f_s(z_i, g_i), sigma_s^2 / w_i)``, shape (S, n)."""
@@ -277,7 +267,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         y = np.asarray(y, dtype=np.float64).ravel()
         if y.shape[0] != Z.shape[0]:
             raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
-        w = self._validate_weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0])
         f = self._draw_predictor(draws, Z, groups)
         var = np.asarray(draws["sigma"])[:, None] ** 2 / w[None]
         return -0.5 * np.log(2 * np.pi * var) - 0.5 * (y[None] - f) ** 2 / var
@@ -285,7 +275,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
     def sample_predictive(self, draws: dict, Z, *, groups, generator=None, sample_weight=None) -> np.ndarray:
         """One replicate per draw and row, shape (S, n)."""
         Z = self._validate_Z(Z)
-        w = self._validate_weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0])
         f = self._draw_predictor(draws, Z, groups)
         sd = np.asarray(draws["sigma"])[:, None] / np.sqrt(w)[None]
         return f + sd * as_generator(generator).standard_normal(f.shape)

@@ -12,11 +12,12 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from bayes_diglm.inference.linalg import JitterWarning, robust_cholesky
+from bayes_diglm.inference.linalg import JitterWarning
 from bayes_diglm.likelihoods import Bernoulli, Poisson
 
-from ._head import MixedHeadBase, PLSSystem, as_generator
-from .blocked import BlockedCholesky, BlockPattern, apply_lambda, relative_factors, theta_layout
+from ..base import Predictive, as_generator
+from ._head import MixedHeadBase, PLSSystem
+from .blocked import BlockedCholesky, BlockPattern, apply_lambda, fixed_effect_factor, relative_factors, theta_layout
 from .design import RowPattern, _block_sums, block_order
 
 __all__ = ["MixedEffectsClassifier", "MixedEffectsPoisson"]
@@ -36,14 +37,14 @@ class _Rows:
         facs = self.factors
         chol = BlockedCholesky(BlockPattern(C11, C21, C22, [f.q for f in facs], [f.levels.size for f in facs]), lams)
         RZX = chol.solve_L(chol.scale(ZX))
-        RX = robust_cholesky(XX - RZX.T @ RZX, "the fixed-effect curvature X^T W X")
+        RX = fixed_effect_factor(XX - RZX.T @ RZX, "the fixed-effect curvature X^T W X")
         return chol, RZX, RX
 
     def predictor(self, b: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """``eta = X beta + Zr b`` for stacked random effects ``b`` (block order)."""
         eta = self.X @ beta
         off = 0
-        for f, c, A in zip(self.factors, self.codes, self.designs):
+        for f, c, A in zip(self.factors, self.codes, self.designs, strict=True):
             eta += np.einsum("nq,nq->n", A, b[off:off + f.size].reshape(f.levels.size, f.q)[c])
             off += f.size
         return eta
@@ -51,7 +52,7 @@ class _Rows:
     def zt(self, r: np.ndarray) -> np.ndarray:
         """``Zr^T r``, shape (q,)."""
         return np.concatenate([_block_sums(c, A, r[:, None], np.ones_like(r), f.levels.size).ravel()
-                               for f, c, A in zip(self.factors, self.codes, self.designs)])
+                               for f, c, A in zip(self.factors, self.codes, self.designs, strict=True)])
 
 
 class _LaplaceGLMM(MixedHeadBase):
@@ -135,7 +136,7 @@ class _LaplaceGLMM(MixedHeadBase):
                 state["u"], state["beta"] = u, beta
                 return dev
 
-            bounds0 = list(zip(lower, np.full(nt, np.inf)))
+            bounds0 = list(zip(lower, np.full(nt, np.inf), strict=True))
             res0 = sopt.minimize(stage0, start, method="L-BFGS-B", jac="3-point", bounds=bounds0,
                                  options={"gtol": 1e-6, "ftol": 1e-12, "maxiter": 200})
             state["u"], state["beta"], _, _ = self._mode(rows, relative_factors(res0.x, qs, covs), state["u"],
@@ -172,14 +173,8 @@ class _LaplaceGLMM(MixedHeadBase):
         return float(self.log_likelihood_)
 
     def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Draws from the joint Laplace posterior of (beta, random effects); plug-in ``sd_<factor>``."""
         return self._draw_effects(n, rng)
-
-    def sample(self, n: int, *, generator=None) -> dict[str, np.ndarray]:
-        """``n`` draws from the joint Laplace posterior of (beta, random effects); plug-in ``sd_<factor>``."""
-        check_is_fitted(self)
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        return self._sample_params(int(n), as_generator(generator))
 
     def _predictive_dist(self, Z, groups, allow_unseen):
         Z = self._validate_Z(Z)
@@ -195,7 +190,7 @@ class _LaplaceGLMM(MixedHeadBase):
         y = self._y_index(y)
         if y.shape[0] != Z.shape[0]:
             raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
-        w = self._validate_weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0])
         f = self._draw_predictor(draws, Z, groups)
         return w[None] * self.likelihood_.log_prob(f[..., None], y[None])
 
@@ -259,7 +254,7 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
                                  f"{classes[:5].tolist()}")
             self.classes_ = classes
             self.likelihood_ = Bernoulli()
-            self._fit_rows(Z, index.astype(np.float64), self._validate_weights(sample_weight, Z.shape[0]), groups)
+            self._fit_rows(Z, index.astype(np.float64), self._weights(sample_weight, Z.shape[0]), groups)
         return self
 
     def _y_index(self, y):
@@ -275,8 +270,6 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
     def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False):
         """Bernoulli predictive over ``classes_`` (MacKay's probit on the Gaussian of the logit under the joint
         Laplace posterior; unseen levels add their prior variance)."""
-        from ..base import Predictive
-
         return Predictive(self._predictive_dist(Z, groups, allow_unseen), classes=self.classes_)
 
     def predict_proba(self, Z, *, groups=None, allow_unseen: bool = False) -> np.ndarray:
@@ -309,13 +302,11 @@ class MixedEffectsPoisson(RegressorMixin, _LaplaceGLMM):
             if np.any(y < 0) or np.any(y != np.round(y)):
                 raise ValueError("y must hold non-negative integer counts")
             self.likelihood_ = Poisson()
-            self._fit_rows(Z, y, self._validate_weights(sample_weight, Z.shape[0]), groups)
+            self._fit_rows(Z, y, self._weights(sample_weight, Z.shape[0]), groups)
         return self
 
     def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False):
         """Poisson-lognormal predictive (Gauss-Hermite mixture over the Gaussian of the log rate)."""
-        from ..base import Predictive
-
         return Predictive(self._predictive_dist(Z, groups, allow_unseen))
 
     def predict(self, Z, *, groups=None, allow_unseen: bool = False) -> np.ndarray:
