@@ -246,12 +246,18 @@ def iter_flights_us(start: int = 0, stop: int | None = None, *, batch_rows: int 
     >>> sum(len(b) for b in iter_flights_us(2_900_000, 3_000_000))  # doctest: +SKIP
     100000
     """
+    pa, _, _ = _pyarrow()
     for first, piece in _record_slices(start, stop, batch_rows, path):
-        yield FlightsBatch(
-            start=first, features=_features(piece), arr_delay=_numeric(piece.column("delay")),
-            origin=_labels(piece.column("origin")), destination=_labels(piece.column("destination")),
-            departure=_departures(piece),
-        )
+        try:
+            batch = FlightsBatch(
+                start=first, features=_features(piece), arr_delay=_numeric(piece.column("delay")),
+                origin=_labels(piece.column("origin")), destination=_labels(piece.column("destination")),
+                departure=_departures(piece),
+            )
+        except (pa.ArrowException, UnicodeDecodeError) as err:  # e.g. airport codes that are not UTF-8
+            raise ValueError(f"{flights_us_path(path)}: unreadable values in rows {first}..{first + len(piece) - 1} "
+                             f"(corrupt: {type(err).__name__}: {err}); {_REFETCH}") from err
+        yield batch
 
 
 def read_flights_us(start: int = 0, stop: int | None = None, *,
