@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -10,7 +11,7 @@ from torch import nn
 from ..flows.base import Flow
 from .heads import GLMHead, make_head
 
-__all__ = ["DIGLM", "build_flow", "build_diglm", "FLOW_BUILDERS"]
+__all__ = ["DIGLM", "FlowOutputs", "build_flow", "build_diglm", "FLOW_BUILDERS"]
 
 # Builders by name, imported lazily so that a missing optional flow family never breaks the package.
 FLOW_BUILDERS = {
@@ -32,6 +33,14 @@ def build_flow(config: dict) -> Flow:
     if "hidden_dims" in config:
         config["hidden_dims"] = tuple(config["hidden_dims"])
     return builder(**config)
+
+
+class FlowOutputs(NamedTuple):
+    """What one pass through the flow gives, per row: features, density, and the head's noise precision."""
+
+    features: torch.Tensor  #: ``z = f(x)``, shape (batch, D)
+    log_px: torch.Tensor  #: exact ``log p(x)`` in nats, shape (batch,)
+    noise_precision: torch.Tensor | None  #: ``1 / sigma^2(z)`` of a heteroscedastic head, else None
 
 
 class DIGLM(nn.Module):
@@ -75,6 +84,14 @@ class DIGLM(nn.Module):
         """``(log p(y|x), log p(x))`` per row from a single pass through the flow."""
         z, log_det = self.flow(x)
         return self.head.log_prob(z, y), self.flow.base_log_prob(z) + log_det
+
+    def outputs(self, x: torch.Tensor) -> FlowOutputs:
+        """Features, ``log p(x)`` and the point head's noise precision ``exp(-log sigma^2(z))`` (heteroscedastic
+        heads; None otherwise) from a single pass through the flow."""
+        z, log_det = self.flow(x)
+        noise_log_var = getattr(self.head, "noise_log_var", None)
+        precision = torch.exp(-noise_log_var(z)) if noise_log_var is not None else None
+        return FlowOutputs(z, self.flow.base_log_prob(z) + log_det, precision)
 
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The hybrid objective ``mean(log p(y|x) + px_weight * log p(x))`` (to maximise) and its parts

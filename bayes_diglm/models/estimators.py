@@ -1,175 +1,317 @@
-"""scikit-learn style estimators over the DIGLM: ``DIGLMRegressor`` and ``DIGLMClassifier``."""
+"""scikit-learn estimators over the DIGLM: ``DIGLMRegressor`` and ``DIGLMClassifier``.
+
+``fit`` trains the flow and a point-estimate GLM head together by maximum likelihood of the hybrid objective
+(:class:`bayes_diglm.models.DIGLM`), then, for ``posterior != "point"``, fits a Bayesian head over ``beta`` on
+the training features ``z = f(x)`` in one pass (:mod:`bayes_diglm.inference`). Every prediction then goes
+through the posterior: ``predict``, ``predict_proba``, ``predict_dist`` (a
+:class:`bayes_diglm.inference.base.Predictive`), ``sample`` (posterior draws of the head), and
+``bayes_diglm.arviz.to_inference_data(estimator, X=..., y=...)``. ``score_samples`` is ``log p(x)`` under the
+flow and ``transform`` gives the features; one pass through the flow gives features, noise weights and
+``log p(x)``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from .. import __version__
-from .._validation import as_float_tensor, as_label_tensor, check_fitted, check_positive, check_same_length
-from ..training import TrainHistory, batched, train_module
-from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .._validation import check_positive
+from ..inference.base import Predictive
+from ..training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint, train_module
 from .diglm import DIGLM, build_diglm
 
-__all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator"]
+__all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator", "REGRESSION_POSTERIORS",
+           "CLASSIFICATION_POSTERIORS"]
 
 _TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "clip_grad", "warmup_steps", "patience", "on_nonfinite")
 
+#: ``posterior=`` strings of each estimator (or pass a fitted-to-be head instance).
+REGRESSION_POSTERIORS = ("point", "conjugate", "laplace", "mixed")
+CLASSIFICATION_POSTERIORS = ("point", "laplace", "svi", "mixed")
 
-class _DIGLMEstimator(BaseEstimator):
-    """Shared machinery: building the flow, training, density, features, and save/load."""
+_OUTPUT_BATCH = 1024
+# As scikit-learn's MLPs: float32 inputs train a float32 network, all others (float64, int, object) float64.
+_FLOAT_DTYPES = (np.float64, np.float32)
 
-    _head_families: tuple[str, ...] = ()
 
-    def __init__(
-        self,
-        *,
-        flow: str = "realnvp",
-        flow_kwargs: dict | None = None,
-        px_weight: float = 1.0,
-        epochs: int = 20,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        clip_grad: float | None = 10.0,
-        warmup_steps: int = 0,
-        val_fraction: float = 0.0,
-        patience: int | None = None,
-        seed: int = 0,
-        quiet: bool | None = None,
-        device: str = "cpu",
-        on_nonfinite: str = "raise",
-    ):
-        self.flow = flow
-        self.flow_kwargs = flow_kwargs
-        self.px_weight = px_weight
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.clip_grad = clip_grad
-        self.warmup_steps = warmup_steps
-        self.val_fraction = val_fraction
-        self.patience = patience
-        self.seed = seed
-        self.quiet = quiet
-        self.device = device
-        self.on_nonfinite = on_nonfinite
+@contextlib.contextmanager
+def _keep_state_on_error(estimator):
+    """Restore the estimator's attributes when the body raises: a rejected ``fit`` leaves it as it was."""
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
 
-    # -- parameters -------------------------------------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in self._param_names()}
 
-    def set_params(self, **params):
-        for k, v in params.items():
-            if k not in self._param_names():
-                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}")
-            setattr(self, k, v)
-        return self
+def _float64(dist: torch.distributions.Distribution) -> torch.distributions.Distribution:
+    """The point head's ``torch.distributions`` object with float64 parameters (what Predictive holds)."""
+    D = torch.distributions
+    if isinstance(dist, D.Normal):
+        return D.Normal(dist.loc.double(), dist.scale.double())
+    if isinstance(dist, D.Poisson):
+        return D.Poisson(dist.rate.double())
+    if isinstance(dist, D.Bernoulli):
+        return D.Bernoulli(logits=dist.logits.double())
+    if isinstance(dist, D.Categorical):
+        return D.Categorical(logits=dist.logits.double())
+    raise TypeError(f"no float64 predictive for a {type(dist).__name__} point head")
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        import inspect
 
-        names = []
-        for klass in reversed(cls.__mro__):
-            init = klass.__dict__.get("__init__")
-            if init is None or klass is object:
-                continue
-            names += [p for p in inspect.signature(init).parameters if p != "self" and p != "kwargs"]
-        return list(dict.fromkeys(names))
+class _DIGLMEstimator(TransformerMixin, BaseEstimator):
+    """Shared machinery: input checks, training, the posterior head, features, density, save/load.
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+    Subclasses spell out every hyper-parameter in their own ``__init__`` (scikit-learn reads the signature).
+    """
+
+    _posteriors: tuple[str, ...] = ()
 
     # -- input handling ---------------------------------------------------------------------------------
-    def _check_X(self, X, name: str = "X") -> torch.Tensor:
-        X = as_float_tensor(X, name, ndim=(2, 4), dtype=torch.float32)
-        if hasattr(self, "model_") and self.model_ is not None:
-            expected = tuple(self.model_.flow.event_shape)
-            if tuple(X.shape[1:]) != expected:
-                raise ValueError(f"{name} must have shape (n, {', '.join(map(str, expected))}), got {tuple(X.shape)}")
-        return X
+    def _validate_X(self, X) -> torch.Tensor:
+        """Validated float32 inputs for a fitted estimator (feature count and shape as in ``fit``)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=_FLOAT_DTYPES, allow_nd=True)
+        expected = tuple(self.model_.flow.event_shape)
+        if tuple(X.shape[1:]) != expected:
+            raise ValueError(f"X must have shape (n, {', '.join(map(str, expected))}), got {tuple(X.shape)}")
+        return torch.tensor(X, dtype=self._dtype())
 
-    def _flow_config(self, X: torch.Tensor) -> dict:
+    def _dtype(self) -> torch.dtype:
+        """The network's dtype, fixed by the training inputs' (float32 stays float32, anything else float64)."""
+        return getattr(torch, self.config_.get("dtype", "float32"))
+
+    def _validate_fit(self, X, y, *, y_numeric: bool):
+        X, y = validate_data(self, X, y, dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
+        self._flow_config(X.shape)  # refuse a shape the flow cannot take before training anything
+        return torch.tensor(X), y
+
+    @staticmethod
+    def _validate_val(X_val, y_val, X: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """Validation data checked like the training data (without touching the estimator's fitted state)."""
+        if y_val is None:
+            raise ValueError("give both X_val and y_val, or neither")
+        X_val = check_array(X_val, dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_val")
+        if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
+            raise ValueError(f"X_val rows have shape {tuple(X_val.shape[1:])}, X rows {tuple(X.shape[1:])}")
+        y_val = column_or_1d(y_val, warn=True)
+        if y_val.shape[0] != X_val.shape[0]:
+            raise ValueError(f"mismatched validation data: X_val has {X_val.shape[0]} rows, y_val {y_val.shape[0]}")
+        return torch.tensor(X_val, dtype=X.dtype), y_val
+
+    def _flow_config(self, shape: tuple[int, ...]) -> dict:
         kwargs = dict(self.flow_kwargs or {})
         if self.flow == "realnvp":
-            if X.dim() != 2:
-                raise ValueError(f"flow='realnvp' needs 2-D X (n, features), got shape {tuple(X.shape)}")
-            return {"kind": "realnvp", "dim": int(X.shape[1]), **kwargs}
+            if len(shape) != 2:
+                raise ValueError(f"flow='realnvp' needs 2-D X (n, features), got shape {tuple(shape)}")
+            if shape[1] < 2:
+                raise ValueError(f"flow='realnvp' needs at least 2 features (a coupling layer splits them), got "
+                                 f"{shape[1]} feature(s)")
+            return {"kind": "realnvp", "dim": int(shape[1]), **kwargs}
         if self.flow == "glow":
-            if X.dim() != 4:
-                raise ValueError(f"flow='glow' needs images X (n, C, H, W), got shape {tuple(X.shape)}")
-            return {"kind": "glow", "shape": list(X.shape[1:]), **kwargs}
+            if len(shape) != 4:
+                raise ValueError(f"flow='glow' needs images X (n, C, H, W), got shape {tuple(shape)}")
+            return {"kind": "glow", "shape": list(shape[1:]), **kwargs}
         raise ValueError(f"flow must be 'realnvp' or 'glow', got {self.flow!r}")
 
-    def _split_validation(self, X, y):
+    def _validation_split(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Row indices of the training part and of the held-out part (``val_fraction``)."""
         if not self.val_fraction:
-            return X, y, None, None
+            return np.arange(n), None
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        n_val = max(1, int(round(self.val_fraction * X.shape[0])))
-        if n_val >= X.shape[0]:
-            raise ValueError(f"val_fraction={self.val_fraction!r} leaves no training rows out of {X.shape[0]}")
-        perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(self.seed))
-        val, train = perm[:n_val], perm[n_val:]
-        return X[train], y[train], X[val], y[val]
+        n_val = max(1, int(round(self.val_fraction * n)))
+        if n_val >= n:
+            raise ValueError(f"val_fraction={self.val_fraction!r} leaves no training rows out of {n}")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).numpy()
+        return perm[n_val:], perm[:n_val]
+
+    # -- the posterior head -----------------------------------------------------------------------------
+    def _posterior_template(self):
+        """The unfitted Bayesian head that ``posterior`` names (None for ``"point"``)."""
+        spec = self.posterior
+        if isinstance(spec, str):
+            if spec not in self._posteriors:
+                raise ValueError(f"posterior must be one of {self._posteriors} or a posterior head instance, "
+                                 f"got {spec!r}")
+            return None if spec == "point" else self._make_posterior(spec)
+        if not (hasattr(spec, "fit") and hasattr(spec, "predict_dist") and hasattr(spec, "get_params")):
+            raise TypeError(f"posterior must be a string or a posterior head (with fit, predict_dist, get_params), "
+                            f"got {type(spec).__name__}")
+        return clone(spec)
+
+    def _make_posterior(self, name: str):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _head_kwargs(self, precision: np.ndarray | None, groups) -> dict:
+        """Keyword arguments of the posterior head's fit / predict_dist / ArviZ methods at given rows."""
+        kw = {}
+        if precision is not None and self._uses_noise_weights():
+            kw["sample_weight"] = precision / self.noise_normaliser_
+        if groups is not None:
+            kw["groups"] = groups
+        return kw
+
+    def _uses_noise_weights(self) -> bool:
+        return False
 
     # -- fitting ----------------------------------------------------------------------------------------
-    def _fit(self, X, y_t, head_config: dict, *, X_val=None, y_val=None, checkpoint_path=None, resume=False):
+    def _fit(self, X: torch.Tensor, y_t: torch.Tensor, y_head: np.ndarray, head_config: dict, *, groups, X_val,
+             y_val, checkpoint_path, resume):
         check_positive(self.px_weight, "px_weight", allow_zero=True)
-        flow_config = self._flow_config(X)
+        template = self._posterior_template()
+        flow_config = self._flow_config(tuple(X.shape))
         with torch.random.fork_rng(devices=[]):  # seed the initial weights without touching the caller's stream
             torch.manual_seed(self.seed)
-            model = build_diglm(flow_config, head_config, self.px_weight)
+            model = build_diglm(flow_config, head_config, self.px_weight).to(X.dtype)
+        if y_t.is_floating_point():
+            y_t, y_val = y_t.to(X.dtype), None if y_val is None else y_val.to(X.dtype)
+        train_rows = np.arange(X.shape[0])
         if X_val is None:
-            X, y_t, X_val, y_val = self._split_validation(X, y_t)
+            train_rows, val_rows = self._validation_split(X.shape[0])
+            if val_rows is not None:
+                X_val, y_val = X[val_rows], y_t[val_rows]
         config = {"version": __version__, "estimator": type(self).__name__, "flow_config": flow_config,
-                  "head_config": head_config, "px_weight": float(self.px_weight), **self._extra_config()}
+                  "head_config": head_config, "px_weight": float(self.px_weight),
+                  "dtype": str(X.dtype).removeprefix("torch."), **self._extra_config()}
         history = train_module(
-            model, X, y_t, X_val=X_val, y_val=y_val, seed=self.seed, quiet=self.quiet, device=self.device,
-            checkpoint_path=checkpoint_path, resume=resume, config=config,
+            model, X[train_rows], y_t[train_rows], X_val=X_val, y_val=y_val, seed=self.seed, quiet=self.quiet,
+            device=self.device, checkpoint_path=checkpoint_path, resume=resume, config=config,
             **{k: getattr(self, k) for k in _TRAIN_PARAMS},
         )
-        # Assign fitted state only once training has succeeded, so a failed fit keeps the previous model.
-        self.model_ = model.cpu().eval()
-        self.history_ = history
-        self.config_ = config
-        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        model = model.cpu().eval()
+        self.model_, self.history_, self.config_ = model, history, config
+        self.posterior_ = None
+        self.__dict__.pop("noise_normaliser_", None)
+        if template is not None:
+            Z, _, precision = self._outputs(X[train_rows])
+            if precision is not None and self._uses_noise_weights_for(template):
+                self.noise_normaliser_ = float(precision.mean())
+            head_groups = None if groups is None else np.asarray(groups)[train_rows]
+            self.posterior_ = template
+            self.posterior_.fit(Z, y_head[train_rows], **self._head_kwargs(precision, head_groups))
         return self
+
+    def _uses_noise_weights_for(self, template) -> bool:
+        return False
 
     def _extra_config(self) -> dict:
         return {}
 
-    # -- outputs ----------------------------------------------------------------------------------------
-    def _model(self) -> DIGLM:
-        check_fitted(self, "model_")
-        return self.model_
+    # -- one pass through the flow ----------------------------------------------------------------------
+    def _outputs(self, X: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Features ``z`` (n, D), ``log p(x)`` (n,) and the point head's noise precisions (n,) or None, float64,
+        from one no-gradient pass through the flow in batches."""
+        model = self.model_.to(self.device)
+        parts = []
+        try:
+            with torch.no_grad():
+                for start in range(0, X.shape[0], _OUTPUT_BATCH):
+                    out = model.outputs(X[start:start + _OUTPUT_BATCH].to(self.device))
+                    parts.append(type(out)(*(None if t is None else t.cpu() for t in out)))
+        finally:
+            model.cpu()
+        z = torch.cat([p.features for p in parts]).double().numpy()
+        log_px = torch.cat([p.log_px for p in parts]).double().numpy()
+        precision = None
+        if parts[0].noise_precision is not None:
+            precision = torch.cat([p.noise_precision for p in parts]).double().numpy()
+        return z, log_px, precision
 
+    def _features_and_kwargs(self, X, groups) -> tuple[np.ndarray, dict]:
+        Z, _, precision = self._outputs(self._validate_X(X))
+        return Z, self._head_kwargs(precision, groups)
+
+    def _bayesian(self, what: str):
+        check_is_fitted(self)
+        if self.posterior_ is None:
+            raise ValueError(f"{what} needs a posterior over beta; this {type(self).__name__} was fitted with "
+                             "posterior='point' (use posterior='conjugate', 'laplace', ... or a head instance)")
+        return self.posterior_
+
+    # -- outputs ----------------------------------------------------------------------------------------
     def score_samples(self, X) -> np.ndarray:
         """Exact ``log p(x)`` (nats) per row under the flow; higher means more like the training data."""
-        model = self._model()
-        return batched(model.log_px, self._check_X(X)).double().numpy()
-
-    log_px = score_samples
+        return self._outputs(self._validate_X(X))[1]
 
     def transform(self, X) -> np.ndarray:
-        """The flow features ``z = f(x)`` (n, D)."""
-        model = self._model()
-        return batched(model.features, self._check_X(X)).double().numpy()
+        """The flow features ``z = f(x)`` (n, D), float64."""
+        return self._outputs(self._validate_X(X))[0]
 
-    features = transform
+    def predict_dist(self, X, *, groups=None) -> Predictive:
+        """The predictive distribution of ``y`` at the rows of ``X``.
+
+        With a Bayesian head it integrates over the posterior of ``beta`` (e.g. Student-t for
+        ``posterior="conjugate"``, with the heteroscedastic head's noise precisions at these rows as known
+        weights); with ``posterior="point"`` it is the jointly trained head's likelihood at its point estimate.
+        """
+        Z, kw = self._features_and_kwargs(X, groups)
+        classes = getattr(self, "classes_", None)
+        if self.posterior_ is None:
+            with torch.no_grad():
+                dist = self.model_.head.dist(torch.from_numpy(Z).to(self._dtype()))
+            return Predictive(_float64(dist), classes=classes)
+        pred = self.posterior_.predict_dist(Z, **kw)
+        if isinstance(pred, torch.distributions.Distribution):  # TEMPORARY until the heads return Predictive
+            pred = Predictive(pred)
+        return pred if classes is None else Predictive(pred.distribution, classes=classes)
+
+    def log_predictive(self, X, y, *, groups=None) -> np.ndarray:
+        """``log p(y | x)`` per row under :meth:`predict_dist`."""
+        return self.predict_dist(X, groups=groups).log_prob(column_or_1d(y))
+
+    def sample(self, n: int, *, generator=None) -> dict[str, np.ndarray]:
+        """``n`` draws from the posterior over the head's weights, named as the head names them
+        (``"beta"``, ``"intercept"``, ``"sigma"``, ...), leading axis ``n``."""
+        return self._bayesian("sample").sample(n, generator=generator)
+
+    def posterior_dims(self, feature_names=None) -> tuple[dict, dict]:
+        """ArviZ dims and coords of :meth:`sample`'s draws (features named ``z0, z1, ...`` by default)."""
+        head = self._bayesian("posterior_dims")
+        if feature_names is None:
+            feature_names = [f"z{j}" for j in range(self.model_.flow.dim)]
+        return head.posterior_dims(feature_names)
+
+    def pointwise_log_likelihood(self, draws: dict, X, y, *, groups=None) -> np.ndarray:
+        """``log p(y_i | x_i, draw_s)`` (S, n): the head's, on the features of ``X`` (for ``az.loo``)."""
+        head = self._bayesian("pointwise_log_likelihood")
+        Z, kw = self._features_and_kwargs(X, groups)
+        return head.pointwise_log_likelihood(draws, Z, self._encode_head_y(y), **kw)
+
+    def sample_predictive(self, draws: dict, X, *, generator=None, groups=None) -> np.ndarray:
+        """One replicate of ``y`` per draw and row of ``X``, shape (S, n) (the posterior predictive)."""
+        head = self._bayesian("sample_predictive")
+        Z, kw = self._features_and_kwargs(X, groups)
+        return self._decode_head_y(head.sample_predictive(draws, Z, generator=generator, **kw))
+
+    def _encode_head_y(self, y) -> np.ndarray:
+        return np.asarray(column_or_1d(y), dtype=np.float64)
+
+    def _decode_head_y(self, y: np.ndarray) -> np.ndarray:
+        return y
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted model (state_dict + JSON-able config) atomically to ``path``."""
-        model = self._model()
-        return save_checkpoint({"model": model.state_dict(), "config": self.config_,
-                                "params": _jsonable(self.get_params()),
+        """Write the fitted flow and point head (state_dict + JSON-able config) atomically to ``path``.
+
+        Only ``posterior="point"`` estimators are saved this way: a posterior head holds fitted NumPy state of
+        its own that a ``weights_only`` checkpoint cannot hold (pickle such an estimator, from trusted files
+        only, or refit its head).
+        """
+        check_is_fitted(self)
+        if self.posterior != "point":
+            raise ValueError(f"save() stores posterior='point' estimators only, not posterior={self.posterior!r}")
+        return save_checkpoint({"model": self.model_.state_dict(), "config": self.config_,
+                                "params": _jsonable(self.get_params(deep=False)),
                                 "history": self.history_.as_dict()}, path)
 
     @classmethod
@@ -181,8 +323,9 @@ class _DIGLMEstimator(BaseEstimator):
             raise CheckpointError(
                 f"{str(path)!r} holds a {config.get('estimator')!r}, not a {cls.__name__} checkpoint"
             )
-        est = cls(**{k: v for k, v in ckpt.get("params", {}).items() if k in cls._param_names()})
+        est = cls(**{k: v for k, v in ckpt.get("params", {}).items() if k in cls._get_param_names()})
         model = build_diglm(config["flow_config"], config["head_config"], config["px_weight"])
+        model = model.to(getattr(torch, config.get("dtype", "float32")))
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
@@ -193,7 +336,9 @@ class _DIGLMEstimator(BaseEstimator):
         est.model_ = model.eval()
         est.config_ = config
         est.history_ = TrainHistory.from_dict(ckpt["history"])
-        est.n_features_in_ = model.flow.dim
+        est.posterior_ = None
+        shape = tuple(model.flow.event_shape)
+        est.n_features_in_ = int(shape[0])  # scikit-learn counts X.shape[1] (channels for images)
         est._restore_extra(config)
         return est
 
@@ -211,84 +356,138 @@ def _jsonable(params: dict) -> dict:
 
 
 class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
-    """A DIGLM for real-valued (or count) targets.
+    """A DIGLM for real-valued (or count) targets, with a posterior over the GLM weights.
 
     Args:
-        head: ``"heteroscedastic"`` (the paper's head: mean and log-variance linear in ``z``), ``"gaussian"``
-            (one noise scale) or ``"poisson"`` (log link, counts).
-        **kwargs: flow and training settings, see :class:`DIGLMClassifier`.
+        flow: ``"realnvp"`` for tabular X (n, D), D >= 2, or ``"glow"`` for images X (n, C, H, W) in [0, 1].
+        flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
+        head: the jointly trained point head: ``"heteroscedastic"`` (the paper's: mean and log-variance linear
+            in ``z``), ``"gaussian"`` (one noise scale) or ``"poisson"`` (log link, counts).
+        posterior: ``"point"`` (the trained head as is), ``"conjugate"`` (exact Normal-Inverse-Gamma over
+            beta and sigma^2, with the heteroscedastic head's learned noise precisions as known weights;
+            Gaussian heads), ``"laplace"`` (Laplace over beta for the head's family, e.g. Poisson), ``"mixed"``
+            (random effects per group: pass ``groups`` to fit and predict), or a posterior head instance
+            (cloned and fitted; its parameters are nested, ``posterior__prior_precision``).
+        px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
+        epochs, batch_size, lr, weight_decay, clip_grad, warmup_steps, patience: training settings
+            (:func:`bayes_diglm.training.train_module`).
+        val_fraction: hold out this fraction of the training data for early stopping.
+        seed: makes training reproducible. quiet: hide the progress bar (None: only on a terminal).
+        device: ``"cpu"`` or ``"cuda"``.
+        on_nonfinite: ``"raise"`` or ``"skip"`` batches whose loss is NaN/Inf.
 
     Example:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(200, 2)).astype("float32")
-        >>> y = (X[:, 0] - 2 * X[:, 1]).astype("float32")
-        >>> reg = DIGLMRegressor(head="gaussian", epochs=30, lr=1e-2, batch_size=32, flow_kwargs={"num_layers": 2},
-        ...                      quiet=True).fit(X, y)
+        >>> X = rng.normal(size=(200, 2))
+        >>> y = X[:, 0] - 2 * X[:, 1] + 0.1 * rng.normal(size=200)
+        >>> reg = DIGLMRegressor(posterior="conjugate", epochs=30, lr=1e-2, batch_size=32,
+        ...                      flow_kwargs={"num_layers": 2}, quiet=True).fit(X, y)
         >>> reg.score(X, y) > 0.9
+        True
+        >>> lo, hi = reg.predict_dist(X[:3]).interval(0.9)
+        >>> bool(np.all(lo < hi))
         True
     """
 
+    _posteriors = REGRESSION_POSTERIORS
     _head_families = ("heteroscedastic", "gaussian", "poisson")
 
-    def __init__(self, *, head: str = "heteroscedastic", **kwargs):
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        flow: str = "realnvp",
+        flow_kwargs: dict | None = None,
+        head: str = "heteroscedastic",
+        posterior="point",
+        px_weight: float = 1.0,
+        epochs: int = 20,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        clip_grad: float | None = 10.0,
+        warmup_steps: int = 0,
+        val_fraction: float = 0.0,
+        patience: int | None = None,
+        seed: int = 0,
+        quiet: bool | None = None,
+        device: str = "cpu",
+        on_nonfinite: str = "raise",
+    ):
+        self.flow = flow
+        self.flow_kwargs = flow_kwargs
         self.head = head
+        self.posterior = posterior
+        self.px_weight = px_weight
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.clip_grad = clip_grad
+        self.warmup_steps = warmup_steps
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.seed = seed
+        self.quiet = quiet
+        self.device = device
+        self.on_nonfinite = on_nonfinite
 
-    def fit(self, X, y, *, X_val=None, y_val=None, checkpoint_path=None, resume=False):
-        """Train flow and head by maximum likelihood of the hybrid objective; return ``self``."""
-        if self.head not in self._head_families:
-            raise ValueError(f"head must be one of {self._head_families}, got {self.head!r}")
-        X = self._check_X_fit(X)
-        y_t = as_float_tensor(y, "y", ndim=1, dtype=torch.float32)
-        if y_t.shape[0] != X.shape[0]:
-            raise ValueError(f"mismatched lengths: X has {X.shape[0]} rows, y has {y_t.shape[0]}")
-        if self.head == "poisson" and bool((y_t < 0).any() or (y_t != y_t.round()).any()):
-            raise ValueError("y must hold non-negative integer counts for head='poisson'")
-        if X_val is not None:
-            X_val = self._check_X_fit(X_val, "X_val")
-            y_val = as_float_tensor(y_val, "y_val", ndim=1, dtype=torch.float32)
-        return self._fit(X, y_t, {"family": self.head}, X_val=X_val, y_val=y_val,
-                         checkpoint_path=checkpoint_path, resume=resume)
+    def fit(self, X, y, *, groups=None, X_val=None, y_val=None, checkpoint_path=None, resume=False):
+        """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
+        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``."""
+        with _keep_state_on_error(self):
+            if self.head not in self._head_families:
+                raise ValueError(f"head must be one of {self._head_families}, got {self.head!r}")
+            X, y = self._validate_fit(X, y, y_numeric=True)
+            y = np.asarray(y, dtype=np.float64)
+            if self.head == "poisson" and bool(np.any(y < 0) or np.any(y != np.round(y))):
+                raise ValueError("y must hold non-negative integer counts for head='poisson'")
+            y_t = torch.tensor(y)
+            if X_val is not None:
+                X_val, y_val = self._validate_val(X_val, y_val, X)
+                y_val = torch.as_tensor(np.asarray(y_val, dtype=np.float64))
+            return self._fit(X, y_t, y, {"family": self.head}, groups=groups, X_val=X_val, y_val=y_val,
+                             checkpoint_path=checkpoint_path, resume=resume)
 
-    def _check_X_fit(self, X, name="X"):
-        return as_float_tensor(X, name, ndim=(2, 4), dtype=torch.float32)
+    def _make_posterior(self, name: str):
+        if name == "conjugate":
+            if self.head == "poisson":
+                raise ValueError("posterior='conjugate' is the Normal-Inverse-Gamma posterior of a Gaussian head; "
+                                 "head='poisson' takes posterior='laplace'")
+            from ..inference.conjugate import ConjugateLinearRegression
 
-    def predict(self, X, return_std: bool = False):
-        """Predictive mean (and standard deviation of ``y``) under the point-estimate head."""
-        model = self._model()
-        X = self._check_X(X)
-        mean = batched(lambda xb: model.predict_dist(xb).mean, X).double().numpy()
-        if not return_std:
-            return mean
-        std = batched(lambda xb: model.predict_dist(xb).stddev, X).double().numpy()
-        return mean, std
+            return ConjugateLinearRegression()
+        if name == "laplace":
+            from ..inference.laplace import LaplaceRegressor
 
-    def score(self, X, y) -> float:
-        """Coefficient of determination R^2 of :meth:`predict` (scikit-learn's regressor score)."""
-        y = as_float_tensor(y, "y", ndim=1).double().numpy()
-        pred = self.predict(X)
-        return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+            return LaplaceRegressor(likelihood="poisson" if self.head == "poisson" else "gaussian")
+        from ..inference.mixed import MixedEffectsRegression
 
-    def log_predictive(self, X, y) -> np.ndarray:
-        """``log p(y | x)`` per row under the point-estimate head."""
-        model = self._model()
-        X = self._check_X(X)
-        y_t = as_float_tensor(y, "y", ndim=1, dtype=torch.float32)
-        check_same_length(X=X, y=y_t)
-        out = []
-        with torch.no_grad():
-            for s in range(0, X.shape[0], 1024):
-                out.append(model.log_py_given_x(X[s:s + 1024], y_t[s:s + 1024]))
-        return torch.cat(out).double().numpy()
+        return MixedEffectsRegression()
+
+    def _uses_noise_weights_for(self, template) -> bool:
+        from ..inference.conjugate import ConjugateLinearRegression
+
+        return self.head == "heteroscedastic" and isinstance(template, ConjugateLinearRegression)
+
+    def _uses_noise_weights(self) -> bool:
+        return self._uses_noise_weights_for(self.posterior_) and hasattr(self, "noise_normaliser_")
+
+    def predict(self, X, return_std: bool = False, *, groups=None):
+        """Predictive mean of ``y`` (and its standard deviation with ``return_std``) under :meth:`predict_dist`."""
+        pred = self.predict_dist(X, groups=groups)
+        return (pred.mean, pred.stddev) if return_std else pred.mean
 
 
 class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
-    """A DIGLM for class labels: Bernoulli head for two classes, softmax head for more.
+    """A DIGLM for class labels (Bernoulli head for two classes, softmax for more), with a posterior over beta.
 
     Args:
-        flow: ``"realnvp"`` for tabular X (n, D) or ``"glow"`` for images X (n, C, H, W) with values in [0, 1].
+        flow: ``"realnvp"`` for tabular X (n, D), D >= 2, or ``"glow"`` for images X (n, C, H, W) in [0, 1].
         flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
+        posterior: ``"point"`` (the trained head as is), ``"laplace"`` (Laplace over beta, probit predictive),
+            ``"svi"`` (variational, Pyro), ``"mixed"`` (random effects per group: pass ``groups``), or a posterior
+            head instance (cloned and fitted; nested parameters ``posterior__prior_precision``).
         px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
         epochs, batch_size, lr, weight_decay, clip_grad, warmup_steps, patience: training settings.
         val_fraction: hold out this fraction of the training data for early stopping.
@@ -297,81 +496,116 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         on_nonfinite: ``"raise"`` (stop at a NaN/Inf loss, keeping the last good parameters) or ``"skip"``
             (skip such batches and count them in ``history_.skipped_batches``).
 
+    Labels may be any hashable values (``classes_`` holds them sorted); a continuous target is refused.
+
     Example:
         >>> import numpy as np
         >>> from sklearn.datasets import make_moons
         >>> X, y = make_moons(400, noise=0.1, random_state=0)
-        >>> clf = DIGLMClassifier(epochs=40, px_weight=0.1, quiet=True).fit(X.astype("float32"), y)
-        >>> clf.score(X.astype("float32"), y) > 0.9
+        >>> clf = DIGLMClassifier(epochs=40, px_weight=0.1, posterior="laplace", quiet=True).fit(X, y)
+        >>> clf.score(X, y) > 0.9
         True
     """
 
-    def fit(self, X, y, *, X_val=None, y_val=None, checkpoint_path=None, resume=False):
-        """Train flow and head by maximum likelihood of the hybrid objective; return ``self``."""
-        X = as_float_tensor(X, "X", ndim=(2, 4), dtype=torch.float32)
-        y_arr = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
-        if y_arr.ndim != 1:
-            raise ValueError(f"y must be one-dimensional, got shape {y_arr.shape}")
-        if y_arr.shape[0] != X.shape[0]:
-            raise ValueError(f"mismatched lengths: X has {X.shape[0]} rows, y has {y_arr.shape[0]}")
-        if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():
-            raise ValueError("y contains NaN or infinite labels")
-        if y_arr.dtype == object:
-            raise TypeError("y must be an array of class labels (numbers or strings), not objects")
-        classes = np.unique(y_arr)
-        if classes.size < 2:
-            raise ValueError(f"y must contain at least two classes, found only {classes.tolist()}")
-        y_t = torch.as_tensor(np.searchsorted(classes, y_arr))
-        if X_val is not None:
-            X_val = as_float_tensor(X_val, "X_val", ndim=(2, 4), dtype=torch.float32)
-            y_val = torch.as_tensor(self._encode(np.asarray(y_val), classes, "y_val"))
-        head = {"family": "bernoulli"} if classes.size == 2 else {"family": "categorical",
-                                                                  "num_classes": int(classes.size)}
-        self._pending_classes = classes
-        try:
-            return self._fit(X, y_t, head, X_val=X_val, y_val=y_val, checkpoint_path=checkpoint_path,
-                             resume=resume)
-        finally:
-            del self._pending_classes
+    _posteriors = CLASSIFICATION_POSTERIORS
+
+    def __init__(
+        self,
+        *,
+        flow: str = "realnvp",
+        flow_kwargs: dict | None = None,
+        posterior="point",
+        px_weight: float = 1.0,
+        epochs: int = 20,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        clip_grad: float | None = 10.0,
+        warmup_steps: int = 0,
+        val_fraction: float = 0.0,
+        patience: int | None = None,
+        seed: int = 0,
+        quiet: bool | None = None,
+        device: str = "cpu",
+        on_nonfinite: str = "raise",
+    ):
+        self.flow = flow
+        self.flow_kwargs = flow_kwargs
+        self.posterior = posterior
+        self.px_weight = px_weight
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.clip_grad = clip_grad
+        self.warmup_steps = warmup_steps
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.seed = seed
+        self.quiet = quiet
+        self.device = device
+        self.on_nonfinite = on_nonfinite
+
+    def fit(self, X, y, *, groups=None, X_val=None, y_val=None, checkpoint_path=None, resume=False):
+        """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
+        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``."""
+        with _keep_state_on_error(self):
+            X, y = self._validate_fit(X, y, y_numeric=False)
+            check_classification_targets(y)
+            classes, index = np.unique(y, return_inverse=True)
+            if classes.size < 2:
+                raise ValueError(f"y must contain at least two classes, found only 1 class: {classes.tolist()}")
+            if X_val is not None:
+                X_val, y_val = self._validate_val(X_val, y_val, X)
+                y_val = torch.as_tensor(self._encode(y_val, classes, "y_val"))
+            head = ({"family": "bernoulli"} if classes.size == 2
+                    else {"family": "categorical", "num_classes": int(classes.size)})
+            self.classes_ = classes
+            return self._fit(X, torch.as_tensor(index.reshape(-1)), index.reshape(-1), head, groups=groups,
+                             X_val=X_val, y_val=y_val, checkpoint_path=checkpoint_path, resume=resume)
+
+    def _make_posterior(self, name: str):
+        if name == "laplace":
+            from ..inference.laplace import LaplaceClassifier
+
+            return LaplaceClassifier()
+        if name == "svi":
+            from ..inference.svi import SVIClassifier
+
+            return SVIClassifier()
+        from ..inference.mixed import MixedEffectsClassifier
+
+        return MixedEffectsClassifier()
 
     def _extra_config(self) -> dict:
-        return {"classes": self._pending_classes.tolist()}
+        return {"classes": self.classes_.tolist()}
 
     def _restore_extra(self, config: dict) -> None:
         self.classes_ = np.asarray(config["classes"])
 
-    def _fit(self, *args, **kwargs):
-        out = super()._fit(*args, **kwargs)
-        self.classes_ = self._pending_classes
-        return out
-
     @staticmethod
-    def _encode(y, classes, name):
-        unknown = np.setdiff1d(np.unique(y), classes)
+    def _encode(y, classes, name) -> np.ndarray:
+        y = column_or_1d(y)
+        index = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+        unknown = y[classes[index] != y]
         if unknown.size:
-            raise ValueError(f"{name} has labels not seen in training: {unknown.tolist()[:10]}")
-        return np.searchsorted(classes, y)
+            raise ValueError(f"{name} has labels not seen in training: {np.unique(unknown).tolist()[:10]}")
+        return index
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (n, K) under the point-estimate head."""
-        model = self._model()
-        return batched(lambda xb: model.head.mean(model.features(xb)), self._check_X(X)).double().numpy()
+    def _encode_head_y(self, y) -> np.ndarray:
+        return self._encode(y, self.classes_, "y")
 
-    def predict(self, X) -> np.ndarray:
+    def _decode_head_y(self, y: np.ndarray) -> np.ndarray:
+        return self.classes_[np.asarray(y).astype(np.int64)]
+
+    def predict_proba(self, X, *, groups=None) -> np.ndarray:
+        """Class probabilities (n, K), columns in ``classes_`` order, under :meth:`predict_dist`."""
+        return self.predict_dist(X, groups=groups).probs
+
+    def predict(self, X, *, groups=None) -> np.ndarray:
         """The most probable class label per row."""
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, groups=groups)
         return self.classes_[proba.argmax(axis=1)]
-
-    def score(self, X, y) -> float:
-        """Accuracy of :meth:`predict` (scikit-learn's classifier score)."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
-
-    def log_predictive(self, X, y) -> np.ndarray:
-        """``log p(y | x)`` per row under the point-estimate head."""
-        proba = self.predict_proba(X)
-        idx = as_label_tensor(torch.as_tensor(self._encode(np.asarray(y), self.classes_, "y")), "y",
-                              num_classes=len(self.classes_), n=proba.shape[0]).numpy()
-        return np.log(np.clip(proba[np.arange(len(idx)), idx], 1e-300, None))
 
 
 def load_estimator(path: str | os.PathLike):

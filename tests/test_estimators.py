@@ -1,0 +1,245 @@
+"""The DIGLM estimators: scikit-learn's own checks, the posterior option, and regression tests of past defects."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import check_is_fitted
+
+from bayes_diglm import DIGLMClassifier, DIGLMRegressor
+from bayes_diglm.inference.conjugate import ConjugateLinearRegression
+
+# Small enough that scikit-learn's ~60 checks per estimator run in seconds, large enough that its accuracy checks
+# (R^2 > 0.5 in check_regressors_train, accuracy > 0.83 in check_classifiers_train) are met honestly.
+SMALL = dict(epochs=8, lr=3e-2, batch_size=100, flow_kwargs={"num_layers": 1, "hidden_dims": (8,)}, quiet=True)
+
+
+# No check is skipped or expected to fail. check_fit2d_1feature passes because a coupling flow needs at least 2
+# features and fit says so with the ValueError scikit-learn accepts ("... got 1 feature(s)");
+# check_methods_subset_invariance passes because float64 inputs run a float64 network (as sklearn's MLPs do).
+@parametrize_with_checks(
+    [DIGLMRegressor(**SMALL), DIGLMRegressor(posterior="conjugate", **SMALL), DIGLMClassifier(**SMALL)],
+    expected_failed_checks=lambda est: {},
+)
+def test_scikit_learn_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note on read-only memmaps in the memmap checks
+        check(estimator)
+
+
+def _regression(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    noise = 0.1 + 0.6 * (X[:, 2] > 0)
+    return X, X[:, 0] - 2 * X[:, 1] + noise * rng.normal(size=n)
+
+
+def _fast(cls, **kwargs):
+    return cls(**{**SMALL, "epochs": 15, **kwargs})
+
+
+# -- parameters ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [DIGLMRegressor, DIGLMClassifier])
+def test_every_parameter_is_spelled_out(cls):
+    signature = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    assert cls._get_param_names() == sorted(signature)
+    assert {"flow", "flow_kwargs", "posterior", "px_weight", "epochs", "seed", "quiet"} <= set(signature)
+    assert all(p.kind is p.KEYWORD_ONLY for p in list(inspect.signature(cls.__init__).parameters.values())[1:])
+    for klass in cls.__mro__[: cls.__mro__.index(BaseEstimator)]:  # scikit-learn's own methods, not ours
+        assert not {"get_params", "set_params", "__repr__", "_get_param_names"} & set(vars(klass)), klass
+
+
+def test_scikit_learn_repr_and_nested_posterior_parameters():
+    reg = DIGLMRegressor(posterior=ConjugateLinearRegression(prior_precision=2.0), epochs=3)
+    assert " ".join(repr(reg).split()) == (
+        "DIGLMRegressor(epochs=3, posterior=ConjugateLinearRegression(prior_precision=2.0))")
+    reg.set_params(posterior__prior_precision=5.0)
+    assert reg.get_params()["posterior__prior_precision"] == 5.0
+    copy = clone(reg)
+    assert copy.posterior is not reg.posterior and copy.posterior.prior_precision == 5.0
+    X, y = _regression()
+    copy.set_params(**SMALL).fit(X, y)
+    assert copy.posterior_ is not copy.posterior and copy.posterior_.prior_precision == 5.0
+    with pytest.raises(NotFittedError):  # the template stays unfitted
+        check_is_fitted(copy.posterior)
+
+
+def test_a_bad_posterior_is_refused_before_training():
+    X, y = _regression(60)
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        DIGLMRegressor(posterior="nuts", epochs=1, quiet=True).fit(X, y)
+    with pytest.raises(TypeError, match="posterior head"):
+        DIGLMRegressor(posterior=3.0, epochs=1, quiet=True).fit(X, y)
+    with pytest.raises(ValueError, match="head='poisson' takes posterior='laplace'"):
+        DIGLMRegressor(head="poisson", posterior="conjugate", epochs=1, quiet=True).fit(X, np.ones(60))
+
+
+# -- past defects -------------------------------------------------------------------------------------------
+
+
+def test_poisson_head_takes_integer_counts():
+    X, _ = _regression(200)
+    counts = np.random.default_rng(1).poisson(np.exp(0.5 * X[:, 0]))
+    assert counts.dtype.kind == "i"
+    reg = _fast(DIGLMRegressor, head="poisson").fit(X, counts)
+    assert np.all(reg.predict(X) > 0)
+    with pytest.raises(ValueError, match="non-negative integer counts"):
+        _fast(DIGLMRegressor, head="poisson").fit(X, counts - 0.5)
+
+
+def test_integer_and_object_numeric_X_are_accepted():
+    X, y = _regression(200)
+    X_int = np.round(10 * X).astype(np.int64)
+    reference = _fast(DIGLMRegressor).fit(X_int.astype(np.float64), y).predict(X_int.astype(np.float64))
+    frame = pd.DataFrame(X_int, columns=["a", "b", "c"])
+    for X_in in (X_int, frame, X_int.astype(object)):
+        reg = _fast(DIGLMRegressor).fit(X_in, y)
+        np.testing.assert_array_equal(reg.predict(X_in), reference)
+    assert list(_fast(DIGLMRegressor).fit(frame, y).feature_names_in_) == ["a", "b", "c"]
+
+
+def test_pandas_series_of_strings_are_labels():
+    X, _ = _regression(200)
+    labels = pd.Series(np.where(X[:, 0] + X[:, 1] > 0, "up", "down"))
+    clf = _fast(DIGLMClassifier).fit(X, labels)
+    assert list(clf.classes_) == ["down", "up"]
+    assert set(clf.predict(X)) <= {"down", "up"}
+    assert clf.score(X, labels) > 0.8
+
+
+def test_a_continuous_target_is_refused_by_the_classifier():
+    X, _ = _regression(50)
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        DIGLMClassifier(epochs=1, quiet=True).fit(X, np.random.default_rng(0).normal(size=50))
+
+
+@pytest.mark.parametrize("cls", [DIGLMRegressor, DIGLMClassifier])
+def test_a_column_vector_y_is_flattened_with_a_warning(cls):
+    X, y = _regression(100)
+    if cls is DIGLMClassifier:
+        y = (y > 0).astype(int)
+    flat = _fast(cls).fit(X, y).predict(X)
+    with pytest.warns(DataConversionWarning):
+        column = _fast(cls).fit(X, y[:, None]).predict(X)
+    np.testing.assert_array_equal(column, flat)
+
+
+# -- the posterior over beta --------------------------------------------------------------------------------
+
+
+def test_conjugate_posterior_uses_the_learned_noise_precisions_as_known_weights():
+    """The estimator's predictive equals the recipe done by hand: NIG fit on z with weights exp(-log var(z))."""
+    X, y = _regression(300)
+    reg = _fast(DIGLMRegressor, posterior="conjugate", epochs=30).fit(X, y)
+    Z = reg.transform(X)
+    with torch.no_grad():
+        log_var = reg.model_.head.noise_log_var(torch.from_numpy(Z)).numpy()
+    precision = np.exp(-log_var)
+    w = precision / precision.mean()
+    head = ConjugateLinearRegression().fit(Z, y, sample_weight=w)
+    X_new = _regression(20, seed=5)[0]
+    Z_new = reg.transform(X_new)
+    with torch.no_grad():
+        w_new = np.exp(-reg.model_.head.noise_log_var(torch.from_numpy(Z_new)).numpy()) / precision.mean()
+    y_new = _regression(20, seed=5)[1]
+    ours, by_hand = reg.predict_dist(X_new), head.predict_dist(Z_new, sample_weight=w_new)
+    np.testing.assert_allclose(ours.log_prob(y_new), _log_prob(by_hand, y_new), rtol=1e-10)
+    np.testing.assert_allclose(ours.mean, _numpy(by_hand.mean), rtol=1e-10)
+    assert reg.noise_normaliser_ == pytest.approx(precision.mean(), rel=1e-12)
+    # The learned noise is larger where X[:, 2] > 0, so the predictive there is wider.
+    sd = reg.predict_dist(X).stddev
+    assert sd[X[:, 2] > 0.5].mean() > 1.5 * sd[X[:, 2] < -0.5].mean()
+
+
+def _numpy(v):
+    return v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+
+def _log_prob(dist, y):
+    if isinstance(dist, torch.distributions.Distribution):
+        return dist.log_prob(torch.as_tensor(y)).numpy()
+    return dist.log_prob(y)
+
+
+def test_point_predictive_is_the_trained_head():
+    X, y = _regression(200)
+    reg = _fast(DIGLMRegressor).fit(X, y)
+    pred = reg.predict_dist(X[:10])
+    with torch.no_grad():
+        dist = reg.model_.predict_dist(torch.from_numpy(X[:10]))
+    np.testing.assert_allclose(pred.mean, dist.mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(pred.stddev, dist.stddev.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(reg.log_predictive(X[:10], y[:10]), dist.log_prob(torch.from_numpy(y[:10])).numpy(),
+                               rtol=1e-12)
+    lo, hi = pred.interval(0.9)
+    assert np.all(lo < pred.mean) and np.all(pred.mean < hi)
+    with pytest.raises(ValueError, match="posterior='point'"):
+        reg.sample(3)
+
+
+def test_one_pass_through_the_flow_gives_features_density_and_noise():
+    X, y = _regression(200)
+    reg = _fast(DIGLMRegressor, posterior="conjugate").fit(X, y)
+    model = reg.model_
+    x = torch.from_numpy(X[:7])
+    with torch.no_grad():
+        out = model.outputs(x)
+        torch.testing.assert_close(out.features, model.features(x))
+        torch.testing.assert_close(out.log_px, model.log_px(x))
+        torch.testing.assert_close(out.noise_precision, torch.exp(-model.head.noise_log_var(model.features(x))))
+    calls = []
+    handle = model.flow.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        reg.predict_dist(X)
+        assert len(calls) == 1  # features and noise weights of all 200 rows from one flow pass
+        reg.score_samples(X)
+        assert len(calls) == 2
+    finally:
+        handle.remove()
+
+
+def test_sample_and_dims_come_from_the_fitted_head():
+    X, y = _regression(200)
+    reg = _fast(DIGLMRegressor, posterior="conjugate").fit(X, y)
+    with pytest.raises(NotFittedError):
+        DIGLMRegressor(posterior="conjugate").sample(2)
+    if not hasattr(reg.posterior_, "sample"):
+        pytest.skip("the conjugate head has no sample() yet (head contract not landed)")
+    draws = reg.sample(50, generator=np.random.default_rng(0))
+    assert draws["beta"].shape == (50, 3)
+    dims, coords = reg.posterior_dims()
+    assert coords["feature"] == ["z0", "z1", "z2"]
+    ll = reg.pointwise_log_likelihood(draws, X[:9], y[:9])
+    assert ll.shape == (50, 9) and np.all(np.isfinite(ll))
+    assert reg.sample_predictive(draws, X[:9], generator=0).shape == (50, 9)
+
+
+def test_a_failed_fit_keeps_the_previous_posterior():
+    X, y = _regression(200)
+    reg = _fast(DIGLMRegressor, posterior="conjugate").fit(X, y)
+    before = reg.predict_dist(X).mean
+    head = reg.posterior_
+    with pytest.raises(ValueError):
+        reg.fit(np.hstack([X, X]), np.full(200, np.nan))
+    with pytest.raises(ValueError):
+        reg.set_params(posterior="nuts").fit(X, y)
+    reg.set_params(posterior="conjugate")
+    assert reg.posterior_ is head and reg.n_features_in_ == 3
+    np.testing.assert_array_equal(reg.predict_dist(X).mean, before)
+
+
+def test_save_refuses_a_posterior_it_cannot_store(tmp_path):
+    X, y = _regression(100)
+    reg = _fast(DIGLMRegressor, posterior="conjugate").fit(X, y)
+    with pytest.raises(ValueError, match="posterior='point' estimators only"):
+        reg.save(tmp_path / "m.pt")
