@@ -26,7 +26,7 @@ from .. import __version__
 from .._validation import check_positive
 from ..inference.base import Predictive
 from ..training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint, train_module
-from .diglm import DIGLM, build_diglm
+from .diglm import build_diglm
 
 __all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator", "REGRESSION_POSTERIORS",
            "CLASSIFICATION_POSTERIORS"]
