@@ -243,3 +243,14 @@ def test_save_refuses_a_posterior_it_cannot_store(tmp_path):
     reg = _fast(DIGLMRegressor, posterior="conjugate").fit(X, y)
     with pytest.raises(ValueError, match="posterior='point' estimators only"):
         reg.save(tmp_path / "m.pt")
+
+
+def test_the_network_runs_in_the_inputs_float_dtype():
+    X, y = _regression(100)
+    X32 = X.astype(np.float32)
+    cases = [(X, torch.float64), (X32, torch.float32), (torch.from_numpy(X32), torch.float32),
+             (np.round(X).astype(int), torch.float64)]
+    for X_in, dtype in cases:
+        reg = _fast(DIGLMRegressor, epochs=1).fit(X_in, y)
+        assert next(reg.model_.parameters()).dtype == dtype
+        assert reg.transform(X_in).dtype == np.float64

@@ -68,6 +68,11 @@ def _float64(dist: torch.distributions.Distribution) -> torch.distributions.Dist
     raise TypeError(f"no float64 predictive for a {type(dist).__name__} point head")
 
 
+def _host(X):
+    """A torch tensor as a NumPy array of the same dtype (scikit-learn's checks would read it as float64)."""
+    return X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
+
+
 class _DIGLMEstimator(TransformerMixin, BaseEstimator):
     """Shared machinery: input checks, training, the posterior head, features, density, save/load.
 
@@ -80,7 +85,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
     def _validate_X(self, X) -> torch.Tensor:
         """Validated float32 inputs for a fitted estimator (feature count and shape as in ``fit``)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_FLOAT_DTYPES, allow_nd=True)
+        X = validate_data(self, _host(X), reset=False, dtype=_FLOAT_DTYPES, allow_nd=True)
         expected = tuple(self.model_.flow.event_shape)
         if tuple(X.shape[1:]) != expected:
             raise ValueError(f"X must have shape (n, {', '.join(map(str, expected))}), got {tuple(X.shape)}")
@@ -91,7 +96,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         return getattr(torch, self.config_.get("dtype", "float32"))
 
     def _validate_fit(self, X, y, *, y_numeric: bool):
-        X, y = validate_data(self, X, y, dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
+        X, y = validate_data(self, _host(X), _host(y), dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
         self._flow_config(X.shape)  # refuse a shape the flow cannot take before training anything
         return torch.tensor(X), y
 
@@ -100,10 +105,10 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         """Validation data checked like the training data (without touching the estimator's fitted state)."""
         if y_val is None:
             raise ValueError("give both X_val and y_val, or neither")
-        X_val = check_array(X_val, dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_val")
+        X_val = check_array(_host(X_val), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_val")
         if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
             raise ValueError(f"X_val rows have shape {tuple(X_val.shape[1:])}, X rows {tuple(X.shape[1:])}")
-        y_val = column_or_1d(y_val, warn=True)
+        y_val = column_or_1d(_host(y_val), warn=True)
         if y_val.shape[0] != X_val.shape[0]:
             raise ValueError(f"mismatched validation data: X_val has {X_val.shape[0]} rows, y_val {y_val.shape[0]}")
         return torch.tensor(X_val, dtype=X.dtype), y_val
@@ -502,7 +507,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         >>> import numpy as np
         >>> from sklearn.datasets import make_moons
         >>> X, y = make_moons(400, noise=0.1, random_state=0)
-        >>> clf = DIGLMClassifier(epochs=40, px_weight=0.1, posterior="laplace", quiet=True).fit(X, y)
+        >>> clf = DIGLMClassifier(epochs=40, px_weight=0.1, quiet=True).fit(X, y)
         >>> clf.score(X, y) > 0.9
         True
     """
