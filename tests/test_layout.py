@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bayes_diglm"
 
 # Lower layers never import higher ones; within a layer, a package imports only itself.
 LAYERS = {
-    "_validation": 0, "likelihoods": 0, "flows": 0, "data": 0,
+    "_validation": 0, "_fuzz": 0, "likelihoods": 0, "flows": 0, "data": 0,
     "inference": 1,
     "training": 2,
     "models": 3,
