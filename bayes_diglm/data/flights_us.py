@@ -141,7 +141,7 @@ def open_flights_us(path: str | os.PathLike | None = None):
     path = flights_us_path(path)
     try:
         handle = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as err:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:  # column names that are not UTF-8, too
         raise ValueError(f"{path}: not a readable parquet file, truncated or corrupt ({err}); {_REFETCH}") from err
     _check_schema(handle.schema_arrow, path)
     return handle
