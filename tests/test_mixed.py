@@ -275,3 +275,25 @@ def test_no_jitter_warning_at_trial_points_only_for_the_fitted_model():
     with pytest.warns(JitterWarning) as record:
         MixedEffectsRegression().fit(np.c_[C, C[:, 0]], C[:, 0] + rng.normal(size=100), groups=rng.integers(0, 5, 100))
     assert len([w for w in record if issubclass(w.category, JitterWarning)]) == 1
+
+
+def test_arviz_export_through_public_methods():
+    """Fixed effects, random effects over their group coordinates, variance components; az.loo runs."""
+    az = pytest.importorskip("arviz")
+    Z, y, groups = _crossed(seed=5)
+    spec = [RandomEffect("a", slopes=(0,)), RandomEffect("b")]
+    head = MixedEffectsRegression(random_effects=spec).fit(Z, y, groups=groups)
+    draws = head.sample(800, generator=0)
+    dims, coords = head.posterior_dims()
+    posterior = {k: v.reshape((2, 400) + v.shape[1:]) for k, v in draws.items()}
+    ll = head.pointwise_log_likelihood(draws, Z, y, groups=groups).reshape(2, 400, -1)
+    rep = head.sample_predictive(draws, Z, groups=groups, generator=1).reshape(2, 400, -1)
+    idata = az.from_dict(posterior=posterior, log_likelihood={"y": ll}, posterior_predictive={"y": rep},
+                         observed_data={"y": y}, coords=coords, dims=dims)
+    assert idata.posterior["u_a"].dims == ("chain", "draw", "a", "a_effect")
+    assert list(idata.posterior["u_b"].coords["b"].values) == list(range(5))
+    np.testing.assert_allclose(idata.posterior["u_a"].mean(("chain", "draw")).values, head.random_effects_["a"],
+                               atol=0.1)
+    assert float(idata.posterior["sd_b"].mean()) == pytest.approx(np.sqrt(head.re_cov_["b"][0, 0]))
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
