@@ -222,6 +222,8 @@ class MixedHeadBase(PosteriorHead):
         f = beta @ Z.T
         if "intercept" in draws:
             f = f + np.asarray(draws["intercept"])[:, None]
+        if groups is None:  # population level: every level unseen, random effects at their prior mean
+            return f
         codes = self._row_codes(Z, groups, allow_unseen)
         for k, fac in enumerate(self.factors_):
             u = np.asarray(draws[f"u_{fac.name}"])

@@ -261,7 +261,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         draws["sigma"] = np.full(n, math.sqrt(self.sigma2_))
         return draws
 
-    def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups, sample_weight=None) -> np.ndarray:
+    def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups=None, sample_weight=None) -> np.ndarray:
         """``log N(y_i | f_s(z_i, g_i), sigma_s^2 / w_i)``, shape (S, n)."""
         Z = self._validate_Z(Z)
         y = np.asarray(y, dtype=np.float64).ravel()
@@ -272,7 +272,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         var = np.asarray(draws["sigma"])[:, None] ** 2 / w[None]
         return -0.5 * np.log(2 * np.pi * var) - 0.5 * (y[None] - f) ** 2 / var
 
-    def sample_predictive(self, draws: dict, Z, *, groups, generator=None, sample_weight=None) -> np.ndarray:
+    def sample_predictive(self, draws: dict, Z, *, groups=None, generator=None, sample_weight=None) -> np.ndarray:
         """One replicate per draw and row, shape (S, n)."""
         Z = self._validate_Z(Z)
         w = self._weights(sample_weight, Z.shape[0])

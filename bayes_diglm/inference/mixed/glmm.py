@@ -184,7 +184,7 @@ class _LaplaceGLMM(MixedHeadBase):
     def _y_index(self, y) -> np.ndarray:
         return np.asarray(column_or_1d(y), dtype=np.float64)
 
-    def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups, sample_weight=None) -> np.ndarray:
+    def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups=None, sample_weight=None) -> np.ndarray:
         """``w_i log p(y_i | f_s(z_i, g_i))``, shape (S, n)."""
         Z = self._validate_Z(Z)
         y = self._y_index(y)
@@ -194,7 +194,7 @@ class _LaplaceGLMM(MixedHeadBase):
         f = self._draw_predictor(draws, Z, groups)
         return w[None] * self.likelihood_.log_prob(f[..., None], y[None])
 
-    def sample_predictive(self, draws: dict, Z, *, groups, generator=None, sample_weight=None) -> np.ndarray:
+    def sample_predictive(self, draws: dict, Z, *, groups=None, generator=None, sample_weight=None) -> np.ndarray:
         """One replicate per draw and row, shape (S, n)."""
         Z = self._validate_Z(Z)
         f = self._draw_predictor(draws, Z, groups)
