@@ -81,9 +81,15 @@ class DIGLM(nn.Module):
         return self.head.log_prob(self.features(x), y)
 
     def terms(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log p(y|x), log p(x))`` per row from a single pass through the flow."""
+        """``(log p(y|x), log p(x))`` per row from a single pass through the flow.
+
+        ``y`` may be shorter than ``x`` (semi-supervised minibatches): its ``m`` targets belong to the first
+        ``m`` rows, so ``log p(y|x)`` has ``m`` entries and ``log p(x)`` one per row of ``x``.
+        """
+        if y.shape[0] > x.shape[0]:
+            raise ValueError(f"y has {y.shape[0]} targets for {x.shape[0]} rows of x")
         z, log_det = self.flow(x)
-        return self.head.log_prob(z, y), self.flow.base_log_prob(z) + log_det
+        return self.head.log_prob(z[: y.shape[0]], y), self.flow.base_log_prob(z) + log_det
 
     def outputs(self, x: torch.Tensor) -> FlowOutputs:
         """Features, ``log p(x)`` and the point head's noise precision ``exp(-log sigma^2(z))`` (heteroscedastic
@@ -97,6 +103,9 @@ class DIGLM(nn.Module):
         """The hybrid objective ``mean(log p(y|x) + px_weight * log p(x))`` (to maximise) and its parts
         (batch means of ``log_py``, ``log_px`` and ``nats_per_dim``), the protocol of
         :func:`bayes_diglm.training.train_module`.
+
+        When ``y`` is shorter than ``x`` (the first ``len(y)`` rows labelled, the rest unlabelled) this is the
+        semi-supervised objective ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``.
 
         With ``px_weight = 0`` (the discriminative model) ``log p(x)`` is still reported but kept out of the
         graph, so no gradient work is spent on it.

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from .._validation import check_positive
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["train_module", "evaluate_module", "batched", "NonFiniteLossError", "TrainHistory"]
+__all__ = ["train_module", "evaluate_module", "batched", "NonFiniteLossError", "TrainHistory",
+           "semi_supervised_split"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -87,6 +88,35 @@ def _epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Itera
     return order.split(batch_size)
 
 
+def semi_supervised_split(batch_size: int, labeled_fraction: float) -> tuple[int, int]:
+    """Labelled and unlabelled rows per minibatch: ``round(labeled_fraction * batch_size)``, at least one each."""
+    if not 0.0 < float(labeled_fraction) < 1.0:
+        raise ValueError(f"labeled_fraction must be in (0, 1), got {labeled_fraction!r}")
+    if batch_size < 2:
+        raise ValueError(f"semi-supervised training needs batch_size >= 2, got {batch_size!r}")
+    n_lab = min(max(1, round(float(labeled_fraction) * batch_size)), batch_size - 1)
+    return n_lab, batch_size - n_lab
+
+
+def _cycled(n: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """``length`` indices from fresh permutations of ``range(n)``, one after another (each row once per pass)."""
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(math.ceil(length / n))])[:length]
+
+
+def _semi_supervised_batches(n_lab: int, n_unl: int, per_batch: tuple[int, int],
+                             generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of ``(labelled rows, unlabelled rows)`` index pairs, a fixed number of each per batch.
+
+    An epoch is one pass over the larger of the two sets (relative to its share of a batch); the other set is
+    reshuffled and cycled, so every batch has the same composition.
+    """
+    b_lab, b_unl = per_batch
+    steps = max(math.ceil(n_lab / b_lab), math.ceil(n_unl / b_unl))
+    lab = _cycled(n_lab, steps * b_lab, generator).view(steps, b_lab)
+    unl = _cycled(n_unl, steps * b_unl, generator).view(steps, b_unl)
+    return list(zip(lab, unl, strict=True))
+
+
 def _show_progress(quiet: bool | None) -> bool:
     if quiet is None:
         return sys.stderr.isatty()
@@ -115,6 +145,8 @@ def train_module(
     device: str | torch.device = "cpu",
     on_nonfinite: str = "raise",
     distributed: bool = False,
+    X_unlabeled: torch.Tensor | None = None,
+    labeled_fraction: float = 0.5,
 ) -> TrainHistory:
     """Train ``model`` by maximising its objective (``model(x, y) -> (objective, parts)``) with Adam.
 
@@ -147,6 +179,13 @@ def train_module(
             ``X, y``; ``batch_size`` is the global batch (a multiple of the number of processes), split across
             ranks by a DistributedSampler so that each step matches the single-process step on the same
             global batch; only rank 0 writes checkpoints and every rank resumes from them.
+        X_unlabeled: inputs without targets (semi-supervised training). Every minibatch then holds
+            ``round(labeled_fraction * batch_size)`` labelled rows of ``X`` followed by unlabelled rows, and
+            the module is called as ``module(x, y)`` with ``y`` shorter than ``x``: its first ``len(y)`` rows
+            are labelled (a DIGLM then maximises ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``).
+            An epoch is one pass over the larger set (for its share of the batch); the smaller set is
+            reshuffled and cycled. Not combined with ``distributed``.
+        labeled_fraction: the labelled share of each minibatch with ``X_unlabeled``.
 
     Returns:
         TrainHistory with one record per epoch: ``loss`` (negative objective) and the means of the module's
@@ -159,6 +198,14 @@ def train_module(
                               weight_decay=weight_decay, clip_grad=clip_grad, warmup_steps=warmup_steps,
                               patience=patience, on_nonfinite=on_nonfinite, resume=resume,
                               checkpoint_path=checkpoint_path)
+    per_batch = None
+    if X_unlabeled is not None:
+        if distributed:
+            raise ValueError("X_unlabeled (semi-supervised training) is not supported with distributed=True")
+        if tuple(X_unlabeled.shape[1:]) != tuple(X.shape[1:]) or X_unlabeled.shape[0] == 0:
+            raise ValueError(f"X_unlabeled must be non-empty with rows of shape {tuple(X.shape[1:])}, got "
+                             f"{tuple(X_unlabeled.shape)}")
+        per_batch = semi_supervised_split(batch_size, labeled_fraction)
     ctx = _distributed_context(batch_size) if distributed else None
     model.to(device)
     run = _TrainingRun(model, torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
@@ -179,6 +226,8 @@ def train_module(
 
     n = X.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
+    if per_batch is not None:
+        steps_per_epoch = max(math.ceil(n / per_batch[0]), math.ceil(X_unlabeled.shape[0] / per_batch[1]))
     net, main_process = model, True
     if ctx is not None:
         from .distributed import barrier, distributed_batches, wrap_ddp
@@ -198,10 +247,15 @@ def train_module(
                 # Everything random in an epoch derives from (seed, epoch): a resumed run repeats it exactly.
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
                 torch.manual_seed(seed * 1_000_003 + epoch)
-                batches = (distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003, rank=ctx.rank,
-                                               world_size=ctx.world_size)
-                           if ctx is not None else _epoch_batches(n, batch_size, generator))
-                record = run.epoch(net, X, y, batches, epoch=epoch, device=device, bar=bar, ctx=ctx)
+                if per_batch is not None:
+                    pairs = ((torch.cat([X[li], X_unlabeled[ui]]), y[li]) for li, ui in
+                             _semi_supervised_batches(n, X_unlabeled.shape[0], per_batch, generator))
+                else:
+                    batches = (distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003,
+                                                   rank=ctx.rank, world_size=ctx.world_size)
+                               if ctx is not None else _epoch_batches(n, batch_size, generator))
+                    pairs = ((X[idx], y[idx]) for idx in batches)
+                record = run.epoch(net, pairs, epoch=epoch, device=device, bar=bar, ctx=ctx)
                 stop_early = run.validate(record, X_val, y_val, epoch=epoch, patience=patience,
                                           batch_size=max(batch_size, 1024), device=device)
                 record["seconds"] = time.perf_counter() - t0
@@ -336,18 +390,19 @@ class _TrainingRun:
         self.step += 1
         return {**parts, "loss": loss.detach()}
 
-    def epoch(self, net, X, y, batches, *, epoch: int, device, bar, ctx) -> dict:
-        """Train over ``batches`` and return the epoch's record (means over the rows actually trained on)."""
+    def epoch(self, net, pairs, *, epoch: int, device, bar, ctx) -> dict:
+        """Train over the ``(x, y)`` minibatches ``pairs``; return the epoch's record (means over the rows
+        actually trained on)."""
         sums: dict[str, float] = {}
         seen = 0
-        for idx in batches:
-            parts = self._update(net, X[idx].to(device), y[idx].to(device), epoch)
+        for xb, yb in pairs:
+            parts = self._update(net, xb.to(device), yb.to(device), epoch)
             bar.update(1)
             if parts is None:
                 continue
             for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + float(value) * len(idx)
-            seen += len(idx)
+                sums[key] = sums.get(key, 0.0) + float(value) * xb.shape[0]
+            seen += xb.shape[0]
             bar.set_postfix(loss=f"{float(parts['loss']):.3f}")
         keys = ["loss", *sorted(k for k in self.part_names if k != "loss")]
         totals = [sums.get(k, math.nan) for k in keys]
