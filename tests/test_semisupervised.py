@@ -77,3 +77,53 @@ def test_semi_supervised_arguments_are_checked():
         train_module(model, X, y, X_unlabeled=torch.randn(5, 2), labeled_fraction=1.0, epochs=1, quiet=True)
     with pytest.raises(ValueError, match="distributed"):
         train_module(model, X, y, X_unlabeled=torch.randn(5, 2), distributed=True, epochs=1, quiet=True)
+
+
+# -- the estimators' joint-model sampler and semi-supervised fit --------------------------------------------
+
+
+def _moons(n, seed):
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n, noise=0.1, random_state=seed)
+    return X.astype("float32"), np.where(y == 1, "b", "a")
+
+
+def test_estimator_sample_joint_and_class_conditional():
+    from bayes_diglm.models.estimators import DIGLMClassifier
+
+    X, y = _moons(300, 0)
+    clf = DIGLMClassifier(epochs=15, px_weight=1.0, batch_size=64, lr=1e-2, quiet=True,
+                          flow_kwargs={"num_layers": 2, "hidden_dims": [16]}).fit(X, y)
+    Xs, ys = clf.sample_joint(400, generator=0)
+    assert Xs.shape == (400, 2) and set(np.unique(ys)) <= {"a", "b"}
+    # on its own joint samples the model is right as often as it is confident (z-test)
+    proba = clf.predict_proba(Xs)
+    correct = (clf.classes_[proba.argmax(1)] == ys).astype(float)
+    assert abs(correct.mean() - proba.max(1).mean()) < 4 * np.std(correct - proba.max(1)) / 20 + 0.01
+    Xb, yb = clf.sample_joint(200, y="b", generator=1)
+    assert np.all(yb == "b") and Xb.shape == (200, 2)
+    assert clf.predict_proba(Xb)[:, 1].mean() > clf.predict_proba(Xs)[:, 1].mean()
+    first, again = clf.sample_joint(5, y="b", generator=3)[0], clf.sample_joint(5, y="b", generator=3)[0]
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(ValueError, match="not one of the classes"):
+        clf.sample_joint(3, y="c")
+
+
+def test_estimator_fit_with_unlabelled_rows():
+    from bayes_diglm.models.estimators import DIGLMClassifier, DIGLMRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2)).astype("float32")
+    y = (X[:, 0] > 0).astype(int)
+    X_unl = (rng.normal(size=(200, 2)) * 0.5 + 3.0).astype("float32")
+    kw = {"epochs": 3, "batch_size": 32, "lr": 1e-2, "quiet": True, "flow_kwargs": {"num_layers": 2}}
+    semi = DIGLMClassifier(labeled_fraction=0.25, posterior="laplace", **kw).fit(X, y, X_unlabeled=X_unl)
+    assert semi.history_.epochs and semi.posterior_.n_features_in_ == 2
+    alone = DIGLMClassifier(**kw).fit(X, y)
+    assert semi.score_samples(X_unl).mean() > alone.score_samples(X_unl).mean()
+    reg = DIGLMRegressor(head="gaussian", **kw).fit(X, X[:, 0] * 2, X_unlabeled=X_unl)
+    Xs, ys = reg.sample_joint(50, generator=0)
+    assert Xs.shape == (50, 2) and ys.shape == (50,)
+    with pytest.raises(ValueError, match="X_unlabeled"):
+        DIGLMClassifier(**kw).fit(X, y, X_unlabeled=X_unl[:, :1])

@@ -101,6 +101,17 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         return torch.tensor(X), y
 
     @staticmethod
+    def _validate_unlabeled(X_unlabeled, X: torch.Tensor) -> torch.Tensor | None:
+        """Unlabelled inputs checked like the training inputs (None stays None)."""
+        if X_unlabeled is None:
+            return None
+        X_unlabeled = check_array(_host(X_unlabeled), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_unlabeled")
+        if tuple(X_unlabeled.shape[1:]) != tuple(X.shape[1:]):
+            raise ValueError(f"X_unlabeled rows have shape {tuple(X_unlabeled.shape[1:])}, X rows "
+                             f"{tuple(X.shape[1:])}")
+        return torch.tensor(X_unlabeled, dtype=X.dtype)
+
+    @staticmethod
     def _validate_val(X_val, y_val, X: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         """Validation data checked like the training data (without touching the estimator's fitted state)."""
         if y_val is None:
@@ -171,7 +182,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------------------------
     def _fit(self, X: torch.Tensor, y_t: torch.Tensor, y_head: np.ndarray, head_config: dict, *, groups, X_val,
-             y_val, checkpoint_path, resume):
+             y_val, checkpoint_path, resume, X_unlabeled=None):
         check_positive(self.px_weight, "px_weight", allow_zero=True)
         template = self._posterior_template()
         flow_config = self._flow_config(tuple(X.shape))
@@ -191,6 +202,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         history = train_module(
             model, X[train_rows], y_t[train_rows], X_val=X_val, y_val=y_val, seed=self.seed, quiet=self.quiet,
             device=self.device, checkpoint_path=checkpoint_path, resume=resume, config=config,
+            X_unlabeled=X_unlabeled, labeled_fraction=self.labeled_fraction,
             **{k: getattr(self, k) for k in _TRAIN_PARAMS},
         )
         model = model.cpu().eval()
@@ -244,6 +256,14 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         return self.posterior_
 
     # -- outputs ----------------------------------------------------------------------------------------
+    # -- the joint model p(x, y) ------------------------------------------------------------------------
+    def _sampled_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Generated inputs in the estimator's dtype; a Glow's are clipped to [0, 1] (its logit map reaches
+        ``alpha / (1 - 2 alpha)`` beyond), the only images it accepts back."""
+        if self.config_["flow_config"].get("kind") == "glow":
+            x = np.clip(x, 0.0, 1.0)
+        return x.astype(str(self._dtype()).removeprefix("torch."))
+
     def score_samples(self, X) -> np.ndarray:
         """Exact ``log p(x)`` (nats) per row under the flow; higher means more like the training data."""
         return self._outputs(self._validate_X(X))[1]
@@ -377,6 +397,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         epochs, batch_size, lr, weight_decay, clip_grad, warmup_steps, patience: training settings
             (:func:`bayes_diglm.training.train_module`).
         val_fraction: hold out this fraction of the training data for early stopping.
+        labeled_fraction: with ``fit(..., X_unlabeled=...)``, the labelled share of every minibatch.
         seed: makes training reproducible. quiet: hide the progress bar (None: only on a terminal).
         device: ``"cpu"`` or ``"cuda"``.
         on_nonfinite: ``"raise"`` or ``"skip"`` batches whose loss is NaN/Inf.
@@ -408,6 +429,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         px_weight: float = 1.0,
         epochs: int = 20,
         batch_size: int = 128,
+        labeled_fraction: float = 0.5,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         clip_grad: float | None = 10.0,
@@ -426,6 +448,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         self.px_weight = px_weight
         self.epochs = epochs
         self.batch_size = batch_size
+        self.labeled_fraction = labeled_fraction
         self.lr = lr
         self.weight_decay = weight_decay
         self.clip_grad = clip_grad
@@ -437,9 +460,15 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         self.device = device
         self.on_nonfinite = on_nonfinite
 
-    def fit(self, X, y, *, groups=None, X_val=None, y_val=None, checkpoint_path=None, resume=False):
+    def fit(self, X, y, *, X_unlabeled=None, groups=None, X_val=None, y_val=None, checkpoint_path=None,
+            resume=False):
         """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
-        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``."""
+        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``.
+
+        ``X_unlabeled`` (inputs without targets) makes it semi-supervised: every minibatch holds
+        ``labeled_fraction`` labelled rows and the rest unlabelled, and the objective is
+        ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
+        rows' features only."""
         with _keep_state_on_error(self):
             if self.head not in self._head_families:
                 raise ValueError(f"head must be one of {self._head_families}, got {self.head!r}")
@@ -452,7 +481,8 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
                 X_val, y_val = self._validate_val(X_val, y_val, X)
                 y_val = torch.as_tensor(np.asarray(y_val, dtype=np.float64))
             return self._fit(X, y_t, y, {"family": self.head}, groups=groups, X_val=X_val, y_val=y_val,
-                             checkpoint_path=checkpoint_path, resume=resume)
+                             checkpoint_path=checkpoint_path, resume=resume,
+                             X_unlabeled=self._validate_unlabeled(X_unlabeled, X))
 
     def _make_posterior(self, name: str):
         if name == "conjugate":
@@ -478,6 +508,20 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
     def _uses_noise_weights(self) -> bool:
         return self._uses_noise_weights_for(self.posterior_) and hasattr(self, "noise_normaliser_")
 
+    def sample_joint(self, n: int, *, generator=None, temperature: float = 1.0):
+        """Draw ``(X, y)`` from the joint model: ``z`` from the flow's base, ``x = f^{-1}(z)``, ``y`` from
+        :meth:`predict_dist` at ``x`` (the posterior predictive, or the point head's likelihood).
+        ``temperature < 1`` scales the base: no longer the model. ``generator``: a NumPy Generator or int seed."""
+        from .sampling import sample_joint
+
+        check_is_fitted(self)
+
+        def sample_y(x, z, rng):
+            return self.predict_dist(self._sampled_inputs(x)).sample(1, generator=rng)[0]
+
+        s = sample_joint(self.model_.flow, sample_y, n, generator=generator, temperature=temperature)
+        return self._sampled_inputs(s.x), s.y
+
     def predict(self, X, return_std: bool = False, *, groups=None):
         """Predictive mean of ``y`` (and its standard deviation with ``return_std``) under :meth:`predict_dist`."""
         pred = self.predict_dist(X, groups=groups)
@@ -496,6 +540,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
         epochs, batch_size, lr, weight_decay, clip_grad, warmup_steps, patience: training settings.
         val_fraction: hold out this fraction of the training data for early stopping.
+        labeled_fraction: with ``fit(..., X_unlabeled=...)``, the labelled share of every minibatch.
         seed: makes training reproducible. quiet: hide the progress bar (None: only on a terminal).
         device: ``"cpu"`` or ``"cuda"``.
         on_nonfinite: ``"raise"`` (stop at a NaN/Inf loss, keeping the last good parameters) or ``"skip"``
@@ -523,6 +568,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         px_weight: float = 1.0,
         epochs: int = 20,
         batch_size: int = 128,
+        labeled_fraction: float = 0.5,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         clip_grad: float | None = 10.0,
@@ -540,6 +586,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         self.px_weight = px_weight
         self.epochs = epochs
         self.batch_size = batch_size
+        self.labeled_fraction = labeled_fraction
         self.lr = lr
         self.weight_decay = weight_decay
         self.clip_grad = clip_grad
@@ -551,9 +598,15 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         self.device = device
         self.on_nonfinite = on_nonfinite
 
-    def fit(self, X, y, *, groups=None, X_val=None, y_val=None, checkpoint_path=None, resume=False):
+    def fit(self, X, y, *, X_unlabeled=None, groups=None, X_val=None, y_val=None, checkpoint_path=None,
+            resume=False):
         """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
-        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``."""
+        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``.
+
+        ``X_unlabeled`` (inputs without targets) makes it semi-supervised: every minibatch holds
+        ``labeled_fraction`` labelled rows and the rest unlabelled, and the objective is
+        ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
+        rows' features only."""
         with _keep_state_on_error(self):
             X, y = self._validate_fit(X, y, y_numeric=False)
             check_classification_targets(y)
@@ -567,7 +620,8 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
                     else {"family": "categorical", "num_classes": int(classes.size)})
             self.classes_ = classes
             return self._fit(X, torch.as_tensor(index.reshape(-1)), index.reshape(-1), head, groups=groups,
-                             X_val=X_val, y_val=y_val, checkpoint_path=checkpoint_path, resume=resume)
+                             X_val=X_val, y_val=y_val, checkpoint_path=checkpoint_path, resume=resume,
+                             X_unlabeled=self._validate_unlabeled(X_unlabeled, X))
 
     def _make_posterior(self, name: str):
         if name == "laplace":
@@ -602,6 +656,38 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
 
     def _decode_head_y(self, y: np.ndarray) -> np.ndarray:
         return self.classes_[np.asarray(y).astype(np.int64)]
+
+    def sample_joint(self, n: int, *, y=None, generator=None, temperature: float = 1.0):
+        """Draw ``(X, labels)`` from the joint model ``p(x, y)`` (:mod:`bayes_diglm.models.sampling`).
+
+        ``y=None``: ``z`` from the flow's base, ``x = f^{-1}(z)``, a label from the head's predictive at ``z``
+        (the posterior head with a fresh draw of beta per row, or the point head with ``posterior="point"``).
+        ``y=k`` (one of ``classes_``): exact draws of ``p(x | y = k)`` by rejection from the base (the
+        acceptance rate is the model's ``p(y = k)``; use :func:`~bayes_diglm.models.sampling.sample_class_conditional`
+        to see it). ``temperature < 1`` scales the base: no longer the model. ``generator``: a NumPy
+        Generator or int seed.
+        """
+        from .sampling import (
+            labels_from,
+            point_label_model,
+            posterior_label_model,
+            sample_class_conditional,
+            sample_joint,
+        )
+
+        check_is_fitted(self)
+        label_model = (point_label_model(self.model_.head) if self.posterior_ is None
+                       else posterior_label_model(self.posterior_))
+        if y is None:
+            s = sample_joint(self.model_.flow, labels_from(label_model), n, generator=generator,
+                             temperature=temperature)
+            return self._sampled_inputs(s.x), self.classes_[s.y]
+        k = np.flatnonzero(self.classes_ == np.asarray(y, dtype=self.classes_.dtype)) if np.ndim(y) == 0 else []
+        if len(k) != 1:
+            raise ValueError(f"y={y!r} is not one of the classes {self.classes_.tolist()}")
+        draw = sample_class_conditional(self.model_.flow, label_model, n, int(k[0]), generator=generator,
+                                        temperature=temperature)
+        return self._sampled_inputs(draw.x), np.repeat(self.classes_[k], draw.x.shape[0])
 
     def predict_proba(self, X, *, groups=None) -> np.ndarray:
         """Class probabilities (n, K), columns in ``classes_`` order, under :meth:`predict_dist`."""
