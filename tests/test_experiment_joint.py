@@ -50,8 +50,8 @@ def test_subset_rows_is_balanced_and_seeded():
 def test_sampling_experiment_writes_grid_and_self_consistency(tmp_path, tiny_digits):
     from bayes_diglm.experiments.sampling import run_sampling
 
-    cfg = {**TINY_FLOW, "n_train": None, "epochs": 2, "px_weight": 1.0, "per_class": 3, "real_per_class": 2, "n_check": 100,
-           "n_joint": 300, "n_reference": 5000, "temperatures": [1.0, 0.7]}
+    cfg = {**TINY_FLOW, "n_train": None, "epochs": 2, "px_weight": 1.0, "per_class": 3, "real_per_class": 2,
+           "n_check": 100, "n_joint": 300, "n_reference": 5000, "temperatures": [1.0, 0.7]}
     result = run_sampling(tmp_path, data=tiny_digits, config=cfg, quiet=True)
     assert (tmp_path / "samples_T1.png").stat().st_size > 1000
     assert (tmp_path / "samples_T0.7.png").stat().st_size > 1000
