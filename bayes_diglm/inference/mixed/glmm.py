@@ -278,7 +278,8 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
 
     def predict(self, Z, *, groups=None, allow_unseen: bool = False) -> np.ndarray:
         """Most probable label under the predictive."""
-        return self.classes_[np.argmax(self.predict_proba(Z, groups=groups, allow_unseen=allow_unseen), axis=1)]
+        proba = self.predict_proba(Z, groups=groups, allow_unseen=allow_unseen)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class MixedEffectsPoisson(RegressorMixin, _LaplaceGLMM):
