@@ -30,6 +30,8 @@ def _fault_points(seed: int = 2026) -> list[str]:
 
 
 POINTS = _fault_points()
+#: one point of each kind runs in ``make test``; all ten with ``-m slow`` (``make test-all``)
+FAST = {next(p for p in POINTS if p.startswith(kind)) for kind in ("step:", "write:")} | {"head:exit"}
 
 
 def _run(workdir: Path, fault: str, record: bool = False) -> subprocess.CompletedProcess:
@@ -70,7 +72,7 @@ def test_fault_points_are_seeded_and_cover_every_phase():
     assert {p.split(":")[0] for p in POINTS} == {"step", "write", "head"}
 
 
-@pytest.mark.parametrize("fault", POINTS)
+@pytest.mark.parametrize("fault", [p if p in FAST else pytest.param(p, marks=pytest.mark.slow) for p in POINTS])
 def test_sigkill_at_fault_point_then_resume_is_bit_identical(tmp_path, reference, fault):
     final_ref, epochs = reference
     killed = _run(tmp_path, fault)
