@@ -63,3 +63,35 @@ def test_sampling_experiment_writes_grid_and_self_consistency(tmp_path, tiny_dig
         assert abs(r["classified as k (%)"] - r["predicted by confidence (%)"]) < 5 * r["binomial se (%)"] + 2
     j = result["joint"]
     assert abs(j["accuracy on own samples (%)"] - j["mean confidence (%)"]) < 5 * j["se of the difference (%)"] + 1
+
+
+def test_semisupervised_experiment_smoke(tmp_path, tiny_digits):
+    from bayes_diglm.experiments.semisupervised import run_semisupervised
+
+    cfg = {**TINY_FLOW, "labels": [30, None], "n_train": None, "n_test": None, "n_ood": 100, "steps": 12,
+           "labeled_fraction": 0.5, "px_weight": 1.0 / 64, "posterior": "laplace", "laplace_covariance": "kron",
+           "prior_precision": 1.0}
+    result = run_semisupervised(tmp_path, data=tiny_digits, config=cfg, quiet=True)
+    models = [(r["labels"], r["model"]) for r in result["rows"]]
+    assert models == [(30, "semi-supervised"), (30, "labelled only"), (30, "discriminative"),
+                      (500, "labelled only"), (500, "discriminative")]
+    for r in result["rows"]:
+        assert 0 <= r["test error (%)"] <= 100 and r["Laplace NLL"] > 0
+        assert 0 <= r["letters AUROC -log p(x)"] <= 1
+    assert (tmp_path / "error_vs_labels.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "metrics.json").read_text())["configuration"] == "default"
+
+
+def test_active_experiment_smoke(tmp_path, tiny_digits):
+    from bayes_diglm.experiments.active import run_active
+
+    cfg = {**TINY_FLOW, "n_pool": None, "n_test": None, "epochs": 1, "px_weight": 1.0 / 64, "n_initial": 10,
+           "step": 10, "n_final": 30, "seeds": [0, 1], "n_draws": 10,
+           "strategies": ["random", "bald", "bald+density"], "prior_precision": 1.0, "covariance": "kron",
+           "target_accuracy": 0.5}
+    result = run_active(tmp_path, data=tiny_digits, config=cfg, quiet=True)
+    assert set(result["curves"]) == {"random", "bald", "bald+density"}
+    for runs in result["curves"].values():
+        assert [c.n_labels for c in runs] == [[10, 20, 30]] * 2
+    assert (tmp_path / "active_learning.png").stat().st_size > 1000
+    assert len(result["rows"]) == 3
