@@ -127,3 +127,16 @@ def test_estimator_fit_with_unlabelled_rows():
     assert Xs.shape == (50, 2) and ys.shape == (50,)
     with pytest.raises(ValueError, match="X_unlabeled"):
         DIGLMClassifier(**kw).fit(X, y, X_unlabeled=X_unl[:, :1])
+
+
+def test_estimator_sample_joint_with_a_bayesian_head_uses_posterior_draws():
+    from bayes_diglm.models.estimators import DIGLMClassifier
+
+    X, y = _moons(200, 1)
+    clf = DIGLMClassifier(epochs=5, px_weight=1.0, batch_size=64, lr=1e-2, posterior="laplace", quiet=True,
+                          flow_kwargs={"num_layers": 2, "hidden_dims": [16]}).fit(X, y)
+    Xs, ys = clf.sample_joint(1000, generator=0)
+    assert Xs.shape == (1000, 2) and set(np.unique(ys)) <= {"a", "b"}
+    # labels drawn with one posterior draw of beta per row follow the posterior predictive at those rows
+    p_b = clf.predict_proba(Xs)[:, 1].mean()
+    assert abs(np.mean(ys == "b") - p_b) < 4 * np.sqrt(p_b * (1 - p_b) / 1000) + 0.02
