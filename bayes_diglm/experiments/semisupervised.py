@@ -9,7 +9,8 @@ Three models per label budget, with the same Glow and the same number of optimis
 - ``discriminative``: ``px_weight = 0`` on the labelled rows.
 
 With all labels there are no unlabelled rows, so the semi-supervised model is the labelled-only one (one row).
-Each trained flow gets a Laplace posterior over the softmax weights fitted on the labelled features. Measured:
+Each trained flow gets a Laplace posterior over the softmax weights fitted on the labelled features, its prior
+precision set by evidence maximisation (``evidence_iter`` fixed-point steps). Measured:
 test error and NLL (point head and Laplace head), bits/dim, and the OOD AUROC of ``-log p(x)`` and of the
 Laplace head's predictive entropy for letters and Fashion-MNIST.
 """
@@ -39,12 +40,14 @@ CONFIGS: dict[str, dict] = {
         "flow_kwargs": {"levels": 2, "steps": 1, "hidden_channels": 16},
         "steps": 120, "batch_size": 64, "labeled_fraction": 0.5, "lr": 2e-3, "warmup_steps": 20,
         "px_weight": 1.0 / 784, "posterior": "laplace", "laplace_covariance": "kron", "prior_precision": 1.0,
+        "evidence_iter": 5,
     },
     "default": {
         "labels": [100, 1000, None], "n_train": None, "n_test": None, "n_ood": 2000,
         "flow_kwargs": {"levels": 2, "steps": 2, "hidden_channels": 32},
         "steps": 750, "batch_size": 64, "labeled_fraction": 0.5, "lr": 2e-3, "warmup_steps": 50,
         "px_weight": 1.0 / 784, "posterior": "laplace", "laplace_covariance": "kron", "prior_precision": 1.0,
+        "evidence_iter": 5,
     },
 }
 
@@ -80,6 +83,9 @@ def _fit(name: str, X_lab, y_lab, X_unl, cfg: dict, *, seed: int, quiet, device)
         clf.fit(X_lab, y_lab, X_unlabeled=X_unl)
     else:
         clf.fit(X_lab, y_lab)
+    if clf.posterior_ is not None and int(cfg["evidence_iter"]) > 0:
+        # empirical Bayes: with the unit prior on 7,850 weights the Laplace predictive was far too flat
+        clf.posterior_.optimize_prior_precision(per="scalar", tol=1e-3, max_iter=int(cfg["evidence_iter"]))
     return clf, time.perf_counter() - t0, epochs
 
 
