@@ -1,5 +1,6 @@
-"""Metrics for predictions and out-of-distribution detection."""
+"""Metrics for predictions; out-of-distribution scores, selective prediction and p(x)-aware predictives."""
 
+from .density_aware import DensityAwarePredictive, DensityWeighting, conjugate_prior_predictive, fit_density_weighting
 from .metrics import (
     abstention_curve,
     accuracy,
@@ -11,8 +12,48 @@ from .metrics import (
     reliability_curve,
     rmse,
 )
+from .ood import (
+    CachedOutputs,
+    ClassConditionalGaussian,
+    FeatureDensityScore,
+    TypicalityTest,
+    bits_per_dim_score,
+    class_probability_draws,
+    compressed_bits,
+    compressor_description,
+    fit_background,
+    input_complexity,
+    likelihood_ratio,
+    mutual_information,
+    mutual_information_from_draws,
+    neg_log_px,
+    perturb_pixels,
+    predictive_entropy_score,
+)
+from .selective import selective_curve
 
 __all__ = [
+    "CachedOutputs",
+    "ClassConditionalGaussian",
+    "DensityAwarePredictive",
+    "DensityWeighting",
+    "FeatureDensityScore",
+    "TypicalityTest",
+    "bits_per_dim_score",
+    "class_probability_draws",
+    "compressed_bits",
+    "compressor_description",
+    "conjugate_prior_predictive",
+    "fit_background",
+    "fit_density_weighting",
+    "input_complexity",
+    "likelihood_ratio",
+    "mutual_information",
+    "mutual_information_from_draws",
+    "neg_log_px",
+    "perturb_pixels",
+    "predictive_entropy_score",
+    "selective_curve",
     "abstention_curve",
     "accuracy",
     "expected_calibration_error",

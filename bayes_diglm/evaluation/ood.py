@@ -1,0 +1,635 @@
+"""Out-of-distribution scores for fitted DIGLM estimators: one ``score(model, X) -> ndarray`` per method.
+
+Every score is *higher for more unusual inputs* and uses only an estimator's public outputs:
+``score_samples(X)`` (the flow's exact ``log p(x)``, nats), ``transform(X)`` (features ``z = f(x)``),
+``predict_proba(X)`` and, for the epistemic term, posterior draws of the head's weights ``sample(n)``.
+Stateless scores are functions; scores that need statistics of the training data are small objects fitted
+once (``fit(model, X_train, ...)``) whose ``score(model, X)`` has the same signature. To run the flow once
+per input set for several scores, wrap the estimator in :class:`CachedOutputs`.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import math
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+import scipy.linalg
+import scipy.special
+
+__all__ = [
+    "CachedOutputs",
+    "ClassConditionalGaussian",
+    "FeatureDensityScore",
+    "TypicalityTest",
+    "bits_per_dim_score",
+    "class_probability_draws",
+    "compressed_bits",
+    "compressor_description",
+    "fit_background",
+    "input_complexity",
+    "likelihood_ratio",
+    "mutual_information",
+    "mutual_information_from_draws",
+    "neg_log_px",
+    "perturb_pixels",
+    "predictive_entropy_score",
+]
+
+_NUM_BINS = 256
+_COMPRESSORS = ("auto", "png", "zlib", "bz2", "lzma")
+
+
+# ------------------------------------------------------------------------------------------------------
+# the estimator's outputs, validated (and optionally cached)
+# ------------------------------------------------------------------------------------------------------
+
+
+class CachedOutputs:
+    """A fitted estimator whose ``score_samples``, ``transform`` and ``predict_proba`` are computed once per input.
+
+    The cache is keyed by the identity of the input array (and holds a reference to it, so the key cannot be
+    reused by another array): pass the same array object to several scores and the flow runs once.
+    Everything else (``sample``, ``classes_``, ...) is read from the wrapped estimator.
+
+    Example:
+        >>> class Counting:
+        ...     calls = 0
+        ...     def score_samples(self, X):
+        ...         Counting.calls += 1
+        ...         return -0.5 * (np.asarray(X) ** 2).sum(1)
+        >>> model, X = CachedOutputs(Counting()), np.zeros((3, 2))
+        >>> _ = neg_log_px(model, X), bits_per_dim_score(model, X, num_bins=None)
+        >>> Counting.calls
+        1
+    """
+
+    _CACHED = ("score_samples", "transform", "predict_proba")
+
+    def __init__(self, model):
+        self.model = model
+        self._cache: dict[tuple[str, int], tuple[object, np.ndarray]] = {}
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "model":
+            raise AttributeError(name)
+        attr = getattr(self.model, name)
+        if name not in self._CACHED:
+            return attr
+
+        def cached(X):
+            key = (name, id(X))
+            if key not in self._cache:
+                self._cache[key] = (X, np.asarray(attr(X), dtype=np.float64))
+            return self._cache[key][1]
+
+        return cached
+
+
+def _n_rows(X) -> int:
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) < 2:
+        raise ValueError(f"X must be an array of shape (n, ...) with at least two dimensions, got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError("X is empty")
+    return int(shape[0])
+
+
+def _log_px(model, X) -> np.ndarray:
+    """``model.score_samples(X)`` as float64 (n,), refusing non-finite values (a broken flow)."""
+    n = _n_rows(X)
+    if not callable(getattr(model, "score_samples", None)):
+        raise TypeError(f"model must have score_samples(X) = log p(x) (a fitted DIGLM estimator), "
+                        f"got {type(model).__name__}")
+    log_px = np.asarray(model.score_samples(X), dtype=np.float64)
+    if log_px.shape != (n,):
+        raise ValueError(f"score_samples returned shape {log_px.shape} for {n} inputs")
+    if not np.isfinite(log_px).all():
+        raise ValueError("score_samples returned non-finite log p(x)")
+    return log_px
+
+
+def _dims(X) -> int:
+    return int(np.prod(X.shape[1:]))
+
+
+# ------------------------------------------------------------------------------------------------------
+# likelihood scores
+# ------------------------------------------------------------------------------------------------------
+
+
+def neg_log_px(model, X) -> np.ndarray:
+    r"""The raw density score :math:`s(x) = -\log p(x)` (nats), the flow's exact negative log density.
+
+    Nalisnick et al. (2019, "Do deep generative models know what they don't know?") show that this fails for
+    image flows: simple inputs (constant backgrounds, smooth strokes) get *higher* density than the training
+    images. The corrections below (:func:`input_complexity`, :class:`TypicalityTest`, :func:`likelihood_ratio`)
+    exist because of that.
+
+    Example:
+        >>> class Gauss:
+        ...     def score_samples(self, X):
+        ...         return -0.5 * (X ** 2).sum(1) - X.shape[1] * 0.5 * np.log(2 * np.pi)
+        >>> neg_log_px(Gauss(), np.zeros((1, 2))).round(4)
+        array([1.8379])
+    """
+    return -_log_px(model, X)
+
+
+def bits_per_dim_score(model, X, *, num_bins: int | None = _NUM_BINS) -> np.ndarray:
+    r"""Bits per dimension of each input: ``-log p(x)`` in bits, divided by ``D`` (same ranking as ``-log p(x)``).
+
+    For 8-bit images (``num_bins=256``; the flow's density is that of the dequantised image on ``[0, 1]^D``):
+    :math:`\mathrm{bpd}(x) = \frac{-\log p(x) + D \log 256}{D \ln 2}`, the code length of the discrete image
+    under the model per pixel (:func:`bayes_diglm.flows.image.bits_per_dim`). ``num_bins=None`` for continuous
+    inputs: :math:`-\log_2 p(x) / D`.
+    """
+    log_px = _log_px(model, X)
+    D = _dims(X)
+    offset = 0.0 if num_bins is None else D * math.log(_check_bins(num_bins))
+    return (-log_px + offset) / (D * math.log(2.0))
+
+
+def _check_bins(num_bins) -> int:
+    if isinstance(num_bins, bool) or int(num_bins) != num_bins or num_bins < 2:
+        raise ValueError(f"num_bins must be an integer of at least 2 (or None), got {num_bins!r}")
+    return int(num_bins)
+
+
+# ------------------------------------------------------------------------------------------------------
+# input complexity (Serra et al., ICLR 2020)
+# ------------------------------------------------------------------------------------------------------
+
+
+def _pil():
+    try:
+        import PIL
+        from PIL import Image
+    except ImportError:
+        return None, None
+    return Image, PIL.__version__
+
+
+def _resolve_compressor(compressor: str) -> str:
+    if compressor not in _COMPRESSORS:
+        raise ValueError(f"compressor must be one of {_COMPRESSORS}, got {compressor!r}")
+    if compressor == "auto":
+        return "png" if _pil()[0] is not None else "zlib"
+    if compressor == "png" and _pil()[0] is None:
+        raise ValueError("compressor='png' needs Pillow (pip install pillow); use 'zlib', 'bz2' or 'lzma'")
+    return compressor
+
+
+def compressor_description(compressor: str = "auto") -> str:
+    """Which lossless compressor ``compressor`` resolves to here, e.g. ``"png (Pillow 11.0.0, level 9)"``."""
+    name = _resolve_compressor(compressor)
+    if name == "png":
+        return f"png (Pillow {_pil()[1]}, compress_level 9)"
+    return f"{name} (Python standard library, level 9)"
+
+
+def _as_uint8_images(X) -> np.ndarray:
+    """uint8 pixels (n, H, W) / (n, C, H, W), or floats ``pixel / 255`` in [0, 1] -> uint8 (n, C, H, W)."""
+    a = np.asarray(X)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise ValueError(f"input complexity needs images (n, H, W) or (n, C, H, W), got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"images must be uint8 pixels or floats in [0, 1], got dtype {a.dtype}")
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+        raise ValueError("float images must hold finite values in [0, 1] (pixel / 255)")
+    return np.round(a * 255.0).astype(np.uint8)
+
+
+def _png_bytes(image: np.ndarray, Image) -> int:
+    c = image.shape[0]
+    if c == 1:
+        pil = Image.fromarray(image[0], mode="L")
+    elif c == 3:
+        pil = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)), mode="RGB")
+    else:
+        raise ValueError(f"PNG compression needs 1 or 3 channels, got {c}; use compressor='zlib'")
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG", compress_level=9)
+    return buffer.tell()
+
+
+def compressed_bits(X, *, compressor: str = "auto") -> np.ndarray:
+    r"""Code length :math:`L(x)` in bits of each 8-bit image under a lossless compressor.
+
+    ``compressor``: ``"png"`` (Pillow, compression level 9, the whole file with its headers), ``"zlib"``,
+    ``"bz2"`` or ``"lzma"`` (the standard library, on the raw pixel bytes), or ``"auto"`` (PNG when Pillow is
+    installed, else zlib; :func:`compressor_description` says which). Float inputs are read as ``pixel / 255``.
+
+    Example:
+        >>> flat = np.zeros((1, 28, 28), dtype=np.uint8)
+        >>> noise = np.random.default_rng(0).integers(0, 256, (1, 28, 28), dtype=np.uint8)
+        >>> bool(compressed_bits(noise, compressor="zlib")[0] > compressed_bits(flat, compressor="zlib")[0])
+        True
+    """
+    name = _resolve_compressor(compressor)
+    images = _as_uint8_images(X)
+    if name == "png":
+        Image = _pil()[0]
+        sizes = [_png_bytes(image, Image) for image in images]
+    else:
+        compress: Callable[[bytes], bytes] = {
+            "zlib": lambda b: zlib.compress(b, 9), "bz2": lambda b: bz2.compress(b, 9),
+            "lzma": lambda b: lzma.compress(b, preset=9),
+        }[name]
+        sizes = [len(compress(np.ascontiguousarray(image).tobytes())) for image in images]
+    return 8.0 * np.asarray(sizes, dtype=np.float64)
+
+
+def input_complexity(model, X, *, compressor: str = "auto", num_bins: int = _NUM_BINS) -> np.ndarray:
+    r"""Serra et al. (ICLR 2020) input-complexity score :math:`S(x) = -\log_2 P(x) - L(x)` (bits).
+
+    :math:`-\log_2 P(x)` is the code length of the 8-bit image under the model,
+    :math:`(-\log p(x) + D \log 256) / \ln 2` for a flow on dequantised pixels (``D`` times
+    :func:`bits_per_dim_score`), and :math:`L(x)` the code length under a general-purpose lossless compressor
+    (:func:`compressed_bits`). The compressor stands in for a universal model of images: subtracting it
+    removes the part of the likelihood explained by how simple an image is, which is what makes raw
+    likelihoods rank simple OOD images (digits on black, constant images) as most typical. ``X`` must be what
+    the model takes (floats ``pixel / 255``), images (n, C, H, W).
+    """
+    bits_model = bits_per_dim_score(model, X, num_bins=num_bins) * _dims(X)
+    return bits_model - compressed_bits(X, compressor=compressor)
+
+
+# ------------------------------------------------------------------------------------------------------
+# typicality test (Nalisnick, Matsukawa, Teh, Lakshminarayanan 2019)
+# ------------------------------------------------------------------------------------------------------
+
+
+class TypicalityTest:
+    r"""The typicality test of Nalisnick, Matsukawa, Teh and Lakshminarayanan (2019) on batches of ``M`` inputs.
+
+    A batch :math:`x_{1..M}` is flagged out-of-distribution when its mean negative log density is far from the
+    model's entropy estimated on training data,
+
+    .. math:: \epsilon(x_{1..M}) = \Big|\frac1M\sum_{m=1}^M -\log p(x_m) - \hat H\Big| > \epsilon_\alpha,
+              \qquad \hat H = \frac1N\sum_{n=1}^N -\log p(x_n^{\mathrm{train}}),
+
+    with :math:`\epsilon_\alpha` the :math:`1 - \alpha` quantile of :math:`\epsilon` over ``n_bootstrap``
+    batches of ``M`` drawn with replacement from held-out in-distribution inputs (``X_val``; the training
+    inputs when none are given). The test is two-sided: a batch that is *too likely* (the digits that a
+    Fashion-MNIST flow prefers) is as atypical as one that is too unlikely. :meth:`score` returns
+    :math:`\epsilon` per batch of ``M`` consecutive inputs (higher = more unusual), :meth:`predict` the
+    decisions; the false-positive rate on in-distribution batches is ``alpha`` by construction.
+
+    Args:
+        batch_size: ``M``, inputs per tested batch (1 tests single inputs).
+        alpha: nominal false-positive rate of :meth:`predict`.
+        n_bootstrap: bootstrap batches for the threshold.
+        seed: seeds the bootstrap.
+
+    Example:
+        >>> class Gauss:
+        ...     def score_samples(self, X):
+        ...         return -0.5 * (X ** 2).sum(1)
+        >>> rng = np.random.default_rng(0)
+        >>> test = TypicalityTest(batch_size=5).fit(Gauss(), rng.normal(size=(2000, 3)))
+        >>> bool(test.predict(Gauss(), rng.normal(size=(500, 3))).mean() < 0.05)
+        True
+        >>> bool(test.predict(Gauss(), 3 + rng.normal(size=(500, 3))).all())
+        True
+    """
+
+    def __init__(self, *, batch_size: int = 1, alpha: float = 0.01, n_bootstrap: int = 5000, seed: int = 0):
+        self.batch_size = batch_size
+        self.alpha = alpha
+        self.n_bootstrap = n_bootstrap
+        self.seed = seed
+
+    def _check_params(self) -> int:
+        M = self.batch_size
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {M!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
+        B = self.n_bootstrap
+        if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
+            raise ValueError(f"n_bootstrap must be a positive integer, got {B!r}")
+        return int(M)
+
+    def fit(self, model, X_train, X_val=None) -> TypicalityTest:
+        """Estimate the entropy on ``X_train`` and the threshold by bootstrap on ``X_val``; return ``self``."""
+        return self.fit_log_px(_log_px(model, X_train), None if X_val is None else _log_px(model, X_val))
+
+    def fit_log_px(self, log_px_train, log_px_val=None) -> TypicalityTest:
+        """:meth:`fit` from precomputed ``log p(x)`` values (to share one flow pass between several ``M``)."""
+        M = self._check_params()
+        train = _finite_1d(log_px_train, "log_px_train")
+        val = train if log_px_val is None else _finite_1d(log_px_val, "log_px_val")
+        entropy = float(-train.mean())
+        rng = np.random.default_rng(self.seed)
+        idx = rng.integers(0, val.size, size=(int(self.n_bootstrap), M))
+        boot = np.abs(-val[idx].mean(axis=1) - entropy)
+        self.entropy_ = entropy
+        self.threshold_ = float(np.quantile(boot, 1.0 - self.alpha))
+        self.bootstrap_ = boot
+        return self
+
+    def score(self, model, X) -> np.ndarray:
+        """:math:`\\epsilon` of each batch of ``M`` consecutive rows of ``X`` (a short remainder is left out)."""
+        return self.score_log_px(_log_px(model, X))
+
+    def score_log_px(self, log_px) -> np.ndarray:
+        """:meth:`score` from precomputed ``log p(x)`` values."""
+        if not hasattr(self, "entropy_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("TypicalityTest is not fitted yet; call fit first")
+        M = self._check_params()
+        values = _finite_1d(log_px, "log_px")
+        n_batches = values.size // M
+        if n_batches == 0:
+            raise ValueError(f"{values.size} inputs do not fill one batch of batch_size={M}")
+        means = -values[: n_batches * M].reshape(n_batches, M).mean(axis=1)
+        return np.abs(means - self.entropy_)
+
+    def predict(self, model, X) -> np.ndarray:
+        """``True`` for each batch the test flags as out-of-distribution."""
+        return self.score(model, X) > self.threshold_
+
+
+def _finite_1d(values, name: str) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} has non-finite values")
+    return a
+
+
+# ------------------------------------------------------------------------------------------------------
+# likelihood ratio against a background model (Ren et al. 2019)
+# ------------------------------------------------------------------------------------------------------
+
+
+def perturb_pixels(X, rate: float = 0.2, *, seed: int = 0):
+    """Replace each pixel independently with probability ``rate`` by a uniform random 8-bit value (Ren et al.).
+
+    ``X``: uint8 images or floats ``pixel / 255``; the result has the input's dtype and shape.
+
+    Example:
+        >>> X = np.zeros((2, 1, 28, 28), dtype=np.float32)
+        >>> out = perturb_pixels(X, 0.2, seed=0)
+        >>> out.dtype, 0.15 < float((out > 0).mean()) < 0.25
+        (dtype('float32'), True)
+    """
+    if not 0 <= rate <= 1:
+        raise ValueError(f"rate must lie in [0, 1], got {rate!r}")
+    a = np.asarray(X)
+    images = _as_uint8_images(a).reshape(a.shape)
+    rng = np.random.default_rng(seed)
+    replace = rng.random(a.shape) < rate
+    out = np.where(replace, rng.integers(0, _NUM_BINS, a.shape, dtype=np.uint8), images)
+    return out if a.dtype == np.uint8 else (out.astype(np.float64) / 255.0).astype(a.dtype)
+
+
+def fit_background(model, X, y, *, rate: float = 0.2, seed: int = 0, **params):
+    """A background model for :func:`likelihood_ratio`: a clone of ``model`` fitted on perturbed inputs.
+
+    ``scikit-learn.base.clone(model)`` (same flow, same settings; ``params`` are passed to ``set_params``,
+    e.g. a larger ``weight_decay``: Ren et al. also regularise the background model) is fitted on
+    ``perturb_pixels(X, rate)`` with the same labels. The perturbation destroys the semantic content while
+    keeping the population-level background statistics, which is what the ratio cancels. Costs one more
+    training of the flow.
+    """
+    from sklearn.base import clone
+
+    background = clone(model)
+    if params:
+        background.set_params(**params)
+    return background.fit(perturb_pixels(X, rate, seed=seed), y)
+
+
+def likelihood_ratio(model, X, *, background) -> np.ndarray:
+    r"""Ren et al. (2019): :math:`s(x) = -\mathrm{LLR}(x) = \log p_{\theta_0}(x) - \log p_\theta(x)`.
+
+    ``background`` (:math:`p_{\theta_0}`, see :func:`fit_background`) is a density model of perturbed training
+    inputs; it captures background statistics shared by in- and out-of-distribution images, so the ratio
+    keeps the semantic part of the likelihood.
+    """
+    return _log_px(background, X) - _log_px(model, X)
+
+
+# ------------------------------------------------------------------------------------------------------
+# feature-space class-conditional Gaussian (DDU, Mukhoti et al. 2021)
+# ------------------------------------------------------------------------------------------------------
+
+
+class ClassConditionalGaussian:
+    r"""Gaussian discriminant density on features: :math:`q(z) = \sum_c \pi_c\, N(z; \mu_c, \Sigma_c)`.
+
+    Fitted by maximum likelihood per class (``pi_c = n_c / n``, class means and covariances), in float64, with
+    ``reg`` times the mean feature variance added to every covariance's diagonal (the covariances of
+    high-dimensional features from a few hundred images per class are singular otherwise). ``covariance``:
+    ``"full"`` (one per class, as in DDU), ``"tied"`` (the pooled within-class covariance, as in LDA) or
+    ``"diag"``. Log densities go through Cholesky factors and triangular solves.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> Z = np.r_[rng.normal(-2, 1, (200, 2)), rng.normal(2, 1, (200, 2))]
+        >>> gda = ClassConditionalGaussian(covariance="tied").fit(Z, np.repeat([0, 1], 200))
+        >>> bool(gda.score_samples(np.zeros((1, 2)))[0] < gda.score_samples(np.full((1, 2), 2.0))[0])
+        True
+    """
+
+    _KINDS = ("full", "tied", "diag")
+
+    def __init__(self, *, covariance: str = "full", reg: float = 1e-4):
+        self.covariance = covariance
+        self.reg = reg
+
+    def fit(self, Z, y) -> ClassConditionalGaussian:
+        """Fit class weights, means and covariances on features ``Z`` (n, D) with labels ``y``; return ``self``."""
+        if self.covariance not in self._KINDS:
+            raise ValueError(f"covariance must be one of {self._KINDS}, got {self.covariance!r}")
+        if not (np.isfinite(self.reg) and self.reg >= 0):
+            raise ValueError(f"reg must be a finite non-negative number, got {self.reg!r}")
+        Z = _features(Z, "Z")
+        y = np.asarray(y)
+        if y.shape != (Z.shape[0],):
+            raise ValueError(f"y must have shape ({Z.shape[0]},), got {y.shape}")
+        classes, codes = np.unique(y, return_inverse=True)
+        counts = np.bincount(codes).astype(np.float64)
+        if counts.min() < 2:
+            small = classes[counts < 2].tolist()
+            raise ValueError(f"every class needs at least two rows; classes {small} have fewer")
+        means = np.stack([Z[codes == k].mean(axis=0) for k in range(classes.size)])
+        centred = Z - means[codes]
+        jitter = self.reg * float(centred.var(axis=0).mean())
+        if self.covariance == "tied":
+            cov = centred.T @ centred / Z.shape[0]
+            chol = np.broadcast_to(_cholesky_jittered(cov, jitter), (classes.size, *cov.shape))
+        elif self.covariance == "full":
+            chol = np.stack([_cholesky_jittered(centred[codes == k].T @ centred[codes == k] / counts[k], jitter)
+                             for k in range(classes.size)])
+        else:
+            var = np.stack([(centred[codes == k] ** 2).mean(axis=0) for k in range(classes.size)]) + jitter
+            chol = np.sqrt(var)
+        self.classes_, self.log_prior_ = classes, np.log(counts / counts.sum())
+        self.means_, self.cholesky_, self.n_features_in_ = means, np.asarray(chol), Z.shape[1]
+        return self
+
+    def class_log_density(self, Z) -> np.ndarray:
+        r""":math:`\log \pi_c + \log N(z; \mu_c, \Sigma_c)` for every row and class, shape (n, K)."""
+        if not hasattr(self, "means_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("ClassConditionalGaussian is not fitted yet; call fit first")
+        Z = _features(Z, "Z")
+        if Z.shape[1] != self.n_features_in_:
+            raise ValueError(f"Z has {Z.shape[1]} features, the Gaussians were fitted on {self.n_features_in_}")
+        D = Z.shape[1]
+        out = np.empty((Z.shape[0], self.means_.shape[0]))
+        for k, (mean, L) in enumerate(zip(self.means_, self.cholesky_, strict=True)):
+            diff = Z - mean
+            if self.covariance == "diag":
+                maha, log_det = ((diff / L) ** 2).sum(axis=1), 2.0 * np.log(L).sum()
+            else:
+                solved = scipy.linalg.solve_triangular(L, diff.T, lower=True, check_finite=False)
+                maha, log_det = (solved**2).sum(axis=0), 2.0 * np.log(np.diag(L)).sum()
+            out[:, k] = self.log_prior_[k] - 0.5 * (maha + log_det + D * math.log(2 * math.pi))
+        return out
+
+    def score_samples(self, Z) -> np.ndarray:
+        r"""Log density of the mixture, :math:`\log q(z) = \log\sum_c \pi_c N(z; \mu_c, \Sigma_c)`, shape (n,)."""
+        return scipy.special.logsumexp(self.class_log_density(Z), axis=1)
+
+
+def _features(Z, name: str) -> np.ndarray:
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (n, D), got shape {Z.shape}")
+    if not np.isfinite(Z).all():
+        raise ValueError(f"{name} has non-finite values")
+    return Z
+
+
+def _cholesky_jittered(cov: np.ndarray, jitter: float) -> np.ndarray:
+    """Lower Cholesky factor of ``cov + jitter I``, growing the jitter tenfold until it succeeds."""
+    eye = np.eye(cov.shape[0])
+    jitter = jitter if jitter > 0 else 1e-12 * max(float(np.trace(cov)) / cov.shape[0], 1.0)
+    for _ in range(12):
+        try:
+            return np.linalg.cholesky(cov + jitter * eye)
+        except np.linalg.LinAlgError:
+            jitter *= 10.0
+    raise ValueError("feature covariance is not positive definite even with a large jitter")
+
+
+class FeatureDensityScore:
+    r"""DDU-style score (Mukhoti et al. 2021) on the DIGLM's features: :math:`s(x) = -\log q(f(x))`.
+
+    :math:`q` is a :class:`ClassConditionalGaussian` fitted on the training features ``z = model.transform(X)``
+    with their labels. Where the flow's own density measures how likely the *input* is, this measures how
+    far the features lie from every class cluster the linear head was trained on.
+    """
+
+    def __init__(self, *, covariance: str = "full", reg: float = 1e-4):
+        self.covariance = covariance
+        self.reg = reg
+
+    def fit(self, model, X, y) -> FeatureDensityScore:
+        """Fit the Gaussians on ``model.transform(X)`` and labels ``y``; return ``self``."""
+        self.gaussian_ = ClassConditionalGaussian(covariance=self.covariance, reg=self.reg).fit(
+            _transform(model, X), y)
+        return self
+
+    def score(self, model, X) -> np.ndarray:
+        if not hasattr(self, "gaussian_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("FeatureDensityScore is not fitted yet; call fit first")
+        return -self.gaussian_.score_samples(_transform(model, X))
+
+
+def _transform(model, X) -> np.ndarray:
+    n = _n_rows(X)
+    if not callable(getattr(model, "transform", None)):
+        raise TypeError(f"model must have transform(X) = features z (a fitted DIGLM estimator), "
+                        f"got {type(model).__name__}")
+    Z = np.asarray(model.transform(X), dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] != n:
+        raise ValueError(f"transform returned shape {Z.shape} for {n} inputs")
+    return Z
+
+
+# ------------------------------------------------------------------------------------------------------
+# the head's predictive uncertainty: entropy and mutual information
+# ------------------------------------------------------------------------------------------------------
+
+
+def _entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    return -scipy.special.xlogy(p, p).sum(axis=axis)
+
+
+def predictive_entropy_score(model, X) -> np.ndarray:
+    r"""Total predictive uncertainty :math:`H[p(y \mid x)] = -\sum_k p_k \log p_k` (nats) of ``predict_proba``."""
+    n = _n_rows(X)
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[0] != n:
+        raise ValueError(f"predict_proba returned shape {proba.shape} for {n} inputs")
+    return _entropy(proba)
+
+
+def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> np.ndarray:
+    r"""Class probabilities :math:`p(y \mid z, \beta_s)` under ``n_draws`` posterior draws of the head, (S, n, K).
+
+    Uses the estimator's public ``transform(X)`` (features ``z``) and ``sample(n, generator=...)`` (the
+    head's named posterior draws: ``"beta"`` (S, D) binary or (S, K, D) softmax, ``"intercept"`` (S,) or
+    (S, K) when fitted), then the GLM's link: ``sigmoid`` for a single weight vector, ``softmax`` otherwise.
+    """
+    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    if not callable(getattr(model, "sample", None)):
+        raise TypeError(f"{type(model).__name__} has no posterior draws (sample); mutual information needs a "
+                        "Bayesian head (posterior='laplace' or 'svi')")
+    Z = _transform(model, X)
+    draws = model.sample(int(n_draws), generator=np.random.default_rng(seed))
+    beta = np.asarray(draws["beta"], dtype=np.float64)
+    bias = np.asarray(draws.get("intercept", 0.0), dtype=np.float64)
+    if beta.ndim == 2:  # one weight vector: Bernoulli
+        logits = np.einsum("nd,sd->sn", Z, beta) + (bias[:, None] if bias.ndim else bias)
+        p1 = scipy.special.expit(logits)
+        return np.stack([1.0 - p1, p1], axis=-1)
+    if beta.ndim != 3 or beta.shape[2] != Z.shape[1]:
+        raise ValueError(f"posterior draws of beta have shape {beta.shape}; expected (S, D) or (S, K, {Z.shape[1]})")
+    logits = np.einsum("nd,skd->snk", Z, beta) + (bias[:, None, :] if bias.ndim else bias)
+    return scipy.special.softmax(logits, axis=-1)
+
+
+def mutual_information_from_draws(probs) -> np.ndarray:
+    r"""BALD's epistemic term from per-draw class probabilities ``probs`` (S, n, K):
+
+    .. math:: I[y; \beta \mid x] = H\Big[\frac1S\sum_s p_s\Big] - \frac1S\sum_s H[p_s],
+
+    the predictive entropy minus the expected entropy: zero when every draw agrees, up to ``log K`` when each
+    draw is certain of a different class (Houlsby et al. 2011; Gal et al. 2017).
+
+    Example:
+        >>> confident = np.eye(3)[:, None, :]  # three draws, each sure of another class
+        >>> mutual_information_from_draws(confident).round(4), bool(np.log(3).round(4) == 1.0986)
+        (array([1.0986]), True)
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 3:
+        raise ValueError(f"probs must have shape (draws, n, K), got {p.shape}")
+    mi = _entropy(p.mean(axis=0)) - _entropy(p).mean(axis=0)
+    return np.maximum(mi, 0.0)  # exact arithmetic gives >= 0 (Jensen); clip rounding below zero
+
+
+def mutual_information(model, X, *, n_draws: int = 100, seed: int = 0) -> np.ndarray:
+    """Mutual information between the label and the head's weights at each input (see
+    :func:`mutual_information_from_draws`), by Monte Carlo over ``n_draws`` posterior draws (seeded)."""
+    return mutual_information_from_draws(class_probability_draws(model, X, n_draws=n_draws, seed=seed))

@@ -1,0 +1,338 @@
+"""OOD scores on synthetic cases with known answers (bayes_diglm.evaluation.ood)."""
+
+import numpy as np
+import pytest
+import scipy.stats
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from bayes_diglm.evaluation import (
+    CachedOutputs,
+    ClassConditionalGaussian,
+    FeatureDensityScore,
+    TypicalityTest,
+    bits_per_dim_score,
+    class_probability_draws,
+    compressed_bits,
+    compressor_description,
+    fit_background,
+    input_complexity,
+    likelihood_ratio,
+    mutual_information,
+    mutual_information_from_draws,
+    neg_log_px,
+    ood_scores,
+    perturb_pixels,
+    predictive_entropy_score,
+)
+
+
+class GaussianModel:
+    """A 'fitted estimator' whose density is exactly N(mean, scale^2 I); features are the inputs."""
+
+    def __init__(self, mean=0.0, scale=1.0):
+        self.mean, self.scale = mean, scale
+
+    def score_samples(self, X):
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        return scipy.stats.norm.logpdf(X, self.mean, self.scale).sum(axis=1)
+
+    def transform(self, X):
+        return np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+
+
+class UniformImageModel:
+    """Uniform density on [0, 1]^D: -log2 P(x) = 8 D bits for every 8-bit image."""
+
+    def score_samples(self, X):
+        return np.zeros(len(X))
+
+
+class PosteriorModel:
+    """transform = identity and fixed posterior draws of a softmax (or logistic) head."""
+
+    def __init__(self, beta, intercept=None):
+        self.beta, self.intercept = np.asarray(beta, float), intercept
+
+    def transform(self, X):
+        return np.asarray(X, dtype=np.float64)
+
+    def sample(self, n, generator=None):
+        idx = np.arange(n) % len(self.beta)
+        draws = {"beta": self.beta[idx]}
+        if self.intercept is not None:
+            draws["intercept"] = np.asarray(self.intercept, float)[idx]
+        return draws
+
+    def predict_proba(self, X):
+        return class_probability_draws(self, X, n_draws=len(self.beta)).mean(axis=0)
+
+
+@pytest.fixture
+def gaussian_sets():
+    rng = np.random.default_rng(0)
+    return {"train": rng.normal(size=(4000, 4)), "val": rng.normal(size=(2000, 4)),
+            "test": rng.normal(size=(2000, 4)), "shifted": 2.0 + rng.normal(size=(2000, 4))}
+
+
+# ---- likelihood scores ---------------------------------------------------------------------------------
+
+
+def test_neg_log_px_is_the_exact_density_and_detects_a_shift(gaussian_sets):
+    model = GaussianModel()
+    x = gaussian_sets["test"][:5]
+    expected = -scipy.stats.multivariate_normal(np.zeros(4), np.eye(4)).logpdf(x)
+    assert np.allclose(neg_log_px(model, x), expected)
+    auroc = ood_scores(neg_log_px(model, gaussian_sets["test"]), neg_log_px(model, gaussian_sets["shifted"]))
+    assert auroc["auroc"] > 0.95
+
+
+def test_bits_per_dim_of_a_uniform_density_is_eight_bits_for_images():
+    X = np.zeros((3, 1, 4, 4))
+    assert np.allclose(bits_per_dim_score(UniformImageModel(), X), 8.0)
+    model = GaussianModel()
+    Xc = np.zeros((2, 3))
+    assert np.allclose(bits_per_dim_score(model, Xc, num_bins=None), -model.score_samples(Xc) / (3 * np.log(2)))
+
+
+def test_scores_refuse_bad_inputs():
+    with pytest.raises(ValueError, match="at least two dimensions"):
+        neg_log_px(GaussianModel(), np.zeros(3))
+    with pytest.raises(ValueError, match="empty"):
+        neg_log_px(GaussianModel(), np.zeros((0, 2)))
+    with pytest.raises(TypeError, match="score_samples"):
+        neg_log_px(object(), np.zeros((2, 2)))
+
+    class Broken:
+        def score_samples(self, X):
+            return np.full(len(X), np.nan)
+
+    with pytest.raises(ValueError, match="non-finite"):
+        neg_log_px(Broken(), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="num_bins"):
+        bits_per_dim_score(UniformImageModel(), np.zeros((2, 1, 2, 2)), num_bins=1)
+
+
+def test_cached_outputs_run_the_model_once_per_array():
+    calls = []
+
+    class Counting(GaussianModel):
+        def score_samples(self, X):
+            calls.append(1)
+            return super().score_samples(X)
+
+    model, X = CachedOutputs(Counting()), np.zeros((4, 2))
+    neg_log_px(model, X), bits_per_dim_score(model, X, num_bins=None), neg_log_px(model, X.copy())
+    assert len(calls) == 2
+    assert model.scale == 1.0  # other attributes come from the estimator
+
+
+# ---- input complexity ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compressor", ["png", "zlib", "bz2", "lzma", "auto"])
+def test_complexity_is_larger_for_noise_than_for_a_constant_image(compressor):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    flat = np.full((3, 28, 28), 128, dtype=np.uint8)
+    L_noise, L_flat = compressed_bits(noise, compressor=compressor), compressed_bits(flat, compressor=compressor)
+    assert (L_noise > 4 * L_flat).all()
+    # incompressible noise costs at least its 8 bits per pixel (a lossless code cannot beat the entropy)
+    assert (L_noise > 0.95 * 8 * 784).all()
+    # a uniform model gives every image 8 D bits: S = 8 D - L(x) is then high for the simple image
+    X_noise, X_flat = noise[:, None] / 255.0, flat[:, None] / 255.0
+    S_noise = input_complexity(UniformImageModel(), X_noise, compressor=compressor)
+    S_flat = input_complexity(UniformImageModel(), X_flat, compressor=compressor)
+    assert np.allclose(S_flat, 8 * 784 - L_flat) and (S_flat > S_noise).all()
+    assert compressor_description(compressor).split()[0] in {"png", "zlib", "bz2", "lzma"}
+
+
+def test_float_images_are_read_as_pixels_over_255():
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (2, 1, 8, 8), dtype=np.uint8)
+    assert np.array_equal(compressed_bits(pixels, compressor="zlib"),
+                          compressed_bits(pixels / 255.0, compressor="zlib"))
+    with pytest.raises(ValueError, match="images"):
+        compressed_bits(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        compressed_bits(np.full((1, 1, 2, 2), 2.0))
+    with pytest.raises(ValueError, match="compressor"):
+        compressed_bits(pixels, compressor="gif")
+
+
+# ---- typicality test -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("M", [1, 5, 25])
+def test_typicality_false_positive_rate_is_nominal_on_in_distribution_batches(M):
+    rng = np.random.default_rng(M)
+    model, alpha = GaussianModel(), 0.05
+    test = TypicalityTest(batch_size=M, alpha=alpha, n_bootstrap=20000, seed=0).fit(
+        model, rng.normal(size=(20000, 4)), rng.normal(size=(20000, 4)))
+    n_batches = 4000
+    flagged = test.predict(model, rng.normal(size=(n_batches * M, 4)))
+    se = np.sqrt(alpha * (1 - alpha) / n_batches)
+    assert abs(flagged.mean() - alpha) < 4 * se + 0.01  # binomial noise plus the bootstrap's own error
+    # known entropy of N(0, I_4): 2 (1 + log 2 pi)
+    assert abs(test.entropy_ - 2 * (1 + np.log(2 * np.pi))) < 0.05
+
+
+def test_typicality_flags_batches_that_are_too_unlikely_and_too_likely(gaussian_sets):
+    model = GaussianModel()
+    test = TypicalityTest(batch_size=25, alpha=0.01).fit(model, gaussian_sets["train"], gaussian_sets["val"])
+    assert test.predict(model, gaussian_sets["shifted"]).mean() > 0.99
+    too_likely = 0.1 * gaussian_sets["test"]  # every point near the mode: higher density than any typical set
+    assert (neg_log_px(model, too_likely) < neg_log_px(model, gaussian_sets["test"]).mean()).all()
+    assert test.predict(model, too_likely).all()
+    assert test.score(model, gaussian_sets["test"][:60]).shape == (2,)
+
+
+def test_typicality_refuses_bad_settings(gaussian_sets):
+    with pytest.raises(NotFittedError):
+        TypicalityTest().score(GaussianModel(), gaussian_sets["test"])
+    with pytest.raises(ValueError, match="batch_size"):
+        TypicalityTest(batch_size=0).fit(GaussianModel(), gaussian_sets["train"])
+    with pytest.raises(ValueError, match="alpha"):
+        TypicalityTest(alpha=1.5).fit(GaussianModel(), gaussian_sets["train"])
+    test = TypicalityTest(batch_size=25).fit(GaussianModel(), gaussian_sets["train"])
+    with pytest.raises(ValueError, match="one batch"):
+        test.score(GaussianModel(), gaussian_sets["test"][:10])
+
+
+# ---- likelihood ratio ------------------------------------------------------------------------------------
+
+
+def test_likelihood_ratio_is_the_difference_of_log_densities(gaussian_sets):
+    model, background = GaussianModel(), GaussianModel(scale=2.0)
+    X = gaussian_sets["test"][:10]
+    expected = background.score_samples(X) - model.score_samples(X)
+    assert np.allclose(likelihood_ratio(model, X, background=background), expected)
+
+
+def test_perturb_pixels_replaces_the_requested_fraction():
+    X = np.full((50, 1, 28, 28), 7, dtype=np.uint8)
+    out = perturb_pixels(X, 0.2, seed=0)
+    changed = (out != 7).mean()
+    assert out.dtype == np.uint8 and 0.19 < changed < 0.21  # 20% replaced, 1/256 of those by 7 again
+    assert np.array_equal(perturb_pixels(X, 0.0), X)
+    with pytest.raises(ValueError, match="rate"):
+        perturb_pixels(X, 1.5)
+
+
+def test_fit_background_fits_a_clone_on_perturbed_inputs():
+    class Recorder(BaseEstimator):
+        def __init__(self, *, weight_decay=0.0):
+            self.weight_decay = weight_decay
+
+        def fit(self, X, y):
+            self.X_seen_, self.y_seen_ = X, y
+            return self
+
+    model = Recorder().fit(np.zeros((4, 1, 8, 8)), np.arange(4))
+    X = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    background = fit_background(model, X, np.arange(4), rate=0.5, weight_decay=1e-3)
+    assert background is not model and background.weight_decay == 1e-3
+    assert 0.3 < (background.X_seen_ > 0).mean() < 0.7 and np.array_equal(background.y_seen_, np.arange(4))
+
+
+# ---- feature-space Gaussian ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "diag"])
+def test_class_conditional_gaussian_matches_scipy(kind):
+    rng = np.random.default_rng(0)
+    Z = np.r_[rng.normal([0, 0, 0], [1, 2, 0.5], (300, 3)), rng.normal([3, -1, 2], [0.5, 1, 1], (100, 3))]
+    y = np.repeat(["a", "b"], [300, 100])
+    gda = ClassConditionalGaussian(covariance=kind, reg=0.0).fit(Z, y)
+    comps = []
+    for c, pi in (("a", 0.75), ("b", 0.25)):
+        centred = [Z[y == k] - Z[y == k].mean(0) for k in ("a", "b")]
+        if kind == "tied":
+            cov = sum(d.T @ d for d in centred) / len(Z)
+        else:
+            d = Z[y == c] - Z[y == c].mean(0)
+            cov = d.T @ d / len(d)
+            cov = np.diag(np.diag(cov)) if kind == "diag" else cov
+        comps.append(pi * scipy.stats.multivariate_normal(Z[y == c].mean(0), cov).pdf(Z[:7]))
+    assert np.allclose(gda.score_samples(Z[:7]), np.log(sum(comps)))
+    assert list(gda.classes_) == ["a", "b"]
+
+
+def test_feature_density_score_detects_a_shift(gaussian_sets):
+    rng = np.random.default_rng(3)
+    Z_train = np.r_[rng.normal(-1, 1, (1000, 4)), rng.normal(1, 1, (1000, 4))]
+    y = np.repeat([0, 1], 1000)
+    score = FeatureDensityScore(covariance="full").fit(GaussianModel(), Z_train, y)
+    s_in, s_out = score.score(GaussianModel(), gaussian_sets["test"]), score.score(GaussianModel(), 5 + Z_train)
+    assert ood_scores(s_in, s_out)["auroc"] > 0.99
+    with pytest.raises(ValueError, match="features"):
+        score.score(GaussianModel(), np.zeros((2, 3)))
+    with pytest.raises(NotFittedError):
+        FeatureDensityScore().score(GaussianModel(), Z_train)
+    with pytest.raises(ValueError, match="covariance"):
+        ClassConditionalGaussian(covariance="spherical").fit(Z_train, y)
+
+
+def test_singular_feature_covariance_is_jittered():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(20, 50))  # 10 rows per class in 50 dimensions: singular covariances
+    gda = ClassConditionalGaussian(covariance="full", reg=1e-3).fit(Z, np.repeat([0, 1], 10))
+    assert np.isfinite(gda.score_samples(Z)).all()
+
+
+# ---- predictive entropy and mutual information -----------------------------------------------------------
+
+
+def test_mutual_information_is_zero_when_draws_agree_and_log_k_when_they_disagree():
+    Z = np.eye(3)
+    agreeing = PosteriorModel(np.repeat(np.eye(3)[None] * 0.3, 4, axis=0))
+    assert np.allclose(mutual_information(agreeing, Z, n_draws=4), 0.0, atol=1e-12)
+    proba = scipy.special.softmax(0.3 * np.eye(3), axis=1)
+    assert np.allclose(predictive_entropy_score(agreeing, Z), -(proba * np.log(proba)).sum(1))
+    # each draw is almost certain of a different class, whatever the input: MI -> log 3
+    disagreeing = PosteriorModel(np.zeros((3, 3, 3)), intercept=60.0 * np.eye(3))
+    assert np.allclose(mutual_information(disagreeing, Z, n_draws=3), np.log(3), atol=1e-6)
+    assert np.allclose(predictive_entropy_score(disagreeing, Z), np.log(3), atol=1e-6)
+
+
+def test_mutual_information_binary_head_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    beta, bias = rng.normal(size=(50, 2)), rng.normal(size=50)
+    model, Z = PosteriorModel(beta, bias), rng.normal(size=(5, 2))
+    p = scipy.special.expit(Z @ beta.T + bias)  # (n, S)
+
+    def h(q):
+        return -(q * np.log(q) + (1 - q) * np.log(1 - q))
+
+    expected = h(p.mean(1)) - h(p).mean(1)
+    assert np.allclose(mutual_information(model, Z, n_draws=50), expected)
+    assert np.allclose(mutual_information_from_draws(np.stack([1 - p.T, p.T], -1)), expected)
+
+
+def test_mutual_information_needs_posterior_draws():
+    with pytest.raises(TypeError, match="posterior"):
+        mutual_information(GaussianModel(), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="n_draws"):
+        mutual_information(PosteriorModel(np.zeros((2, 2))), np.zeros((2, 2)), n_draws=0)
+
+
+# ---- a real DIGLM estimator through its public API --------------------------------------------------------
+
+
+def test_scores_run_on_a_fitted_diglm_classifier():
+    from bayes_diglm.models.estimators import DIGLMClassifier
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(-1.5, 0.5, (150, 2)), rng.normal(1.5, 0.5, (150, 2))].astype(np.float32)
+    y = np.repeat([0, 1], 150)
+    clf = DIGLMClassifier(epochs=15, lr=1e-2, batch_size=64, px_weight=1.0, quiet=True,
+                          flow_kwargs={"num_layers": 2, "hidden_dims": (16,)}).fit(X, y)
+    far = (8.0 + rng.normal(size=(150, 2))).astype(np.float32)
+    model = CachedOutputs(clf)
+    assert ood_scores(neg_log_px(model, X), neg_log_px(model, far))["auroc"] > 0.95
+    density = FeatureDensityScore(covariance="tied").fit(model, X, y)
+    assert ood_scores(density.score(model, X), density.score(model, far))["auroc"] > 0.95
+    typical = TypicalityTest(batch_size=5).fit(model, X)
+    assert typical.score(model, far).shape == (30,)
+    entropy = predictive_entropy_score(model, X)
+    assert entropy.shape == (300,) and (entropy >= 0).all() and (entropy <= np.log(2) + 1e-9).all()
