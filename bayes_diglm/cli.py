@@ -16,7 +16,7 @@ from .experiments.common import add_common_arguments
 __all__ = ["main", "build_parser"]
 
 # Modules in bayes_diglm.experiments that register subcommands, in the order --help lists them.
-COMMAND_MODULES = ("flights", "classification", "bandits", "synthetic", "scale", "sampling", "semisupervised",
+COMMAND_MODULES = ("flights", "classification", "ood", "bandits", "synthetic", "scale", "sampling", "semisupervised",
                    "active", "mixed")
 
 

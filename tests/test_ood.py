@@ -336,3 +336,71 @@ def test_scores_run_on_a_fitted_diglm_classifier():
     assert typical.score(model, far).shape == (30,)
     entropy = predictive_entropy_score(model, X)
     assert entropy.shape == (300,) and (entropy >= 0).all() and (entropy <= np.log(2) + 1e-9).all()
+
+
+# ---- the code-length pair and the whole table --------------------------------------------------------------
+
+
+class BitsModel:
+    """A 'flow' whose code length is exactly a * L(x) + b bits per image (plus optional extra bits)."""
+
+    def __init__(self, a=1.0, b=500.0):
+        self.a, self.b = a, b
+
+    def score_samples(self, X):
+        D = int(np.prod(X.shape[1:]))
+        bits = self.a * compressed_bits(X, compressor="zlib") + self.b + 10 * np.asarray(X).std(axis=(1, 2, 3))
+        return -(bits * np.log(2) - D * np.log(256))  # -log p(v) = bits ln 2 - D ln 256
+
+
+def _images(n, rng, levels):
+    return (rng.integers(0, levels, (n, 1, 8, 8)) * (255 // max(levels - 1, 1)) / 255.0).astype(np.float32)
+
+
+def test_complexity_typicality_flags_both_ends_and_off_the_band():
+    from bayes_diglm.evaluation import ComplexityTypicality
+
+    rng = np.random.default_rng(0)
+    train = np.concatenate([_images(100, rng, k) for k in (3, 4, 6, 8)])
+    test = np.concatenate([_images(50, rng, k) for k in (3, 4, 6, 8)])
+    model = BitsModel()
+    pair = ComplexityTypicality(compressor="zlib").fit(model, train)
+    s_test = pair.score(model, test)
+    assert abs(np.median(s_test) - scipy.stats.chi2(2).median()) < 1.5  # roughly chi^2_2 in distribution
+    simple, complex_ = np.zeros((50, 1, 8, 8), np.float32), _images(50, rng, 256)  # both ends of the band
+    assert ood_scores(s_test, pair.score(model, simple))["auroc"] > 0.99
+    assert ood_scores(s_test, pair.score(model, complex_))["auroc"] > 0.99
+
+    class OffBand(BitsModel):  # the same images, 300 more bits under the model: S(x) unusual
+        def score_samples(self, X):
+            return super().score_samples(X) - 300 * np.log(2)
+
+    assert ood_scores(s_test, pair.score(OffBand(), test))["auroc"] > 0.99
+    with pytest.raises(NotFittedError):
+        ComplexityTypicality().score(model, test)
+
+
+def test_evaluate_ood_rows_cover_every_score_and_set():
+    from bayes_diglm.evaluation import evaluate_ood
+
+    class Model(GaussianModel):
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, X):
+            p = scipy.special.expit(np.asarray(X).reshape(len(X), -1).sum(1))
+            return np.stack([1 - p, p], 1)
+
+    rng = np.random.default_rng(0)
+    X_train, X_test = rng.normal(size=(400, 3)), rng.normal(size=(200, 3))
+    y_train = (X_train.sum(1) + rng.normal(size=400) > 0).astype(int)
+    y_test = (X_test.sum(1) + rng.normal(size=200) > 0).astype(int)
+    result = evaluate_ood(Model(), X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
+                          ood_sets={"shifted": 3 + rng.normal(size=(100, 3))}, typicality_sizes=(1, 5))
+    by_score = {r["score"]: r for r in result["rows"]}
+    assert set(by_score) == {"-log p(x)", "feature Gaussian (tied)", "entropy", "typicality (M=1)",
+                             "typicality (M=5)"}
+    assert by_score["-log p(x)"]["auroc"] > 0.95 and by_score["typicality (M=5)"]["auroc"] > 0.99
+    assert any("mutual information not available: Model" in n for n in result["notes"])
+    assert result["selective"]["entropy"]["area"] > result["selective"]["entropy"]["full"]
+    with pytest.raises(ValueError, match="test"):
+        evaluate_ood(Model(), X_train=X_train, y_train=y_train, X_test=X_test, ood_sets={"test": X_test})

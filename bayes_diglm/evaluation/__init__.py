@@ -15,7 +15,9 @@ from .metrics import (
 from .ood import (
     CachedOutputs,
     ClassConditionalGaussian,
+    ComplexityTypicality,
     FeatureDensityScore,
+    HeadOnFeatures,
     TypicalityTest,
     bits_per_dim_score,
     class_probability_draws,
@@ -30,20 +32,24 @@ from .ood import (
     perturb_pixels,
     predictive_entropy_score,
 )
+from .ood_table import evaluate_ood
 from .selective import selective_curve
 
 __all__ = [
     "CachedOutputs",
     "ClassConditionalGaussian",
+    "ComplexityTypicality",
     "DensityAwarePredictive",
     "DensityWeighting",
     "FeatureDensityScore",
+    "HeadOnFeatures",
     "TypicalityTest",
     "bits_per_dim_score",
     "class_probability_draws",
     "compressed_bits",
     "compressor_description",
     "conjugate_prior_predictive",
+    "evaluate_ood",
     "fit_background",
     "fit_density_weighting",
     "input_complexity",

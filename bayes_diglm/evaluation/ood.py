@@ -25,6 +25,8 @@ __all__ = [
     "CachedOutputs",
     "ClassConditionalGaussian",
     "FeatureDensityScore",
+    "HeadOnFeatures",
+    "ComplexityTypicality",
     "TypicalityTest",
     "bits_per_dim_score",
     "class_probability_draws",
@@ -88,6 +90,32 @@ class CachedOutputs:
             return self._cache[key][1]
 
         return cached
+
+
+class HeadOnFeatures:
+    """A fitted flow estimator read with another head fitted on its features ``z = model.transform(X)``.
+
+    ``score_samples`` and ``transform`` come from ``model``; ``predict_proba(X)`` and ``sample(n, generator=...)``
+    from ``head`` (a PosteriorHead such as ``LaplaceClassifier`` fitted on the training features), so the scores
+    here apply to a Bayesian head fitted after the flow, as the experiments do.
+    """
+
+    def __init__(self, model, head):
+        self.model, self.head = model, head
+
+    def score_samples(self, X):
+        return self.model.score_samples(X)
+
+    def transform(self, X):
+        return self.model.transform(X)
+
+    def predict_proba(self, X):
+        return self.head.predict_proba(self.model.transform(X))
+
+    def sample(self, n, *, generator=None):
+        if not callable(getattr(self.head, "sample", None)):
+            raise TypeError(f"{type(self.head).__name__} has no posterior draws (sample)")
+        return self.head.sample(n, generator=generator)
 
 
 def _n_rows(X) -> int:
@@ -261,6 +289,50 @@ def input_complexity(model, X, *, compressor: str = "auto", num_bins: int = _NUM
     """
     bits_model = bits_per_dim_score(model, X, num_bins=num_bins) * _dims(X)
     return bits_model - compressed_bits(X, compressor=compressor)
+
+
+class ComplexityTypicality:
+    r"""Typicality of the pair (model code length, compressor code length): a two-dimensional typicality test.
+
+    Each input gets :math:`t(x) = \big(-\log_2 P(x),\ L(x)\big)`, the two code lengths whose difference is
+    the input-complexity score :math:`S(x)` of Serra et al. (2020). In-distribution inputs lie along a band
+    (complex images cost more bits under both codes); fitting a Gaussian to :math:`t` on held-out
+    in-distribution inputs, the score is the squared Mahalanobis distance
+
+    .. math:: s(x) = (t(x) - \bar t)^T \hat\Sigma^{-1} (t(x) - \bar t),
+
+    which is large both off the band (:math:`S(x)` unusual, the complexity correction) and at either end of
+    it (code lengths unusually long or short, the typicality test's two-sided view of the likelihood). Under
+    a Gaussian :math:`t` it is :math:`\chi^2_2`-distributed in distribution.
+
+    Args:
+        compressor: as in :func:`compressed_bits`.
+    """
+
+    def __init__(self, *, compressor: str = "auto"):
+        self.compressor = compressor
+
+    def _pairs(self, model, X) -> np.ndarray:
+        model_bits = bits_per_dim_score(model, X) * _dims(X)
+        return np.stack([model_bits, compressed_bits(X, compressor=self.compressor)], axis=1)
+
+    def fit(self, model, X) -> ComplexityTypicality:
+        """Fit the Gaussian of the code-length pairs on in-distribution images ``X``; return ``self``."""
+        t = self._pairs(model, X)
+        if t.shape[0] < 3:
+            raise ValueError(f"need at least 3 in-distribution images, got {t.shape[0]}")
+        self.mean_ = t.mean(axis=0)
+        self.cholesky_ = _cholesky_jittered(np.cov(t, rowvar=False), 0.0)
+        return self
+
+    def score(self, model, X) -> np.ndarray:
+        if not hasattr(self, "mean_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("ComplexityTypicality is not fitted yet; call fit first")
+        diff = self._pairs(model, X) - self.mean_
+        solved = scipy.linalg.solve_triangular(self.cholesky_, diff.T, lower=True, check_finite=False)
+        return (solved**2).sum(axis=0)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -593,7 +665,8 @@ def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> n
     if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
         raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
     if not callable(getattr(model, "sample", None)):
-        raise TypeError(f"{type(model).__name__} has no posterior draws (sample); mutual information needs a "
+        name = type(model.model if isinstance(model, CachedOutputs) else model).__name__
+        raise TypeError(f"{name} has no posterior draws (sample); mutual information needs a "
                         "Bayesian head (posterior='laplace' or 'svi')")
     Z = _transform(model, X)
     draws = model.sample(int(n_draws), generator=np.random.default_rng(seed))
