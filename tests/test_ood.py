@@ -10,6 +10,7 @@ from bayes_diglm.evaluation import (
     CachedOutputs,
     ClassConditionalGaussian,
     FeatureDensityScore,
+    HeadOnFeatures,
     TypicalityTest,
     bits_per_dim_score,
     class_probability_draws,
@@ -394,13 +395,50 @@ def test_evaluate_ood_rows_cover_every_score_and_set():
     X_train, X_test = rng.normal(size=(400, 3)), rng.normal(size=(200, 3))
     y_train = (X_train.sum(1) + rng.normal(size=400) > 0).astype(int)
     y_test = (X_test.sum(1) + rng.normal(size=200) > 0).astype(int)
+    class Head:  # a posterior head on the features: two draws of a logistic weight vector
+        beta, intercept = np.array([[1.0, 1.0, 1.0], [-1.0, 2.0, 0.0]]), np.zeros(2)
+
+        def predict_proba(self, Z):
+            p = scipy.special.expit(Z @ self.beta.T).mean(1)
+            return np.stack([1 - p, p], 1)
+
+        def sample(self, n, *, generator=None):
+            return {"beta": self.beta[np.arange(n) % 2], "intercept": self.intercept[np.arange(n) % 2]}
+
     result = evaluate_ood(Model(), X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-                          ood_sets={"shifted": 3 + rng.normal(size=(100, 3))}, typicality_sizes=(1, 5))
+                          ood_sets={"shifted": 3 + rng.normal(size=(100, 3))}, typicality_sizes=(1, 5),
+                          heads={"bayes": HeadOnFeatures(Model(), Head())}, n_draws=2)
     by_score = {r["score"]: r for r in result["rows"]}
     assert set(by_score) == {"-log p(x)", "feature Gaussian (tied)", "entropy", "typicality (M=1)",
-                             "typicality (M=5)"}
+                             "typicality (M=5)", "entropy (bayes)", "mutual information (bayes)"}
+    p = scipy.special.expit(X_test @ Head.beta.T)
+    h = -scipy.special.xlogy(p, p) - scipy.special.xlogy(1 - p, 1 - p)
+    pm = p.mean(1)
+    mi = -scipy.special.xlogy(pm, pm) - scipy.special.xlogy(1 - pm, 1 - pm) - h.mean(1)
+    assert np.allclose(result["scores"]["mutual information (bayes)"]["test"], mi)
     assert by_score["-log p(x)"]["auroc"] > 0.95 and by_score["typicality (M=5)"]["auroc"] > 0.99
     assert any("mutual information not available: Model" in n for n in result["notes"])
     assert result["selective"]["entropy"]["area"] > result["selective"]["entropy"]["full"]
     with pytest.raises(ValueError, match="test"):
         evaluate_ood(Model(), X_train=X_train, y_train=y_train, X_test=X_test, ood_sets={"test": X_test})
+
+
+def test_min_p_value_by_hand_and_its_bonferroni_false_positive_rate():
+    from bayes_diglm.evaluation import MinPValue
+
+    model = GaussianModel()
+    first = lambda m, X: np.asarray(X)[:, 0]  # noqa: E731
+    second = lambda m, X: -np.asarray(X)[:, 1]  # noqa: E731
+    combo = MinPValue({"a": first, "b": second}).fit(model, np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]))
+    p = combo.p_values(model, np.array([[1.0, 5.0], [3.0, 1.0]]))
+    # a: 1.0 has 2 of 3 references >= it -> (1 + 2) / 4; 3.0 has none -> 1/4.  b = -x1: -5 -> 4/4, -1 -> 3/4
+    assert np.allclose(p["a"], [0.75, 0.25]) and np.allclose(p["b"], [1.0, 0.75])
+    assert np.allclose(combo.score(model, np.array([[1.0, 5.0], [3.0, 1.0]])), -np.log([0.75, 0.25]))
+    rng = np.random.default_rng(0)
+    combo = MinPValue({"a": first, "b": second}).fit(model, rng.normal(size=(5000, 2)))
+    alpha = 0.05
+    flagged = np.exp(-combo.score(model, rng.normal(size=(20000, 2)))) <= alpha / 2
+    assert flagged.mean() <= alpha + 0.005  # Bonferroni: at most alpha (about alpha for independent parts)
+    assert flagged.mean() > alpha - 0.01
+    with pytest.raises(NotFittedError):
+        MinPValue({"a": first}).score(model, np.zeros((1, 2)))

@@ -162,3 +162,12 @@ def test_conjugate_prior_predictive_matches_prior_simulation():
         conjugate_prior_predictive(object(), z_new)
     with pytest.raises(ValueError, match="features"):
         conjugate_prior_predictive(head, np.zeros((1, 3)))
+
+
+def test_quantiles_survive_a_prior_predictive_with_enormous_tails():
+    plain = _Pred(np.zeros(3), np.ones(3), df=30.0)
+    prior = _Pred(np.zeros(3), np.full(3, 1000.0), df=0.002)  # the default NIG prior: quantiles ~1e600
+    pred = DensityAwarePredictive(plain, prior, np.array([1.0, 0.5, 0.0]))
+    lo, hi = pred.interval(0.5)
+    assert np.isfinite(lo[:2]).all() and lo[0] == pytest.approx(-scipy.stats.t.ppf(0.75, 30.0))
+    assert pred.cdf(hi)[1] == pytest.approx(0.75, abs=1e-9) and np.isfinite(hi[2])

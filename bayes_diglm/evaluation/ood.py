@@ -441,6 +441,56 @@ def _finite_1d(values, name: str) -> np.ndarray:
     return a
 
 
+class MinPValue:
+    r"""Several scores combined by their smallest empirical p-value under held-out in-distribution inputs.
+
+    Each component score :math:`s_j` gets the upper-tail p-value
+    :math:`p_j(x) = \big(1 + \#\{i : s_j(x_i^{\mathrm{val}}) \ge s_j(x)\}\big) / (n + 1)` against the
+    ``n`` held-out inputs of :meth:`fit`, and the combined score is :math:`-\log \min_j p_j(x)`. Flagging
+    when :math:`\min_j p_j \le \alpha / J` is the Bonferroni combination of the ``J`` tests (false-positive
+    rate at most :math:`\alpha`); each component covers the OOD sets the others miss (the typicality test
+    flags inputs that are too likely, the input-complexity score flags simple inputs that the density does not).
+
+    Args:
+        scores: name -> ``score(model, X)`` (fitted score objects' ``score`` methods, or functions).
+
+    Example:
+        >>> class Gauss:
+        ...     def score_samples(self, X):
+        ...         return -0.5 * (X ** 2).sum(1)
+        >>> rng = np.random.default_rng(0)
+        >>> both = MinPValue({"-log p": neg_log_px, "+log p": lambda m, X: -neg_log_px(m, X)})
+        >>> both = both.fit(Gauss(), rng.normal(size=(999, 2)))
+        >>> both.score(Gauss(), np.array([[0.0, 0.0], [9.0, 9.0]])).round(2)  # too likely, too unlikely
+        array([6.91, 6.91])
+    """
+
+    def __init__(self, scores: dict):
+        self.scores = scores
+
+    def fit(self, model, X_val) -> MinPValue:
+        """Score the held-out in-distribution inputs ``X_val`` with every component; return ``self``."""
+        if not isinstance(self.scores, dict) or not self.scores:
+            raise ValueError("scores must be a non-empty dict of name -> score(model, X)")
+        self.reference_ = {k: np.sort(np.asarray(f(model, X_val), dtype=np.float64)) for k, f in self.scores.items()}
+        return self
+
+    def p_values(self, model, X) -> dict[str, np.ndarray]:
+        """The empirical upper-tail p-value of every component at each input."""
+        if not hasattr(self, "reference_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("MinPValue is not fitted yet; call fit first")
+        out = {}
+        for k, f in self.scores.items():
+            ref, s = self.reference_[k], np.asarray(f(model, X), dtype=np.float64)
+            out[k] = (1.0 + ref.size - np.searchsorted(ref, s, side="left")) / (ref.size + 1.0)
+        return out
+
+    def score(self, model, X) -> np.ndarray:
+        return -np.log(np.min(np.stack(list(self.p_values(model, X).values())), axis=0))
+
+
 # ------------------------------------------------------------------------------------------------------
 # likelihood ratio against a background model (Ren et al. 2019)
 # ------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from .ood import (
     CachedOutputs,
     ComplexityTypicality,
     FeatureDensityScore,
+    MinPValue,
     TypicalityTest,
     compressor_description,
     input_complexity,
@@ -24,17 +25,20 @@ __all__ = ["evaluate_ood"]
 
 def evaluate_ood(model, *, X_train, y_train, X_test, ood_sets: dict, y_test=None, X_val=None, background=None,
                  typicality_sizes=(1, 5, 25), feature_covariance: str = "tied", n_draws: int = 100,
-                 compressor: str = "auto", seed: int = 0) -> dict:
+                 compressor: str = "auto", heads: dict | None = None, seed: int = 0) -> dict:
     """Score ``X_test`` and each OOD set with every method that applies to ``model``; AUROC, AUPR, FPR95 per pair.
 
     Scores (higher = more unusual, see :mod:`bayes_diglm.evaluation.ood`): ``-log p(x)`` (its ranking is that
-    of bits/dim); for images the input complexity and the typicality of the code-length pair; the
+    of bits/dim); for images the input complexity, the typicality of the code-length pair and the smallest
+    p-value of the typicality test (M = 1) and the input complexity (:class:`MinPValue`, on ``X_val``); the
     typicality test for each batch size ``M`` in ``typicality_sizes`` (entropy from ``X_train``, threshold from
     ``X_val`` or ``X_train``; batches of ``M`` test inputs against batches of ``M`` OOD inputs); the likelihood
     ratio when a ``background`` model is given; the feature-space class-conditional Gaussian fitted on
     ``(X_train, y_train)``; the head's predictive entropy, and the mutual information when the model has
-    posterior draws (``sample``). ``y_test`` adds accuracy-against-coverage curves on the test set for every
-    per-input score.
+    posterior draws (``sample``). ``heads`` maps a name to another model of the same flow with its own head
+    (e.g. :class:`~bayes_diglm.evaluation.HeadOnFeatures` with a Laplace head): its entropy and mutual
+    information are added as ``"entropy (name)"`` and ``"mutual information (name)"``. ``y_test`` adds
+    accuracy-against-coverage curves on the test set for every per-input score.
 
     Returns:
         dict with ``rows`` (one per score and OOD set), ``scores`` (score -> set -> values; "test" included),
@@ -57,18 +61,26 @@ def evaluate_ood(model, *, X_train, y_train, X_test, ood_sets: dict, y_test=None
         name = compressor_description(compressor).split()[0]
         add(f"input complexity ({name})", lambda X: input_complexity(cached, X, compressor=compressor))
         notes.append(f"input complexity: L(x) from {compressor_description(compressor)}")
-        pair = ComplexityTypicality(compressor=compressor).fit(cached, X_train if X_val is None else X_val)
+        reference = X_train if X_val is None else X_val
+        pair = ComplexityTypicality(compressor=compressor).fit(cached, reference)
         add("typicality of (-log2 P, L)", lambda X: pair.score(cached, X))
+        typical = TypicalityTest(batch_size=1).fit(cached, X_train, X_val)
+        combined = MinPValue({"typicality": typical.score,
+                              "complexity": lambda m, X: input_complexity(m, X, compressor=compressor)})
+        combined.fit(cached, reference)
+        add("min p-value (typicality, complexity)", lambda X: combined.score(cached, X))
     if background is not None:
         bg = CachedOutputs(background)
         add("likelihood ratio", lambda X: likelihood_ratio(cached, X, background=bg))
     density = FeatureDensityScore(covariance=feature_covariance).fit(cached, X_train, y_train)
     add(f"feature Gaussian ({feature_covariance})", lambda X: density.score(cached, X))
-    add("entropy", lambda X: predictive_entropy_score(cached, X))
-    try:
-        add("mutual information", lambda X: mutual_information(cached, X, n_draws=n_draws, seed=seed))
-    except TypeError as err:
-        notes.append(f"mutual information not available: {err}")
+    for suffix, head in {"": cached, **{f" ({k})": CachedOutputs(v) for k, v in (heads or {}).items()}}.items():
+        add(f"entropy{suffix}", lambda X, head=head: predictive_entropy_score(head, X))
+        try:
+            add(f"mutual information{suffix}",
+                lambda X, head=head: mutual_information(head, X, n_draws=n_draws, seed=seed))
+        except TypeError as err:
+            notes.append(f"mutual information{suffix} not available: {err}")
 
     rows = [{"score": name, "OOD set": k, **ood_scores(values["test"], values[k])}
             for name, values in scores.items() for k in ood_sets]
