@@ -171,3 +171,13 @@ def test_quantiles_survive_a_prior_predictive_with_enormous_tails():
     lo, hi = pred.interval(0.5)
     assert np.isfinite(lo[:2]).all() and lo[0] == pytest.approx(-scipy.stats.t.ppf(0.75, 30.0))
     assert pred.cdf(hi)[1] == pytest.approx(0.75, abs=1e-9) and np.isfinite(hi[2])
+
+
+def test_the_heads_predictive_objects_are_accepted():
+    from bayes_diglm.inference.base import Predictive
+
+    plain, prior = _components()
+    wrapped = DensityAwarePredictive(Predictive(plain), Predictive(prior), np.full(4, 0.5))
+    direct = DensityAwarePredictive(plain, prior, np.full(4, 0.5))
+    y = np.array([0.1, 0.2, -3.0, 4.0])
+    assert np.allclose(wrapped.log_prob(y), direct.log_prob(y))

@@ -40,6 +40,7 @@ class _LocScale:
     def of(cls, pred) -> _LocScale:
         if isinstance(pred, cls):
             return pred
+        pred = getattr(pred, "distribution", pred)  # the heads' Predictive wraps a torch distribution
         if not (hasattr(pred, "loc") and hasattr(pred, "scale")):
             raise TypeError(f"a predictive needs loc and scale (a Normal or Student-t), got {type(pred).__name__}")
         loc, scale = _numpy(pred.loc), _numpy(pred.scale)
@@ -128,11 +129,11 @@ class DensityAwarePredictive:
 
     :math:`p(y \mid x, \mathcal D)` (``plain``) is a regression head's posterior predictive and
     :math:`p_0(y \mid x)` (``prior``) its prior predictive (:func:`conjugate_prior_predictive`), both Normal or
-    Student-t per input (any object with ``loc``, ``scale`` and, for Student-t, ``df``: a torch distribution
-    or the experiments' predictives); ``weight`` is :math:`w(x)` (:class:`DensityWeighting`). Where
-    :math:`w = 1` this *is* the plain predictive; as :math:`\log p(x) \to -\infty`, :math:`w \to 0` and it
-    becomes the prior predictive: an input unlike anything in the training data gets the predictive of a
-    model that has seen no data.
+    Student-t per input (any object with ``loc``, ``scale`` and, for Student-t, ``df``: a torch distribution,
+    a head's ``Predictive`` wrapping one, or the baselines' predictives); ``weight`` is :math:`w(x)`
+    (:class:`DensityWeighting`). Where :math:`w = 1` this *is* the plain predictive; as
+    :math:`\log p(x) \to -\infty`, :math:`w \to 0` and it becomes the prior predictive: an input unlike
+    anything in the training data gets the predictive of a model that has seen no data.
 
     Mean :math:`w\mu + (1-w)\mu_0`, variance :math:`w(\sigma^2 + \mu^2) + (1-w)(\sigma_0^2 + \mu_0^2) - \bar\mu^2`
     (``inf`` where a component with weight has none), intervals are the mixture's exact quantiles (bisection).

