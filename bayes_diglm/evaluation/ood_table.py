@@ -30,7 +30,8 @@ def evaluate_ood(model, *, X_train, y_train, X_test, ood_sets: dict, y_test=None
 
     Scores (higher = more unusual, see :mod:`bayes_diglm.evaluation.ood`): ``-log p(x)`` (its ranking is that
     of bits/dim); for images the input complexity, the typicality of the code-length pair and the smallest
-    p-value of the typicality test (M = 1) and the input complexity (:class:`MinPValue`, on ``X_val``); the
+    p-value of three one-sided tests (``-log p(x)`` too high, too low, input complexity too high;
+    :class:`MinPValue` on ``X_val``: the equal-tailed typicality test plus the complexity correction); the
     typicality test for each batch size ``M`` in ``typicality_sizes`` (entropy from ``X_train``, threshold from
     ``X_val`` or ``X_train``; batches of ``M`` test inputs against batches of ``M`` OOD inputs); the likelihood
     ratio when a ``background`` model is given; the feature-space class-conditional Gaussian fitted on
@@ -64,11 +65,10 @@ def evaluate_ood(model, *, X_train, y_train, X_test, ood_sets: dict, y_test=None
         reference = X_train if X_val is None else X_val
         pair = ComplexityTypicality(compressor=compressor).fit(cached, reference)
         add("typicality of (-log2 P, L)", lambda X: pair.score(cached, X))
-        typical = TypicalityTest(batch_size=1).fit(cached, X_train, X_val)
-        combined = MinPValue({"typicality": typical.score,
+        combined = MinPValue({"too unlikely": neg_log_px, "too likely": lambda m, X: -neg_log_px(m, X),
                               "complexity": lambda m, X: input_complexity(m, X, compressor=compressor)})
         combined.fit(cached, reference)
-        add("min p-value (typicality, complexity)", lambda X: combined.score(cached, X))
+        add("min p-value (log p tails, complexity)", lambda X: combined.score(cached, X))
     if background is not None:
         bg = CachedOutputs(background)
         add("likelihood ratio", lambda X: likelihood_ratio(cached, X, background=bg))
