@@ -21,6 +21,10 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
+from ..models.sampling import class_probabilities
+from .active import bald
+from .metrics import predictive_entropy
+
 __all__ = [
     "CachedOutputs",
     "ClassConditionalGaussian",
@@ -703,17 +707,13 @@ def _transform(model, X) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------
 
 
-def _entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
-    return -scipy.special.xlogy(p, p).sum(axis=axis)
-
-
 def predictive_entropy_score(model, X) -> np.ndarray:
     r"""Total predictive uncertainty :math:`H[p(y \mid x)] = -\sum_k p_k \log p_k` (nats) of ``predict_proba``."""
     n = _n_rows(X)
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
     if proba.ndim != 2 or proba.shape[0] != n:
         raise ValueError(f"predict_proba returned shape {proba.shape} for {n} inputs")
-    return _entropy(proba)
+    return predictive_entropy(proba)
 
 
 def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> np.ndarray:
@@ -721,7 +721,8 @@ def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> n
 
     Uses the estimator's public ``transform(X)`` (features ``z``) and ``sample(n, generator=...)`` (the
     head's named posterior draws: ``"beta"`` (S, D) binary or (S, K, D) softmax, ``"intercept"`` (S,) or
-    (S, K) when fitted), then the GLM's link: ``sigmoid`` for a single weight vector, ``softmax`` otherwise.
+    (S, K) when fitted), then the GLM's link (:func:`bayes_diglm.models.sampling.class_probabilities`:
+    ``sigmoid`` for a single weight vector, ``softmax`` otherwise).
     A :class:`HeadOnFeatures` whose head has no ``sample`` uses the head's one-draw Monte Carlo predictive
     (:meth:`HeadOnFeatures.predict_proba_draws`).
     """
@@ -734,18 +735,8 @@ def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> n
         name = type(model.model if isinstance(model, CachedOutputs) else model).__name__
         raise TypeError(f"{name} has no posterior draws (sample); mutual information needs a "
                         "Bayesian head (posterior='laplace' or 'svi')")
-    Z = _transform(model, X)
-    draws = model.sample(int(n_draws), generator=np.random.default_rng(seed))
-    beta = np.asarray(draws["beta"], dtype=np.float64)
-    bias = np.asarray(draws.get("intercept", 0.0), dtype=np.float64)
-    if beta.ndim == 2:  # one weight vector: Bernoulli
-        logits = np.einsum("nd,sd->sn", Z, beta) + (bias[:, None] if bias.ndim else bias)
-        p1 = scipy.special.expit(logits)
-        return np.stack([1.0 - p1, p1], axis=-1)
-    if beta.ndim != 3 or beta.shape[2] != Z.shape[1]:
-        raise ValueError(f"posterior draws of beta have shape {beta.shape}; expected (S, D) or (S, K, {Z.shape[1]})")
-    logits = np.einsum("nd,skd->snk", Z, beta) + (bias[:, None, :] if bias.ndim else bias)
-    return scipy.special.softmax(logits, axis=-1)
+    return class_probabilities(model.sample(int(n_draws), generator=np.random.default_rng(seed)),
+                               _transform(model, X))
 
 
 def mutual_information_from_draws(probs) -> np.ndarray:
@@ -754,18 +745,15 @@ def mutual_information_from_draws(probs) -> np.ndarray:
     .. math:: I[y; \beta \mid x] = H\Big[\frac1S\sum_s p_s\Big] - \frac1S\sum_s H[p_s],
 
     the predictive entropy minus the expected entropy: zero when every draw agrees, up to ``log K`` when each
-    draw is certain of a different class (Houlsby et al. 2011; Gal et al. 2017).
+    draw is certain of a different class (Houlsby et al. 2011; Gal et al. 2017). The same quantity as the
+    active-learning acquisition :func:`bayes_diglm.evaluation.active.bald`, which computes it.
 
     Example:
         >>> confident = np.eye(3)[:, None, :]  # three draws, each sure of another class
         >>> mutual_information_from_draws(confident).round(4), bool(np.log(3).round(4) == 1.0986)
         (array([1.0986]), True)
     """
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 3:
-        raise ValueError(f"probs must have shape (draws, n, K), got {p.shape}")
-    mi = _entropy(p.mean(axis=0)) - _entropy(p).mean(axis=0)
-    return np.maximum(mi, 0.0)  # exact arithmetic gives >= 0 (Jensen); clip rounding below zero
+    return bald(np.asarray(probs, dtype=np.float64))
 
 
 def mutual_information(model, X, *, n_draws: int = 100, seed: int = 0) -> np.ndarray:
