@@ -337,6 +337,11 @@ def test_scores_run_on_a_fitted_diglm_classifier():
     assert typical.score(model, far).shape == (30,)
     entropy = predictive_entropy_score(model, X)
     assert entropy.shape == (300,) and (entropy >= 0).all() and (entropy <= np.log(2) + 1e-9).all()
+    with pytest.raises(TypeError, match="posterior"):  # a point head has no posterior draws
+        mutual_information(model, X)
+    bayes = CachedOutputs(clf.set_params(posterior="laplace").fit(X, y))
+    mi_in, mi_between = mutual_information(bayes, X), mutual_information(bayes, np.zeros((5, 2), np.float32))
+    assert (mi_in >= 0).all() and mi_between.mean() > np.median(mi_in)  # the class boundary is uncertain
 
 
 # ---- the code-length pair and the whole table --------------------------------------------------------------

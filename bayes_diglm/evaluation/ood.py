@@ -723,15 +723,17 @@ def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> n
     head's named posterior draws: ``"beta"`` (S, D) binary or (S, K, D) softmax, ``"intercept"`` (S,) or
     (S, K) when fitted), then the GLM's link (:func:`bayes_diglm.models.sampling.class_probabilities`:
     ``sigmoid`` for a single weight vector, ``softmax`` otherwise).
-    A :class:`HeadOnFeatures` whose head has no ``sample`` uses the head's one-draw Monte Carlo predictive
-    (:meth:`HeadOnFeatures.predict_proba_draws`).
+    A :class:`HeadOnFeatures`, or an estimator whose fitted head ``posterior_`` has no ``sample``, uses the
+    head's one-draw Monte Carlo predictive (:meth:`HeadOnFeatures.predict_proba_draws`).
     """
     if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
         raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
     inner = model.model if isinstance(model, CachedOutputs) else model
+    if not isinstance(inner, HeadOnFeatures) and getattr(inner, "posterior_", None) is not None:
+        inner = HeadOnFeatures(inner, inner.posterior_)  # an estimator's fitted Bayesian head
     if isinstance(inner, HeadOnFeatures) and not callable(getattr(inner.head, "sample", None)):
         return inner.predict_proba_draws(X, n_draws=n_draws, seed=seed)
-    if not callable(getattr(model, "sample", None)):
+    if not callable(getattr(model, "sample", None)) or getattr(model, "posterior", None) == "point":
         name = type(model.model if isinstance(model, CachedOutputs) else model).__name__
         raise TypeError(f"{name} has no posterior draws (sample); mutual information needs a "
                         "Bayesian head (posterior='laplace' or 'svi')")
