@@ -73,3 +73,21 @@ def test_read_inputs_refuses_other_files(tmp_path):
         read_inputs(tmp_path)
     with pytest.raises(ValueError, match="two dimensions"):
         score_inputs(DIGLMRegressor(), np.zeros(3))
+
+
+def test_ood_evaluate_smoke(tmp_path):
+    from bayes_diglm.data import DEFAULT_DATA_DIR
+    from bayes_diglm.experiments.ood import run_ood_evaluation
+
+    if not DEFAULT_DATA_DIR.is_dir():
+        pytest.skip("Fashion-MNIST is not installed (make test installs it)")
+    config = {"n_train": 200, "n_val": 60, "n_test": 100, "n_ood": 50, "epochs": 1, "batch_size": 50,
+              "flow_kwargs": {"levels": 1, "steps": 1, "hidden_channels": 4}}
+    result = run_ood_evaluation(tmp_path, quick=True, background=False, config=config, quiet=True)
+    scores = {r["score"] for r in result["rows"]}
+    assert {"-log p(x)", "input complexity (png)", "min p-value (log p tails, complexity)",
+            "mutual information (laplace)", "typicality (M=25)"} <= scores
+    assert {r["OOD set"] for r in result["rows"]} == {"letters", "digits", "noise"}
+    assert (tmp_path / "score_histograms.png").is_file() and (tmp_path / "checkpoints" / "fashion_model.pt").is_file()
+    again = run_ood_evaluation(tmp_path, quick=True, background=False, config=config, quiet=True)
+    assert again["rows"] == result["rows"]  # the saved flow is reused, and scoring is deterministic
