@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from pyro.distributions.transforms import AffineCoupling, GeneralizedChannelPermute
+from pyro.distributions.transforms import GeneralizedChannelPermute
 from torch import nn
 
-from bayes_diglm.flows.base import ActNorm, Flow, clear_transform_cache
+from bayes_diglm.flows.base import ActNorm, Flow, call_and_log_det, clear_transform_cache
+from bayes_diglm.flows.coupling import BoundedAffineCoupling
 from bayes_diglm.flows.glow import InvertibleConv1x1, Split, glow
 from bayes_diglm.flows.image import Dequantize, Squeeze
-from bayes_diglm.flows.realnvp import InvertibleLinear, Reverse, realnvp
+from bayes_diglm.flows.linear import ActNormLinear, InvertibleLinear
+from bayes_diglm.flows.realnvp import Reverse, realnvp
 
 # Dequantize's log-det counts v -> y only; x -> v scales every coordinate by 255/256 (eval mode).
 _DEQUANT_SCALE = math.log(255 / 256)
@@ -41,15 +43,17 @@ def _first(flow, cls):
 
 def _glow_coupling():
     flow = glow((1, 8, 8), levels=1, steps=1, hidden_channels=8)
-    return next(t for t in flow.levels[0] if isinstance(t, AffineCoupling))
+    return next(t for t in flow.levels[0] if isinstance(t, BoundedAffineCoupling))
 
 
 CASES = {
     "actnorm_tabular": Case(lambda: ActNorm(3, event_dim=1), (3,)),
     "actnorm_image": Case(lambda: ActNorm(2, event_dim=3), (2, 4, 4)),
     "invertible_linear": Case(lambda: InvertibleLinear(3), (3,)),
+    "actnorm_linear_tabular": Case(lambda: ActNormLinear(3, event_dim=1), (3,)),
+    "actnorm_linear_image": Case(lambda: ActNormLinear(3, event_dim=3), (3, 4, 4)),
     "reverse": Case(Reverse, (3,)),
-    "coupling_tabular": Case(lambda: _first(realnvp(4, num_layers=1, hidden_dims=(8,)), AffineCoupling),
+    "coupling_tabular": Case(lambda: _first(realnvp(4, num_layers=1, hidden_dims=(8,)), BoundedAffineCoupling),
                              (4,)),
     "coupling_image": Case(_glow_coupling, (4, 4, 4)),
     "generalized_channel_permute": Case(lambda: GeneralizedChannelPermute(channels=3), (3, 4, 4)),
@@ -196,3 +200,64 @@ def test_repr(name):
     _, obj = _prepared(name)
     text = repr(obj)
     assert type(obj).__name__ in text
+
+
+@pytest.mark.parametrize("name", [n for n in PARAMS if hasattr(CASES[n].build(), "call_and_log_det")])
+def test_one_pass_matches_pyro_call_and_log_det(name):
+    """``call_and_log_det`` (what flows use) agrees with Pyro's ``__call__`` + ``log_abs_det_jacobian``."""
+    case, obj = _prepared(name)
+    x = _inputs(case, 5)
+    y, log_det = call_and_log_det(obj, x)
+    y_pyro = obj(x)
+    log_det_pyro = obj.log_abs_det_jacobian(x, y_pyro)
+    clear_transform_cache(obj)
+    torch.testing.assert_close(y, y_pyro, atol=1e-12, rtol=0)
+    torch.testing.assert_close(log_det, log_det_pyro.reshape(5, -1).sum(-1), atol=1e-10, rtol=0)
+    fresh = obj.log_abs_det_jacobian(x, y.clone())  # no cached pair: recomputed from x
+    torch.testing.assert_close(fresh.reshape(5, -1).sum(-1), log_det, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("event_dim, shape", [(1, (3,)), (3, (3, 4, 4))])
+def test_actnorm_linear_is_actnorm_then_lu_map(event_dim, shape):
+    """The fused map equals ActNorm followed by W = P L U with the same parameters (brute force)."""
+    torch.manual_seed(0)
+    fused = ActNormLinear(3, event_dim=event_dim).double()
+    x = torch.randn(6, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        fused.log_scale.normal_()
+        fused.bias.normal_()
+        fused.LU.add_(0.1 * torch.randn(3, 3, dtype=torch.float64))
+    fused.initialized.fill_(True)
+    actnorm = ActNorm(3, event_dim=event_dim).double()
+    actnorm.load_state_dict({"log_scale": fused.log_scale, "bias": fused.bias, "initialized": fused.initialized})
+    lower = fused.LU.tril(-1) + torch.eye(3, dtype=torch.float64)
+    weight = fused.permutation @ lower @ fused.LU.triu()
+    u = actnorm(x)
+    want = torch.einsum("ij,bj...->bi...", weight, u)
+    y, log_det = call_and_log_det(fused, x)
+    torch.testing.assert_close(y, want, atol=1e-12, rtol=0)
+    positions = math.prod(shape[1:])
+    want_log_det = (fused.log_scale.sum() + torch.linalg.slogdet(weight)[1]) * positions
+    torch.testing.assert_close(log_det, want_log_det.detach().expand(6), atol=1e-12, rtol=0)
+
+
+def test_actnorm_linear_reuses_its_map_without_gradients_until_a_parameter_changes():
+    torch.manual_seed(0)
+    layer = ActNormLinear(3).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    layer(x)  # initialise
+    layer.eval()
+    with torch.no_grad():
+        first = layer._affine()
+        assert layer._affine()[0] is first[0]  # reused
+    optim = torch.optim.SGD(layer.parameters(), lr=0.1)
+    loss = call_and_log_det(layer, x)[0].square().sum()
+    loss.backward()
+    optim.step()
+    with torch.no_grad():
+        after = layer._affine()
+    assert after[0] is not first[0]
+    assert not torch.allclose(after[0], first[0])
+    y_grad, _ = call_and_log_det(layer, x)  # with gradients: formed afresh, gradients flow
+    y_grad.sum().backward()
+    assert layer.LU.grad is not None

@@ -3,10 +3,14 @@
 from .base import ActNorm, Flow, SequentialFlow, clear_transform_cache
 from .glow import ConvConditioner, GlowFlow, InvertibleConv1x1, Split, glow
 from .image import Dequantize, Squeeze, bits_per_dim
-from .realnvp import InvertibleLinear, Reverse, StableConditioner, realnvp
+from .coupling import BoundedAffineCoupling
+from .linear import ActNormLinear, InvertibleLinear
+from .realnvp import Reverse, realnvp
 
 __all__ = [
     "ActNorm",
+    "ActNormLinear",
+    "BoundedAffineCoupling",
     "ConvConditioner",
     "Dequantize",
     "Flow",
@@ -17,7 +21,6 @@ __all__ = [
     "SequentialFlow",
     "Split",
     "Squeeze",
-    "StableConditioner",
     "bits_per_dim",
     "clear_transform_cache",
     "glow",

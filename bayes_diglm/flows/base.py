@@ -20,7 +20,7 @@ from pyro.distributions.torch_transform import TransformModule
 from torch import nn
 from torch.distributions import constraints
 
-__all__ = ["Flow", "SequentialFlow", "ActNorm", "clear_transform_cache"]
+__all__ = ["Flow", "SequentialFlow", "ActNorm", "call_and_log_det", "clear_transform_cache"]
 
 
 def clear_transform_cache(transform) -> None:
@@ -36,6 +36,22 @@ def _sum_to_batch(log_det: torch.Tensor, batch_shape: torch.Size) -> torch.Tenso
     if log_det.dim() == 0:
         return log_det.expand(batch_shape)
     return log_det.reshape(*batch_shape, -1).sum(-1) if log_det.shape != batch_shape else log_det
+
+
+def call_and_log_det(transform, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y, log|det dy/dx|)`` of one transform used data-to-latent, the log-det one value per batch element.
+
+    Our own layers compute both in one pass (their ``call_and_log_det`` method, which skips Pyro's cache and a
+    second evaluation of their parameters); any other Pyro transform goes through ``__call__`` and
+    ``log_abs_det_jacobian``, and its cache is cleared afterwards (DESIGN.md).
+    """
+    fused = getattr(transform, "call_and_log_det", None)
+    if fused is not None:
+        return fused(x)
+    y = transform(x)
+    log_det = _sum_to_batch(transform.log_abs_det_jacobian(x, y), x.shape[:1])
+    clear_transform_cache(transform)
+    return y, log_det
 
 
 class Flow(nn.Module):
@@ -67,7 +83,7 @@ class Flow(nn.Module):
     def base_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """Log density of the factorised Gaussian base at flattened ``z`` (summed over dimensions)."""
         log_scale = self.base_log_scale.to(z.dtype)
-        quad = (z * torch.exp(-log_scale)).pow(2).sum(-1)
+        quad = z.square().sum(-1) * torch.exp(-2 * log_scale)
         return -0.5 * quad - self.dim * (log_scale + 0.5 * math.log(2 * math.pi))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,13 +129,10 @@ class SequentialFlow(Flow):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_input(x)
-        batch_shape = x.shape[:1]
-        log_det = x.new_zeros(batch_shape)
+        log_det = None
         for t in self.transforms:
-            y = t(x)
-            log_det = log_det + _sum_to_batch(t.log_abs_det_jacobian(x, y), batch_shape)
-            clear_transform_cache(t)
-            x = y
+            x, term = call_and_log_det(t, x)
+            log_det = term if log_det is None else log_det + term
         return x.reshape(x.shape[0], -1), log_det
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
@@ -188,11 +201,17 @@ class ActNorm(TransformModule):
     def _inverse(self, y):
         return (y - self.bias) * torch.exp(-self.log_scale)
 
-    def log_abs_det_jacobian(self, x, y):
-        per_point = self.log_scale.sum()
+    def _per_point(self, x: torch.Tensor, log_det: torch.Tensor) -> torch.Tensor:
+        """A per-position log-det, times the number of positions for images, expanded to the batch."""
         if self._event_dim == 3:
-            per_point = per_point * (x.shape[-1] * x.shape[-2])
-        return per_point.expand(x.shape[: x.dim() - self._event_dim])
+            log_det = log_det * (x.shape[-1] * x.shape[-2])
+        return log_det.expand(x.shape[: x.dim() - self._event_dim])
+
+    def log_abs_det_jacobian(self, x, y):
+        return self._per_point(x, self.log_scale.sum())
+
+    def call_and_log_det(self, x):
+        return self._call(x), self._per_point(x, self.log_scale.sum())
 
     def extra_repr(self) -> str:
         return f"num_channels={self.bias.shape[0]}, event_dim={self._event_dim}"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pyro.distributions.torch_transform import TransformModule
-from pyro.distributions.transforms import AffineCoupling, GeneralizedChannelPermute
+from pyro.distributions.transforms import GeneralizedChannelPermute
 from torch import nn
 
-from .base import ActNorm, Flow, _sum_to_batch, clear_transform_cache
+from .base import Flow, call_and_log_det, clear_transform_cache
 from .image import Dequantize, Squeeze, bits_per_dim
-from .realnvp import StableConditioner
+from .linear import ActNormLinear
+from .coupling import BoundedAffineCoupling
 
 __all__ = ["ConvConditioner", "InvertibleConv1x1", "Split", "GlowFlow", "glow"]
 
@@ -148,21 +149,14 @@ class GlowFlow(Flow):
                 f"[{float(x.min()):.4g}, {float(x.max()):.4g}]"
             )
 
-    @staticmethod
-    def _step(t, x, log_det):
-        y = t(x)
-        log_det = log_det + _sum_to_batch(t.log_abs_det_jacobian(x, y), x.shape[:1])
-        clear_transform_cache(t)
-        return y, log_det
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_input(x)
-        log_det = x.new_zeros(x.shape[:1])
-        h, log_det = self._step(self.dequantize, x, log_det)
+        h, log_det = call_and_log_det(self.dequantize, x)
         parts = []
         for i, level in enumerate(self.levels):
             for t in level:
-                h, log_det = self._step(t, h, log_det)
+                h, term = call_and_log_det(t, h)
+                log_det = log_det + term
             if i < len(self.splits):
                 h, out = self.splits[i](h)
                 parts.append(out.reshape(out.shape[0], -1))
@@ -207,10 +201,11 @@ def glow(
     """Build a multiscale Glow for images of ``shape = (C, H, W)`` with pixel values ``pixel / 255``.
 
     Each of the ``levels`` levels squeezes (``C -> 4C``, ``H, W -> H/2, W/2``), then runs ``steps`` steps of
-    ``ActNorm -> InvertibleConv1x1 -> AffineCoupling``; every level but the last splits half of its channels
+    ``ActNorm -> 1x1 convolution -> affine coupling`` (the first two as one affine map,
+    :class:`ActNormLinear`); every level but the last splits half of its channels
     off to the base density. A coupling keeps the first half of the channels ``x1`` and maps the rest by
     ``x2 * exp(s(x1)) + t(x1)``, with ``(t, s)`` from a :class:`ConvConditioner` whose log-scale is bounded
-    smoothly, ``s = scale_bound * tanh(raw / scale_bound)`` (:class:`StableConditioner`; Glow's sigmoid scale
+    smoothly, ``s = scale_bound * tanh(raw / scale_bound)`` (:class:`BoundedAffineCoupling`; Glow's sigmoid scale
     is not used).
 
     Args:
@@ -251,7 +246,7 @@ def glow(
         level: list[TransformModule] = [Squeeze()]
         for _ in range(int(steps)):
             coupling = _coupling(c, hidden_channels, (h, w), scale_bound)
-            level += [ActNorm(c, event_dim=3), InvertibleConv1x1(channels=c), coupling]
+            level += [ActNormLinear(c, event_dim=3), coupling]
         level_list.append(level)
         if i < levels - 1:
             splits.append(Split(c // 2))
@@ -261,9 +256,7 @@ def glow(
 
 def _coupling(
     channels: int, hidden_channels: int, spatial: tuple[int, int], scale_bound: float
-) -> AffineCoupling:
+) -> BoundedAffineCoupling:
     split = channels // 2
     net = ConvConditioner(split, channels - split, hidden_channels, spatial)
-    # Pyro's own clamp stays as a last guard; the smooth bound acts first.
-    return AffineCoupling(split, StableConditioner(net, scale_bound), dim=-3,
-                          log_scale_min_clip=-scale_bound - 1, log_scale_max_clip=scale_bound + 1)
+    return BoundedAffineCoupling(split, net, dim=-3, scale_bound=scale_bound)

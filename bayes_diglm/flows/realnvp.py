@@ -4,59 +4,15 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions.torch_transform import TransformModule
-from pyro.distributions.transforms import AffineCoupling, GeneralizedChannelPermute
 from pyro.nn import DenseNN
 from torch import nn
 from torch.distributions import constraints
 
 from .base import ActNorm, SequentialFlow
+from .coupling import BoundedAffineCoupling
+from .linear import ActNormLinear, InvertibleLinear
 
-__all__ = ["StableConditioner", "InvertibleLinear", "Reverse", "realnvp"]
-
-
-class StableConditioner(nn.Module):
-    """Wraps a conditioner ``x1 -> (shift, log_scale)`` and bounds the log-scale smoothly.
-
-    ``log_scale = bound * tanh(raw / bound)``: close to the raw value near zero, never beyond ``+-bound``,
-    with gradients everywhere (unlike a hard clamp). The wrapped network's last layer starts at zero, so
-    every coupling starts as the identity map.
-    """
-
-    def __init__(self, net: nn.Module, bound: float = 3.0):
-        super().__init__()
-        self.net = net
-        self.bound = float(bound)
-
-    def forward(self, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shift, raw = self.net(x1)
-        return shift, self.bound * torch.tanh(raw / self.bound)
-
-
-class InvertibleLinear(TransformModule):
-    """An invertible linear map ``y = W x`` on tabular data with ``W = P L U`` (LU-parametrised).
-
-    Reuses Pyro's :class:`GeneralizedChannelPermute` (the Glow 1x1 convolution) on ``x`` viewed as
-    ``(batch, D, 1, 1)``, so the log-determinant is ``sum log|diag U|`` and the inverse two triangular solves.
-    """
-
-    bijective = True
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
-
-    __repr__ = nn.Module.__repr__  # torch's Transform.__repr__ would hide the submodule
-
-    def __init__(self, dim: int):
-        super().__init__(cache_size=0)
-        self.lu = GeneralizedChannelPermute(channels=dim)
-
-    def _call(self, x):
-        return self.lu._call(x[..., None, None])[..., 0, 0]
-
-    def _inverse(self, y):
-        return self.lu._inverse(y[..., None, None])[..., 0, 0]
-
-    def log_abs_det_jacobian(self, x, y):
-        return self.lu.log_abs_det_jacobian(x[..., None, None], y[..., None, None])
+__all__ = ["Reverse", "realnvp"]
 
 
 class Reverse(TransformModule):
@@ -84,15 +40,13 @@ class Reverse(TransformModule):
         return x.new_zeros(x.shape[:-1])
 
 
-def _coupling(dim: int, hidden_dims: tuple[int, ...], scale_bound: float) -> AffineCoupling:
+def _coupling(dim: int, hidden_dims: tuple[int, ...], scale_bound: float) -> BoundedAffineCoupling:
     split = dim // 2
     net = DenseNN(split, list(hidden_dims), param_dims=[dim - split, dim - split])
     last = net.layers[-1]
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
-    # Pyro's own clamp stays as a last guard; the smooth bound above acts first.
-    return AffineCoupling(split, StableConditioner(net, scale_bound), log_scale_min_clip=-scale_bound - 1,
-                          log_scale_max_clip=scale_bound + 1)
+    return BoundedAffineCoupling(split, net, scale_bound=scale_bound)
 
 
 def realnvp(
@@ -107,11 +61,12 @@ def realnvp(
 ) -> SequentialFlow:
     """Build a RealNVP flow for ``dim``-dimensional tabular data.
 
-    Each of the ``num_layers`` steps is ``ActNorm -> mixing -> AffineCoupling``: the coupling leaves the first
+    Each of the ``num_layers`` steps is ``ActNorm -> mixing -> coupling``: the coupling leaves the first
     ``dim // 2`` coordinates unchanged and maps the rest by ``x2 * exp(s(x1)) + t(x1)`` with ``s, t`` from a
     dense network (Pyro ``DenseNN``) whose log-scale is bounded smoothly by ``scale_bound``. ``mixing="lu"``
     puts a learned invertible linear layer between couplings (so every coordinate gets transformed);
-    ``mixing="permute"`` reverses the coordinates instead.
+    ``mixing="permute"`` reverses the coordinates instead. ActNorm and LU mixing together run as one affine
+    map (:class:`ActNormLinear`).
 
     Args:
         dim: number of input features (at least 2).
@@ -142,11 +97,11 @@ def realnvp(
         raise ValueError(f"hidden_dims must be a non-empty tuple of positive widths, got {hidden_dims!r}")
     transforms: list[TransformModule] = []
     for _ in range(int(num_layers)):
-        if actnorm:
-            transforms.append(ActNorm(dim, event_dim=1))
-        if mixing == "lu":
-            transforms.append(InvertibleLinear(dim))
+        if actnorm and mixing == "lu":
+            transforms.append(ActNormLinear(dim, event_dim=1))  # both as one affine map
         else:
-            transforms.append(Reverse())
+            if actnorm:
+                transforms.append(ActNorm(dim, event_dim=1))
+            transforms.append(InvertibleLinear(dim) if mixing == "lu" else Reverse())
         transforms.append(_coupling(dim, hidden_dims, scale_bound))
     return SequentialFlow(transforms, event_shape=(dim,), base_scale=base_scale)

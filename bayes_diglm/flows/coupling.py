@@ -1,0 +1,77 @@
+"""The affine coupling layer shared by RealNVP and Glow: Pyro's ``AffineCoupling`` with a bounded log-scale."""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions.transforms import AffineCoupling
+from torch import nn
+
+__all__ = ["BoundedAffineCoupling"]
+
+
+class BoundedAffineCoupling(AffineCoupling):
+    """Affine coupling ``y2 = x2 * exp(s) + t`` with ``(t, raw) = net(x1)`` and ``s = bound * tanh(raw / bound)``.
+
+    A Pyro :class:`~pyro.distributions.transforms.AffineCoupling` (same hypernetwork contract: the kept half
+    ``x1``, flattened from ``dim`` on, maps to ``(shift, raw log-scale)``) whose log-scale is bounded smoothly:
+    close to the raw value near zero, never beyond ``+-bound``, with gradients everywhere (unlike a hard
+    clamp, so Pyro's clamp is switched off). :meth:`call_and_log_det` returns ``y`` and ``log|det J| = sum s``
+    from one pass, without Pyro's cache; ``_call``/``log_abs_det_jacobian`` keep Pyro's behaviour.
+
+    Args:
+        split_dim: size of the kept part ``x1`` along ``dim``.
+        hypernet: the conditioner ``x1 -> (shift, raw)``; its last layer should start at zero so the coupling
+            starts as the identity.
+        dim: the (negative) dimension that is split: -1 for tabular data, -3 for image channels.
+        scale_bound: the bound on the log-scale.
+    """
+
+    __repr__ = nn.Module.__repr__  # torch's Transform.__repr__ would hide the conditioner
+
+    def __init__(self, split_dim: int, hypernet: nn.Module, *, dim: int = -1, scale_bound: float = 3.0):
+        if not scale_bound > 0:
+            raise ValueError(f"scale_bound must be positive, got {scale_bound!r}")
+        super().__init__(split_dim, hypernet, dim=dim, log_scale_min_clip=-float("inf"),
+                         log_scale_max_clip=float("inf"))
+        self.scale_bound = float(scale_bound)
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.split([self.split_dim, x.size(self.dim) - self.split_dim], dim=self.dim)
+
+    def _shift_log_scale(self, x1: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x1 if self.dim == -1 else x1.reshape(x1.shape[: self.dim] + (-1,))
+        shift, raw = self.nn(flat)
+        log_scale = self.scale_bound * torch.tanh(raw / self.scale_bound)
+        return shift.reshape(shape), log_scale.reshape(shape)
+
+    def _sum_event(self, log_scale: torch.Tensor) -> torch.Tensor:
+        return log_scale.sum(-1) if self.dim == -1 else log_scale.flatten(start_dim=self.dim).sum(-1)
+
+    def call_and_log_det(self, x):
+        x1, x2 = self._split(x)
+        shift, log_scale = self._shift_log_scale(x1, x2.shape)
+        return torch.cat([x1, x2 * log_scale.exp() + shift], dim=self.dim), self._sum_event(log_scale)
+
+    def _call(self, x):
+        x1, x2 = self._split(x)
+        shift, log_scale = self._shift_log_scale(x1, x2.shape)
+        self._cached_log_scale = log_scale
+        return torch.cat([x1, x2 * log_scale.exp() + shift], dim=self.dim)
+
+    def _inverse(self, y):
+        y1, y2 = self._split(y)
+        shift, log_scale = self._shift_log_scale(y1, y2.shape)
+        self._cached_log_scale = log_scale
+        return torch.cat([y1, (y2 - shift) * torch.exp(-log_scale)], dim=self.dim)
+
+    def log_abs_det_jacobian(self, x, y):
+        x_old, y_old = self._cached_x_y
+        if self._cached_log_scale is not None and x is x_old and y is y_old:
+            log_scale = self._cached_log_scale
+        else:
+            x1, x2 = self._split(x)
+            log_scale = self._shift_log_scale(x1, x2.shape)[1]
+        return self._sum_event(log_scale)
+
+    def extra_repr(self) -> str:
+        return f"split_dim={self.split_dim}, dim={self.dim}, scale_bound={self.scale_bound}"

@@ -1,0 +1,225 @@
+"""Flow training steps side by side with the libraries users would pick: RealNVP vs zuko, Glow vs normflows.
+
+Also: the RealNVP step's FLOP utilisation against bare GEMMs on the step's own matrix shapes, and Glow's
+speed-up from one to two threads. Every row is a ratio of two medians measured alternately in this run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from bayes_diglm.flows import glow, realnvp
+
+__all__ = ["run"]
+
+DIM, LAYERS, HIDDEN, BATCH = 8, 4, (64, 64), 512
+GLOW_SHAPE, GLOW_LEVELS, GLOW_STEPS, GLOW_HIDDEN = (1, 28, 28), 2, 4, 64
+
+
+def _ours_realnvp(mixing: str, actnorm: bool):
+    flow = realnvp(DIM, num_layers=LAYERS, hidden_dims=HIDDEN, mixing=mixing, actnorm=actnorm)
+    return flow, flow.log_prob
+
+
+def _zuko_realnvp():
+    import zuko
+
+    flow = zuko.flows.RealNVP(DIM, transforms=LAYERS, hidden_features=HIDDEN)
+    return flow, lambda x: flow().log_prob(x)
+
+
+def _ours_glow():
+    flow = glow(GLOW_SHAPE, levels=GLOW_LEVELS, steps=GLOW_STEPS, hidden_channels=GLOW_HIDDEN)
+    return flow, flow.log_prob
+
+
+def _normflows_glow():
+    """normflows' Glow with our architecture: per level squeeze, GLOW_STEPS GlowBlocks, split half off.
+
+    normflows' flows map latent to data, so level 0 is the coarsest; ``Logit(0.05)`` is our dequantisation
+    logit and the base densities are fixed standard normals, as ours.
+    """
+    import normflows as nf
+
+    c, h, w = GLOW_SHAPE
+    levels = GLOW_LEVELS
+    q0, merges, flows = [], [], []
+    for i in range(levels):
+        blocks = [nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), GLOW_HIDDEN, split_mode="channel", scale=True)
+                  for _ in range(GLOW_STEPS)]
+        flows.append(blocks + [nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            latent = (c * 2 ** (levels - i), h // 2 ** (levels - i), w // 2 ** (levels - i))
+        else:
+            latent = (c * 2 ** (levels + 1), h // 2**levels, w // 2**levels)
+        q0.append(nf.distributions.DiagGaussian(latent, trainable=False))
+    model = nf.MultiscaleFlow(q0, flows, merges, transform=nf.transforms.Logit(alpha=0.05), class_cond=False)
+    return model, lambda x: model.log_prob(x, None)
+
+
+def _step_fn(flow, log_prob) -> Callable[[torch.Tensor], None]:
+    optim = torch.optim.Adam(flow.parameters(), lr=1e-4)
+
+    def step(x):
+        loss = -log_prob(x).mean()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+
+    return step
+
+
+def alternating_step_times(steps: dict[str, Callable], x: torch.Tensor, repeats: int,
+                           threads: dict[str, int] | None = None) -> dict[str, float]:
+    """Median seconds per training step for each entry; the entries take turns (a shared machine's load hits
+    all alike). ``threads`` sets torch's thread count per entry (default 1).
+
+    One-thread entries are timed by this thread's CPU time (``time.thread_time``): on a shared machine the
+    wall clock also counts the time other people's processes hold the core, which CPU time leaves out.
+    Entries with more threads need the wall clock (``time.perf_counter``), which is what a user waits.
+    """
+    threads = threads or {}
+    times = {k: [] for k in steps}
+    for r in range(repeats + 2):
+        for name, step in steps.items():
+            n = threads.get(name, 1)
+            torch.set_num_threads(n)
+            clock = time.thread_time if n == 1 else time.perf_counter
+            t0 = clock()
+            step(x)
+            if r >= 2:  # two warm-up rounds (ActNorm initialisation, allocator)
+                times[name].append(clock() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+class _RecordMatmuls(TorchDispatchMode):
+    """Record the shape and strides of every matrix product (mm, addmm, bmm) run under this mode."""
+
+    _OPS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self._OPS:
+            a, b = (args[1], args[2]) if func is torch.ops.aten.addmm.default else (args[0], args[1])
+            self.calls.append((func is torch.ops.aten.bmm.default, tuple(a.shape), a.stride(), tuple(b.shape),
+                               b.stride()))
+        return func(*args, **(kwargs or {}))
+
+
+def _replay_seconds(calls, repeats: int) -> tuple[float, float]:
+    """(median seconds of the recorded matrix products replayed as bare GEMMs, their FLOPs)."""
+    gen = torch.Generator().manual_seed(0)
+    operands = [(bmm, _strided(a_shape, a_stride, gen), _strided(b_shape, b_stride, gen))
+                for bmm, a_shape, a_stride, b_shape, b_stride in calls]
+    flops = sum(2.0 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (a.shape[0] if bmm else 1)
+                for bmm, a, b in operands)
+
+    def replay():
+        for bmm, a, b in operands:
+            torch.bmm(a, b) if bmm else torch.mm(a, b)
+
+    replay()
+    times = []
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        replay()
+        times.append(time.thread_time() - t0)
+    return statistics.median(times), flops
+
+
+def _strided(shape, stride, gen) -> torch.Tensor:
+    """A random tensor with this shape and these strides (a transposed view where the original was one)."""
+    order = sorted(range(len(shape)), key=lambda i: -stride[i])
+    base = torch.randn([shape[i] for i in order], generator=gen)
+    inverse = [order.index(i) for i in range(len(shape))]
+    return base.permute(inverse)
+
+
+def _realnvp_rows(quick: bool) -> list[dict]:
+    repeats = 5 if quick else 40
+    torch.manual_seed(0)
+    x = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(0))
+    steps = {"ours": _step_fn(*_ours_realnvp("permute", False)), "default": _step_fn(*_ours_realnvp("lu", True))}
+    have_zuko = True
+    try:
+        steps["zuko"] = _step_fn(*_zuko_realnvp())
+    except ModuleNotFoundError:
+        have_zuko = False
+        print("  zuko is not installed (pip install -e '.[bench]'): skipping the zuko rows", file=sys.stderr)
+    t = alternating_step_times(steps, x, repeats)
+    rows = []
+    if have_zuko:
+        for key, label in (("ours", "couplings + reverse"), ("default", "default: + LU mixing + ActNorm")):
+            rows.append({"name": f"RealNVP training step, zuko / ours ({label}), 8-D, 4 couplings, 64x64, "
+                                 f"batch {BATCH}",
+                         "ratio": t["zuko"] / t[key],
+                         "detail": f"{BATCH / t[key]:,.0f} vs zuko {BATCH / t['zuko']:,.0f} samples/s "
+                                   f"(throughput ratio, aim >= 1.2)"})
+    # FLOP utilisation: the default step against bare GEMMs replaying exactly its matrix products.
+    flow, log_prob = _ours_realnvp("lu", True)
+    step = _step_fn(flow, log_prob)
+    step(x)
+    recorder = _RecordMatmuls()
+    with recorder:
+        step(x)
+    gemm_s, flops = _replay_seconds(recorder.calls, repeats * 5)
+    step_s = alternating_step_times({"default": step}, x, repeats)["default"]
+    rows.append({"name": f"RealNVP default step FLOP rate / bare GEMMs on the step's own {len(recorder.calls)} "
+                         f"matrix shapes",
+                 "ratio": gemm_s / step_s,
+                 "detail": f"{flops / 1e6:.1f} MFLOP: step {step_s * 1e3:.2f} ms ({flops / step_s / 1e9:.2f} "
+                           f"GFLOP/s), GEMMs alone {gemm_s * 1e3:.2f} ms ({flops / gemm_s / 1e9:.2f} GFLOP/s); "
+                           f"aim >= 0.25"})
+    return rows
+
+
+def _glow_rows(quick: bool) -> list[dict]:
+    repeats = 3 if quick else 10
+    batch = 16 if quick else 64
+    x = torch.randint(0, 256, (batch, *GLOW_SHAPE), generator=torch.Generator().manual_seed(0)) / 255.0
+    torch.manual_seed(0)
+    rows = []
+    ours = _step_fn(*_ours_glow())
+    try:
+        theirs = _step_fn(*_normflows_glow())
+    except ModuleNotFoundError:
+        print("  normflows is not installed (pip install -e '.[bench]'): skipping the normflows row", file=sys.stderr)
+    else:
+        t = alternating_step_times({"ours": ours, "normflows": theirs}, x, repeats)
+        rows.append({"name": f"Glow training step, normflows / ours, 28x28x1, {GLOW_LEVELS} levels x {GLOW_STEPS} "
+                             f"steps, {GLOW_HIDDEN} channels, batch {batch}",
+                     "ratio": t["normflows"] / t["ours"],
+                     "detail": f"{t['ours'] * 1e3:.0f} ms vs normflows {t['normflows'] * 1e3:.0f} ms "
+                               f"(throughput ratio, aim >= 1.2)"})
+    two = _step_fn(*_ours_glow())
+    t = alternating_step_times({"one": ours, "two": two}, x, repeats, threads={"one": 1, "two": 2})
+    rows.append({"name": f"Glow training step, 1 thread / 2 threads (same model, batch {batch})",
+                 "ratio": t["one"] / t["two"],
+                 "detail": f"{t['one'] * 1e3:.0f} ms vs {t['two'] * 1e3:.0f} ms; load average "
+                           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (aim >= 1.6 on an idle machine)"})
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    threads = torch.get_num_threads()
+    try:
+        return _realnvp_rows(quick) + _glow_rows(quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    for row in run(quick):
+        print(f"{row['ratio']:6.3f}  {row['name']}  ({row['detail']})")
