@@ -193,9 +193,14 @@ class ActNorm(TransformModule):
         self.bias.copy_(-mean * log_scale.exp())
         self.initialized.fill_(True)
 
-    def _call(self, x):
-        if self.training and not bool(self.initialized):
+    def _maybe_initialize(self, x: torch.Tensor) -> None:
+        # Under torch.compile the check would break the graph on every call: compile after the first
+        # (initialising) training step, as train loops that compile do.
+        if self.training and not torch.compiler.is_compiling() and not bool(self.initialized):
             self._initialize(x)
+
+    def _call(self, x):
+        self._maybe_initialize(x)
         return x * self.log_scale.exp() + self.bias
 
     def _inverse(self, y):

@@ -24,22 +24,26 @@ class BoundedAffineCoupling(AffineCoupling):
             starts as the identity.
         dim: the (negative) dimension that is split: -1 for tabular data, -3 for image channels.
         scale_bound: the bound on the log-scale.
+        flatten: hand the conditioner ``x1`` flattened from ``dim`` on (Pyro's contract); ``False`` hands it
+            unflattened, e.g. ``(batch, C, H, W)`` in whatever memory format it has, to a convolutional net.
     """
 
     __repr__ = nn.Module.__repr__  # torch's Transform.__repr__ would hide the conditioner
 
-    def __init__(self, split_dim: int, hypernet: nn.Module, *, dim: int = -1, scale_bound: float = 3.0):
+    def __init__(self, split_dim: int, hypernet: nn.Module, *, dim: int = -1, scale_bound: float = 3.0,
+                 flatten: bool = True):
         if not scale_bound > 0:
             raise ValueError(f"scale_bound must be positive, got {scale_bound!r}")
         super().__init__(split_dim, hypernet, dim=dim, log_scale_min_clip=-float("inf"),
                          log_scale_max_clip=float("inf"))
         self.scale_bound = float(scale_bound)
+        self.flatten = bool(flatten)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x.split([self.split_dim, x.size(self.dim) - self.split_dim], dim=self.dim)
 
     def _shift_log_scale(self, x1: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x1 if self.dim == -1 else x1.reshape(x1.shape[: self.dim] + (-1,))
+        flat = x1 if self.dim == -1 or not self.flatten else x1.reshape(x1.shape[: self.dim] + (-1,))
         shift, raw = self.nn(flat)
         log_scale = self.scale_bound * torch.tanh(raw / self.scale_bound)
         return shift.reshape(shape), log_scale.reshape(shape)

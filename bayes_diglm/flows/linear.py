@@ -96,19 +96,21 @@ class ActNormLinear(ActNorm):
 
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(A, c, per-position log-det)``; reused across no-gradient calls until a parameter changes."""
-        key = (self.LU._version, self.log_scale._version, self.bias._version, self.LU.dtype, self.LU.device)
-        grad = torch.is_grad_enabled()
-        if not grad and self._frozen is not None and self._frozen[0] == key:
-            return self._frozen[1]
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self._form_affine()
+        key = (self.LU._version, self.log_scale._version, self.bias._version, self.permutation._version,
+               self.LU.dtype, self.LU.device)
+        if self._frozen is None or self._frozen[0] != key:
+            self._frozen = (key, self._form_affine())
+        return self._frozen[1]
+
+    def _form_affine(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         weight, log_det_w = _lu_weight(self.permutation, self.LU)
         scale = self.log_scale.reshape(-1)
-        affine = (weight * scale.exp(), weight @ self.bias.reshape(-1), scale.sum() + log_det_w)
-        self._frozen = None if grad else (key, affine)
-        return affine
+        return weight * scale.exp(), weight @ self.bias.reshape(-1), scale.sum() + log_det_w
 
     def call_and_log_det(self, x):
-        if self.training and not bool(self.initialized):
-            self._initialize(x)
+        self._maybe_initialize(x)
         matrix, offset, log_det = self._affine()
         if self._event_dim == 1:
             y = torch.addmm(offset, x, matrix.T) if x.dim() == 2 else x @ matrix.T + offset
