@@ -7,6 +7,7 @@ save/load into a freshly built instance, finite samples of the right shape, and 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from bayes_diglm.flows.glow import InvertibleConv1x1, Split, glow
 from bayes_diglm.flows.image import Dequantize, Squeeze
 from bayes_diglm.flows.linear import ActNormLinear, InvertibleLinear
 from bayes_diglm.flows.realnvp import Reverse, realnvp
+from bayes_diglm.flows.spline import spline
 
 # Dequantize's log-det counts v -> y only; x -> v scales every coordinate by 255/256 (eval mode).
 _DEQUANT_SCALE = math.log(255 / 256)
@@ -62,6 +64,8 @@ CASES = {
     "dequantize": Case(lambda: Dequantize(alpha=0.05), (1, 4, 4), True, _DEQUANT_SCALE),
     "split": Case(lambda: Split(2), (3, 2, 2)),
     "realnvp_lu": Case(lambda: realnvp(4, num_layers=2, hidden_dims=(8,)), (4,)),
+    "spline_quadratic": Case(lambda: spline(4, num_layers=2, hidden_dims=(8,)), (4,)),
+    "spline_linear": Case(lambda: spline(3, num_layers=2, hidden_dims=(8,), count_bins=4, order="linear"), (3,)),
     "realnvp_permute": Case(lambda: realnvp(4, num_layers=2, hidden_dims=(8,), mixing="permute"), (4,)),
     "glow_gray": Case(lambda: glow((1, 8, 8), levels=2, steps=2, hidden_channels=8), (1, 8, 8), True,
                       _DEQUANT_SCALE),
@@ -261,3 +265,28 @@ def test_actnorm_linear_reuses_its_map_without_gradients_until_a_parameter_chang
     y_grad, _ = call_and_log_det(layer, x)  # with gradients: formed afresh, gradients flow
     y_grad.sum().backward()
     assert layer.LU.grad is not None
+
+
+def test_compile_flow_matches_eager_and_falls_back_when_the_compiler_fails():
+    from bayes_diglm.flows import compile_flow, is_compiled
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 4)
+    eager = realnvp(4, num_layers=2, hidden_dims=(8,))
+    compiled = compile_flow(copy.deepcopy(eager), backend="eager")  # dynamo tracing, no inductor build
+    want = eager.log_prob(x)  # both initialise ActNorm from the same batch, eagerly
+    torch.testing.assert_close(compiled.log_prob(x), want)
+    torch.testing.assert_close(compiled.log_prob(x), eager.log_prob(x))
+    assert is_compiled(compiled) and set(compiled.state_dict()) == set(eager.state_dict())
+
+    def broken_backend(graph_module, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    flaky = compile_flow(copy.deepcopy(eager), backend=broken_backend)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        torch.testing.assert_close(flaky.log_prob(x), eager.log_prob(x))
+    assert not is_compiled(flaky)
+    with pytest.raises(ValueError, match="shape"):  # a bad input still raises as in eager mode
+        compile_flow(copy.deepcopy(eager), backend="eager").log_prob(torch.randn(3, 5))
+    with pytest.raises(TypeError, match="Flow"):
+        compile_flow(torch.nn.Linear(2, 2))

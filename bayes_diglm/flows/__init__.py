@@ -1,11 +1,14 @@
 """Invertible feature extractors built from Pyro ``TransformModule``s, each mapping data to latent."""
 
 from .base import ActNorm, Flow, SequentialFlow, clear_transform_cache
+from .compile import compile_flow, is_compiled
+from .coupling import BoundedAffineCoupling
+from .dequantize import TabularDequantizer
 from .glow import ConvConditioner, GlowFlow, InvertibleConv1x1, Split, glow
 from .image import Dequantize, Squeeze, bits_per_dim
-from .coupling import BoundedAffineCoupling
 from .linear import ActNormLinear, InvertibleLinear
 from .realnvp import Reverse, realnvp
+from .spline import spline
 
 __all__ = [
     "ActNorm",
@@ -21,8 +24,12 @@ __all__ = [
     "SequentialFlow",
     "Split",
     "Squeeze",
+    "TabularDequantizer",
     "bits_per_dim",
     "clear_transform_cache",
+    "compile_flow",
+    "is_compiled",
     "glow",
     "realnvp",
+    "spline",
 ]

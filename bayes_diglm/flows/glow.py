@@ -9,9 +9,9 @@ from pyro.distributions.transforms import GeneralizedChannelPermute
 from torch import nn
 
 from .base import Flow, call_and_log_det, clear_transform_cache
+from .coupling import BoundedAffineCoupling
 from .image import Dequantize, Squeeze, bits_per_dim
 from .linear import ActNormLinear
-from .coupling import BoundedAffineCoupling
 
 __all__ = ["ConvConditioner", "InvertibleConv1x1", "Split", "GlowFlow", "glow"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from pyro.distributions.torch_transform import TransformModule
 from pyro.nn import DenseNN
 from torch import nn
