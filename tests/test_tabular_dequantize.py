@@ -45,7 +45,10 @@ def test_bound_on_log_probability_of_integer_cells_by_hand():
 def test_uniform_density_on_the_cells_gives_probability_one_per_row():
     dq = TabularDequantizer([0.25, 0.25])
     log_density = -2 * math.log(0.25)  # the uniform density on one cell of area 1/16
-    got = dq.expected_log_density(lambda v: torch.full((v.shape[0],), log_density, dtype=torch.float64), torch.zeros(3, 2))
+    def log_prob(v):
+        return torch.full((v.shape[0],), log_density, dtype=torch.float64)
+
+    got = dq.expected_log_density(log_prob, torch.zeros(3, 2))
     np.testing.assert_allclose(got.numpy() + dq.log_cell_volume, 0.0, atol=1e-12)
 
 
