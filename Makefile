@@ -48,8 +48,12 @@ test-all: $(STAMP) $(SYSSTAMP) data-if-possible
 
 BENCHSTAMP := $(VENV)/.installed-bench
 
+# laplace-torch and the two curvature libraries under it without their dependencies: those are in the bench
+# extra, except torchvision, whose PyPI wheels are CUDA builds that fail to load next to the CPU torch.
 $(BENCHSTAMP): $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps \
+		laplace-torch backpack-for-pytorch curvlinops-for-pytorch
 	touch $(BENCHSTAMP)
 
 # One torch thread: on a shared 2-core machine a second thread mostly adds contention (benchmarks/README.md).

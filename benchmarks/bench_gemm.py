@@ -1,4 +1,4 @@
-"""Machine GEMM throughput (GFLOP/s) and the RealNVP training step's FLOP utilisation, side by side."""
+"""Machine GEMM throughput (GFLOP/s): a small GEMM at the flows' layer shape against a large square one."""
 
 from __future__ import annotations
 
@@ -6,21 +6,18 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from bayes_diglm.flows import realnvp
-from bayes_diglm.models import DIGLM, make_head
 
 __all__ = ["run"]
 
 
 def _median_seconds(fn, repeats: int) -> float:
+    """Median CPU seconds of this thread per call (the wall clock would count other processes' turns)."""
     fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.thread_time() - t0)
     return statistics.median(times)
 
 
@@ -32,12 +29,8 @@ def gemm_gflops(n: int = 1024, dtype: torch.dtype = torch.float32, repeats: int 
 
 
 def run(quick: bool = False) -> list[dict]:
-    """GEMM at the flow's own shape vs a large GEMM, and the training step's achieved vs peak GFLOP/s.
-
-    The step's FLOPs are counted by ``torch.utils.flop_counter`` (matrix products of forward and backward);
-    utilisation = (counted FLOPs / median step time) / large-GEMM GFLOP/s, all measured in this run on one
-    thread (on a shared machine, a second OpenMP thread makes small GEMMs wait on busy cores).
-    """
+    """GEMM at the flow's own layer shape vs a large GEMM, one thread (on a shared machine a second OpenMP
+    thread makes small GEMMs wait on busy cores). The flow step's own utilisation is in bench_flows."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -54,28 +47,9 @@ def _measure(quick: bool) -> list[dict]:
     gen = torch.Generator().manual_seed(1)
     a, w = torch.randn(batch, width, generator=gen), torch.randn(width, width, generator=gen)
     small = 2.0 * batch * width * width / _median_seconds(lambda: a @ w, repeats * 20) / 1e9
-    model = DIGLM(realnvp(8, num_layers=4, hidden_dims=(width, width)), make_head("heteroscedastic", 8),
-                  px_weight=1.0 / 8)
-    optim = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x, y = torch.randn(batch, 8), torch.randn(batch)
-
-    def step():
-        value, _ = model(x, y)
-        optim.zero_grad(set_to_none=True)
-        (-value).backward()
-        optim.step()
-
-    step()  # ActNorm's data-dependent initialisation happens outside the counted step
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
-    achieved = flops / _median_seconds(step, repeats) / 1e9
     return [
         {"name": f"GEMM {batch}x{width}x{width} (the flow's layer shape) / GEMM 1024^3, float32 GFLOP/s",
          "ratio": small / peak, "detail": f"{small:.1f} vs {peak:.1f} GFLOP/s (1 thread)"},
-        {"name": f"RealNVP step FLOP utilisation (8-D, 4 layers, {width}x{width}, batch {batch}) vs GEMM peak",
-         "ratio": achieved / peak,
-         "detail": f"{flops / 1e6:.1f} MFLOP/step, {achieved:.2f} of {peak:.1f} GFLOP/s"},
     ]
 
 

@@ -1,0 +1,123 @@
+"""Our Laplace head against laplace-torch's last-layer Laplace: fit + predictive time, and agreement of the
+Gaussian predictive over the logits where the two approximations coincide."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from bayes_diglm.inference.laplace import LaplaceClassifier
+
+__all__ = ["run"]
+
+PRIOR = 1.0
+
+
+def _data(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, d)) / np.sqrt(d) * 3.0
+    logits = Z @ rng.standard_normal((d, k)) + rng.standard_normal(k)
+    y = (logits + rng.gumbel(size=logits.shape)).argmax(1)
+    return Z, y
+
+
+def _ours(Z, y, Z_test, covariance: str, k: int) -> tuple[LaplaceClassifier, np.ndarray]:
+    # Newton forms the full K(D+1) Hessian every step; the documented choice for large K*D is L-BFGS
+    optimizer = "lbfgs" if k * (Z.shape[1] + 1) > 2000 else "newton"
+    clf = LaplaceClassifier(prior_precision=PRIOR, covariance=covariance, num_classes=k, optimizer=optimizer)
+    clf = clf.fit(Z, y)
+    return clf, clf.predict_proba(Z_test)
+
+
+def _theirs(weights: np.ndarray, Z, y, Z_test, structure: str):
+    """laplace-torch on a model whose last (only) layer holds our MAP: softmax over K outputs (K=2 too)."""
+    from laplace import Laplace
+
+    k = weights.shape[0]
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(Z.shape[1], k)).double()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.from_numpy(weights[:, :-1]))
+        model[1].bias.copy_(torch.from_numpy(weights[:, -1]))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(Z), torch.from_numpy(y)),
+                                         batch_size=1000)
+    la = Laplace(model, "classification", subset_of_weights="last_layer", hessian_structure=structure,
+                 prior_precision=PRIOR)
+    la.fit(loader)
+    probs = la(torch.from_numpy(Z_test), pred_type="glm", link_approx="probit")
+    return la, probs
+
+
+def _binary_to_softmax(weights: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.zeros_like(weights), weights])  # logit of class 1 minus class 0
+
+
+def _case(n: int, d: int, k: int, covariance: str, repeats: int) -> dict:
+    Z, y = _data(n, d, k, seed=d + k)
+    Z_test, _ = _data(n, d, k, seed=d + k + 1)
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        clf, _ = _ours(Z, y, Z_test, covariance, k)
+        t_ours.append(time.thread_time() - t0)
+        weights = clf.weights_ if k > 2 else _binary_to_softmax(clf.weights_)
+        t0 = time.thread_time()
+        la, _ = _theirs(weights, Z, y, Z_test, covariance)
+        t_theirs.append(time.thread_time() - t0)
+    row = {"ours": statistics.median(t_ours), "theirs": statistics.median(t_theirs)}
+    if k > 2:  # same model (over-parametrised softmax, same prior, same MAP): compare the logit Gaussians
+        X_test = np.concatenate([Z_test, np.ones((n, 1))], axis=1)
+        mu_ours, cov_ours = X_test @ clf.weights_.T, clf.posterior_.logit_cov(X_test)
+        f_mu, f_var = la._glm_predictive_distribution(torch.from_numpy(Z_test))
+        row["max_diff"] = max(float(np.abs(mu_ours - f_mu.numpy()).max()),
+                              float(np.abs(cov_ours - f_var.numpy()).max()))
+    return row
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Ratio = laplace-torch's time / ours (above 1: ours faster), 10,000 training and 10,000 test points.
+
+    Ours: ``LaplaceClassifier.fit`` (MAP by Newton + posterior) and ``predict_proba`` (probit). laplace-torch:
+    ``fit`` (curvature at our MAP, copied into its model: it does not find the MAP) and the GLM probit
+    predictive. Both in float64 on one thread; times are this thread's CPU time.
+    """
+    try:
+        import laplace  # noqa: F401
+    except ModuleNotFoundError:
+        print("  laplace-torch is not installed (pip install -e '.[bench]'): skipping", file=sys.stderr)
+        return []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    n = 2_000 if quick else 10_000
+    repeats = 1 if quick else 3
+    cases = [(64, 2, "full"), (785, 2, "full"), (64, 10, "full"), (64, 2, "kron"), (785, 2, "kron"),
+             (64, 10, "kron"), (785, 10, "kron")]
+    rows = []
+    try:
+        with threadpool_limits(1):
+            for d, k, cov in cases:
+                t0 = time.perf_counter()
+                r = _case(n, d, k, cov, repeats)
+                print(f"  Laplace {cov} D={d} K={k}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                agree = (f"; logit mean/cov max |diff| {r['max_diff']:.1e} (same approximation)"
+                         if cov == "full" and "max_diff" in r else
+                         f"; logit mean/cov max |diff| {r['max_diff']:.1e} (different K-FAC scalings may "
+                         f"differ)" if "max_diff" in r else "; binary: logistic vs 2-way softmax, not compared")
+                rows.append({"name": f"Laplace fit + predictive, laplace-torch / ours ({cov}, "
+                                     f"{'binary' if k == 2 else f'softmax K={k}'}, D={d}, n={n:,})",
+                             "ratio": r["theirs"] / r["ours"],
+                             "detail": f"ours {r['ours'] * 1e3:.0f} ms, laplace-torch {r['theirs'] * 1e3:.0f} ms "
+                                       f"(aim >= 2){agree}"})
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run("--quick" in sys.argv):
+        print(f"{row['ratio']:8.3f}  {row['name']}  ({row['detail']})")
