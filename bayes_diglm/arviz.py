@@ -36,7 +36,7 @@ def _from_dict(az, groups: dict, **kwargs):
 def to_inference_data(
     head,
     *,
-    Z=None,
+    X=None,
     y=None,
     groups=None,
     sample_weight=None,
@@ -45,15 +45,18 @@ def to_inference_data(
     feature_names: list[str] | None = None,
     seed: int = 0,
 ):
-    """Build ``arviz.InferenceData`` from a fitted head through the head <-> ArviZ protocol.
+    """Build ``arviz.InferenceData`` from a fitted head (or DIGLM estimator) through its public contract.
 
-    Draws ``chains * draws`` samples with ``head._posterior_draws`` and reshapes them to
-    ``(chain, draw, ...)``. When ``Z`` and ``y`` are given, adds ``log_likelihood`` (variable ``"y"``),
-    ``posterior_predictive`` (``"y"``) and ``observed_data`` (``"y"``) over the dimension ``"obs"``, so
-    ``az.loo`` and ``az.plot_ppc`` work. ``head._arviz_attrs`` (when present) are stored as attributes,
-    e.g. that the draws are i.i.d. from the exact posterior. For i.i.d. draws the chains are just a split
-    of one sample, so ``r_hat`` is about 1 and ``ess`` about the number of draws. ``sample_weight`` gives
-    known relative noise precisions of the observations, for heads fitted with them (the conjugate head).
+    Draws ``chains * draws`` samples with ``head.sample(n, generator=)`` and reshapes them to
+    ``(chain, draw, ...)``, with the dims and coords of ``head.posterior_dims(feature_names)``. When ``X`` (the
+    head's inputs: features for a head, raw data for an estimator) and ``y`` are given, adds ``log_likelihood``
+    (variable ``"y"``, from ``head.pointwise_log_likelihood``), ``posterior_predictive`` (``"y"``, from
+    ``head.sample_predictive``) and ``observed_data`` (``"y"``) over the dimension ``"obs"``, so ``az.loo`` and
+    ``az.plot_ppc`` work. ``groups`` (mixed-effects heads) and ``sample_weight`` (known relative noise precisions,
+    for the conjugate head) are passed on to those two methods when given; a head that takes neither refuses
+    them with its own error. ``head._arviz_attrs`` (when present) are stored as attributes, e.g. that the draws
+    are i.i.d. from the exact posterior. For i.i.d. draws the chains are just a split of one sample, so
+    ``r_hat`` is about 1 and ``ess`` about the number of draws.
 
     Examples
     --------
@@ -61,36 +64,32 @@ def to_inference_data(
     >>> from bayes_diglm.inference.conjugate import ConjugateLinearRegression
     >>> rng = np.random.default_rng(0)
     >>> Z = rng.normal(size=(50, 2)); y = Z @ np.array([1.0, -1.0]) + rng.normal(size=50)
-    >>> idata = to_inference_data(ConjugateLinearRegression().fit(Z, y), Z=Z, y=y, draws=100, chains=2)
+    >>> idata = to_inference_data(ConjugateLinearRegression().fit(Z, y), X=Z, y=y, draws=100, chains=2)
     >>> idata.posterior["beta"].shape
     (2, 100, 2)
     """
     az = _import_arviz()
     for name, value in (("draws", draws), ("chains", chains)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if (Z is None) != (y is None):
-        raise ValueError("pass both Z and y (for log_likelihood and posterior_predictive) or neither")
+    if (X is None) != (y is None):
+        raise ValueError("pass both X and y (for log_likelihood and posterior_predictive) or neither")
     rng = np.random.default_rng(seed)
     total = chains * draws
-    flat = head._posterior_draws(total, rng)
-    dims, coords = head._posterior_dims(feature_names)
-    dims, coords = dict(dims), dict(coords)
+    flat = head.sample(total, generator=rng)
+    dims, coords = head.posterior_dims(feature_names)
+    dims = {name: dim for name, dim in dims.items() if name in flat}
+    coords = dict(coords)
 
     def per_chain(a: np.ndarray) -> np.ndarray:
         return np.asarray(a).reshape(chains, draws, *np.shape(a)[1:])
 
     data = {"posterior": {name: per_chain(value) for name, value in flat.items()}}
-    if Z is not None:
+    if X is not None:
         y_obs = _as_numpy(y)
-        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
-        try:
-            log_lik = head._pointwise_log_likelihood(flat, Z, y, groups=groups, **extra)
-        except TypeError as err:
-            if extra and "sample_weight" in str(err):
-                raise ValueError(f"{type(head).__name__} takes no sample_weight") from err
-            raise
-        replicated = head._posterior_predictive_draws(flat, Z, rng, groups=groups, **extra)
+        fit_kwargs = {k: v for k, v in (("groups", groups), ("sample_weight", sample_weight)) if v is not None}
+        log_lik = head.pointwise_log_likelihood(flat, X, y, **fit_kwargs)
+        replicated = head.sample_predictive(flat, X, generator=rng, **fit_kwargs)
         data["log_likelihood"] = {"y": per_chain(log_lik)}
         data["posterior_predictive"] = {"y": per_chain(replicated)}
         data["observed_data"] = {"y": y_obs}

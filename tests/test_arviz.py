@@ -1,4 +1,4 @@
-"""Tests of the ArviZ export (through the head <-> ArviZ protocol) on the conjugate regression head."""
+"""Tests of the ArviZ export (through the public head contract only) on the conjugate regression head."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import matplotlib
 import numpy as np
 import pytest
 import scipy.stats
+from sklearn.exceptions import NotFittedError
 
 from bayes_diglm.arviz import plot_forest_png, to_inference_data
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
@@ -33,7 +34,7 @@ def fitted():
 @pytest.fixture(scope="module")
 def idata(fitted):
     head, Z, y = fitted
-    return to_inference_data(head, Z=Z, y=y, draws=250, chains=4, feature_names=NAMES, seed=1)
+    return to_inference_data(head, X=Z, y=y, draws=250, chains=4, feature_names=NAMES, seed=1)
 
 
 def test_groups_dims_coords_and_attrs(idata, fitted):
@@ -54,8 +55,8 @@ def test_groups_dims_coords_and_attrs(idata, fitted):
 def test_draws_match_the_exact_posterior(idata, fitted):
     head, Z, y = fitted
     beta = idata.posterior["beta"].values.reshape(-1, 3)
-    sd = np.sqrt(np.diag(np.linalg.inv(head.precision_cholesky_ @ head.precision_cholesky_.T)))
-    sd *= np.sqrt(head.b_n_ / (head.a_n_ - 1))
+    sd = np.sqrt(np.diag(np.linalg.inv(head.posterior_.precision_cholesky @ head.posterior_.precision_cholesky.T)))
+    sd *= np.sqrt(head.posterior_.b / (head.posterior_.a - 1))
     # 1000 i.i.d. draws: mean within 4 standard errors
     assert np.all(np.abs(beta.mean(0) - head.coef_) < 4 * sd[:3] / np.sqrt(1000))
     # the log likelihood is the Gaussian density at each draw
@@ -84,7 +85,7 @@ def test_arviz_functions_run(idata, tmp_path):
 def test_loo_matches_exact_leave_one_out(fitted):
     # exact LOO for the conjugate model: refit without each point and take its predictive density
     head, Z, y = fitted
-    idata = to_inference_data(head, Z=Z, y=y, draws=2000, chains=2, seed=3)
+    idata = to_inference_data(head, X=Z, y=y, draws=2000, chains=2, seed=3)
     exact = 0.0
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
@@ -108,13 +109,13 @@ def test_netcdf_round_trip(idata, tmp_path):
 
 def test_bad_arguments(fitted):
     head, Z, y = fitted
-    with pytest.raises(ValueError, match="pass both Z and y"):
-        to_inference_data(head, Z=Z)
+    with pytest.raises(ValueError, match="pass both X and y"):
+        to_inference_data(head, X=Z)
     with pytest.raises(ValueError, match="feature_names has 2 names"):
         to_inference_data(head, feature_names=["a", "b"])
     with pytest.raises(ValueError, match="draws must be a positive integer"):
         to_inference_data(head, draws=0)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         to_inference_data(ConjugateLinearRegression())
     without_data = to_inference_data(head, draws=10, chains=2)
     assert without_data.groups() == ["posterior"]
@@ -126,14 +127,14 @@ def test_weighted_log_likelihood_matches_the_weighted_model():
     w = rng.uniform(0.2, 5.0, size=60)
     y = Z @ np.array([1.0, -1.0]) + rng.normal(size=60) / np.sqrt(w)
     head = ConjugateLinearRegression().fit(Z, y, sample_weight=w)
-    idata = to_inference_data(head, Z=Z, y=y, sample_weight=w, draws=50, chains=2, seed=1)
+    idata = to_inference_data(head, X=Z, y=y, sample_weight=w, draws=50, chains=2, seed=1)
     post = idata.posterior
     loc = (post["beta"].values @ Z.T) + post["intercept"].values[..., None]
     sd = post["sigma"].values[..., None] / np.sqrt(w)
     expected = -0.5 * ((y - loc) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
     np.testing.assert_allclose(idata.log_likelihood["y"].values, expected, rtol=1e-10)
     with pytest.raises(ValueError, match="positive"):
-        to_inference_data(head, Z=Z, y=y, sample_weight=-w, draws=5, chains=1)
+        to_inference_data(head, X=Z, y=y, sample_weight=-w, draws=5, chains=1)
 
 
 def test_sample_weight_is_refused_by_heads_without_noise_weights():
@@ -143,5 +144,5 @@ def test_sample_weight_is_refused_by_heads_without_noise_weights():
     Z = rng.normal(size=(40, 2))
     y = (Z[:, 0] > 0).astype(int)
     head = LaplaceClassifier().fit(Z, y)
-    with pytest.raises(ValueError, match="takes no sample_weight"):
-        to_inference_data(head, Z=Z, y=y, sample_weight=np.ones(40), draws=5, chains=1)
+    with pytest.raises(ValueError, match="no per-observation noise precisions"):
+        to_inference_data(head, X=Z, y=y, sample_weight=np.ones(40), draws=5, chains=1)

@@ -98,19 +98,19 @@ def _reference_heads(Z, arms, y, k, lam=0.25, a0=6.0, b0=6.0):
     heads = []
     for a in range(k):
         rows = arms == a
-        head = ConjugateLinearRegression(prior_precision=lam, intercept_precision=lam, a0=a0, b0=b0)
+        head = ConjugateLinearRegression(prior_precision=lam, intercept_prior_precision=lam, a0=a0, b0=b0)
         heads.append(head.fit(Z[rows], y[rows]))
     return heads
 
 
 def _assert_matches(post, heads, tol=1e-10):
     for a, head in enumerate(heads):
-        np.testing.assert_allclose(post.mean[a], head.mean_, rtol=tol, atol=tol)
+        np.testing.assert_allclose(post.mean[a], head.posterior_.mean, rtol=tol, atol=tol)
         prec = post.cholesky[a] @ post.cholesky[a].T
-        ref = head.precision_cholesky_ @ head.precision_cholesky_.T
+        ref = head.posterior_.precision_cholesky @ head.posterior_.precision_cholesky.T
         np.testing.assert_allclose(prec, ref, rtol=tol, atol=tol * np.abs(ref).max())
-        assert post.a[a] == pytest.approx(head.a_n_, rel=tol)
-        assert post.b[a] == pytest.approx(head.b_n_, rel=tol)
+        assert post.a[a] == pytest.approx(head.posterior_.a, rel=tol)
+        assert post.b[a] == pytest.approx(head.posterior_.b, rel=tol)
 
 
 def test_rank_one_updates_equal_batch_conjugate_fit():

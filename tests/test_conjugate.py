@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import BayesianRidge, Ridge
 
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression, SufficientStats, fit_on_features
@@ -25,12 +26,19 @@ def _design(Z, intercept):
     return np.hstack([Z, np.ones((Z.shape[0], 1))]) if intercept else Z
 
 
-def _prior_matrix(prec, intercept, intercept_precision=1e-6):
-    return np.diag(np.append(prec, intercept_precision) if intercept else prec)
+def _prior_matrix(prec, intercept, intercept_prior_precision=1e-6):
+    return np.diag(np.append(prec, intercept_prior_precision) if intercept else prec)
 
 
 PREC = np.array([0.5, 1.0, 2.0])
 MU0 = np.array([0.2, -0.1, 0.0])
+
+
+def _joint_draws(head, n, generator):
+    """Joint draws of (beta with the intercept last, sigma^2) from the named draws of ``head.sample``."""
+    draws = head.sample(n, generator=generator)
+    beta = draws["beta"] if "intercept" not in draws else np.column_stack([draws["beta"], draws["intercept"]])
+    return beta, draws["sigma"] ** 2
 
 
 def _head(intercept=False, **kw):
@@ -46,7 +54,7 @@ def _head(intercept=False, **kw):
 @pytest.mark.parametrize("intercept", [False, True])
 def test_evidence_equals_multivariate_t(weights, intercept):
     Z, y, w = _problem(seed=1, n=25, weights=weights)
-    head = _head(intercept, intercept_precision=0.3).fit(Z, y, w)
+    head = _head(intercept, intercept_prior_precision=0.3).fit(Z, y, sample_weight=w)
     X = _design(Z, intercept)
     L0 = _prior_matrix(PREC, intercept, 0.3)
     mu0 = np.append(MU0, 0.0) if intercept else MU0
@@ -61,18 +69,19 @@ def test_posterior_moments_brute_force(weights):
     Z, y, w = _problem(seed=2, weights=weights)
     w_ = np.ones(len(y)) if w is None else w
     full = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
-    head = _head(True, prior_precision=full).fit(Z, y, w)
+    head = _head(True, prior_precision=full).fit(Z, y, sample_weight=w)
     X, L0 = _design(Z, True), np.zeros((4, 4))
     L0[:3, :3], L0[3, 3] = full, 1e-6
     mu0 = np.append(MU0, 0.0)
     Ln = L0 + X.T @ (w_[:, None] * X)
     mun = np.linalg.solve(Ln, L0 @ mu0 + X.T @ (w_ * y))
     bn = 1.5 + 0.5 * (y @ (w_ * y) + mu0 @ L0 @ mu0 - mun @ Ln @ mun)
-    np.testing.assert_allclose(head.mean_, mun, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(head.precision_cholesky_ @ head.precision_cholesky_.T, Ln, rtol=1e-12)
-    assert np.allclose(np.triu(head.precision_cholesky_, 1), 0.0)
-    assert head.a_n_ == 2.5 + len(y) / 2
-    assert head.b_n_ == pytest.approx(bn, rel=1e-10)
+    np.testing.assert_allclose(head.posterior_.mean, mun, rtol=1e-10, atol=1e-12)
+    L = head.posterior_.precision_cholesky
+    np.testing.assert_allclose(L @ L.T, Ln, rtol=1e-12)
+    assert np.allclose(np.triu(head.posterior_.precision_cholesky, 1), 0.0)
+    assert head.posterior_.a == 2.5 + len(y) / 2
+    assert head.posterior_.b == pytest.approx(bn, rel=1e-10)
     np.testing.assert_allclose(head.coef_, mun[:3], rtol=1e-10)
     assert head.intercept_ == pytest.approx(mun[3], rel=1e-10)
 
@@ -80,18 +89,18 @@ def test_posterior_moments_brute_force(weights):
 def test_b_n_has_no_cancellation_with_large_offset():
     # y ~ 1e7: the textbook b_n = b0 + (y'y + mu0'L0 mu0 - mu_n'L_n mu_n)/2 loses ~14 digits here.
     Z, y, _ = _problem(seed=3, n=200, offset=1e7)
-    head = _head(True, intercept_precision=1e-12).fit(Z, y)
-    resid = y - _design(Z, True) @ head.mean_
+    head = _head(True, intercept_prior_precision=1e-12).fit(Z, y)
+    resid = y - _design(Z, True) @ head.posterior_.mean
     mu0 = np.append(MU0, 0.0)
-    d = head.mean_ - mu0
+    d = head.posterior_.mean - mu0
     exact = 1.5 + 0.5 * (resid @ resid + d @ _prior_matrix(PREC, True, 1e-12) @ d)
-    assert head.b_n_ == pytest.approx(exact, rel=1e-9)
-    streamed = _head(True, intercept_precision=1e-12).partial_fit(Z[:50], y[:50])
+    assert head.posterior_.b == pytest.approx(exact, rel=1e-9)
+    streamed = _head(True, intercept_prior_precision=1e-12).partial_fit(Z[:50], y[:50])
     for i in range(50, 200):
         streamed.update(Z[i], y[i])
-    assert streamed.b_n_ == pytest.approx(exact, rel=1e-8)
+    assert streamed.posterior_.b == pytest.approx(exact, rel=1e-8)
     X, L0 = _design(Z, True), _prior_matrix(PREC, True, 1e-12)
-    textbook = 1.5 + 0.5 * (y @ y + mu0 @ L0 @ mu0 - head.mean_ @ (L0 + X.T @ X) @ head.mean_)
+    textbook = 1.5 + 0.5 * (y @ y + mu0 @ L0 @ mu0 - head.posterior_.mean @ (L0 + X.T @ X) @ head.posterior_.mean)
     assert abs(textbook / exact - 1) > 1e-4  # the problem is hard enough to show the cancellation
 
 
@@ -99,25 +108,28 @@ def test_predictive_matches_monte_carlo_and_torch():
     Z, y, _ = _problem(seed=4, n=15)
     head = _head(True).fit(Z, y)
     Znew = np.random.default_rng(5).normal(size=(3, 3))
-    beta, sigma2 = head.sample_beta(200_000, generator=6)
+    beta, sigma2 = _joint_draws(head, 200_000, 6)
     X = _design(Znew, True)
     ynew = beta @ X.T + np.sqrt(sigma2)[:, None] * np.random.default_rng(7).standard_normal((200_000, 3))
-    lo, hi = head.interval(Znew, prob=0.8)
+    lo, hi = head.predict_dist(Znew).interval(0.8)
     np.testing.assert_allclose(np.quantile(ynew, 0.1, axis=0), lo, atol=0.02)
     np.testing.assert_allclose(np.quantile(ynew, 0.9, axis=0), hi, atol=0.02)
     mean, std = head.predict(Znew, return_std=True)
     np.testing.assert_allclose(ynew.mean(0), mean, atol=0.01)
     np.testing.assert_allclose(ynew.std(0), std, rtol=0.01)
     # posterior draws: E[beta] = mu_n, Cov = b_n / (a_n - 1) Lambda_n^-1
-    L = head.precision_cholesky_
-    np.testing.assert_allclose(beta.mean(0), head.mean_, atol=0.01)
-    cov = head.b_n_ / (head.a_n_ - 1) * np.linalg.inv(L @ L.T)
+    L = head.posterior_.precision_cholesky
+    np.testing.assert_allclose(beta.mean(0), head.posterior_.mean, atol=0.01)
+    cov = head.posterior_.b / (head.posterior_.a - 1) * np.linalg.inv(L @ L.T)
     np.testing.assert_allclose(np.cov(beta.T), cov, rtol=0.03, atol=0.03 * np.diag(cov).max())
-    dist = head.predict_dist(Znew)
+    pred = head.predict_dist(Znew)
+    dist = pred.distribution
     assert isinstance(dist, torch.distributions.StudentT) and dist.loc.dtype == torch.float64
-    assert float(dist.df[0]) == 2 * head.a_n_
+    assert float(dist.df[0]) == 2 * head.posterior_.a
     yq = np.array([0.1, 1.0, -2.0])
-    np.testing.assert_allclose(dist.log_prob(torch.from_numpy(yq)).numpy(), head.log_predictive(Znew, yq))
+    np.testing.assert_allclose(pred.log_prob(yq), head.log_predictive(Znew, yq))
+    np.testing.assert_allclose(pred.mean, mean)
+    np.testing.assert_allclose(np.sqrt(pred.variance), std)
     assert isinstance(head.predict(torch.tensor(Znew, dtype=torch.float32)), np.ndarray)
 
 
@@ -127,13 +139,13 @@ def test_predictive_matches_monte_carlo_and_torch():
 @pytest.mark.parametrize("intercept", [False, True])
 def test_partial_fit_update_and_merge_equal_batch(intercept):
     Z, y, w = _problem(seed=8, n=60, weights=True)
-    batch = _head(intercept).fit(Z, y, w)
+    batch = _head(intercept).fit(Z, y, sample_weight=w)
 
     chunked = _head(intercept)
     for rows in np.array_split(np.arange(60), 4):
-        chunked.partial_fit(Z[rows], y[rows], w[rows])
+        chunked.partial_fit(Z[rows], y[rows], sample_weight=w[rows])
 
-    rows1 = _head(intercept).fit(Z[:5], y[:5], w[:5])
+    rows1 = _head(intercept).fit(Z[:5], y[:5], sample_weight=w[:5])
     for i in range(5, 60):
         rows1.update(Z[i], y[i], sample_weight=w[i])
 
@@ -144,14 +156,15 @@ def test_partial_fit_update_and_merge_equal_batch(intercept):
     packed = SufficientStats.from_tensor(merged_stats.as_tensor(), has_intercept=intercept)
     from_stats = _head(intercept).fit_stats(packed)
 
-    heads = [_head(intercept).fit(Z[r], y[r], w[r]) for r in np.array_split(np.arange(60), 2)]
+    heads = [_head(intercept).fit(Z[r], y[r], sample_weight=w[r]) for r in np.array_split(np.arange(60), 2)]
     merged_heads = heads[0].merge(heads[1])
 
     for other in (chunked, rows1, from_stats, merged_heads):
-        np.testing.assert_allclose(other.mean_, batch.mean_, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(other.precision_cholesky_, batch.precision_cholesky_, rtol=1e-10, atol=1e-12)
-        assert other.a_n_ == pytest.approx(batch.a_n_, rel=1e-14)
-        assert other.b_n_ == pytest.approx(batch.b_n_, rel=1e-10)
+        np.testing.assert_allclose(other.posterior_.mean, batch.posterior_.mean, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(other.posterior_.precision_cholesky, batch.posterior_.precision_cholesky,
+                                   rtol=1e-10, atol=1e-12)
+        assert other.posterior_.a == pytest.approx(batch.posterior_.a, rel=1e-14)
+        assert other.posterior_.b == pytest.approx(batch.posterior_.b, rel=1e-10)
         assert other.log_evidence() == pytest.approx(batch.log_evidence(), rel=1e-10)
 
 
@@ -189,8 +202,8 @@ def test_fit_on_features_equals_fit():
 
     head = fit_on_features(_head(True), feature_fn, X, y, batch_size=16)
     direct = _head(True).fit(feature_fn(X).numpy(), y)
-    np.testing.assert_allclose(head.mean_, direct.mean_, rtol=1e-10)
-    assert head.b_n_ == pytest.approx(direct.b_n_, rel=1e-10)
+    np.testing.assert_allclose(head.posterior_.mean, direct.posterior_.mean, rtol=1e-10)
+    assert head.posterior_.b == pytest.approx(direct.posterior_.b, rel=1e-10)
     # with reset=False it adds to the current posterior
     more = fit_on_features(
         _head(True).fit(feature_fn(X[:30]).numpy(), y[:30]),
@@ -200,7 +213,7 @@ def test_fit_on_features_equals_fit():
         batch_size=7,
         reset=False,
     )
-    np.testing.assert_allclose(more.mean_, direct.mean_, rtol=1e-10)
+    np.testing.assert_allclose(more.posterior_.mean, direct.posterior_.mean, rtol=1e-10)
 
 
 # ---- scikit-learn -----------------------------------------------------------------------------------------
@@ -211,11 +224,11 @@ def test_posterior_mean_equals_bayesian_ridge_and_ridge():
     br = BayesianRidge(fit_intercept=False).fit(Z, y)
     ratio = br.lambda_ / br.alpha_  # prior precision relative to sigma^2 = 1 / alpha_
     head = ConjugateLinearRegression(prior_precision=ratio, fit_intercept=False).fit(Z, y)
-    np.testing.assert_allclose(head.mean_, br.coef_, rtol=1e-8)
-    np.testing.assert_allclose(head.mean_, Ridge(alpha=ratio, fit_intercept=False).fit(Z, y).coef_, rtol=1e-8)
+    np.testing.assert_allclose(head.posterior_.mean, br.coef_, rtol=1e-8)
+    np.testing.assert_allclose(head.posterior_.mean, Ridge(alpha=ratio, fit_intercept=False).fit(Z, y).coef_, rtol=1e-8)
 
 
-def test_fit_hyperparameters_close_to_bayesian_ridge():
+def test_optimize_prior_precision_close_to_bayesian_ridge():
     rng = np.random.default_rng(12)
     n, d = 150, 6
     Z = rng.normal(size=(n, d))
@@ -224,15 +237,15 @@ def test_fit_hyperparameters_close_to_bayesian_ridge():
     br = BayesianRidge(fit_intercept=False).fit(Zc, yc)
     head = ConjugateLinearRegression(fit_intercept=False, prior_precision=1e3, a0=1.0, b0=1.0).fit(Zc, yc)
     before = head.log_evidence()
-    head.fit_hyperparameters()
+    head.optimize_prior_precision()
     assert head.log_evidence() > before
     Ztest = rng.normal(size=(50, d)) - Z.mean(0)
     gap = np.max(np.abs(head.predict(Ztest) - br.predict(Ztest)))
-    print(f"max |prediction gap| to BayesianRidge after fit_hyperparameters: {gap:.2e} (std y {y.std():.2f})")
+    print(f"max |prediction gap| to BayesianRidge after optimize_prior_precision: {gap:.2e} (std y {y.std():.2f})")
     assert gap < 0.01 * y.std()
     # per-feature precisions can only raise the evidence further
     scalar_evidence = head.log_evidence()
-    assert head.fit_hyperparameters(per_feature=True).log_evidence() >= scalar_evidence - 1e-8
+    assert head.optimize_prior_precision(per_feature=True).log_evidence() >= scalar_evidence - 1e-8
 
 
 # ---- simulation-based calibration -------------------------------------------------------------------------
@@ -252,7 +265,7 @@ def test_simulation_based_calibration_coverage():
         head.fit(Z[r, :n], y[r, :n])
         lo, hi = head.beta_interval(prob)
         hits_beta += (lo <= beta[r]) & (beta[r] <= hi)
-        ylo, yhi = head.interval(Z[r, n:], prob)
+        ylo, yhi = head.predict_dist(Z[r, n:]).interval(prob)
         hits_y += int(ylo[0] <= y[r, n] <= yhi[0])
     coverage = np.append(hits_beta, hits_y) / reps
     print(f"SBC 90% coverage over {reps} replications (beta_0..beta_2, new y): {np.round(coverage, 3)}")
@@ -265,13 +278,10 @@ def test_simulation_based_calibration_coverage():
 def test_errors_name_the_problem():
     Z, y, _ = _problem(seed=14)
     head = _head(True)
-    with pytest.raises(RuntimeError, match="not fitted"):
-        head.predict(Z)
-    with pytest.raises(RuntimeError, match="not fitted"):
-        head.sample_beta(3)
-    with pytest.raises(RuntimeError, match="not fitted"):
-        head.log_evidence()
-    with pytest.raises(ValueError, match="mismatched lengths"):
+    for call in (lambda: head.predict(Z), lambda: head.sample(3), head.log_evidence, lambda: head.predict_dist(Z)):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         head.fit(Z, y[:-1])
     with pytest.raises(ValueError, match="NaN"):
         head.fit(np.where(np.eye(40, 3) > 0, np.nan, Z), y)
@@ -281,12 +291,12 @@ def test_errors_name_the_problem():
         head.fit(torch.from_numpy(np.where(np.eye(40, 3) > 0, np.inf, Z)).float(), y)
     with pytest.raises(ValueError, match="overflows in torch.float32"):
         head.fit(np.full((40, 3), 1e30, dtype=np.float32), y)
-    with pytest.raises(ValueError, match="Z must have 2 dimensions"):
+    with pytest.raises(ValueError, match="Expected 2D array"):
         head.fit(Z[:, 0], y)
-    with pytest.raises(ValueError, match="y must have 1 dimensions"):
-        head.fit(Z, y[:, None])
-    with pytest.raises(ValueError, match="sample_weight must be positive"):
-        head.fit(Z, y, -np.ones(40))
+    with pytest.raises(ValueError, match="1d array"):
+        head.fit(Z, np.column_stack([y, y]))
+    with pytest.raises(ValueError, match="sample_weight must be non-negative"):
+        head.fit(Z, y, sample_weight=-np.ones(40))
     with pytest.raises(ValueError, match="prior_precision must be positive"):
         _head(prior_precision=np.array([1.0, 0.0, 1.0])).fit(Z, y)
     with pytest.raises(ValueError, match="prior_precision is not positive definite"):
@@ -298,17 +308,17 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="has_intercept"):
         _head(True).fit_stats(SufficientStats.from_data(Z, y))
     fitted = _head(True).fit(Z, y)
-    with pytest.raises(ValueError, match="Z has 2 features"):
+    with pytest.raises(ValueError, match="has 2 features"):
         fitted.predict(Z[:, :2])
     with pytest.raises(ValueError, match="prob must be in"):
-        fitted.interval(Z, prob=1.5)
+        fitted.predict_dist(Z).interval(1.5)
 
 
 def test_failed_fit_leaves_previous_posterior_untouched():
     Z, y, _ = _problem(seed=15)
     head = _head(True).fit(Z, y)
     Zq = Z[:5]
-    before = (head.predict(Zq).copy(), head.interval(Zq), head.b_n_, head.log_evidence())
+    before = (head.predict(Zq).copy(), head.predict_dist(Zq).interval(), head.posterior_.b, head.log_evidence())
     bad_Z = Z.copy()
     bad_Z[3, 1] = np.nan
     attempts = [
@@ -322,7 +332,7 @@ def test_failed_fit_leaves_previous_posterior_untouched():
     for attempt in attempts:
         with pytest.raises(ValueError):
             attempt()
-    after = (head.predict(Zq), head.interval(Zq), head.b_n_, head.log_evidence())
+    after = (head.predict(Zq), head.predict_dist(Zq).interval(), head.posterior_.b, head.log_evidence())
     np.testing.assert_array_equal(before[0], after[0])
     np.testing.assert_array_equal(before[1], after[1])
     assert before[2:] == after[2:]
@@ -335,7 +345,7 @@ def test_predictive_with_known_noise_weights_matches_monte_carlo():
     y = Z @ np.array([1.0, -0.5]) + rng.normal(size=40)
     head = ConjugateLinearRegression(a0=2.0, b0=2.0).fit(Z, y)
     z_new, w_new = Z[:2], np.array([0.25, 4.0])
-    beta, sigma2 = head.sample_beta(400_000, generator=np.random.default_rng(0))
+    beta, sigma2 = _joint_draws(head, 400_000, np.random.default_rng(0))
     loc = beta[:, :2] @ z_new.T + beta[:, 2:]
     draws = loc + np.sqrt(sigma2[:, None] / w_new) * rng.standard_normal(loc.shape)
     mean, std = head.predict(z_new, return_std=True, sample_weight=w_new)

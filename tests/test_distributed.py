@@ -58,7 +58,8 @@ def _worker(rank, port, out_dir):
         chunks = [(X[i:min(i + 300, hi)], y[i:min(i + 300, hi)]) for i in range(lo, hi, 300)]
         head = dt.fit_conjugate_distributed(ConjugateLinearRegression(prior_precision=0.5), _feature_flow().features,
                                             chunks, dtype=torch.float64)
-        out["posterior"] = (head.mean_, head.precision_cholesky_, head.a_n_, head.b_n_)
+        post = head.posterior_
+        out["posterior"] = (post.mean, post.precision_cholesky, post.a, post.b)
         # 2. DDP training; 3. one epoch, checkpoint by rank 0, then every rank resumes for the second
         saves = []
         real_save = training.save_checkpoint
@@ -106,10 +107,10 @@ def test_all_reduced_posterior_equals_single_process(ranks, float64):
     single = ConjugateLinearRegression(prior_precision=0.5).fit(flow.features(torch.from_numpy(X)).detach(), y)
     for r in ranks:
         mean, chol, a_n, b_n = r["posterior"]
-        np.testing.assert_allclose(mean, single.mean_, rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(chol, single.precision_cholesky_, rtol=1e-10, atol=1e-10)
-        assert a_n == pytest.approx(single.a_n_, rel=1e-12)
-        assert b_n == pytest.approx(single.b_n_, rel=1e-10)
+        np.testing.assert_allclose(mean, single.posterior_.mean, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(chol, single.posterior_.precision_cholesky, rtol=1e-10, atol=1e-10)
+        assert a_n == pytest.approx(single.posterior_.a, rel=1e-12)
+        assert b_n == pytest.approx(single.posterior_.b, rel=1e-10)
 
 
 def test_ddp_training_matches_single_process(ranks, float64):

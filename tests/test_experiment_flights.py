@@ -33,7 +33,7 @@ def test_weighted_predictive_matches_head_at_unit_weight(fitted_head):
     pred = weighted_student_t_predictive(head, Z, np.ones(7))
     np.testing.assert_allclose(pred.log_prob(y), head.log_predictive(Z, y), rtol=1e-12)
     lo, hi = pred.interval(0.8)
-    ref_lo, ref_hi = head.interval(Z, prob=0.8)
+    ref_lo, ref_hi = head.predict_dist(Z).interval(0.8)
     np.testing.assert_allclose(lo, ref_lo, rtol=1e-12)
     np.testing.assert_allclose(hi, ref_hi, rtol=1e-12)
 
@@ -43,7 +43,9 @@ def test_weighted_predictive_is_the_posterior_mixture(fitted_head):
     head, rng = fitted_head
     z, w = rng.normal(size=(1, 3)), np.array([0.25])
     pred = weighted_student_t_predictive(head, z, w)
-    beta, sigma2 = head.sample_beta(200_000, generator=np.random.default_rng(2))
+    draws = head.sample(200_000, generator=np.random.default_rng(2))
+    beta = np.column_stack([draws["beta"], draws["intercept"]])
+    sigma2 = draws["sigma"] ** 2
     loc = beta[:, :3] @ z[0] + beta[:, 3]
     for y in pred.loc + np.array([-3.0, -1.0, 0.0, 0.5, 2.5]) * pred.scale:
         mc = scipy.stats.norm.pdf(y, loc, np.sqrt(sigma2 / w[0])).mean()
@@ -54,7 +56,7 @@ def test_weighted_predictive_rejects_bad_weights(fitted_head):
     head, _ = fitted_head
     with pytest.raises(ValueError, match="weight"):
         weighted_student_t_predictive(head, np.zeros((2, 3)), np.array([1.0, 0.0]))
-    with pytest.raises(ValueError, match="Z"):
+    with pytest.raises(ValueError, match="4 features"):
         weighted_student_t_predictive(head, np.zeros((2, 4)), np.ones(2))
 
 

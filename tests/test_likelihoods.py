@@ -144,15 +144,31 @@ def test_bernoulli_probit_close_to_monte_carlo():
     assert float((probit - mc).abs().max()) < 0.02  # MacKay's error is below 0.02 for these variances
 
 
-def test_multiclass_probit_reduces_to_mackay_for_two_classes():
+def test_multiclass_probit_for_two_classes_is_a_probit_on_the_logit_difference():
     rng = np.random.default_rng(5)
     mean = torch.from_numpy(rng.normal(size=(10, 2)))
     A = rng.normal(size=(10, 2, 2))
     cov = torch.from_numpy(A @ np.swapaxes(A, 1, 2))
-    p = multiclass_probit(mean, cov)
     d_var = cov[:, 0, 0] + cov[:, 1, 1] - 2 * cov[:, 0, 1]
-    p1 = Bernoulli().predictive((mean[:, 1] - mean[:, 0])[:, None], d_var[:, None, None]).probs
-    np.testing.assert_allclose(p[:, 1].numpy(), p1.numpy(), rtol=1e-10)
+    for scale in (np.pi / 8, 3 / np.pi**2):
+        p = multiclass_probit(mean, cov, scale=scale)
+        p1 = torch.sigmoid((mean[:, 1] - mean[:, 0]) / torch.sqrt(1 + scale * d_var))
+        np.testing.assert_allclose(p[:, 1].numpy(), p1.numpy(), rtol=1e-10)
+    # MacKay's constant is the Bernoulli family's predictive
+    p_mackay = multiclass_probit(mean, cov, scale=np.pi / 8)[:, 1]
+    p_bern = Bernoulli().predictive((mean[:, 1] - mean[:, 0])[:, None], d_var[:, None, None]).probs
+    np.testing.assert_allclose(p_mackay.numpy(), p_bern.numpy(), rtol=1e-10)
+
+
+def test_multiclass_probit_is_invariant_to_a_shared_logit_shift():
+    rng = np.random.default_rng(6)
+    mean = torch.from_numpy(rng.normal(size=(5, 4)))
+    A = rng.normal(size=(5, 4, 4))
+    cov = torch.from_numpy(A @ np.swapaxes(A, 1, 2))
+    ones = torch.ones(4, dtype=torch.float64)
+    shifted = cov + 50.0 * ones[:, None] * ones[None, :]  # a huge variance along (1, ..., 1)
+    np.testing.assert_allclose(multiclass_probit(mean + 3.0, shifted).numpy(), multiclass_probit(mean, cov).numpy(),
+                               rtol=1e-9)
 
 
 # ---- the Predictive object -------------------------------------------------------------------------------

@@ -55,10 +55,10 @@ def test_conjugate_posterior_stays_finite_and_positive_definite(n, d, log10_scal
     Z = rng.normal(size=(n, d)) * 10**log10_scale
     y = rng.normal(size=n)
     head = ConjugateLinearRegression().fit(Z, y)
-    L = head.precision_cholesky_
-    assert np.isfinite(head.mean_).all() and np.isfinite(L).all()
+    L = head.posterior_.precision_cholesky
+    assert np.isfinite(head.posterior_.mean).all() and np.isfinite(L).all()
     assert np.all(np.diag(L) > 0)
-    assert head.a_n_ > 0 and head.b_n_ > 0
+    assert head.posterior_.a > 0 and head.posterior_.b > 0
     mean, std = head.predict(Z, return_std=True)
     assert np.isfinite(mean).all() and np.all(std > 0)
 
@@ -117,7 +117,7 @@ def test_rejected_update_never_changes_the_conjugate_head(z, y):
 def test_rejected_labels_never_change_the_laplace_head(bad_y, match):
     rng = np.random.default_rng(0)
     Z, y = rng.normal(size=(30, 2)), np.arange(30) % 3
-    head = LaplaceClassifier(num_classes=3).fit(Z, y)
+    head = LaplaceClassifier(classes=[0, 1, 2]).fit(Z, y)
     before = head.predict_proba(Z)
     with pytest.raises(ValueError, match=match):
         head.fit(Z[:3], np.array(bad_y))
@@ -130,9 +130,9 @@ def test_conjugate_update_and_fit_on_features_refuse_ambiguous_input():
     head = ConjugateLinearRegression()
     with pytest.raises(ValueError, match="one observation"):
         head.update(np.ones((2, 3)), 1.0)
-    assert getattr(head, "mean_", None) is None
+    assert getattr(head, "posterior_", None) is None
     fitted = ConjugateLinearRegression().fit(np.random.default_rng(0).normal(size=(20, 2)), np.arange(20.0))
-    before = fitted.mean_.copy()
+    before = fitted.posterior_.mean.copy()
     with pytest.raises(ValueError, match="empty"):
         fit_on_features(fitted, lambda x: x, np.zeros((0, 2), "float32"), np.zeros(0))
-    np.testing.assert_array_equal(fitted.mean_, before)
+    np.testing.assert_array_equal(fitted.posterior_.mean, before)

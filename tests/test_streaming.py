@@ -42,10 +42,10 @@ def flow64(float64):
 
 
 def _assert_same_posterior(a, b, tol=1e-10):
-    np.testing.assert_allclose(a.mean_, b.mean_, rtol=tol, atol=tol)
-    np.testing.assert_allclose(a.precision_cholesky_, b.precision_cholesky_, rtol=tol, atol=tol)
-    assert a.a_n_ == pytest.approx(b.a_n_, rel=tol)
-    assert a.b_n_ == pytest.approx(b.b_n_, rel=tol)
+    np.testing.assert_allclose(a.posterior_.mean, b.posterior_.mean, rtol=tol, atol=tol)
+    np.testing.assert_allclose(a.posterior_.precision_cholesky, b.posterior_.precision_cholesky, rtol=tol, atol=tol)
+    assert a.posterior_.a == pytest.approx(b.posterior_.a, rel=tol)
+    assert a.posterior_.b == pytest.approx(b.posterior_.b, rel=tol)
 
 
 def test_streamed_posterior_equals_in_memory_fit(flow64):
@@ -86,10 +86,10 @@ def test_stream_evaluate_matches_scipy_on_all_rows(flow64):
                           dtype=torch.float64)
     # independent reference: the Student-t predictive written out from the posterior's parameters
     Zd = np.column_stack([flow64.features(torch.from_numpy(X)).detach().numpy(), np.ones(len(y))])
-    loc = Zd @ head.mean_
-    v = scipy.linalg.solve_triangular(head.precision_cholesky_, Zd.T, lower=True)
-    scale = np.sqrt(head.b_n_ / head.a_n_ * (1.0 + (v * v).sum(0)))
-    dist = scipy.stats.t(df=2 * head.a_n_, loc=loc, scale=scale)
+    loc = Zd @ head.posterior_.mean
+    v = scipy.linalg.solve_triangular(head.posterior_.precision_cholesky, Zd.T, lower=True)
+    scale = np.sqrt(head.posterior_.b / head.posterior_.a * (1.0 + (v * v).sum(0)))
+    dist = scipy.stats.t(df=2 * head.posterior_.a, loc=loc, scale=scale)
     lo, hi = dist.ppf(0.1), dist.ppf(0.9)
     assert got["n"] == 2000
     assert got["rmse"] == pytest.approx(math.sqrt(np.mean((y - loc) ** 2)), rel=1e-10)
@@ -132,11 +132,11 @@ def test_errors_name_the_problem():
 def test_failed_stream_leaves_the_head_untouched():
     X, y = _data(600, d=2)
     head = ConjugateLinearRegression().fit(X, y)
-    before = head.mean_.copy()
+    before = head.posterior_.mean.copy()
     bad = _chunks(X, y, 200) + [(np.full((2, 2), np.nan), np.zeros(2))]
     with pytest.raises(ValueError, match="NaN"):
         stream_fit_conjugate(head, lambda x: x, bad, reset=False, dtype=None)
-    np.testing.assert_array_equal(head.mean_, before)
+    np.testing.assert_array_equal(head.posterior_.mean, before)
 
 
 def test_peak_memory_does_not_grow_with_rows(tmp_path):

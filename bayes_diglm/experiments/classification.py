@@ -203,14 +203,14 @@ def _laplace_head(Z: np.ndarray, y: np.ndarray, cfg: dict) -> tuple[LaplaceClass
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         head = LaplaceClassifier(prior_precision=1.0, covariance=cfg["laplace_covariance"], optimizer="lbfgs",
-                                 tol=1e-4, max_iter=cfg["laplace_max_iter"], num_classes=NUM_CLASSES).fit(Z, y)
+                                 tol=1e-4, max_iter=cfg["laplace_max_iter"], classes=np.arange(NUM_CLASSES)).fit(Z, y)
         if cfg["evidence_iter"] >= 1:
             head.optimize_prior_precision(per="scalar", tol=1e-3, max_iter=cfg["evidence_iter"])
     return head, sorted({str(w.message) for w in caught})
 
 
 def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precision: float):
-    """Mean-field SVI posterior over beta (Pyro AutoNormal), or ``None`` with the reason when unavailable.
+    """Mean-field SVI posterior over beta (diagonal Gaussian guide), or ``None`` with the reason when unavailable.
 
     The prior precision is the one the Laplace evidence chose (empirical Bayes, shared by both Bayesian
     heads): with the unit prior, mean-field SVI on these correlated features ended at large weights whose
@@ -220,8 +220,9 @@ def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precisio
         from ..inference.svi import SVIClassifier
     except ImportError as err:
         return None, f"bayes_diglm.inference.svi not importable: {err}"
-    head = SVIClassifier(guide="meanfield", prior_precision=prior_precision, num_classes=NUM_CLASSES)
-    head.fit(Z, y, num_steps=cfg["svi_steps"], lr=1e-2, batch_size=min(cfg["svi_batch"], len(y)), seed=seed)
+    head = SVIClassifier(covariance="diag", prior_precision=prior_precision, classes=np.arange(NUM_CLASSES),
+                         num_steps=cfg["svi_steps"], lr=1e-2, batch_size=min(cfg["svi_batch"], len(y)), seed=seed)
+    head.fit(Z, y)
     return head, ""
 
 
@@ -354,7 +355,7 @@ def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray,
     notes += [f"{model_name} Laplace: {w}" for w in laplace_warnings]
     info[model_name] = {"laplace_covariance": cfg["laplace_covariance"],
                         "laplace_prior_precision": float(np.mean(laplace.prior_precision_)),
-                        "laplace_log_evidence": float(laplace.log_evidence_)}
+                        "laplace_log_evidence": float(laplace.log_evidence())}
     timings[f"{model_name} laplace (s)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     svi, why = _svi_head(Z_train, y_train, cfg, seed, info[model_name]["laplace_prior_precision"])
@@ -365,7 +366,7 @@ def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray,
             notes.append(f"SVI rows not available: {why}")
     else:
         _write_posterior(svi, out / f"beta_posterior_{model_name}_svi.nc", cfg["posterior_draws"], seed)
-        info[model_name].update({"svi_guide": "meanfield", "svi_steps": int(svi.n_iter_),
+        info[model_name].update({"svi_guide": "diag", "svi_steps": int(svi.n_iter_),
                                  "svi_final_elbo": float(svi.elbo_history_[-1])})
         svi = _MonteCarloHead(svi, seed=seed)
     return {"point": _PointHead(clf), "laplace": laplace, "svi": svi}

@@ -132,8 +132,8 @@ def weighted_student_t_predictive(head: ConjugateLinearRegression, Z, weight) ->
     >>> bool(np.allclose(pred.log_prob(y[:3]), head.log_predictive(Z[:3], y[:3])))
     True
     """
-    dist = head.predict_dist(Z, sample_weight=weight)
-    return StudentTPredictive(2.0 * head.a_n_, dist.loc.numpy(), dist.scale.numpy())
+    dist = head.predict_dist(Z, sample_weight=weight).distribution
+    return StudentTPredictive(2.0 * head.posterior_.a, dist.loc.numpy(), dist.scale.numpy())
 
 
 def noise_precision_weights(model: DIGLMRegressor, Z: np.ndarray, normaliser: float | None = None):
@@ -336,8 +336,8 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         "calibration": {"levels": list(CALIBRATION_LEVELS),
                         **{name: _calibration(p, y_minutes) for name, p in preds.items()}},
         "parameters": {"diglm": _num_params(hybrid.model.model_), "mlp": _num_params(members[0])},
-        "bayesian_head_posterior": {"a_n": hybrid.head.a_n_, "b_n": hybrid.head.b_n_,
-                                    "sigma2_mean": hybrid.head.b_n_ / (hybrid.head.a_n_ - 1.0)},
+        "bayesian_head_posterior": {"a_n": hybrid.head.posterior_.a, "b_n": hybrid.head.posterior_.b,
+                                    "sigma2_mean": hybrid.head.posterior_.b / (hybrid.head.posterior_.a - 1.0)},
         "torch_threads": threads, "load_average": os.getloadavg(), "seconds": seconds, **timings,
     }
     write_results(out, metrics, table)
@@ -374,7 +374,7 @@ def _write_figures(out: Path, split, preds: dict, y_minutes, log_px: dict, hybri
     w_obs, _ = noise_precision_weights(hybrid.model, Z_obs, hybrid.normaliser)
     for tag, head, names_, Z, w in (("diglm", hybrid.head, [f"z{j}" for j in range(8)], Z_obs, w_obs),
                                     ("blr", blr, list(split.feature_names), X_obs, None)):
-        idata = to_inference_data(head, Z=Z, y=y_obs, sample_weight=w, draws=250, chains=4,
+        idata = to_inference_data(head, X=Z, y=y_obs, sample_weight=w, draws=250, chains=4,
                                   feature_names=names_, seed=seed)
         idata.to_netcdf(str(out / f"beta_posterior_{tag}.nc"))
         what = "DIGLM hybrid head on z = f(x)" if tag == "diglm" else "linear model on raw attributes"

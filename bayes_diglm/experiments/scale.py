@@ -100,7 +100,7 @@ def stream_job(rows: int, flow_path: str | Path, *, chunk_size: int = CHUNK_SIZE
     return {"rows": rows, "chunk_size": chunk_size, "fit_seconds": t_fit,
             "eval_seconds": time.perf_counter() - t0 - t_fit, "rows_per_second": rows / t_fit,
             "peak_rss_mib": _peak_rss_mib(), "rss_before_stream_mib": rss_ready, "test": scores,
-            "sigma_hat": float((head.b_n_ / (head.a_n_ - 1.0)) ** 0.5)}
+            "sigma_hat": float((head.posterior_.b / (head.posterior_.a - 1.0)) ** 0.5)}
 
 
 def measure_stream(rows: int, flow_path: str | Path, *, timeout: float | None = None, **kwargs) -> dict:

@@ -1,13 +1,15 @@
-"""Posterior inference over the GLM weights beta.
+"""Posterior inference over the GLM weights beta: every head follows one contract (:mod:`.base`).
 
-Posteriors: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaussian outcomes),
-:class:`LaplaceClassifier` and :class:`SVIClassifier` (logistic / softmax), :class:`MixedEffectsRegression`,
+Heads: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaussian outcomes; streaming, rank-one
+updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplacePoissonRegressor` (counts, log
+link), :class:`SVIClassifier` (Pyro, Gaussian guide), :class:`MixedEffectsRegression`,
 :class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or nested random effects per group,
 paper appendix B.1; specified by :class:`RandomEffect`).
 """
 
-from .conjugate import ConjugateLinearRegression, SufficientStats, fit_on_features
-from .laplace import LaplaceClassifier, LaplaceFit, laplace_glm, mackay_prior_precision
+from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive
+from .conjugate import ConjugateLinearRegression, NIGPosterior, SufficientStats, fit_on_features
+from .laplace import LaplaceClassifier, LaplaceFit, LaplacePoissonRegressor, laplace_glm, mackay_prior_precision
 from .mixed import (
     MixedEffectsClassifier,
     MixedEffectsPoisson,
@@ -18,13 +20,19 @@ from .mixed import (
 from .svi import SVIClassifier
 
 __all__ = [
+    "COVARIANCES",
     "ConjugateLinearRegression",
     "LaplaceClassifier",
     "LaplaceFit",
+    "LaplacePoissonRegressor",
     "MixedEffectsClassifier",
     "MixedEffectsPoisson",
     "MixedEffectsRegression",
     "MixedSufficientStats",
+    "NIGPosterior",
+    "PosteriorClassifierMixin",
+    "PosteriorHead",
+    "Predictive",
     "RandomEffect",
     "SVIClassifier",
     "SufficientStats",

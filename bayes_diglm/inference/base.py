@@ -258,8 +258,10 @@ class PosteriorHead(BaseEstimator):
             raise ValueError("sample_weight contains NaN or infinite values")
         if positive and not np.all(w > 0):
             raise ValueError(f"sample_weight must be positive, got min {float(w.min())}")
-        if not np.all(w >= 0) or not np.any(w > 0):
-            raise ValueError("sample_weight must be non-negative with at least one positive entry")
+        if not np.all(w >= 0):
+            raise ValueError(f"sample_weight must be non-negative, got min {float(w.min())}")
+        if not np.any(w > 0):
+            raise ValueError("sample_weight is all zero: at least one weight must be positive")
         return w
 
     def _validate_Z(self, Z) -> np.ndarray:
@@ -413,7 +415,8 @@ class PosteriorClassifierMixin:
 
     def predict(self, Z) -> np.ndarray:
         """The most probable label under the predictive."""
-        return self.classes_[np.argmax(self.predict_proba(Z), axis=1)]
+        index = np.argmax(self.predict_proba(Z), axis=1)
+        return self.classes_[index]
 
     def log_predictive(self, Z, y) -> np.ndarray:
         """Pointwise log predictive probability of the labels ``y``, shape (n,)."""

@@ -14,13 +14,16 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from bayes_diglm._validation import as_float_tensor, check_fitted, check_positive, check_same_length
+from bayes_diglm._validation import as_float_tensor, check_positive, check_same_length
+from bayes_diglm.likelihoods import Gaussian
 
+from .base import PosteriorHead, Predictive, check_probability
 from .linalg import cholesky_rank_one_update, robust_cholesky
 
-__all__ = ["ConjugateLinearRegression", "SufficientStats", "fit_on_features"]
+__all__ = ["ConjugateLinearRegression", "NIGPosterior", "SufficientStats", "fit_on_features"]
 
 # Elements per chunk of rows (16M: 64 MiB of float32): Z^T Z is summed in float64 over chunks, so float32
 # input accumulates rounding over one chunk only (about 3x less error than one GEMM over 1e6 x 64 rows),
@@ -254,20 +257,27 @@ def _to_numpy_rows(Z, name: str, n_features: int) -> np.ndarray:
     return arr
 
 
-def _as_generator(generator) -> np.random.Generator:
-    if isinstance(generator, np.random.Generator):
-        return generator
-    if generator is None or isinstance(generator, (int, np.integer)):
-        return np.random.default_rng(generator)
-    raise TypeError(f"generator must be a numpy Generator, an int seed or None, not {type(generator).__name__}")
-
-
 # ----------------------------------------------------------------------------------------------------------
 # the head
 # ----------------------------------------------------------------------------------------------------------
 
 
-class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
+@dataclass(frozen=True)
+class NIGPosterior:
+    r"""The Normal-Inverse-Gamma posterior :math:`\beta \mid \sigma^2 \sim N(\mu_n, \sigma^2 \Lambda_n^{-1})`,
+    :math:`\sigma^2 \sim \mathrm{InvGamma}(a, b)`, over the design's coefficients (features, then the intercept).
+
+    ``precision_cholesky`` is the lower Cholesky factor of :math:`\Lambda_n` (the covariance factor is its
+    inverse transpose, applied by triangular solves).
+    """
+
+    mean: np.ndarray
+    precision_cholesky: np.ndarray
+    a: float
+    b: float
+
+
+class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
     r"""Bayesian linear regression with the conjugate Normal-Inverse-Gamma prior; exact posterior.
 
     Model, for features ``z_i`` (the flow's output) and known relative precisions ``w_i`` (``sample_weight``,
@@ -301,23 +311,27 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
     a0, b0 : float
         Shape and scale of the inverse-gamma prior on the noise variance.
     fit_intercept : bool
-        Append a column of ones (the intercept is the last coordinate of ``mean_``) with prior mean 0 and
-        precision ``intercept_precision``.
-    intercept_precision : float
+        Append a column of ones (the intercept is the last coordinate of ``posterior_.mean``) with prior mean 0
+        and precision ``intercept_prior_precision``.
+    intercept_prior_precision : float
         Prior precision of the intercept, relative to ``sigma^2`` (default ``1e-6``: nearly flat).
+
+    ``sample_weight`` (in :meth:`fit`, :meth:`partial_fit`, :meth:`predict`, :meth:`predict_dist`) holds known
+    relative noise precisions ``w_i``; a zero weight is infinite noise, i.e. a row that carries no information
+    (it is dropped, so integer weights are equivalent to repeating rows, as scikit-learn expects).
 
     Attributes
     ----------
-    mean_ : ndarray (P,)
-        Posterior mean over the design's coefficients (features, then the intercept when fitted).
-    precision_cholesky_ : ndarray (P, P)
-        Lower Cholesky factor of :math:`\Lambda_n`.
-    a_n_, b_n_ : float
-        Inverse-gamma posterior parameters of the noise variance.
+    posterior_ : NIGPosterior
+        Posterior mean ``mean`` (P,) over the design's coefficients (features, then the intercept when fitted),
+        lower Cholesky factor ``precision_cholesky`` of :math:`\Lambda_n`, and ``a``, ``b`` of the noise variance.
+    coef_, intercept_ :
+        Posterior means of the feature weights and of the intercept (0.0 without one).
     stats_ : SufficientStats
         Statistics of all data seen.
     prior_mean_, prior_precision_, a0_, b0_ :
-        The prior in use (constructor values after ``fit``; optimized ones after :meth:`fit_hyperparameters`).
+        The prior in use (constructor values after ``fit``; optimized ones after
+        :meth:`optimize_prior_precision`).
 
     Examples
     --------
@@ -326,9 +340,9 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
     >>> Z = rng.normal(size=(200, 2))
     >>> y = Z @ np.array([1.0, -2.0]) + 0.5 + 0.1 * rng.normal(size=200)
     >>> head = ConjugateLinearRegression(prior_precision=1e-2).fit(Z, y)
-    >>> np.round(head.mean_, 1)
+    >>> np.round(head.posterior_.mean, 1)
     array([ 1. , -2. ,  0.5])
-    >>> lo, hi = head.interval(Z[:1], prob=0.9)
+    >>> lo, hi = head.predict_dist(Z[:1]).interval(0.9)
     >>> bool(lo[0] < head.predict(Z[:1])[0] < hi[0])
     True
     """
@@ -343,14 +357,14 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         a0: float = 1e-3,
         b0: float = 1e-3,
         fit_intercept: bool = True,
-        intercept_precision: float = 1e-6,
+        intercept_prior_precision: float = 1e-6,
     ) -> None:
         self.prior_precision = prior_precision
         self.prior_mean = prior_mean
         self.a0 = a0
         self.b0 = b0
         self.fit_intercept = fit_intercept
-        self.intercept_precision = intercept_precision
+        self.intercept_prior_precision = intercept_prior_precision
 
     # ---- prior ------------------------------------------------------------------------------------------
 
@@ -375,7 +389,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         if mean.shape != (d,) or not np.all(np.isfinite(mean)):
             raise ValueError(f"prior_mean must be a finite scalar or of shape ({d},), got shape {mean.shape}")
         if self.fit_intercept:
-            c = check_positive(self.intercept_precision, "intercept_precision")
+            c = check_positive(self.intercept_prior_precision, "intercept_prior_precision")
             prec = scipy.linalg.block_diag(prec, [[c]])
             mean = np.append(mean, 0.0)
         return _Prior(mean, prec, a0, b0)
@@ -389,12 +403,10 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         rhs = prior.precision @ prior.mean + stats.Zty
         mean = scipy.linalg.cho_solve((L, True), rhs, check_finite=False)
         rss = rss_at(mean)
+        b_n = prior.b0 + 0.5 * (rss + _quad(mean - prior.mean, prior.precision))
         return {
             "stats_": stats,
-            "mean_": mean,
-            "precision_cholesky_": L,
-            "a_n_": prior.a0 + 0.5 * stats.n,
-            "b_n_": prior.b0 + 0.5 * (rss + _quad(mean - prior.mean, prior.precision)),
+            "posterior_": NIGPosterior(mean, L, prior.a0 + 0.5 * stats.n, b_n),
             "rss_": rss,
             "prior_mean_": prior.mean,
             "prior_precision_": prior.precision,
@@ -406,6 +418,9 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         for key, value in state.items():
             setattr(self, key, value)
         self.n_features_in_ = n_features
+        mean = self.posterior_.mean
+        self.coef_ = mean[:n_features].copy()
+        self.intercept_ = float(mean[-1]) if self.stats_.has_intercept else 0.0
 
     @property
     def _prior_(self) -> _Prior:
@@ -423,30 +438,60 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
 
     # ---- fitting ----------------------------------------------------------------------------------------
 
-    def fit(self, Z, y, sample_weight=None) -> ConjugateLinearRegression:
+    def _training_tensors(self, Z, y, sample_weight, *, reset: bool):
+        """Validated ``(Z, y, w)`` tensors; rows with zero weight (infinite noise) are dropped.
+
+        Tensors go straight to the chunked float32/float64 statistics; everything else (float, integer and
+        object-numeric arrays, data frames) through scikit-learn's ``validate_data``, which keeps float32/float64
+        arrays uncopied. Finiteness of ``Z`` is checked through ``Z^T Z`` (one pass fewer). ``reset`` sets
+        ``n_features_in_`` (``fit``); otherwise it is checked against the fit (``partial_fit``).
+        """
+        if isinstance(Z, torch.Tensor):
+            if not reset and Z.dim() == 2 and Z.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input")
+            if not isinstance(y, torch.Tensor):
+                y = column_or_1d(y, warn=True) if np.ndim(y) == 2 else np.asarray(y)
+        else:
+            # float arrays keep their dtype and are not copied; finiteness is checked through Z^T Z
+            Z, y = validate_data(self, Z, y, dtype=[np.float64, np.float32], ensure_all_finite=False,
+                                 y_numeric=True, reset=reset)
+        if isinstance(y, np.ndarray) and y.dtype.kind in "biuO":
+            y = y.astype(np.float64)
+        w = self._validate_weights(sample_weight, len(y), positive=False)
+        if w is not None and bool((w == 0).any()):
+            keep = np.flatnonzero(w > 0)
+            Z, y, w = Z[keep], y[keep], w[keep]
+        Zt, yt, wt = _check_training_data(Z, y, w)
+        if reset:
+            self.n_features_in_ = Zt.shape[1]
+        return Zt, yt, wt
+
+    def fit(self, Z, y, *, sample_weight=None) -> ConjugateLinearRegression:
         """Exact posterior given features ``Z`` (n, D), targets ``y`` (n,) and optional noise precisions."""
-        Zt, yt, wt = _check_training_data(Z, y, sample_weight)
-        prior = self._prior_from_params(Zt.shape[1])
-        stats = _stats_from_tensors(Zt, yt, wt, bool(self.fit_intercept))
-        state = self._posterior(stats, prior, lambda m: _weighted_rss(Zt, yt, wt, m, bool(self.fit_intercept)))
-        self._set_state(state, Zt.shape[1])
+        with self._keep_state_on_error():
+            Zt, yt, wt = self._training_tensors(Z, y, sample_weight, reset=True)
+            prior = self._prior_from_params(Zt.shape[1])
+            intercept = bool(self.fit_intercept)
+            stats = _stats_from_tensors(Zt, yt, wt, intercept)
+            state = self._posterior(stats, prior, lambda m: _weighted_rss(Zt, yt, wt, m, intercept))
+            self._set_state(state, Zt.shape[1])
         return self
 
-    def partial_fit(self, Z, y, sample_weight=None) -> ConjugateLinearRegression:
+    def partial_fit(self, Z, y, *, sample_weight=None) -> ConjugateLinearRegression:
         """Add a chunk of data; the result equals :meth:`fit` on all chunks together (up to rounding)."""
-        if getattr(self, "mean_", None) is None:
-            return self.fit(Z, y, sample_weight)
-        Zt, yt, wt = _check_training_data(Z, y, sample_weight)
-        if Zt.shape[1] != self.n_features_in_:
-            raise ValueError(f"Z has {Zt.shape[1]} features; the head was fitted with {self.n_features_in_}")
-        intercept = bool(self.fit_intercept)
-        chunk = _stats_from_tensors(Zt, yt, wt, intercept)
-        old_stats, old_mean, old_rss = self.stats_, self.mean_, self.rss_
+        if getattr(self, "posterior_", None) is None:
+            return self.fit(Z, y, sample_weight=sample_weight)
+        with self._keep_state_on_error():
+            Zt, yt, wt = self._training_tensors(Z, y, sample_weight, reset=False)
+            intercept = bool(self.fit_intercept)
+            chunk = _stats_from_tensors(Zt, yt, wt, intercept)
+            old_stats, old_mean, old_rss = self.stats_, self.posterior_.mean, self.rss_
 
-        def rss_at(m):
-            return _rss_moved(old_stats, old_mean, old_rss, m) + _weighted_rss(Zt, yt, wt, m, intercept)
+            def rss_at(m):
+                return _rss_moved(old_stats, old_mean, old_rss, m) + _weighted_rss(Zt, yt, wt, m, intercept)
 
-        self._set_state(self._posterior(old_stats + chunk, self._prior_, rss_at), self.n_features_in_)
+            self._set_state(self._posterior(old_stats + chunk, self._prior_, rss_at), self.n_features_in_)
         return self
 
     def update(self, z, y, sample_weight: float = 1.0) -> ConjugateLinearRegression:
@@ -466,8 +511,8 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         if y_arr.size != 1:
             raise ValueError(f"update takes one observation: y has {y_arr.size} values")
         w = check_positive(sample_weight, "sample_weight")
-        if getattr(self, "mean_", None) is None:
-            return self.fit(zt[None, :], y_arr, np.array([w]))
+        if getattr(self, "posterior_", None) is None:
+            return self.fit(zt[None, :], y_arr, sample_weight=np.array([w]))
         if zt.numel() != self.n_features_in_:
             raise ValueError(f"z has {zt.numel()} features; the head was fitted with {self.n_features_in_}")
         if not np.isfinite(y_arr[0]):
@@ -475,7 +520,8 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         x = zt.numpy()
         if self.fit_intercept:
             x = np.append(x, 1.0)
-        yv, L, mean = float(y_arr[0]), self.precision_cholesky_, self.mean_
+        post = self.posterior_
+        yv, L, mean = float(y_arr[0]), post.precision_cholesky, post.mean
         v = scipy.linalg.solve_triangular(L, x, lower=True, check_finite=False)
         k = scipy.linalg.solve_triangular(L.T, v, lower=False, check_finite=False)
         err = yv - float(x @ mean)
@@ -485,15 +531,9 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         row = SufficientStats(w * np.outer(x, x), w * yv * x, w * yv * yv, 1.0, w, math.log(w), old.has_intercept)
         rss = _rss_moved(old, mean, self.rss_, new_mean) + w * (yv - float(x @ new_mean)) ** 2
         prior = self._prior_
+        b_n = prior.b0 + 0.5 * (rss + _quad(new_mean - prior.mean, prior.precision))
         self._set_state(
-            {
-                "stats_": old + row,
-                "mean_": new_mean,
-                "precision_cholesky_": new_L,
-                "a_n_": self.a_n_ + 0.5,
-                "b_n_": prior.b0 + 0.5 * (rss + _quad(new_mean - prior.mean, prior.precision)),
-                "rss_": rss,
-            },
+            {"stats_": old + row, "posterior_": NIGPosterior(new_mean, new_L, post.a + 0.5, b_n), "rss_": rss},
             self.n_features_in_,
         )
         return self
@@ -515,17 +555,17 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
 
     def merge(self, other: ConjugateLinearRegression) -> ConjugateLinearRegression:
         """Absorb the data of another head fitted with the same prior (posterior of the union of data)."""
-        check_fitted(self, "mean_")
-        check_fitted(other, "mean_")
+        check_is_fitted(self)
         if not isinstance(other, ConjugateLinearRegression):
             raise TypeError(f"other must be a ConjugateLinearRegression, got {type(other).__name__}")
+        check_is_fitted(other)
         mine, theirs = self._prior_, other._prior_
         same = mine.mean.shape == theirs.mean.shape and all(
             np.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(mine, theirs, strict=True)
         )
         if not same:
             raise ValueError("cannot merge heads with different priors (or different feature dimensions)")
-        a, b = (self.stats_, self.mean_, self.rss_), (other.stats_, other.mean_, other.rss_)
+        a, b = (self.stats_, self.posterior_.mean, self.rss_), (other.stats_, other.posterior_.mean, other.rss_)
 
         def rss_at(m):
             return _rss_moved(*a, m) + _rss_moved(*b, m)
@@ -536,30 +576,30 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
     # ---- evidence and hyperparameters -----------------------------------------------------------------
 
     @staticmethod
-    def _log_evidence(stats: SufficientStats, prior: _Prior, L_n: np.ndarray, a_n: float, b_n: float) -> float:
+    def _log_evidence(stats: SufficientStats, prior: _Prior, post: NIGPosterior) -> float:
         L_0 = _cholesky(prior.precision, "prior_precision")
         logdet_0 = 2.0 * np.log(np.diag(L_0)).sum()
-        logdet_n = 2.0 * np.log(np.diag(L_n)).sum()
+        logdet_n = 2.0 * np.log(np.diag(post.precision_cholesky)).sum()
         return float(
             -0.5 * stats.n * math.log(2 * math.pi)
             + 0.5 * stats.sum_log_w
             + 0.5 * (logdet_0 - logdet_n)
             + prior.a0 * math.log(prior.b0)
-            - a_n * math.log(b_n)
-            + math.lgamma(a_n)
+            - post.a * math.log(post.b)
+            + math.lgamma(post.a)
             - math.lgamma(prior.a0)
         )
 
     def log_evidence(self) -> float:
-        r"""Log marginal likelihood :math:`\log p(y \mid Z)` (multivariate Student-t of all targets).
+        r"""Exact log marginal likelihood :math:`\log p(y \mid Z)` (multivariate Student-t of all targets).
 
         .. math:: -\tfrac n2\log 2\pi + \tfrac12\sum\log w_i + \tfrac12\log\frac{|\Lambda_0|}{|\Lambda_n|}
                   + a_0\log b_0 - a_n\log b_n + \log\Gamma(a_n) - \log\Gamma(a_0).
         """
-        check_fitted(self, "mean_")
-        return self._log_evidence(self.stats_, self._prior_, self.precision_cholesky_, self.a_n_, self.b_n_)
+        check_is_fitted(self)
+        return self._log_evidence(self.stats_, self._prior_, self.posterior_)
 
-    def fit_hyperparameters(self, per_feature: bool = False) -> ConjugateLinearRegression:
+    def optimize_prior_precision(self, per_feature: bool = False) -> ConjugateLinearRegression:
         """Maximise :meth:`log_evidence` over the prior precision(s) and ``(a0, b0)`` (type-II ML).
 
         The feature prior precision becomes ``exp(t) I`` (or ``diag(exp(t_j))`` with ``per_feature``);
@@ -567,9 +607,9 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         to ``[1e-8, 1e8]``; the posterior is recomputed from the statistics (with the accurate residual sum
         moved to each trial mean). Stores ``hyperparameter_result_`` (scipy's ``OptimizeResult``).
         """
-        check_fitted(self, "mean_")
+        check_is_fitted(self)
         d = self.n_features_in_
-        stats, ref, rss_ref, base = self.stats_, self.mean_, self.rss_, self._prior_
+        stats, ref, rss_ref, base = self.stats_, self.posterior_.mean, self.rss_, self._prior_
         n_prec = d if per_feature else 1
 
         def prior_of(theta):
@@ -583,7 +623,7 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
 
         def objective(theta):
             prior, s = state_of(theta)
-            return -self._log_evidence(stats, prior, s["precision_cholesky_"], s["a_n_"], s["b_n_"])
+            return -self._log_evidence(stats, prior, s["posterior_"])
 
         start_prec = np.diag(base.precision)[:d]
         start_prec = np.log(start_prec) if per_feature else np.array([np.log(start_prec).mean()])
@@ -599,48 +639,45 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
 
     # ---- posterior -------------------------------------------------------------------------------------
 
-    @property
-    def coef_(self) -> np.ndarray:
-        """Posterior mean of the feature weights (sklearn name)."""
-        check_fitted(self, "mean_")
-        return self.mean_[: self.n_features_in_]
-
-    @property
-    def intercept_(self) -> float:
-        """Posterior mean of the intercept (0.0 when ``fit_intercept=False``)."""
-        check_fitted(self, "mean_")
-        return float(self.mean_[-1]) if self.fit_intercept else 0.0
-
-    def sample_beta(self, n: int, generator=None) -> tuple[np.ndarray, np.ndarray]:
-        r"""``n`` i.i.d. joint draws ``(beta (n, P), sigma2 (n,))`` from the exact posterior.
-
-        :math:`\sigma^2 = b_n / g,\ g \sim \Gamma(a_n, 1)`; :math:`\beta = \mu_n + \sigma L_n^{-T}\epsilon`.
-        ``generator`` is a ``numpy.random.Generator``, an int seed, or None.
+    def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        r"""Joint draws: :math:`\sigma^2 = b_n / g,\ g \sim \Gamma(a_n, 1)`;
+        :math:`\beta = \mu_n + \sigma L_n^{-T}\epsilon`. Names ``"beta"`` (n, D), ``"intercept"`` (n,), ``"sigma"``.
         """
-        check_fitted(self, "mean_")
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        rng = _as_generator(generator)
-        sigma2 = self.b_n_ / rng.gamma(self.a_n_, 1.0, size=n)
-        eps = rng.standard_normal((self.mean_.size, n))
-        white = scipy.linalg.solve_triangular(self.precision_cholesky_.T, eps, lower=False, check_finite=False)
-        return self.mean_ + (np.sqrt(sigma2) * white).T, sigma2
+        post = self.posterior_
+        sigma2 = post.b / rng.gamma(post.a, 1.0, size=n)
+        eps = rng.standard_normal((post.mean.size, n))
+        white = scipy.linalg.solve_triangular(post.precision_cholesky.T, eps, lower=False, check_finite=False)
+        beta = post.mean + (np.sqrt(sigma2) * white).T
+        d = self.n_features_in_
+        draws = {"beta": beta[:, :d], "sigma": np.sqrt(sigma2)}
+        if self.fit_intercept:
+            draws["intercept"] = beta[:, d]
+        return draws
 
     def beta_interval(self, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed marginal credible intervals of each coefficient (Student-t marginals)."""
-        check_fitted(self, "mean_")
-        _check_prob(prob)
+        check_is_fitted(self)
+        prob = check_probability(prob)
+        post = self.posterior_
         L_inv = scipy.linalg.solve_triangular(
-            self.precision_cholesky_, np.eye(self.mean_.size), lower=True, check_finite=False
+            post.precision_cholesky, np.eye(post.mean.size), lower=True, check_finite=False
         )
-        scale = np.sqrt(self.b_n_ / self.a_n_ * (L_inv * L_inv).sum(axis=0))
-        half = scipy.stats.t.ppf(0.5 + prob / 2, df=2 * self.a_n_) * scale
-        return self.mean_ - half, self.mean_ + half
+        scale = np.sqrt(post.b / post.a * (L_inv * L_inv).sum(axis=0))
+        half = scipy.stats.t.ppf(0.5 + prob / 2, df=2 * post.a) * scale
+        return post.mean - half, post.mean + half
 
-    def _design(self, Z) -> np.ndarray:
-        check_fitted(self, "mean_")
-        arr = _to_numpy_rows(Z, "Z", self.n_features_in_)
-        return np.hstack([arr, np.ones((arr.shape[0], 1))]) if self.fit_intercept else arr
+    def _features(self, Z) -> np.ndarray:
+        """Validated float64 features; float tensors of the right shape skip scikit-learn's conversion."""
+        check_is_fitted(self)
+        if isinstance(Z, torch.Tensor):
+            return _to_numpy_rows(Z, "Z", self.n_features_in_)
+        return self._validate_Z(Z)
+
+    def _noise_weights(self, sample_weight, n: int):
+        if sample_weight is None:
+            return None
+        w = self._validate_weights(sample_weight, n, positive=True)
+        return w
 
     def _predictive_params(self, Z, sample_weight=None) -> tuple[float, np.ndarray, np.ndarray]:
         """(df, loc, scale) of the Student-t predictive of new targets at rows of ``Z``.
@@ -648,17 +685,13 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         With known relative noise precisions ``w*`` (``y* ~ N(x*^T beta, sigma^2 / w*)``) the squared scale is
         ``(b_n / a_n)(1 / w* + x*^T Lambda_n^{-1} x*)``; ``sample_weight=None`` means ``w* = 1``.
         """
-        X = self._design(Z)
-        V = scipy.linalg.solve_triangular(self.precision_cholesky_, X.T, lower=True, check_finite=False)
-        noise = 1.0
-        if sample_weight is not None:
-            w = as_float_tensor(sample_weight, "sample_weight", ndim=1).detach().cpu().to(torch.float64).numpy()
-            check_same_length(Z=X, sample_weight=w)
-            if not np.all(w > 0):
-                raise ValueError("sample_weight must hold positive relative precisions")
-            noise = 1.0 / w
-        scale = np.sqrt(self.b_n_ / self.a_n_ * (noise + (V * V).sum(axis=0)))
-        return 2.0 * self.a_n_, X @ self.mean_, scale
+        X = self._design(self._features(Z))
+        post = self.posterior_
+        V = scipy.linalg.solve_triangular(post.precision_cholesky, X.T, lower=True, check_finite=False)
+        w = self._noise_weights(sample_weight, X.shape[0])
+        noise = 1.0 if w is None else 1.0 / w
+        scale = np.sqrt(post.b / post.a * (noise + (V * V).sum(axis=0)))
+        return 2.0 * post.a, X @ post.mean, scale
 
     def predict(self, Z, return_std: bool = False, sample_weight=None):
         """Predictive mean (and standard deviation, ``inf`` when ``2 a_n <= 2``) as float64 arrays.
@@ -671,76 +704,29 @@ class ConjugateLinearRegression(RegressorMixin, BaseEstimator):
         std = scale * math.sqrt(df / (df - 2.0)) if df > 2 else np.full_like(scale, np.inf)
         return loc, std
 
-    def predict_dist(self, Z, sample_weight=None) -> torch.distributions.StudentT:
-        """The predictive distribution as a float64 ``torch.distributions.StudentT`` (df = 2 a_n)."""
+    def predict_dist(self, Z, sample_weight=None) -> Predictive:
+        """The exact predictive: Student-t with ``2 a_n`` degrees of freedom (beta and sigma^2 integrated out)."""
         df, loc, scale = self._predictive_params(Z, sample_weight)
         loc_t = torch.from_numpy(loc)
-        return torch.distributions.StudentT(torch.full_like(loc_t, df), loc_t, torch.from_numpy(scale))
+        return Predictive(torch.distributions.StudentT(torch.full_like(loc_t, df), loc_t, torch.from_numpy(scale)))
 
     def log_predictive(self, Z, y, sample_weight=None) -> np.ndarray:
         """Pointwise log predictive density ``log p(y_i | z_i, data)`` (float64, shape (n,))."""
         df, loc, scale = self._predictive_params(Z, sample_weight)
-        y_arr = as_float_tensor(y, "y", ndim=1).detach().cpu().to(torch.float64).numpy()
+        y_arr = as_float_tensor(np.asarray(y, dtype=np.float64) if not isinstance(y, torch.Tensor) else y,
+                                "y", ndim=1).detach().cpu().to(torch.float64).numpy()
         check_same_length(Z=loc, y=y_arr)
         return scipy.stats.t.logpdf(y_arr, df=df, loc=loc, scale=scale)
 
-    def interval(self, Z, prob: float = 0.9, sample_weight=None) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed predictive interval ``(lower, upper)`` for a new ``y``, with probability ``prob``."""
-        _check_prob(prob)
-        df, loc, scale = self._predictive_params(Z, sample_weight)
-        half = scipy.stats.t.ppf(0.5 + prob / 2, df=df) * scale
-        return loc - half, loc + half
+    # ---- ArviZ / diagnostics protocol ------------------------------------------------------------------
 
-    # ---- ArviZ protocol --------------------------------------------------------------------------------
-
-    def _posterior_draws(self, num_draws: int, generator: np.random.Generator) -> dict[str, np.ndarray]:
-        beta, sigma2 = self.sample_beta(num_draws, generator)
-        d = self.n_features_in_
-        draws = {"beta": beta[:, :d], "sigma": np.sqrt(sigma2)}
-        if self.fit_intercept:
-            draws["intercept"] = beta[:, d]
-        return draws
-
-    def _posterior_dims(self, feature_names: list[str] | None) -> tuple[dict[str, list[str]], dict[str, list]]:
-        check_fitted(self, "mean_")
-        names = [f"z{j}" for j in range(self.n_features_in_)] if feature_names is None else list(feature_names)
-        if len(names) != self.n_features_in_:
-            raise ValueError(f"feature_names has {len(names)} names for {self.n_features_in_} features")
-        return {"beta": ["feature"]}, {"feature": names}
-
-    def _draw_locations(self, draws: dict, Z) -> np.ndarray:
-        Zn = _to_numpy_rows(Z, "Z", self.n_features_in_)
-        loc = draws["beta"] @ Zn.T
-        if "intercept" in draws:
-            loc = loc + draws["intercept"][:, None]
-        return loc
-
-    def _noise_scale(self, draws: dict, n: int, sample_weight) -> np.ndarray:
-        """Noise standard deviation per draw and observation: sigma / sqrt(w_i)."""
-        sigma = draws["sigma"][:, None]
-        if sample_weight is None:
-            return sigma
-        w = as_float_tensor(sample_weight, "sample_weight", ndim=1).detach().cpu().to(torch.float64).numpy()
-        if w.shape[0] != n or not np.all(w > 0):
-            raise ValueError(f"sample_weight must hold {n} positive relative precisions, got shape {w.shape}")
-        return sigma / np.sqrt(w)[None, :]
-
-    def _pointwise_log_likelihood(self, draws: dict, Z, y, groups=None, sample_weight=None) -> np.ndarray:
-        loc = self._draw_locations(draws, Z)
-        y_arr = as_float_tensor(y, "y", ndim=1).detach().cpu().to(torch.float64).numpy()
-        check_same_length(Z=loc.T, y=y_arr)
-        scale = self._noise_scale(draws, loc.shape[1], sample_weight)
-        return scipy.stats.norm.logpdf(y_arr[None, :], loc=loc, scale=scale)
-
-    def _posterior_predictive_draws(self, draws: dict, Z, generator, groups=None, sample_weight=None) -> np.ndarray:
-        loc = self._draw_locations(draws, Z)
-        scale = self._noise_scale(draws, loc.shape[1], sample_weight)
-        return loc + scale * _as_generator(generator).standard_normal(loc.shape)
-
-
-def _check_prob(prob: float) -> None:
-    if not (isinstance(prob, (int, float, np.floating)) and 0.0 < float(prob) < 1.0):
-        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    def _draw_likelihood(self, draws: dict, n: int, sample_weight) -> Gaussian:
+        """Gaussian noise per draw and observation: variance sigma_s^2 / w_i."""
+        var = np.asarray(draws["sigma"], dtype=np.float64)[:, None] ** 2
+        w = self._noise_weights(sample_weight, n)
+        if w is not None:
+            var = var / w[None, :]
+        return Gaussian(noise_variance=torch.from_numpy(np.ascontiguousarray(var)))
 
 
 def fit_on_features(
@@ -780,7 +766,7 @@ def fit_on_features(
     with torch.no_grad():
         for start in range(0, X_t.shape[0], batch_size):
             rows = slice(start, start + batch_size)
-            work.partial_fit(feature_fn(X_t[rows]), y_t[rows], None if w_t is None else w_t[rows])
+            work.partial_fit(feature_fn(X_t[rows]), y_t[rows], sample_weight=None if w_t is None else w_t[rows])
     head.__dict__.clear()
     head.__dict__.update(work.__dict__)
     return head

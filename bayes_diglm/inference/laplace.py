@@ -1,4 +1,9 @@
-"""Laplace approximation of the posterior over GLM weights (logistic, softmax, Gaussian) on fixed features."""
+"""Laplace approximation of the posterior over GLM weights on fixed features: logistic, softmax and Poisson heads.
+
+Which approximation (``covariance=`` "full", "diag", "kron" or "lowrank": how the Gaussian's precision is stored)
+is kept apart from where the curvature comes from (the likelihood family of :mod:`bayes_diglm.likelihoods`: for
+these canonical links the Hessian of the negative log-likelihood equals the generalized Gauss-Newton matrix).
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,27 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import linalg as sla
 from scipy import optimize as sopt
-from scipy.special import expit, log_softmax, softmax
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 
-from bayes_diglm._validation import (
-    as_label_tensor,
-    check_fitted,
-    check_positive,
-    check_same_length,
-    to_numpy_float64,
-)
+from bayes_diglm._validation import check_positive
+from bayes_diglm.likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, Poisson, multiclass_probit
 
+from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
 from .linalg import robust_cholesky
 
 __all__ = [
     "LaplaceClassifier",
     "LaplaceFit",
+    "LaplacePoissonRegressor",
     "laplace_glm",
     "mackay_prior_precision",
 ]
 
-_COVARIANCES = ("full", "diag", "kron")
+_COVARIANCES = COVARIANCES
 _OPTIMIZERS = ("newton", "lbfgs")
 _PREDICTIVES = ("probit", "map", "mc")
 _PRIOR_GROUPINGS = ("scalar", "class", "feature")
@@ -36,89 +40,21 @@ _PRIOR_GROUPINGS = ("scalar", "class", "feature")
 _PRECISION_RANGE = (1e-8, 1e8)
 
 
-# --------------------------------------------------------------------------------------------------------
-# Likelihoods: everything is written in terms of the linear predictor ("logits") F of shape (..., n, k).
-# The curvature d^2(-log p)/dF^2 of a canonical-link GLM does not depend on y, so the Hessian and the
-# generalized Gauss-Newton matrix coincide: that is where the curvature comes from for every head here.
-# --------------------------------------------------------------------------------------------------------
-
-
-class _Bernoulli:
-    """Binary logistic likelihood on one logit per observation (labels 0/1)."""
-
-    num_outputs = 1
-
-    def log_prob(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        f = logits[..., 0]
-        return -np.logaddexp(0.0, np.where(y == 1, -f, f))
-
-    def grad(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return expit(logits) - y[:, None]
-
-    def curvature(self, logits: np.ndarray) -> np.ndarray:
-        p = expit(logits[:, 0])
-        return (p * (1.0 - p))[:, None, None]
-
-    def sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return (rng.random(logits.shape[:-1]) < expit(logits[..., 0])).astype(np.int64)
-
-
-class _Categorical:
-    """Softmax likelihood on K logits per observation (the full K*D parametrisation)."""
-
-    def __init__(self, num_classes: int):
-        self.num_outputs = num_classes
-
-    def log_prob(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(log_softmax(logits, axis=-1), np.broadcast_to(
-            y[:, None], logits.shape[:-1] + (1,)), axis=-1)[..., 0]
-
-    def grad(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        g = softmax(logits, axis=-1)
-        g[np.arange(y.shape[0]), y] -= 1.0
-        return g
-
-    def curvature(self, logits: np.ndarray) -> np.ndarray:
-        p = softmax(logits, axis=-1)
-        return np.einsum("nk,kl->nkl", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]
-
-    def sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        gumbel = -np.log(-np.log(rng.random(logits.shape)))
-        return np.argmax(logits + gumbel, axis=-1).astype(np.int64)
-
-
-class _Gaussian:
-    """Gaussian likelihood with known noise variance (the case where Laplace is exact)."""
-
-    num_outputs = 1
-
-    def __init__(self, noise_variance: float):
-        self.noise_variance = noise_variance
-
-    def log_prob(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        resid = y - logits[..., 0]
-        return -0.5 * (np.log(2 * np.pi * self.noise_variance) + resid**2 / self.noise_variance)
-
-    def grad(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return (logits - y[:, None]) / self.noise_variance
-
-    def curvature(self, logits: np.ndarray) -> np.ndarray:
-        return np.full((logits.shape[0], 1, 1), 1.0 / self.noise_variance)
-
-    def sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return logits[..., 0] + math.sqrt(self.noise_variance) * rng.standard_normal(logits.shape[:-1])
-
-
-def _make_likelihood(likelihood: str, num_classes: int | None, noise_variance: float | None):
+def _make_likelihood(likelihood, num_classes: int | None, noise_variance: float | None) -> Likelihood:
+    if isinstance(likelihood, (Bernoulli, Categorical, Gaussian, Poisson)):
+        return likelihood
     if likelihood == "bernoulli":
-        return _Bernoulli()
+        return Bernoulli()
     if likelihood == "categorical":
         if num_classes is None or num_classes < 2:
             raise ValueError(f"likelihood='categorical' needs num_classes >= 2, got {num_classes!r}")
-        return _Categorical(int(num_classes))
+        return Categorical(int(num_classes))
     if likelihood == "gaussian":
-        return _Gaussian(check_positive(noise_variance, "noise_variance"))
-    raise ValueError(f"likelihood must be 'bernoulli', 'categorical' or 'gaussian', got {likelihood!r}")
+        return Gaussian(check_positive(noise_variance, "noise_variance"))
+    if likelihood == "poisson":
+        return Poisson()
+    raise ValueError(f"likelihood must be 'bernoulli', 'categorical', 'gaussian' or 'poisson' (or one of those "
+                     f"Likelihood objects), got {likelihood!r}")
 
 
 def _full_hessian(X: np.ndarray, curv: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -205,7 +141,8 @@ class _KronPosterior:
     """Kronecker-factored (K-FAC) precision for large K*D.
 
     The likelihood curvature ``sum_n Lambda_n kron x_n x_n^T`` is replaced by ``B kron A`` with the class
-    factor ``B = (1/n) sum_n Lambda_n`` (K x K) and the feature factor ``A = X^T X`` (D x D): exact when
+    factor ``B = (1/n) sum_n Lambda_n`` (K x K) and the feature factor ``A = X^T X`` (D x D; with row weights
+    ``B = sum_n w_n Lambda_n / sum_n w_n`` and ``A = X^T W X``): exact when
     ``Lambda_n`` does not vary over n (Gaussian likelihood).  With eigendecompositions ``A = U_A S_A U_A^T``
     and ``B = U_B S_B U_B^T`` the precision is ``(U_B kron U_A) diag(lam) (U_B kron U_A)^T`` where
     ``lam = s_B s_A^T + diag-of-prior in that eigenbasis``; the prior term is exact for a scalar prior
@@ -213,10 +150,14 @@ class _KronPosterior:
     intercept with its own precision).
     """
 
-    def __init__(self, mean: np.ndarray, X: np.ndarray, curv: np.ndarray, prior: np.ndarray):
+    def __init__(self, mean: np.ndarray, X: np.ndarray, curv: np.ndarray, prior: np.ndarray,
+                 weights: np.ndarray | None = None):
         self.mean = mean
-        s_a, self.u_a = np.linalg.eigh(X.T @ X)
-        s_b, self.u_b = np.linalg.eigh(curv.mean(axis=0))
+        w = np.ones(X.shape[0]) if weights is None else weights
+        # curv holds the row-weighted curvatures: B is their weighted mean and A = X^T W X, so that an integer
+        # weight stays the same as repeating the row
+        s_a, self.u_a = np.linalg.eigh(X.T @ (w[:, None] * X))
+        s_b, self.u_b = np.linalg.eigh(curv.sum(axis=0) / w.sum())
         s_a, s_b = np.clip(s_a, 0.0, None), np.clip(s_b, 0.0, None)
         prior_eig = (self.u_b**2).T @ prior @ (self.u_a**2)
         self.lam = np.outer(s_b, s_a) + prior_eig
@@ -236,12 +177,82 @@ class _KronPosterior:
         return (self.u_b**2) @ (1.0 / self.lam) @ (self.u_a**2).T
 
 
-_STRUCTURES = {"full": _FullPosterior, "diag": _DiagPosterior, "kron": _KronPosterior}
+class _LowRankPosterior:
+    r"""Low-rank plus prior precision: ``H ~= D^{1/2} (I + U_r S_r U_r^T) D^{1/2}``, ``D = diag(prior)``.
+
+    ``U_r S_r U_r^T`` keeps the ``rank`` largest eigenpairs of the prior-whitened likelihood curvature
+    ``D^{-1/2} G D^{-1/2}`` (``G = sum_n Lambda_n kron x_n x_n^T``), the best rank-r approximation in the
+    prior's metric, as laplace-torch's ``LowRankLaplace``. By Woodbury the covariance is
+    ``D^{-1/2} (I - U_r diag(s / (1 + s)) U_r^T) D^{-1/2}``; it needs a proper prior on every weight.
+    """
+
+    def __init__(self, mean: np.ndarray, X: np.ndarray, curv: np.ndarray, prior: np.ndarray, rank: int | None = None):
+        if np.any(prior <= 0):
+            raise ValueError("covariance='lowrank' needs a positive prior precision on every weight (a flat "
+                             "intercept prior, intercept_prior_precision=0, is not allowed)")
+        self.mean = mean
+        self.root_prior = np.sqrt(prior.ravel())
+        G = _full_hessian(X, curv, np.zeros_like(prior))
+        whitened = G / np.outer(self.root_prior, self.root_prior)
+        s, u = np.linalg.eigh(whitened)
+        r = min(int(rank) if rank is not None else 20, s.size)
+        self.s, self.u = np.clip(s[::-1][:r], 0.0, None), u[:, ::-1][:, :r]
+
+    def sample(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        eps = rng.standard_normal((num, self.root_prior.size))
+        # (I + U S U^T)^{-1/2} = I + U (diag((1 + s)^{-1/2}) - I) U^T
+        shrink = (1.0 / np.sqrt(1.0 + self.s)) - 1.0
+        white = eps + ((eps @ self.u) * shrink) @ self.u.T
+        return self.mean[None] + (white / self.root_prior).reshape((num,) + self.mean.shape)
+
+    def logit_cov(self, X: np.ndarray) -> np.ndarray:
+        k_out, d = self.mean.shape
+        inv_prior = (1.0 / self.root_prior**2).reshape(k_out, d)
+        base = (X**2) @ inv_prior.T  # J D^{-1} J^T is diagonal over classes
+        cov = np.einsum("nk,kl->nkl", base, np.eye(k_out))
+        scaled_u = (self.u / self.root_prior[:, None]).reshape(k_out, d, -1)  # D^{-1/2} U by class
+        proj = np.einsum("nd,kdr->nkr", X, scaled_u)
+        return cov - np.einsum("nkr,r,nlr->nkl", proj, self.s / (1.0 + self.s), proj)
+
+    def log_det_precision(self) -> float:
+        return float(2.0 * np.log(self.root_prior).sum() + np.log1p(self.s).sum())
+
+    def marginal_variance(self) -> np.ndarray:
+        reduce = 1.0 - (self.u**2) @ (self.s / (1.0 + self.s))
+        return (reduce / self.root_prior**2).reshape(self.mean.shape)
+
+
+_STRUCTURES = {"full": _FullPosterior, "diag": _DiagPosterior, "kron": _KronPosterior, "lowrank": _LowRankPosterior}
 
 
 # --------------------------------------------------------------------------------------------------------
 # MAP estimation
 # --------------------------------------------------------------------------------------------------------
+
+
+class _Objective:
+    """The likelihood terms of the MAP and the curvature in NumPy: rows weighted by ``sample_weight``.
+
+    ``grad`` is the gradient of the *negative* log-likelihood in the logits; ``curvature`` is the (weighted)
+    per-row Hessian of the negative log-likelihood, from :mod:`bayes_diglm.likelihoods`.
+    """
+
+    def __init__(self, likelihood: Likelihood, sample_weight: np.ndarray | None):
+        self.likelihood = likelihood
+        self.num_outputs = likelihood.num_outputs
+        self.w = sample_weight
+
+    def log_prob(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+        lp = self.likelihood.log_prob(logits, y)
+        return lp if self.w is None else lp * self.w
+
+    def grad(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+        g = -self.likelihood.grad(logits, y)
+        return g if self.w is None else g * self.w[:, None]
+
+    def curvature(self, logits: np.ndarray) -> np.ndarray:
+        c = self.likelihood.curvature(logits)
+        return c if self.w is None else c * self.w[:, None, None]
 
 
 def _neg_log_posterior(W, X, y, lik, prior):
@@ -306,8 +317,8 @@ class LaplaceFit:
     mean : ndarray of shape (k, D)
         MAP weights (``k`` = 1 for Bernoulli and Gaussian likelihoods, K for softmax).
     posterior : object
-        The covariance structure ("full", "diag" or "kron") with ``sample``, ``logit_cov``,
-        ``log_det_precision`` and ``marginal_variance``.
+        The covariance structure ("full", "diag", "kron" or "lowrank") with ``mean``, ``sample``,
+        ``logit_cov``, ``log_det_precision`` and ``marginal_variance``.
     prior_precision : ndarray of shape (k, D)
         Prior precision of each weight (0 means a flat, improper prior on that weight).
     log_likelihood, log_evidence : float
@@ -336,12 +347,14 @@ def laplace_glm(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    likelihood: str,
+    likelihood: str | Likelihood,
     prior_precision: float | np.ndarray = 1.0,
     covariance: str = "full",
     optimizer: str = "newton",
     num_classes: int | None = None,
     noise_variance: float | None = None,
+    sample_weight: np.ndarray | None = None,
+    rank: int | None = None,
     tol: float = 1e-8,
     max_iter: int | None = None,
     init: np.ndarray | None = None,
@@ -367,10 +380,16 @@ def laplace_glm(
     X : ndarray of shape (n, D)
         Design matrix (append a column of ones yourself for a bias).
     y : ndarray of shape (n,)
-        0/1 labels ("bernoulli"), 0..K-1 labels ("categorical") or real targets ("gaussian").
-    likelihood : {"bernoulli", "categorical", "gaussian"}
+        0/1 labels ("bernoulli"), 0..K-1 labels ("categorical"), real targets ("gaussian") or counts
+        ("poisson").
+    likelihood : {"bernoulli", "categorical", "gaussian", "poisson"} or a canonical-link Likelihood
+        The family, from :mod:`bayes_diglm.likelihoods`.
     prior_precision : float or ndarray broadcastable to (k, D)
-    covariance : {"full", "diag", "kron"}
+    covariance : {"full", "diag", "kron", "lowrank"}
+    sample_weight : ndarray of shape (n,) or None
+        Per-row weights of the log-likelihood (frequency weights: an integer weight equals repeating the row).
+    rank : int or None
+        Rank of ``covariance="lowrank"`` (default 20, at most the number of weights).
     optimizer : {"newton", "lbfgs"}
         Newton (IRLS with backtracking, uses the full Hessian) or scipy's L-BFGS-B; both stop at
         ``max|grad| <= tol``.
@@ -388,7 +407,7 @@ def laplace_glm(
         raise ValueError(f"covariance must be one of {_COVARIANCES}, got {covariance!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
-    lik = _make_likelihood(likelihood, num_classes, noise_variance)
+    lik = _Objective(_make_likelihood(likelihood, num_classes, noise_variance), sample_weight)
     prior = _prior_array(prior_precision, (lik.num_outputs, X.shape[1]))
     if max_iter is None:
         max_iter = 100 if optimizer == "newton" else 15000
@@ -399,7 +418,8 @@ def laplace_glm(
         warnings.warn(f"Laplace MAP ({optimizer}) stopped after {n_iter} iterations before reaching "
                       f"max|grad| <= {tol}", RuntimeWarning, stacklevel=2)
     logits = X @ W.T
-    posterior = _STRUCTURES[covariance](W, X, lik.curvature(logits), prior)
+    extra = {"lowrank": {"rank": rank}, "kron": {"weights": sample_weight}}.get(covariance, {})
+    posterior = _STRUCTURES[covariance](W, X, lik.curvature(logits), prior, **extra)
     log_lik = float(lik.log_prob(logits, y).sum())
     proper = prior > 0
     log_evidence = (log_lik + 0.5 * float(np.log(prior[proper]).sum()) - 0.5 * float((prior * W**2).sum())
@@ -451,133 +471,43 @@ def mackay_prior_precision(
 
 
 # --------------------------------------------------------------------------------------------------------
-# Predictive approximations on the logits' Gaussian N(mu, S)
+# The heads
 # --------------------------------------------------------------------------------------------------------
 
 
-def _probit_scale(var: np.ndarray) -> np.ndarray:
-    """MacKay's kappa(v) = (1 + pi v / 8)^(-1/2): E[sigmoid(f)] ~= sigmoid(kappa(v) mu) for f ~ N(mu, v)."""
-    return 1.0 / np.sqrt(1.0 + np.pi * var / 8.0)
-
-
 def _probit_predictive(mu: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    r"""Probit-style approximation of ``E[softmax(f)]`` for ``f ~ N(mu, cov)``, shape (n, K).
-
-    K = 1 (binary): MacKay's ``p(y=1) = sigmoid(kappa(v) mu)``.  K > 2: the pairwise mean-field
-    approximation of Lu, Ie and Sha (2020, "Mean-field approximations to the softmax-Gaussian integral"),
-
-    .. math:: p_k \propto \Big(1 + \sum_{j \ne k} \exp\big(-\kappa(v_{kj}) (\mu_k - \mu_j)\big)\Big)^{-1},
-              \qquad v_{kj} = S_{kk} + S_{jj} - 2 S_{kj},
-
-    renormalised over k.  It uses the variance of logit differences, so a shift shared by all logits
-    (the redundant direction of the K*D softmax) does not flatten the prediction, and for K = 2 it is
-    exactly MacKay's formula applied to the logit difference.
-    """
+    """Class probabilities (n, K) of the closed-form predictive: MacKay (one logit) or :func:`multiclass_probit`."""
+    mu_t, cov_t = torch.from_numpy(mu), torch.from_numpy(cov)
     if mu.shape[1] == 1:
-        p1 = expit(mu[:, 0] * _probit_scale(cov[:, 0, 0]))
+        p1 = Bernoulli().predictive(mu_t, cov_t).probs.numpy()
         return np.stack([1.0 - p1, p1], axis=1)
-    var = np.diagonal(cov, axis1=1, axis2=2)
-    diff_var = var[:, :, None] + var[:, None, :] - 2.0 * cov
-    diff_mean = mu[:, :, None] - mu[:, None, :]
-    # exp(-kappa * (mu_k - mu_j)) summed over j (the j = k term is exp(0) = 1, the "1 +" above)
-    odds = np.exp(np.clip(-diff_mean * _probit_scale(diff_var), None, 700.0)).sum(axis=2)
-    probs = 1.0 / odds
-    return probs / probs.sum(axis=1, keepdims=True)
+    return multiclass_probit(mu_t, cov_t).numpy()
 
 
 def _check_generator(generator) -> np.random.Generator:
-    if generator is None or isinstance(generator, (int, np.integer)):
-        return np.random.default_rng(generator)
-    if isinstance(generator, np.random.Generator):
-        return generator
-    raise TypeError(f"generator must be a numpy Generator, int or None, got {type(generator).__name__}")
+    return as_generator(generator)
 
 
-class _PosteriorClassifier:
-    """Prediction, scoring and the ArviZ protocol shared by classifiers with a Gaussian posterior.
+def _check_options(head) -> None:
+    if head.covariance not in _COVARIANCES:
+        raise ValueError(f"covariance must be one of {_COVARIANCES}, got {head.covariance!r}")
+    if head.optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {head.optimizer!r}")
+    if head.rank is not None and (isinstance(head.rank, bool) or not isinstance(head.rank, (int, np.integer))
+                                  or head.rank < 1):
+        raise ValueError(f"rank must be a positive integer or None, got {head.rank!r}")
 
-    Subclasses set ``weights_`` (k, D[+1]), ``posterior_`` (with ``logit_cov``), ``n_classes_``,
-    ``n_features_in_`` and ``fit_intercept``, and implement ``_sample_weights(num, rng)`` -> (num, k, D[+1]).
-    """
 
-    fit_intercept: bool
-    num_classes: int | None
+class _GaussianWeights:
+    """Named draws and predictor moments of a head whose ``posterior_`` is a Gaussian over the (k, D+1) weights."""
 
-    def _design(self, Z, name: str = "Z", *, fitted: bool = True) -> np.ndarray:
-        Z = to_numpy_float64(Z, name, ndim=2)
-        if fitted and Z.shape[1] != self.n_features_in_:
-            raise ValueError(f"{name} has {Z.shape[1]} features but the head was fitted on "
-                             f"{self.n_features_in_}")
-        if self.fit_intercept:
-            Z = np.concatenate([Z, np.ones((Z.shape[0], 1))], axis=1)
-        return Z
+    def _sample_weights(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.posterior_.sample(n, rng)
 
-    def _labels(self, y, n: int) -> tuple[np.ndarray, int]:
-        yt = as_label_tensor(y, "y", num_classes=self.num_classes, n=n).numpy()
-        K = self.num_classes if self.num_classes is not None else int(yt.max()) + 1
-        present = np.unique(yt)
-        if present.size < 2:
-            raise ValueError(f"y contains a single class ({int(present[0])}); a classifier needs two or more")
-        return yt, int(K)
-
-    # ---- prediction ------------------------------------------------------------------------------------
-
-    def predict_proba(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
-        """Predictive class probabilities ``p(y | z, data)``, shape (n, K).
-
-        ``method="probit"``: binary, MacKay's ``sigmoid(mu / sqrt(1 + pi v / 8))``; softmax, the pairwise
-        mean-field version on logit differences (see :func:`_probit_predictive`).  ``"map"``: plug in the
-        MAP.  ``"mc"``: average the likelihood over ``n_samples`` posterior draws of the weights.
-        """
-        check_fitted(self, "weights_")
-        if method not in _PREDICTIVES:
-            raise ValueError(f"method must be one of {_PREDICTIVES}, got {method!r}")
-        X = self._design(Z)
-        if method == "mc":
-            draws = self._sample_weights(int(n_samples), _check_generator(generator))
-            logits = np.einsum("nd,skd->snk", X, draws)
-            probs = self._probs(logits).mean(axis=0)
-        else:
-            mu = X @ self.weights_.T
-            if method == "probit":
-                return _probit_predictive(mu, self.posterior_.logit_cov(X))
-            probs = self._probs(mu)
-        return probs
-
-    def _probs(self, logits: np.ndarray) -> np.ndarray:
-        if self.n_classes_ == 2:
-            p1 = expit(logits[..., 0])
-            return np.stack([1.0 - p1, p1], axis=-1)
-        return softmax(logits, axis=-1)
-
-    def predict(self, Z, method: str = "probit") -> np.ndarray:
-        """Most probable class under the predictive (``method``: "probit", "map" or "mc", as in predict_proba)."""
-        return np.argmax(self.predict_proba(Z, method=method), axis=1)
-
-    def score(self, Z, y) -> float:
-        """Accuracy of :meth:`predict` on (Z, y)."""
-        check_fitted(self, "weights_")
-        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
-        check_same_length(Z=np.asarray(Z), y=y)
-        return float(np.mean(self.predict(Z) == y))
-
-    def log_predictive(
-        self, Z, y, method: str = "probit", n_samples: int = 1000, generator=None
-    ) -> np.ndarray:
-        """Log predictive density ``log p(y_i | z_i, data)`` of each observation, shape (n,)."""
-        check_fitted(self, "weights_")
-        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
-        probs = self.predict_proba(Z, method=method, n_samples=n_samples, generator=generator)
-        check_same_length(Z=probs, y=y)
-        return np.log(np.clip(probs[np.arange(y.shape[0]), y], 1e-300, None))
-
-    # ---- ArviZ protocol --------------------------------------------------------------------------------
-
-    def _posterior_draws(self, num_draws: int, generator: np.random.Generator) -> dict[str, np.ndarray]:
-        """Draws of "beta" ((S, D) binary, (S, K, D) softmax) and "intercept" ((S,) or (S, K)) if fitted."""
-        check_fitted(self, "weights_")
-        weights = self._sample_weights(int(num_draws), generator)
-        if self.n_classes_ == 2:
+    def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Draws of ``"beta"`` ((n, D), or (n, K, D) for softmax) and ``"intercept"`` ((n,) or (n, K))."""
+        weights = self._sample_weights(n, rng)
+        if weights.shape[1] == 1:
             weights = weights[:, 0]
         d = self.n_features_in_
         draws = {"beta": np.ascontiguousarray(weights[..., :d])}
@@ -585,50 +515,131 @@ class _PosteriorClassifier:
             draws["intercept"] = np.ascontiguousarray(weights[..., d])
         return draws
 
-    def _posterior_dims(self, feature_names: list[str] | None) -> tuple[dict, dict]:
-        check_fitted(self, "weights_")
-        d = self.n_features_in_
-        names = [f"z{j}" for j in range(d)] if feature_names is None else list(feature_names)
-        if len(names) != d:
-            raise ValueError(f"feature_names has {len(names)} names for {self.n_features_in_} features")
-        coords: dict[str, list] = {"feature": names}
-        if self.n_classes_ == 2:
-            dims = {"beta": ["feature"], "intercept": []}
+    def _predictor_moments(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = self._design(Z)
+        return X @ self.posterior_.mean.T, self.posterior_.logit_cov(X)
+
+
+
+class _LaplaceHead(_GaussianWeights, PosteriorHead):
+    """MAP, Laplace posterior, evidence and empirical Bayes shared by the Laplace heads.
+
+    Subclasses set ``likelihood_`` before :meth:`_fit_design` and give ``_initial_prior(k_out, D_aug)``.
+    """
+
+    def _run(self, X, y, w, prior, init=None) -> LaplaceFit:
+        return laplace_glm(
+            X, y, likelihood=self.likelihood_, prior_precision=prior, covariance=self.covariance,
+            optimizer=self.optimizer, sample_weight=w, rank=self.rank, tol=self.tol, max_iter=self.max_iter,
+            init=init,
+        )
+
+    def _fit_design(self, X, y, w) -> None:
+        fit = self._run(X, y, w, self._initial_prior(self.likelihood_.num_outputs, X.shape[1]))
+        self._set_fitted(fit, X, y, w)
+
+    def _set_fitted(self, fit: LaplaceFit, X, y, w) -> None:
+        d = X.shape[1] - int(self.fit_intercept)
+        self.fit_ = fit
+        self.posterior_ = fit.posterior
+        self.coef_ = fit.mean[:, :d]
+        self.intercept_ = fit.mean[:, -1] if self.fit_intercept else np.zeros(fit.mean.shape[0])
+        self.prior_precision_ = fit.prior_precision
+        self.n_iter_ = fit.n_iter
+        self.converged_ = fit.converged
+        self._train = (X, y, w)
+
+    def log_evidence(self) -> float:
+        r"""Laplace approximation of :math:`\log p(y \mid Z)` at the fitted prior (see :func:`laplace_glm`)."""
+        check_is_fitted(self)
+        return self.fit_.log_evidence
+
+    def optimize_prior_precision(
+        self, method: str = "evidence", per: str = "scalar", *, tol: float = 1e-6, max_iter: int = 200
+    ):
+        """Set the prior precision by maximising the Laplace evidence on the training data, then refit.
+
+        ``per="scalar"`` shares one precision across all weights, ``"class"`` one per class row, and
+        ``"feature"`` one per feature column (the bias is its own feature).  A flat bias prior
+        (``intercept_prior_precision=0``) stays flat; otherwise the bias joins the scalar/class groups.
+        Uses :func:`mackay_prior_precision` (refits the MAP at each step).
+        """
+        check_is_fitted(self)
+        if method != "evidence":
+            raise ValueError(f"method must be 'evidence', got {method!r}")
+        if per not in _PRIOR_GROUPINGS:
+            raise ValueError(f"per must be one of {_PRIOR_GROUPINGS}, got {per!r}")
+        X, y, w = self._train
+        prior = self.fit_.prior_precision
+        rows, cols = np.indices(prior.shape)
+        groups = {"scalar": np.zeros(prior.shape, dtype=int), "class": rows, "feature": cols}[per]
+        groups = np.where(prior > 0, groups, -1)
+        fit = mackay_prior_precision(lambda p, init: self._run(X, y, w, p, init), prior, groups,
+                                     tol=tol, max_iter=max_iter)
+        self._set_fitted(fit, X, y, w)
+        return self
+
+
+class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, ClassifierMixin, PosteriorHead):
+    """Predictives of a classifier whose posterior over the weights is a Gaussian (Laplace and SVI).
+
+    ``method="probit"`` (default): closed form, MacKay's probit for K = 2 and
+    :func:`bayes_diglm.likelihoods.multiclass_probit` for K > 2; ``"map"``: plug in the posterior mean;
+    ``"mc"``: average the likelihood over ``n_samples`` posterior draws (``generator`` seeds them).
+    """
+
+    def _likelihood_for(self, K: int) -> Likelihood:
+        return Bernoulli() if K == 2 else Categorical(K)
+
+    def predict_dist(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> Predictive:
+        """Predictive over ``classes_``: the class probabilities with the weights integrated out."""
+        if method not in _PREDICTIVES:
+            raise ValueError(f"method must be one of {_PREDICTIVES}, got {method!r}")
+        Z = self._validate_Z(Z)
+        X = self._design(Z)
+        if method == "probit":
+            probs = _probit_predictive(X @ self.posterior_.mean.T, self.posterior_.logit_cov(X))
+        elif method == "map":
+            probs = self._probs(X @ self.posterior_.mean.T)
         else:
-            coords["class"] = list(range(self.n_classes_))
-            dims = {"beta": ["class", "feature"], "intercept": ["class"]}
-        if not self.fit_intercept:
-            del dims["intercept"]
-        return dims, coords
+            if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+                raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+            draws = self._sample_weights(int(n_samples), as_generator(generator))
+            probs = self._probs(np.einsum("nd,skd->snk", X, draws)).mean(axis=0)
+        dist = torch.distributions.Categorical(probs=torch.from_numpy(np.ascontiguousarray(probs)))
+        return Predictive(dist, classes=self.classes_)
 
-    def _draw_logits(self, draws: dict, Z) -> np.ndarray:
-        Zn = self._design(Z)[:, : self.n_features_in_]
-        beta = draws["beta"] if self.n_classes_ > 2 else draws["beta"][:, None, :]
-        logits = np.einsum("nd,skd->snk", Zn, beta)
-        if "intercept" in draws:
-            bias = draws["intercept"] if self.n_classes_ > 2 else draws["intercept"][:, None]
-            logits = logits + bias[:, None, :]
-        return logits
+    def _probs(self, logits: np.ndarray) -> np.ndarray:
+        if logits.shape[-1] == 1:
+            p1 = 1.0 / (1.0 + np.exp(-logits[..., 0]))
+            return np.stack([1.0 - p1, p1], axis=-1)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        e = np.exp(shifted)
+        return e / e.sum(axis=-1, keepdims=True)
 
-    def _likelihood(self):
-        return _Bernoulli() if self.n_classes_ == 2 else _Categorical(self.n_classes_)
+    def predict_proba(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
+        """Predictive class probabilities (n, K), columns in ``classes_`` order (``method`` as in predict_dist)."""
+        return self.predict_dist(Z, method=method, n_samples=n_samples, generator=generator).probs
 
-    def _pointwise_log_likelihood(self, draws: dict, Z, y, groups=None) -> np.ndarray:
-        check_fitted(self, "weights_")
-        y = as_label_tensor(y, "y", num_classes=self.n_classes_).numpy()
-        return self._likelihood().log_prob(self._draw_logits(draws, Z), y)
+    def predict(self, Z, method: str = "probit") -> np.ndarray:
+        """Most probable label under the predictive."""
+        index = np.argmax(self.predict_proba(Z, method=method), axis=1)
+        return self.classes_[index]
 
-    def _posterior_predictive_draws(self, draws: dict, Z, generator, groups=None) -> np.ndarray:
-        check_fitted(self, "weights_")
-        return self._likelihood().sample(self._draw_logits(draws, Z), generator)
+    def log_predictive(self, Z, y, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
+        """Log predictive probability ``log p(y_i | z_i, data)`` of each label, shape (n,)."""
+        pred = self.predict_dist(Z, method=method, n_samples=n_samples, generator=generator)
+        return np.log(np.clip(np.take_along_axis(pred.probs, self._encode_y(y)[:, None], axis=1)[:, 0],
+                              1e-300, None))
 
 
-class LaplaceClassifier(_PosteriorClassifier):
+class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
     r"""Bayesian logistic (K=2) or softmax (K>2) regression on features by the Laplace approximation.
 
     Model: ``p(y | z, W) = Cat(softmax(W [z; 1]))`` with prior ``W ~ N(0, 1/prior_precision)``.  Binary
     problems use one weight vector (``p(y=1) = sigmoid(w^T z + b)``); K > 2 classes use the full,
     over-parametrised K*D softmax (the Gaussian prior makes it identifiable), as scikit-learn does.
+    Labels may be any sortable values; they are encoded through ``classes_``.
 
     The bias gets prior precision ``intercept_prior_precision`` (default: the same as the weights).
     ``intercept_prior_precision=0`` is a flat prior on the bias, which is scikit-learn's convention
@@ -640,17 +651,29 @@ class LaplaceClassifier(_PosteriorClassifier):
     prior_precision : float
     intercept_prior_precision : float or None
     fit_intercept : bool
-    covariance : {"full", "diag", "kron"}
+    covariance : {"full", "diag", "kron", "lowrank"}
         Structure of the posterior precision: full (Cholesky of the K*D x K*D Hessian), diagonal of the
-        Hessian, or Kronecker-factored (K-FAC, see :class:`_KronPosterior`).
+        Hessian, Kronecker-factored (K-FAC, see :class:`_KronPosterior`), or low-rank plus prior
+        (:class:`_LowRankPosterior`, ``rank`` eigenpairs).
+    rank : int or None
+        Rank of ``covariance="lowrank"`` (default 20).
     optimizer : {"newton", "lbfgs"}
         MAP solver; Newton uses the full Hessian at every step, L-BFGS only gradients (large K*D).
     tol : float
         Stop when the largest absolute gradient entry of the negative log posterior is <= tol.
     max_iter : int or None
         Defaults to 100 for Newton, 15000 for L-BFGS.
-    num_classes : int or None
-        K; inferred as ``max(y) + 1`` when None.
+    classes : array-like or None
+        All labels, when the training data may miss some; inferred from ``y`` when None.
+
+    Attributes
+    ----------
+    classes_, coef_ (k, D), intercept_ (k,), n_features_in_ :
+        As scikit-learn's ``LogisticRegression`` (``k = 1`` for two classes).
+    posterior_ :
+        The Gaussian ``N(mean, H^{-1})``: ``mean`` (k, D+1) with the bias last, and the structure's factor
+        (``chol``, ``precision``, Kronecker eigenbases, or low-rank ``u``, ``s``).
+    prior_precision_, n_iter_, converged_, fit_ (the :class:`LaplaceFit`)
 
     Examples
     --------
@@ -673,92 +696,125 @@ class LaplaceClassifier(_PosteriorClassifier):
         intercept_prior_precision: float | None = None,
         fit_intercept: bool = True,
         covariance: str = "full",
+        rank: int | None = None,
         optimizer: str = "newton",
         tol: float = 1e-8,
         max_iter: int | None = None,
-        num_classes: int | None = None,
+        classes=None,
     ):
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
         self.fit_intercept = fit_intercept
         self.covariance = covariance
+        self.rank = rank
         self.optimizer = optimizer
         self.tol = tol
         self.max_iter = max_iter
-        self.num_classes = num_classes
+        self.classes = classes
 
-    # ---- fitting ---------------------------------------------------------------------------------------
-
-    def _initial_prior(self, K: int, D_aug: int) -> np.ndarray:
-        prior = np.full((1 if K == 2 else K, D_aug), check_positive(self.prior_precision, "prior_precision"))
+    def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
+        prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
         if self.fit_intercept:
             b = self.intercept_prior_precision
             b = self.prior_precision if b is None else b
             b = check_positive(b, "intercept_prior_precision", allow_zero=True)
-            if b == 0 and K > 2:
+            if b == 0 and k_out > 1:
                 raise ValueError("intercept_prior_precision=0 (flat bias prior) is only allowed for K=2: the "
                                  "softmax bias is not identifiable without a prior")
             prior[:, -1] = b
         return prior
 
-    def _run(self, X, y, K, prior, init=None) -> LaplaceFit:
-        return laplace_glm(
-            X, y, likelihood="bernoulli" if K == 2 else "categorical", prior_precision=prior,
-            covariance=self.covariance, optimizer=self.optimizer, num_classes=K, tol=self.tol,
-            max_iter=self.max_iter, init=init,
-        )
+    def fit(self, Z, y, *, sample_weight=None) -> LaplaceClassifier:
+        """Find the MAP and the Laplace posterior for features ``Z`` (n, D) and labels ``y``.
 
-    def fit(self, Z, y) -> LaplaceClassifier:
-        """Find the MAP and the Laplace posterior for features ``Z`` (n, D) and labels ``y`` in 0..K-1."""
-        X = self._design(Z, fitted=False)
-        y, K = self._labels(y, X.shape[0])
-        if self.covariance not in _COVARIANCES:
-            raise ValueError(f"covariance must be one of {_COVARIANCES}, got {self.covariance!r}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
-        fit = self._run(X, y, K, self._initial_prior(K, X.shape[1]))
-        self._set_fitted(fit, X, y, K)
-        return self
-
-    def _set_fitted(self, fit: LaplaceFit, X, y, K) -> None:
-        self.n_features_in_ = X.shape[1] - int(self.fit_intercept)
-        self.classes_ = np.arange(K)
-        self.n_classes_ = K
-        self.fit_ = fit
-        self.weights_ = fit.mean
-        self.coef_ = fit.mean[:, : self.n_features_in_]
-        self.intercept_ = fit.mean[:, -1] if self.fit_intercept else np.zeros(fit.mean.shape[0])
-        self.prior_precision_ = fit.prior_precision
-        self.log_evidence_ = fit.log_evidence
-        self.n_iter_ = fit.n_iter
-        self.posterior_ = fit.posterior
-        self._train = (X, y)
-
-    def optimize_prior_precision(
-        self, method: str = "evidence", per: str = "scalar", *, tol: float = 1e-6, max_iter: int = 200
-    ) -> LaplaceClassifier:
-        """Set the prior precision by maximising the Laplace evidence on the training data, then refit.
-
-        ``per="scalar"`` shares one precision across all weights, ``"class"`` one per class row, and
-        ``"feature"`` one per feature column (the bias is its own feature).  A flat bias prior
-        (``intercept_prior_precision=0``) stays flat; otherwise the bias joins the scalar/class groups.
-        Uses :func:`mackay_prior_precision` (refits the MAP at each step).
+        ``sample_weight`` weights each row's log-likelihood (an integer weight equals repeating the row).
         """
-        check_fitted(self, "fit_")
-        if method != "evidence":
-            raise ValueError(f"method must be 'evidence', got {method!r}")
-        if per not in _PRIOR_GROUPINGS:
-            raise ValueError(f"per must be one of {_PRIOR_GROUPINGS}, got {per!r}")
-        X, y = self._train
-        prior = self.fit_.prior_precision
-        rows, cols = np.indices(prior.shape)
-        groups = {"scalar": np.zeros(prior.shape, dtype=int), "class": rows, "feature": cols}[per]
-        groups = np.where(prior > 0, groups, -1)
-        K = self.n_classes_
-        fit = mackay_prior_precision(lambda p, init: self._run(X, y, K, p, init), prior, groups,
-                                     tol=tol, max_iter=max_iter)
-        self._set_fitted(fit, X, y, K)
+        with self._keep_state_on_error():
+            _check_options(self)
+            Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=False)
+            classes, index = self._encode_train_labels(y)
+            self.classes_ = classes
+            self.likelihood_ = self._likelihood_for(classes.size)
+            self._fit_design(self._design(Z), index, w)
         return self
 
-    def _sample_weights(self, num: int, rng: np.random.Generator) -> np.ndarray:
-        return self.posterior_.sample(num, rng)
+
+class LaplacePoissonRegressor(RegressorMixin, _LaplaceHead):
+    r"""Bayesian Poisson regression (log link) on features by the Laplace approximation.
+
+    Model: ``y ~ Poisson(exp(beta^T z + beta_0))`` with ``beta ~ N(0, 1/prior_precision)`` and the intercept
+    ``beta_0 ~ N(0, 1/intercept_prior_precision)``. The Laplace posterior is ``N(beta*, H^{-1})`` with
+    ``H = sum_i exp(eta_i) x_i x_i^T + prior`` at the MAP; the predictive of a new count integrates the
+    Poisson over the Gaussian of the linear predictor (Gauss-Hermite quadrature: a Poisson-lognormal whose
+    mean is ``exp(m + v / 2)``). ``y`` must be non-negative; non-integer values use the continuous extension
+    ``y eta - exp(eta) - log Gamma(y + 1)`` of the log-likelihood (as scikit-learn's ``PoissonRegressor``).
+
+    Parameters are those of :class:`LaplaceClassifier` (without ``classes``); ``intercept_prior_precision``
+    defaults to ``1e-6`` (nearly flat: the overall rate is not shrunk).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Z = rng.normal(size=(400, 2)); y = rng.poisson(np.exp(0.5 * Z[:, 0] + 1.0))
+    >>> head = LaplacePoissonRegressor().fit(Z, y)
+    >>> bool(abs(head.coef_[0, 0] - 0.5) < 0.1 and abs(head.coef_[0, 1]) < 0.1)
+    True
+    >>> head.predict_dist(Z[:3]).mean.shape
+    (3,)
+    """
+
+    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Poisson log link)"}
+
+    def __init__(
+        self,
+        *,
+        prior_precision: float = 1.0,
+        intercept_prior_precision: float = 1e-6,
+        fit_intercept: bool = True,
+        covariance: str = "full",
+        rank: int | None = None,
+        optimizer: str = "newton",
+        tol: float = 1e-8,
+        max_iter: int | None = None,
+    ):
+        self.prior_precision = prior_precision
+        self.intercept_prior_precision = intercept_prior_precision
+        self.fit_intercept = fit_intercept
+        self.covariance = covariance
+        self.rank = rank
+        self.optimizer = optimizer
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
+
+    def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
+        prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
+        if self.fit_intercept:
+            prior[:, -1] = check_positive(self.intercept_prior_precision, "intercept_prior_precision",
+                                          allow_zero=True)
+        return prior
+
+    def fit(self, Z, y, *, sample_weight=None) -> LaplacePoissonRegressor:
+        """MAP and Laplace posterior for features ``Z`` (n, D) and non-negative counts ``y`` (n,)."""
+        with self._keep_state_on_error():
+            _check_options(self)
+            Z, y, w = self._validate_train(Z, y, sample_weight)
+            if np.any(y < 0):
+                raise ValueError(f"y must hold non-negative counts for a Poisson likelihood, got min {y.min()}")
+            self.likelihood_ = Poisson()
+            self._fit_design(self._design(Z), np.asarray(y, dtype=np.float64), w)
+        return self
+
+    def predict(self, Z) -> np.ndarray:
+        """Predictive mean ``E[y | z, data] = exp(m + v / 2)`` of the linear predictor's ``N(m, v)``."""
+        m, v = self._predictor_moments(self._validate_Z(Z))
+        return np.exp(np.minimum(m[:, 0] + 0.5 * v[:, 0, 0], math.log(1e8)))
+
+    def predict_dist(self, Z) -> Predictive:
+        """Predictive of new counts: the Poisson integrated over the posterior (Gauss-Hermite mixture)."""
+        return super().predict_dist(Z)

@@ -91,7 +91,7 @@ def stream_fit_conjugate(head: ConjugateLinearRegression, feature_fn: FeatureFn,
     >>> y = Z @ np.array([1.0, -1.0]) + 0.1 * rng.normal(size=300)
     >>> chunks = [(Z[i:i + 100], y[i:i + 100]) for i in range(0, 300, 100)]
     >>> head = stream_fit_conjugate(ConjugateLinearRegression(), lambda x: x, chunks, dtype=None)
-    >>> bool(np.allclose(head.mean_, ConjugateLinearRegression().fit(Z, y).mean_))
+    >>> bool(np.allclose(head.posterior_.mean, ConjugateLinearRegression().fit(Z, y).posterior_.mean))
     True
     """
     if not isinstance(head, ConjugateLinearRegression):
@@ -136,7 +136,7 @@ def stream_evaluate(head: ConjugateLinearRegression, feature_fn: FeatureFn, chun
                 log_px += float(log_px_fn(X).to(torch.float64).sum())
         y_np = y.numpy()
         mean = head.predict(Z)
-        lo, hi = head.interval(Z, prob=prob)
+        lo, hi = head.predict_dist(Z).interval(prob)
         sq += float(np.sum((y_np - mean) ** 2))
         nll -= float(np.sum(head.log_predictive(Z, y_np)))
         inside += int(np.sum((y_np >= lo) & (y_np <= hi)))
