@@ -449,14 +449,14 @@ def test_min_p_value_by_hand_and_its_bonferroni_false_positive_rate():
         MinPValue({"a": first}).score(model, np.zeros((1, 2)))
 
 
-def test_mutual_information_of_a_laplace_head_without_sample_uses_one_draw_predictives():
+def test_mutual_information_of_a_laplace_head_grows_far_from_the_data():
     from bayes_diglm.inference.laplace import LaplaceClassifier
 
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(300, 2))
     y = (Z[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int)
     head = LaplaceClassifier(prior_precision=1.0).fit(Z, y)
-    model = HeadOnFeatures(GaussianModel(), head)
+    model = HeadOnFeatures(GaussianModel(), head)  # a head fitted on features, beside the flow
     near, far = Z[:50], 30.0 * Z[:50]
     mi_near, mi_far = mutual_information(model, near, n_draws=200), mutual_information(model, far, n_draws=200)
     assert (mi_near >= 0).all() and mi_far.mean() > 3 * mi_near.mean()  # epistemic: larger far from the data

@@ -121,17 +121,6 @@ class HeadOnFeatures:
             raise TypeError(f"{type(self.head).__name__} has no posterior draws (sample)")
         return self.head.sample(n, generator=generator)
 
-    def predict_proba_draws(self, X, *, n_draws: int, seed: int = 0) -> np.ndarray:
-        """Class probabilities under ``n_draws`` single posterior draws, (S, n, K), for heads without ``sample``.
-
-        Draw ``s`` is the head's Monte Carlo predictive with one sample, ``predict_proba(Z, method="mc",
-        n_samples=1, generator=default_rng([seed, s]))``: the same weights for every input of that draw.
-        """
-        Z = self.model.transform(X)
-        return np.stack([np.asarray(self.head.predict_proba(Z, method="mc", n_samples=1,
-                                                            generator=np.random.default_rng([seed, s])))
-                         for s in range(int(n_draws))])
-
 
 def _n_rows(X) -> int:
     shape = getattr(X, "shape", None)
@@ -723,16 +712,9 @@ def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> n
     head's named posterior draws: ``"beta"`` (S, D) binary or (S, K, D) softmax, ``"intercept"`` (S,) or
     (S, K) when fitted), then the GLM's link (:func:`bayes_diglm.models.sampling.class_probabilities`:
     ``sigmoid`` for a single weight vector, ``softmax`` otherwise).
-    A :class:`HeadOnFeatures`, or an estimator whose fitted head ``posterior_`` has no ``sample``, uses the
-    head's one-draw Monte Carlo predictive (:meth:`HeadOnFeatures.predict_proba_draws`).
     """
     if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
         raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
-    inner = model.model if isinstance(model, CachedOutputs) else model
-    if not isinstance(inner, HeadOnFeatures) and getattr(inner, "posterior_", None) is not None:
-        inner = HeadOnFeatures(inner, inner.posterior_)  # an estimator's fitted Bayesian head
-    if isinstance(inner, HeadOnFeatures) and not callable(getattr(inner.head, "sample", None)):
-        return inner.predict_proba_draws(X, n_draws=n_draws, seed=seed)
     if not callable(getattr(model, "sample", None)) or getattr(model, "posterior", None) == "point":
         name = type(model.model if isinstance(model, CachedOutputs) else model).__name__
         raise TypeError(f"{name} has no posterior draws (sample); mutual information needs a "

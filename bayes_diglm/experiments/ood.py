@@ -265,7 +265,7 @@ def _laplace_head(model, X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an iteration budget reached: the fit is still usable
         head = LaplaceClassifier(prior_precision=1.0, covariance="kron", optimizer="lbfgs", tol=1e-4,
-                                 max_iter=300, num_classes=len(np.unique(y))).fit(Z, y)
+                                 max_iter=300, classes=np.unique(y)).fit(Z, y)
         head.optimize_prior_precision(per="scalar", tol=1e-3, max_iter=5)
     return head
 
