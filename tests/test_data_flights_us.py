@@ -133,6 +133,19 @@ def test_subsample_is_seeded_sorted_and_within_the_part(flights_file):
     np.testing.assert_array_equal(a["X"], full["X"][a["row"]])
 
 
+def test_in_memory_split_keeps_the_full_training_scale(flights_file):
+    split = split_flights_us(n_train=600, n_test=200, n_val=100, path=flights_file)
+    small = split.in_memory(max_train=100, max_val=30, seed=4)
+    assert small.sizes == {"train": 100, "val": 30, "test": 200}
+    np.testing.assert_array_equal(small.x_mean, split.x_mean)
+    assert small.y_std == split.y_std and small.feature_names == US_FEATURE_NAMES
+    full = split.arrays("train")
+    rows = split.arrays("train", max_rows=100, seed=4)["row"]
+    np.testing.assert_array_equal(small.X_train, full["X"][rows])
+    assert small.groups["train"]["origin"].tolist() == full["origin"][rows].tolist()
+    assert len(small.groups["test"]["destination"]) == 200 and small.plane_age_fill is None
+
+
 def test_streamed_conjugate_head_equals_in_memory_fit(flights_file):
     split = split_flights_us(n_train=800, n_test=200, n_val=100, path=flights_file)
     chunks = split.chunks("period", chunk_rows=97)

@@ -221,7 +221,9 @@ class FlightsSplit(MinutesScale):
     Features are ``(x - x_mean) / x_std`` and, when the target is standardised, ``y = (delay - y_mean) /
     y_std`` (otherwise ``y_mean = 0`` and ``y_std = 1``). Arrays are float32; statistics are float64.
     A Gaussian NLL computed on the standardised scale becomes one in minutes by adding ``log(y_std)``
-    (:meth:`nll_to_minutes`); predictions map back with :meth:`to_minutes`.
+    (:meth:`nll_to_minutes`); predictions map back with :meth:`to_minutes`. ``groups``, where the data have
+    them (US flights 2001), maps ``"train" | "val" | "test"`` to ``{"origin": ..., "destination": ...}``
+    label arrays aligned with the rows; ``plane_age_fill`` is ``None`` for data without plane ages.
     """
 
     X_train: np.ndarray
@@ -235,8 +237,9 @@ class FlightsSplit(MinutesScale):
     x_std: np.ndarray
     y_mean: float
     y_std: float
-    plane_age_fill: float
-    n_dropped_missing_target: int
+    plane_age_fill: float | None = None
+    n_dropped_missing_target: int = 0
+    groups: dict | None = None
 
     @property
     def sizes(self) -> dict[str, int]:

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import FETCH_COMMAND, require_file
-from .flights import MinutesScale
+from .flights import FlightsSplit, MinutesScale
 
 __all__ = [
     "US_ABSENT_ATTRIBUTES",
@@ -368,6 +368,25 @@ class USFlightsSplit(MinutesScale):
                                ("row", rows)):
                 out[key].append(value[pick])
         return {k: np.concatenate(v) for k, v in out.items()}
+
+
+    def in_memory(self, *, max_train: int | None = None, max_val: int | None = None, max_test: int | None = None,
+                  seed: int = 0) -> FlightsSplit:
+        """Seeded random subsets of train / val / test in memory, as a :class:`~bayes_diglm.data.FlightsSplit`.
+
+        The standardisation stays that of all the ``"train"`` rows (so the subset and the streamed rows share one
+        scale), and ``groups`` carries the airports of each row. ``None`` keeps every row of a part.
+        """
+        parts = {}
+        for offset, (part, limit) in enumerate((("train", max_train), ("val", max_val), ("test", max_test))):
+            parts[part] = self.arrays(part, max_rows=limit, seed=seed + offset)
+        return FlightsSplit(
+            X_train=parts["train"]["X"], y_train=parts["train"]["y"], X_val=parts["val"]["X"],
+            y_val=parts["val"]["y"], X_test=parts["test"]["X"], y_test=parts["test"]["y"],
+            feature_names=self.feature_names, x_mean=self.x_mean, x_std=self.x_std, y_mean=self.y_mean,
+            y_std=self.y_std,
+            groups={part: {name: a[name] for name in US_GROUP_NAMES} for part, a in parts.items()},
+        )
 
 
 def _check_count(name: str, value, minimum: int) -> int:
