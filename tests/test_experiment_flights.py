@@ -14,6 +14,7 @@ import torch
 
 from bayes_diglm.baselines import GaussianMixturePredictive, GaussianPredictive, StudentTPredictive, train_mlp
 from bayes_diglm.cli import build_parser
+from bayes_diglm.experiments import flights as flights_module
 from bayes_diglm.experiments.flights import FlightsConfig, run_flights, weighted_student_t_predictive
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
 
@@ -121,11 +122,33 @@ def test_config_validation():
 def test_cli_registers_flights_and_demo():
     parser = build_parser()
     args = parser.parse_args(["flights", "--quick", "--epochs", "3", "--px-weight", "0.01", "--seed", "2"])
-    assert (args.quick, args.epochs, args.px_weight, args.seed) == (True, 3, 0.01, 2)
+    assert (args.quick, args.epochs, args.px_weight, args.seed, args.dataset) == (True, 3, 0.01, 2, "us2001")
     assert parser.parse_args(["demo"]).main_job == "flights"
+    args = parser.parse_args(["flights", "--dataset", "nyc2013", "--max-train", "5000"])
+    config = flights_module._config_from_args(args, quick=False)
+    assert (config.dataset, config.max_train, config.max_val) == ("nyc2013", 5000, 20_000)
+    config = flights_module._config_from_args(parser.parse_args(["flights", "--quick"]), quick=True)
+    assert (config.dataset, config.train_rows, config.test_rows, config.max_train) == ("us2001", 200_000, 20_000,
+                                                                                       20_000)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["flights", "--dataset", "uk1999"])
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        FlightsConfig.quick("uk1999")
 
 
-SMOKE = FlightsConfig.quick(max_train=3000, max_val=1000, max_test=2000, epochs=2, mlp_epochs=2,
+def test_demo_falls_back_to_nyc2013_when_us_flights_are_absent(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BAYES_DIGLM_DATA", str(tmp_path / "empty-cache"))
+    seen = {}
+    monkeypatch.setattr(flights_module, "run_flights", lambda out, config, quiet: seen.setdefault("config", config))
+    monkeypatch.setattr(flights_module, "_report", lambda result: None)
+    args = build_parser().parse_args(["demo", "--out", str(tmp_path / "demo")])
+    assert args.func(args) == 0
+    assert seen["config"].dataset == "nyc2013"
+    err = capsys.readouterr().err
+    assert "US flights 2001 are not available" in err and "python -m bayes_diglm.data.fetch" in err
+
+
+SMOKE = FlightsConfig.quick("nyc2013", max_train=3000, max_val=1000, max_test=2000, epochs=2, mlp_epochs=2,
                             ensemble_size=2, px_grid=(0.1, 1.0), logpx_rows=2000, num_layers=2,
                             hidden_dims=(16, 16), mlp_hidden=(32, 32))
 
@@ -149,7 +172,64 @@ def test_smoke_pipeline_writes_finite_results(tmp_path):
     assert "| model |" in (tmp_path / "table.md").read_text()
 
 
+def _us_flights_parquet(path, n=6000, seed=0):
+    """A small file in the vega-datasets schema: delays depend on the hour and the distance, plus noise."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(seed)
+    minutes = np.sort(rng.integers(0, 60 * 24 * 60, size=n))
+    distance = rng.integers(100, 2500, size=n)
+    hour = (minutes // 60) % 24
+    delay = np.round(0.8 * hour + distance / 200 + rng.standard_t(4, size=n) * (5 + hour)).astype(np.int64)
+    airports = np.array(["ATL", "ORD", "DFW", "LAX"])
+    table = pa.table({
+        "date": pa.array(np.datetime64("2001-01-01T00:01", "us") + minutes.astype("timedelta64[m]"),
+                         pa.timestamp("us")),
+        "delay": delay, "distance": distance.astype(np.int64),
+        "origin": pa.array(rng.choice(airports, n), pa.large_string()),
+        "destination": pa.array(rng.choice(airports, n), pa.large_string()),
+    })
+    pq.write_table(table, path, row_group_size=1000)
+    return path
+
+
+def test_us2001_smoke_pipeline_streams_the_heads(tmp_path):
+    path = _us_flights_parquet(tmp_path / "flights.parquet")
+    config = FlightsConfig.quick("us2001", data_path=str(path), train_rows=4000, test_rows=1000, max_train=1500,
+                                 max_val=300, epochs=2, mlp_epochs=2, ensemble_size=2, px_grid=(0.1, 1.0),
+                                 logpx_rows=1000, num_layers=2, hidden_dims=(16, 16), mlp_hidden=(32, 32))
+    result = run_flights(tmp_path / "out", config, quiet=True)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["us2001_sizes"] == {"train": 3600, "val": 400, "test": 1000, "period": 4000}
+    assert metrics["sizes"] == {"train": 1500, "val": 300, "test": 1000}
+    assert metrics["streaming"]["rows"] == 3600 and metrics["streaming"]["peak_rss_mb_after"] > 0
+    assert metrics["px_weight_chosen"] in (0.1 / 5, 1.0 / 5)
+    assert "5 of the paper's 8 attributes" in result["table"] and "arr_time" in result["table"]
+    assert "not run" in metrics["mixed_effects_head"]
+    assert len(result["rows"]) == 7
+    for row in result["rows"]:
+        values = [v for k, v in row.items() if k != "model" and v != "-"]
+        assert values and all(math.isfinite(v) for v in values), row
+
+
+def test_streamed_head_equals_the_head_fit_in_memory(tmp_path):
+    """The DIGLM head streamed over chunks equals one fit on all rows' features and noise weights."""
+    path = _us_flights_parquet(tmp_path / "flights.parquet", n=3000)
+    config = FlightsConfig.quick("us2001", data_path=str(path), train_rows=2500, test_rows=500, max_train=800,
+                                 max_val=200, epochs=1, num_layers=2, hidden_dims=(8, 8))
+    split, us = flights_module._load_split(config)
+    run = flights_module._DIGLMRun(split, config, 0.1, quiet=True)
+    rows = run.stream_head(us.chunks("train", chunk_rows=333))
+    data = us.arrays("train")
+    Z = run.model.transform(data["X"])
+    weight, _ = flights_module.noise_precision_weights(run.model, Z, run.normaliser)
+    direct = flights_module._fit_bayesian_head(Z, data["y"].astype(np.float64), weight)
+    assert rows == len(data["y"]) == us.sizes["train"]
+    np.testing.assert_allclose(run.head.coef_, direct.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(run.head.b_n_, direct.b_n_, rtol=1e-6)
+
+
 @pytest.mark.slow
 def test_full_run(tmp_path):
-    result = run_flights(tmp_path, FlightsConfig(), quiet=True)
+    result = run_flights(tmp_path, FlightsConfig.default("nyc2013"), quiet=True)
     assert all(math.isfinite(r["NLL (nats)"]) for r in result["rows"])
