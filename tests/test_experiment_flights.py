@@ -162,7 +162,7 @@ def test_smoke_pipeline_writes_finite_results(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["sizes"] == {"train": 3000, "val": 1000, "test": 2000}
     assert len(metrics["px_weight_tuning"]) == 2 and metrics["px_weight_chosen"] in (0.1 / 8, 1.0 / 8)
-    assert len(result["rows"]) == 7
+    assert len(result["rows"]) == 8 and result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
     for row in result["rows"]:
         values = [v for k, v in row.items() if k != "model" and v != "-"]
         assert values and all(math.isfinite(v) for v in values), row
@@ -206,7 +206,7 @@ def test_us2001_smoke_pipeline_streams_the_heads(tmp_path):
     assert metrics["px_weight_chosen"] in (0.1 / 5, 1.0 / 5)
     assert "5 of the paper's 8 attributes" in result["table"] and "arr_time" in result["table"]
     assert "not run" in metrics["mixed_effects_head"]
-    assert len(result["rows"]) == 7
+    assert len(result["rows"]) == 8 and result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
     for row in result["rows"]:
         values = [v for k, v in row.items() if k != "model" and v != "-"]
         assert values and all(math.isfinite(v) for v in values), row
