@@ -1,4 +1,4 @@
-"""Fashion-MNIST classification and OOD experiment with the README's settings: ``python experiments/classification.py``.
+"""MNIST (default) or Fashion-MNIST classification and OOD experiment: ``python experiments/classification.py``.
 
 Default configuration (about 20-30 minutes on 2 CPU cores); pass ``--quick`` for the small one, ``--device cuda``
 for the larger GPU configuration, ``--out DIR`` for another folder (the run resumes from ``DIR/checkpoints``).

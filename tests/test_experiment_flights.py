@@ -173,21 +173,24 @@ def test_smoke_pipeline_writes_finite_results(tmp_path):
 
 
 def _us_flights_parquet(path, n=6000, seed=0):
-    """A small file in the vega-datasets schema: delays depend on the hour and the distance, plus noise."""
+    """A small file in the vega-datasets schema: delays depend on the hour, the distance and the airports."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     rng = np.random.default_rng(seed)
     minutes = np.sort(rng.integers(0, 60 * 24 * 60, size=n))
     distance = rng.integers(100, 2500, size=n)
     hour = (minutes // 60) % 24
-    delay = np.round(0.8 * hour + distance / 200 + rng.standard_t(4, size=n) * (5 + hour)).astype(np.int64)
-    airports = np.array(["ATL", "ORD", "DFW", "LAX"])
+    airports = np.array(["ATL", "ORD", "DFW", "LAX", "SFO", "DEN"])
+    origin, destination = rng.integers(0, 6, size=n), rng.integers(0, 6, size=n)
+    effect = np.array([-15.0, 20.0, 0.0, 8.0, -10.0, 30.0])  # per airport, as origin and (halved) destination
+    noise = rng.standard_t(4, size=n) * (5 + hour)
+    delay = np.round(0.8 * hour + distance / 200 + effect[origin] + effect[destination] / 2 + noise).astype(np.int64)
     table = pa.table({
         "date": pa.array(np.datetime64("2001-01-01T00:01", "us") + minutes.astype("timedelta64[m]"),
                          pa.timestamp("us")),
         "delay": delay, "distance": distance.astype(np.int64),
-        "origin": pa.array(rng.choice(airports, n), pa.large_string()),
-        "destination": pa.array(rng.choice(airports, n), pa.large_string()),
+        "origin": pa.array(airports[origin], pa.large_string()),
+        "destination": pa.array(airports[destination], pa.large_string()),
     })
     pq.write_table(table, path, row_group_size=1000)
     return path
@@ -205,8 +208,11 @@ def test_us2001_smoke_pipeline_streams_the_heads(tmp_path):
     assert metrics["streaming"]["rows"] == 3600 and metrics["streaming"]["peak_rss_mb_after"] > 0
     assert metrics["px_weight_chosen"] in (0.1 / 5, 1.0 / 5)
     assert "5 of the paper's 8 attributes" in result["table"] and "arr_time" in result["table"]
-    assert "not run" in metrics["mixed_effects_head"]
-    assert len(result["rows"]) == 8 and result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
+    mixed = metrics["mixed_effects_head"]
+    assert mixed["rows"] == 3600 and mixed["levels"] == {"origin": 6, "destination": 6}
+    assert set(mixed["random_effect_sd_minutes"]) == {"origin", "destination"}
+    assert len(result["rows"]) == 9 and "mixed-effects head" in result["rows"][-2]["model"]
+    assert result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
     for row in result["rows"]:
         values = [v for k, v in row.items() if k != "model" and v != "-"]
         assert values and all(math.isfinite(v) for v in values), row
@@ -233,3 +239,59 @@ def test_streamed_head_equals_the_head_fit_in_memory(tmp_path):
 def test_full_run(tmp_path):
     result = run_flights(tmp_path, FlightsConfig.default("nyc2013"), quiet=True)
     assert all(math.isfinite(r["NLL (nats)"]) for r in result["rows"])
+
+
+def test_streamed_mixed_head_equals_one_fit_and_predicts_unseen_airports(tmp_path):
+    """Summed chunk statistics give the same REML fit as all rows at once; unseen airports get the prior."""
+    path = _us_flights_parquet(tmp_path / "flights.parquet", n=3000, seed=3)
+    config = FlightsConfig.quick("us2001", data_path=str(path), train_rows=2500, test_rows=500, max_train=800,
+                                 max_val=200, epochs=1, num_layers=2, hidden_dims=(8, 8))
+    split, us = flights_module._load_split(config)
+    run = flights_module._DIGLMRun(split, config, 0.1, quiet=True)
+    levels = {"origin": np.asarray(us.origins, dtype=object), "destination": np.asarray(us.destinations, dtype=object)}
+    chunked = run.stream_mixed_head(us.chunks("train", chunk_rows=300, groups=True), levels)
+    coef, re_cov = run.mixed.coef_.copy(), dict(run.mixed.re_cov_)
+    whole = run.stream_mixed_head([next(us.chunks("train", chunk_rows=10_000, groups=True))], levels)
+    assert chunked["rows"] == whole["rows"] == us.sizes["train"]
+    np.testing.assert_allclose(coef, run.mixed.coef_, rtol=1e-6, atol=1e-9)
+    for k in re_cov:
+        np.testing.assert_allclose(re_cov[k], run.mixed.re_cov_[k], rtol=1e-5, atol=1e-10)
+    X = split.X_test[:3]
+    seen = run.mixed_predictive(X, {"origin": np.array(["ATL"] * 3, dtype=object),
+                                    "destination": np.array(["ORD"] * 3, dtype=object)})
+    unseen = run.mixed_predictive(X, {"origin": np.array(["XXX"] * 3, dtype=object),
+                                      "destination": np.array(["YYY"] * 3, dtype=object)})
+    population = run.mixed.predict(run.model.transform(X))
+    np.testing.assert_allclose(unseen.mean, population, rtol=1e-10)
+    assert np.all(unseen.scale > seen.scale)  # the prior variance of two random intercepts is added
+
+
+@pytest.mark.slow
+def test_mixed_head_matches_statsmodels_on_real_us_flights():
+    """Crossed origin x destination random intercepts on 3,000 real training flights: REML fixed effects and
+    variance components against statsmodels MixedLM (one all-covering group, variance components per factor)."""
+    import warnings
+
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    from bayes_diglm.data import cache_dir, split_flights_us
+    from bayes_diglm.inference.mixed import MixedEffectsRegression
+
+    if not (cache_dir() / "vega-datasets-3.2.1" / "MANIFEST.json").is_file():
+        pytest.skip("US flights 2001 not fetched: run `make data`")
+    a = split_flights_us().arrays("train", max_rows=3000, seed=0)
+    X, y = a["X"].astype(np.float64), a["y"].astype(np.float64)
+    ours = MixedEffectsRegression().fit(X, y, groups={"origin": a["origin"], "destination": a["destination"]})
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(5)]).assign(y=y, origin=a["origin"],
+                                                                      destination=a["destination"], one=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = smf.mixedlm("y ~ x0 + x1 + x2 + x3 + x4", df, groups="one", re_formula="0",
+                          vc_formula={"origin": "0 + C(origin)", "destination": "0 + C(destination)"}).fit(reml=True)
+    np.testing.assert_allclose(ours.coef_, ref.fe_params.values[1:], rtol=1e-4, atol=1e-6)
+    assert ours.intercept_ == pytest.approx(ref.fe_params.values[0], abs=1e-5)
+    vc = dict(zip(ref.model.exog_vc.names, ref.vcomp, strict=True))
+    for name in ("origin", "destination"):
+        assert float(ours.re_cov_[name].ravel()[0]) == pytest.approx(vc[name], rel=1e-3)
+    assert ours.sigma2_ == pytest.approx(ref.scale, rel=1e-4)

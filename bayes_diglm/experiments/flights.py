@@ -41,6 +41,7 @@ from ..data.flights_us import (
 )
 from ..evaluation import interval_coverage, mean_nll, ood_scores, rmse
 from ..inference.conjugate import ConjugateLinearRegression
+from ..inference.mixed import MixedEffectsRegression
 from ..models.estimators import DIGLMRegressor
 from .common import add_common_arguments, markdown_table, write_results
 
@@ -86,8 +87,9 @@ class FlightsConfig:
     period (default 2,900,000; its last ``test_rows`` or tenth is validation) and the next ``test_rows``
     (default 100,000) the test set; the networks train on a random ``max_train`` of the training rows, and
     with ``stream_head`` the exact conjugate heads (DIGLM and Bayesian linear regression) are then fit by
-    streaming sufficient statistics over **all** of them. For nyc2013 the test set is November-December.
-    :meth:`default` and :meth:`quick` give each data set's sizes.
+    streaming sufficient statistics over **all** of them; ``mixed_head`` adds the hybrid with a crossed
+    origin x destination random-intercept head (REML variance components, streamed the same way). For nyc2013
+    the test set is November-December. :meth:`default` and :meth:`quick` give each data set's sizes.
 
     ``px_grid`` lists the paper's lambda as multiples of ``1 / D`` (D attributes: 5 or 8): each is trained and
     the one whose Bayesian head has the lowest validation NLL is kept. ``px_weight`` (when not None)
@@ -110,6 +112,7 @@ class FlightsConfig:
     train_rows: int | None = None
     test_rows: int | None = None
     stream_head: bool = True
+    mixed_head: bool = True
     max_train: int | None = 100_000
     max_val: int | None = 20_000
     max_test: int | None = None
@@ -280,6 +283,35 @@ class _DIGLMRun:
         self.head = head
         return rows
 
+    def stream_mixed_head(self, chunks, levels: dict) -> dict:
+        """Fit the crossed origin x destination mixed-effects head (REML) on every chunk's features.
+
+        ``chunks`` yield ``(X, y, origin, destination)``; the head's additive sufficient statistics are summed
+        over them (memory of one chunk plus the ``(G1 + G2 + D + 1)^2`` cross-products), with the learned noise
+        precisions as known weights, then the variance components are estimated by REML on the sums.
+        """
+        head, stats, t = MixedEffectsRegression(), None, time.perf_counter()
+        for X, y, origin, destination in chunks:
+            Z = self.model.transform(X)
+            weight, _ = noise_precision_weights(self.model, Z, self.normaliser)
+            part = head.sufficient_stats(Z, np.asarray(y, dtype=np.float64), sample_weight=weight, levels=levels,
+                                         groups={"origin": origin, "destination": destination})
+            stats = part if stats is None else stats + part
+        self.mixed = head.fit_stats(stats)
+        return {"rows": int(stats.n), "seconds": time.perf_counter() - t, "converged": bool(head.converged_),
+                "iterations": int(head.n_iter_), "sigma2_relative": head.sigma2_,
+                "random_effect_variance": {k: float(np.asarray(v).ravel()[0]) for k, v in head.re_cov_.items()}}
+
+    def mixed_predictive(self, X, groups: dict) -> GaussianPredictive:
+        """Gaussian predictive of the mixed head: variance ``sigma^2 / w*`` plus that of the linear predictor
+        under the posterior of (beta, random effects); airports not seen in training get the prior."""
+        Z = self.model.transform(X)
+        weight, _ = noise_precision_weights(self.model, Z, self.normaliser)
+        dist = self.mixed.predict_dist(Z, groups=groups, allow_unseen=True)
+        mean, variance = np.asarray(dist.mean).ravel(), np.asarray(dist.variance).ravel()
+        linear = np.clip(variance - self.mixed.sigma2_, 0.0, None)
+        return GaussianPredictive(mean, np.sqrt(self.mixed.sigma2_ / weight + linear))
+
     def bayes_predictive(self, X) -> StudentTPredictive:
         Z = self.model.transform(X)
         weight, _ = noise_precision_weights(self.model, Z, self.normaliser)
@@ -342,6 +374,10 @@ def _predictives(split, hybrid, discriminative, blr, members) -> tuple[dict, dic
     preds["Bayesian linear regression (raw attributes)"] = _blr_predictive(blr, split.X_test)
     preds["heteroscedastic MLP"] = members[0].predictive(split.X_test)
     preds[f"deep ensemble ({len(members)} MLPs)"] = ensemble
+    if getattr(hybrid, "mixed", None) is not None:
+        name = f"{hyb}, mixed-effects head (origin + destination)"
+        preds[name] = hybrid.mixed_predictive(split.X_test, split.groups["test"])
+        flows[name] = hybrid
     # the reference every model should beat: the training delays' mean and spread, whatever the attributes
     preds[CONSTANT_ROW] = GaussianPredictive(np.zeros(len(split.y_test)), np.ones(len(split.y_test)))
     return {name: p.affine(**to_min) for name, p in preds.items()}, flows
@@ -391,6 +427,24 @@ def _stream_heads(us: USFlightsSplit, runs, bar) -> tuple[ConjugateLinearRegress
     blr = _stream_blr(us.chunks("train"))
     info.update(seconds=time.perf_counter() - t, peak_rss_mb_after=_peak_rss_mb())
     return blr, info
+
+
+def _fit_mixed(hybrid: _DIGLMRun, split: FlightsSplit, us: USFlightsSplit | None, config: FlightsConfig,
+               bar) -> dict | None:
+    """The hybrid's crossed origin x destination mixed-effects head (us2001 with ``mixed_head``), streamed over all
+    training flights with ``stream_head``, else fit on the networks' subsample. Returns its summary."""
+    if us is None or not config.mixed_head:
+        return None
+    _stage(bar, "mixed-effects head (origin x destination)")
+    levels = {"origin": np.asarray(us.origins, dtype=object), "destination": np.asarray(us.destinations, dtype=object)}
+    if config.stream_head:
+        chunks = us.chunks("train", groups=True)
+    else:
+        groups = split.groups["train"]
+        chunks = [(split.X_train, split.y_train, groups["origin"], groups["destination"])]
+    info = hybrid.stream_mixed_head(chunks, levels)
+    sd = {k: math.sqrt(v) * split.y_std for k, v in info["random_effect_variance"].items()}
+    return {**info, "random_effect_sd_minutes": sd, "levels": {k: len(v) for k, v in levels.items()}}
 
 
 def _data_description(config: FlightsConfig, split: FlightsSplit, us: USFlightsSplit | None) -> str:
@@ -449,6 +503,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
             blr, streaming = _stream_heads(us, (hybrid, discriminative), bar)
         else:
             blr = _fit_bayesian_head(split.X_train.astype(np.float64), split.y_train.astype(np.float64), None)
+        mixed = _fit_mixed(hybrid, split, us, config, bar)
         bar.update(1)
         t = time.perf_counter()
         members = _train_ensemble(split, config, bar)
@@ -472,7 +527,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         "config": dataclasses.asdict(config), "seed": config.seed,
         "sizes": split.sizes, "y_mean_minutes": split.y_mean, "y_std_minutes": split.y_std,
         "us2001_sizes": None if us is None else us.sizes, "streaming": streaming,
-        "mixed_effects_head": _MIXED_NOTE if us is not None else None,
+        "mixed_effects_head": mixed,
         "peak_rss_mb": _peak_rss_mb(),
         "n_dropped_missing_target": split.n_dropped_missing_target, "px_weight_tuning": tuning,
         "px_weight_chosen": hybrid.px_weight, "rows": rows,
@@ -487,10 +542,6 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
     return {"rows": rows, "table": table, "out": str(out), "seconds": seconds, "streaming": streaming,
             "peak_rss_mb": metrics["peak_rss_mb"]}
 
-
-#: Why the crossed origin / destination mixed-effects head (issue 17) has no row yet.
-_MIXED_NOTE = ("not run: the crossed origin x destination mixed-effects head (issue 17) is not on main yet; "
-               "the airports are loaded as groups (FlightsSplit.groups) for it")
 
 NETCDF_TEST_ROWS = 500  # test flights whose log-likelihood and replicates go into the netCDF posteriors
 
@@ -508,7 +559,7 @@ def _write_figures(out: Path, split, preds: dict, y_minutes, log_px: dict, hybri
         plot_log_px_histograms(log_px[0.0], out / "log_px_hist_discriminative.png",
                                title="DIGLM discriminative (lambda=0): log p(x) of train vs test flights")
     names = list(preds)
-    shown = [names[0], names[2], names[-2]]
+    shown = [names[0], names[2], next(n for n in names if n.startswith("deep ensemble"))]
     plot_predicted_vs_actual({_short(n): (y_minutes, preds[n].mean) for n in shown},
                              out / "predicted_vs_actual.png", title="Test flights: predicted mean against actual delay")
     plot_interval_calibration({_short(n): (np.array(CALIBRATION_LEVELS), _calibration(p, y_minutes))
