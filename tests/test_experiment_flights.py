@@ -232,7 +232,7 @@ def test_streamed_head_equals_the_head_fit_in_memory(tmp_path):
     direct = flights_module._fit_bayesian_head(Z, data["y"].astype(np.float64), weight)
     assert rows == len(data["y"]) == us.sizes["train"]
     np.testing.assert_allclose(run.head.coef_, direct.coef_, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(run.head.b_n_, direct.b_n_, rtol=1e-6)
+    np.testing.assert_allclose(run.head.posterior_.b, direct.posterior_.b, rtol=1e-6)
 
 
 @pytest.mark.slow
