@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
-import torch
 
 from bayes_diglm.bandits import (
     ArmPosteriors,

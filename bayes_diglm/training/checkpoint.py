@@ -25,7 +25,8 @@ def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
     """Write ``obj`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically.
 
     The bytes go to a temporary file in the same folder, are flushed and fsynced, then renamed over ``path``,
-    so a crash mid-write leaves the previous checkpoint intact (the next write removes the orphaned temporary file). The file also holds, under :data:`DIGEST_KEY`,
+    so a crash mid-write leaves the previous checkpoint intact (the next write removes the orphaned temporary
+    file). The file also holds, under :data:`DIGEST_KEY`,
     a SHA-256 of the content (every key, number, string, and every tensor's dtype, shape and bytes), which
     :func:`load_checkpoint` checks: a file altered or damaged after it was written does not load.
     """
