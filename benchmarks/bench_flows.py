@@ -83,17 +83,17 @@ def alternating_step_times(steps: dict[str, Callable], x: torch.Tensor, repeats:
     """Median seconds per training step for each entry; the entries take turns (a shared machine's load hits
     all alike). ``threads`` sets torch's thread count per entry (default 1).
 
-    One-thread entries are timed by this thread's CPU time (``time.thread_time``): on a shared machine the
-    wall clock also counts the time other people's processes hold the core, which CPU time leaves out.
-    Entries with more threads need the wall clock (``time.perf_counter``), which is what a user waits.
+    When every entry runs on one thread they are timed by this thread's CPU time (``time.thread_time``): on
+    a shared machine the wall clock also counts the time other people's processes hold the core, which CPU
+    time leaves out. When any entry uses more threads, all are timed by the wall clock
+    (``time.perf_counter``, what a user waits), so the ratio compares like with like.
     """
     threads = threads or {}
+    clock = time.thread_time if all(threads.get(k, 1) == 1 for k in steps) else time.perf_counter
     times = {k: [] for k in steps}
     for r in range(repeats + 2):
         for name, step in steps.items():
-            n = threads.get(name, 1)
-            torch.set_num_threads(n)
-            clock = time.thread_time if n == 1 else time.perf_counter
+            torch.set_num_threads(threads.get(name, 1))
             t0 = clock()
             step(x)
             if r >= 2:  # two warm-up rounds (ActNorm initialisation, allocator)
