@@ -237,7 +237,11 @@ class PosteriorHead(BaseEstimator):
 
     def _validate_train(self, Z, y, sample_weight=None, *, y_numeric: bool = True, positive_weights=False):
         """Validated float64 ``(Z, y, w)``; sets ``n_features_in_`` (and ``feature_names_in_``)."""
+        _refuse_strings(Z, "Z")
         Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=y_numeric, reset=True)
+        _refuse_overflow(Z, "Z")
+        if y_numeric:
+            _refuse_overflow(np.asarray(y, dtype=np.float64), "y")
         w = self._validate_weights(sample_weight, Z.shape[0], positive=positive_weights)
         return Z, y, w
 
@@ -267,7 +271,10 @@ class PosteriorHead(BaseEstimator):
     def _validate_Z(self, Z) -> np.ndarray:
         """Float64 features checked against the fit (``NotFittedError`` before it, feature count after)."""
         check_is_fitted(self)
-        return validate_data(self, Z, dtype=np.float64, reset=False)
+        _refuse_strings(Z, "Z")
+        Z = validate_data(self, Z, dtype=np.float64, reset=False)
+        _refuse_overflow(Z, "Z")
+        return Z
 
     def _design(self, Z: np.ndarray) -> np.ndarray:
         """Features with a trailing column of ones when the head fits an intercept."""
@@ -361,8 +368,31 @@ class PosteriorHead(BaseEstimator):
         """The predictive distribution at the rows of ``Z``: the likelihood integrated over the posterior."""
         Z = self._validate_Z(Z)
         mean, cov = self._predictor_moments(Z)
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+            raise ValueError("the predictive overflowed float64 at these inputs (linear predictor or its variance "
+                             "is not finite): Z lies far outside the training range; standardise the features")
         dist = self.likelihood_.predictive(torch.from_numpy(mean), torch.from_numpy(cov))
         return Predictive(dist, classes=getattr(self, "classes_", None))
+
+
+def _refuse_strings(X, name: str) -> None:
+    """Text is not a number: refuse string arrays (and object arrays of strings) before numeric conversion."""
+    arr = X if isinstance(X, np.ndarray) else None
+    if arr is None and not hasattr(X, "dtypes") and isinstance(X, (list, tuple)):
+        arr = np.asarray(X, dtype=object)
+    if arr is None:
+        return
+    if arr.dtype.kind in "US" or (arr.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in arr.flat)):
+        raise TypeError(f"{name} holds strings; features must be numeric (convert them first)")
+
+
+def _refuse_overflow(X: np.ndarray, name: str) -> None:
+    """Values whose squares overflow float64 would make every posterior quantity inf or NaN: refuse them."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = np.square(X, dtype=np.float64).sum(axis=-1) if X.ndim > 1 else np.square(X, dtype=np.float64)
+    if not np.all(np.isfinite(squares)):
+        raise ValueError(f"{name} holds values up to {float(np.max(np.abs(X))):.3g} whose squares overflow float64; "
+                         "standardise the features (and targets) before fitting")
 
 
 def _plain(v):

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from bayes_diglm._validation import as_float_tensor, check_positive, check_same_length
 from bayes_diglm.likelihoods import Gaussian
 
-from .base import PosteriorHead, Predictive, check_probability
+from .base import PosteriorHead, Predictive, _refuse_overflow, _refuse_strings, check_probability
 from .linalg import cholesky_rank_one_update, robust_cholesky
 
 __all__ = ["ConjugateLinearRegression", "NIGPosterior", "SufficientStats", "fit_on_features"]
@@ -453,6 +453,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
             if not isinstance(y, torch.Tensor):
                 y = column_or_1d(y, warn=True) if np.ndim(y) == 2 else np.asarray(y)
         else:
+            _refuse_strings(Z, "Z")
             # float arrays keep their dtype and are not copied; finiteness is checked through Z^T Z
             Z, y = validate_data(self, Z, y, dtype=[np.float64, np.float32], ensure_all_finite=False,
                                  y_numeric=True, reset=reset)
@@ -463,6 +464,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
             keep = np.flatnonzero(w > 0)
             Z, y, w = Z[keep], y[keep], w[keep]
         Zt, yt, wt = _check_training_data(Z, y, w)
+        _refuse_overflow(yt.numpy(), "y")
         if reset:
             self.n_features_in_ = Zt.shape[1]
         return Zt, yt, wt
@@ -507,7 +509,10 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         zt = zt.reshape(-1)
         if isinstance(y, torch.Tensor):
             y = y.detach().cpu().reshape(-1)
-        y_arr = np.asarray(y, dtype=np.float64).reshape(-1)
+        try:
+            y_arr = np.asarray(y, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"y must be one number, got {y!r}") from err
         if y_arr.size != 1:
             raise ValueError(f"update takes one observation: y has {y_arr.size} values")
         w = check_positive(sample_weight, "sample_weight")
@@ -518,6 +523,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         if not np.isfinite(y_arr[0]):
             raise ValueError("y contains NaN or infinite value(s)")
         x = zt.numpy()
+        _refuse_overflow(np.append(x, y_arr[0]), "the observation (z, y)")
         if self.fit_intercept:
             x = np.append(x, 1.0)
         post = self.posterior_
