@@ -77,11 +77,8 @@ def _blobs(n, seed):
     return centres[y] + rng.normal(size=(n, 2)), y
 
 
-needs_contract = pytest.mark.skipif(not hasattr(LaplaceClassifier, "predict_dist"),
-                                    reason="waits for the head contract (issue 12) on main")
 
 
-@needs_contract
 @pytest.mark.parametrize("strategy", ["bald", "entropy", "random"])
 def test_loop_grows_the_labelled_set_without_repeats(strategy):
     Z, y = _blobs(300, 0)
@@ -101,7 +98,6 @@ def test_loop_grows_the_labelled_set_without_repeats(strategy):
     assert again.queried == curve.queried
 
 
-@needs_contract
 def test_density_gate_never_queries_outliers():
     Z, y = _blobs(300, 0)
     log_px = -np.sum(Z**2, axis=1)

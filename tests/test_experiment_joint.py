@@ -10,10 +10,6 @@ import torch
 
 from bayes_diglm.data import notmnist_letters, sklearn_digits_28, uniform_noise
 from bayes_diglm.experiments.joint_data import DigitData, subset_rows
-from bayes_diglm.inference.laplace import LaplaceClassifier
-
-needs_contract = pytest.mark.skipif(not hasattr(LaplaceClassifier, "predict_dist"),
-                                    reason="waits for the head contract (issue 12) on main")
 
 TINY_FLOW = {"flow_kwargs": {"levels": 2, "steps": 1, "hidden_channels": 8}, "batch_size": 64, "lr": 2e-3,
              "warmup_steps": 5}
@@ -69,7 +65,7 @@ def test_sampling_experiment_writes_grid_and_self_consistency(tmp_path, tiny_dig
     assert abs(j["accuracy on own samples (%)"] - j["mean confidence (%)"]) < 5 * j["se of the difference (%)"] + 1
 
 
-@pytest.mark.parametrize("posterior", ["point", pytest.param("laplace", marks=needs_contract)])
+@pytest.mark.parametrize("posterior", ["point", "laplace"])
 def test_semisupervised_experiment_smoke(tmp_path, tiny_digits, posterior):
     from bayes_diglm.experiments.semisupervised import run_semisupervised
 
@@ -88,7 +84,6 @@ def test_semisupervised_experiment_smoke(tmp_path, tiny_digits, posterior):
     assert json.loads((tmp_path / "metrics.json").read_text())["configuration"] == "default"
 
 
-@needs_contract
 def test_active_experiment_smoke(tmp_path, tiny_digits):
     from bayes_diglm.experiments.active import run_active
 

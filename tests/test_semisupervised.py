@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from bayes_diglm.inference.laplace import LaplaceClassifier
 from bayes_diglm.models.diglm import build_diglm
 from bayes_diglm.training import train_module
 from bayes_diglm.training.loop import _semi_supervised_batches, semi_supervised_split
@@ -130,8 +129,6 @@ def test_estimator_fit_with_unlabelled_rows():
         DIGLMClassifier(**kw).fit(X, y, X_unlabeled=X_unl[:, :1])
 
 
-@pytest.mark.skipif(not hasattr(LaplaceClassifier, "predict_dist"),
-                    reason="waits for the head contract (issue 12) on main")
 def test_estimator_sample_joint_with_a_bayesian_head_uses_posterior_draws():
     from bayes_diglm.models.estimators import DIGLMClassifier
 
