@@ -1,6 +1,6 @@
 """Invertible feature extractors built from Pyro ``TransformModule``s, each mapping data to latent."""
 
-from .base import ActNorm, Flow, SequentialFlow, clear_transform_cache
+from .base import ActNorm, Flow, InverseAccuracyWarning, SequentialFlow, clear_transform_cache
 from .compile import compile_flow, is_compiled
 from .coupling import BoundedAffineCoupling
 from .dequantize import TabularDequantizer
@@ -11,6 +11,7 @@ from .realnvp import Reverse, realnvp
 from .spline import spline
 
 __all__ = [
+    "InverseAccuracyWarning",
     "ActNorm",
     "ActNormLinear",
     "BoundedAffineCoupling",

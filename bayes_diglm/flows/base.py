@@ -20,7 +20,12 @@ from pyro.distributions.torch_transform import TransformModule
 from torch import nn
 from torch.distributions import constraints
 
-__all__ = ["Flow", "SequentialFlow", "ActNorm", "call_and_log_det", "clear_transform_cache"]
+__all__ = ["Flow", "SequentialFlow", "ActNorm", "InverseAccuracyWarning", "call_and_log_det",
+           "clear_transform_cache"]
+
+
+class InverseAccuracyWarning(RuntimeWarning):
+    """A flow's inverse (or round trip) lost accuracy: the inputs lie far from where the flow was trained."""
 
 
 def clear_transform_cache(transform) -> None:
@@ -91,24 +96,57 @@ class Flow(nn.Module):
         z, log_det = self(x)
         return self.base_log_prob(z) + log_det
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The latent ``z = f(x)`` flattened to ``(batch, dim)``: the DIGLM features."""
-        return self(x)[0]
+    def features(self, x: torch.Tensor, *, check: bool = False, rtol: float = 1e-3) -> torch.Tensor:
+        """The latent ``z = f(x)`` flattened to ``(batch, dim)``: the DIGLM features.
+
+        ``f(x)`` itself is computed as exactly as float arithmetic allows anywhere, but far from the training
+        data a deep coupling flow stops being numerically invertible (``f^{-1}(f(x))`` can be off by orders of
+        magnitude of ``|x|`` while ``log p(x)`` stays finite). With ``check=True`` the round trip is computed too
+        and an :class:`InverseAccuracyWarning` names the rows whose reconstruction is off by more than ``rtol``
+        (relative to ``1 + |x|``), so features of such inputs are flagged instead of passing silently.
+        """
+        z = self(x)[0]
+        if check:
+            with torch.no_grad():
+                _warn_if_inaccurate(self.inverse(z.detach()), x, rtol, "features: f^-1(f(x)) differs from x")
+        return z
+
+    def inverse_checked(self, z: torch.Tensor, *, rtol: float = 1e-3) -> torch.Tensor:
+        """``x = f^{-1}(z)``, then ``f(x)`` again: warns (:class:`InverseAccuracyWarning`) for latents whose round
+        trip is off by more than ``rtol`` relative to ``1 + |z|`` (latents far from any data's)."""
+        x = self.inverse(z)
+        with torch.no_grad():
+            _warn_if_inaccurate(self(x)[0], z.reshape(z.shape[0], -1), rtol, "inverse: f(f^-1(z)) differs from z")
+        return x
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``n`` samples ``x = f^{-1}(z)``, ``z`` from the base density."""
+        """Draw ``n`` samples ``x = f^{-1}(z)``, ``z`` from the base density (round trip checked, see
+        :meth:`inverse_checked`)."""
         if int(n) < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         ref = self.base_log_scale
         z = torch.randn(int(n), self.dim, generator=generator, dtype=ref.dtype, device=ref.device)
-        return self.inverse(z * self.base_log_scale.exp())
+        return self.inverse_checked(z * self.base_log_scale.exp())
 
     def _check_input(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != self.event_shape:
             raise ValueError(
                 f"x must have shape (batch, {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
             )
+
+
+def _warn_if_inaccurate(got: torch.Tensor, want: torch.Tensor, rtol: float, what: str) -> None:
+    got, want = got.reshape(got.shape[0], -1), want.reshape(want.shape[0], -1)
+    err = ((got - want).abs() / (1 + want.abs())).amax(dim=-1)
+    bad = ~(err <= rtol)  # NaN counts as bad
+    if bool(bad.any()):
+        import warnings
+
+        worst = float(err[bad].nan_to_num(float("inf")).max())
+        warnings.warn(f"{what} for {int(bad.sum())} of {len(err)} rows (worst relative error {worst:.3g} > {rtol:g}): "
+                      "they lie far from the data the flow was trained on, where it is not numerically invertible",
+                      InverseAccuracyWarning, stacklevel=3)
 
 
 class SequentialFlow(Flow):

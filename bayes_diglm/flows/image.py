@@ -104,8 +104,9 @@ class Dequantize(TransformModule):
     The log-determinant counts only ``v -> y``:
     ``log(1 - 2 alpha) - log s - log(1 - s)`` per pixel with ``s = sigmoid(y)``, so a flow starting with this
     transform gives the density of ``v`` on ``[0, 1]^D`` (see :func:`bits_per_dim`). The inverse is exact for
-    the eval-mode map: ``x = (256 v - 1/2) / 255`` with ``v = (sigmoid(y) - alpha) / (1 - 2 alpha)``; it can
-    step up to ``0.5/255`` outside ``[0, 1]`` for latents that come from nowhere near data.
+    the eval-mode map: ``x = (256 v - 1/2) / 255`` with ``v = (sigmoid(y) - alpha) / (1 - 2 alpha)``. A ``y``
+    outside the image of ``[0, 1]`` (only sampling produces one: ``v`` would leave ``[0, 1]``) is mapped to the
+    nearest end, ``v`` clamped to ``[0, 1]``, so the inverse never lies more than ``0.5/255`` outside ``[0, 1]``.
 
     Args:
         alpha: the logit's margin, in ``[1e-6, 0.05]``.
@@ -140,7 +141,7 @@ class Dequantize(TransformModule):
         return torch.log(s) - torch.log1p(-s)
 
     def _inverse(self, y):
-        v = (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha)
+        v = ((torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha)).clamp(0.0, 1.0)
         return (_NUM_BINS * v - 0.5) / (_NUM_BINS - 1)
 
     def log_abs_det_jacobian(self, x, y):
