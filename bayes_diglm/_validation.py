@@ -8,10 +8,8 @@ import torch
 __all__ = [
     "as_float_tensor",
     "as_label_tensor",
-    "check_fitted",
     "check_positive",
     "check_same_length",
-    "to_numpy_float64",
 ]
 
 
@@ -104,16 +102,3 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value!r}")
     return v
-
-
-def check_fitted(estimator, attribute: str) -> None:
-    """Raise a clear error when ``estimator`` is used before ``fit``."""
-    if getattr(estimator, attribute, None) is None:
-        raise RuntimeError(
-            f"this {type(estimator).__name__} is not fitted yet: call fit(...) before using it"
-        )
-
-
-def to_numpy_float64(x, name: str, *, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
-    """Validate like :func:`as_float_tensor` and return a float64 NumPy array (for posterior algebra)."""
-    return as_float_tensor(x, name, ndim=ndim).detach().cpu().to(torch.float64).numpy()

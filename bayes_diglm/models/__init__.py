@@ -1,6 +1,7 @@
 """The DIGLM model (flow + GLM head), its GLM heads, and scikit-learn style estimators."""
 
-from .diglm import DIGLM, build_diglm, build_flow
+from .diglm import DIGLM, FlowOutputs, build_diglm, build_flow
+from .estimators import DIGLMClassifier, DIGLMRegressor, load_estimator
 from .heads import (
     HEADS,
     BernoulliHead,
@@ -14,6 +15,9 @@ from .heads import (
 
 __all__ = [
     "DIGLM",
+    "DIGLMClassifier",
+    "DIGLMRegressor",
+    "FlowOutputs",
     "HEADS",
     "BernoulliHead",
     "CategoricalHead",
@@ -23,5 +27,6 @@ __all__ = [
     "PoissonHead",
     "build_diglm",
     "build_flow",
+    "load_estimator",
     "make_head",
 ]

@@ -36,7 +36,8 @@ def build_flow(config: dict) -> Flow:
 
 
 class FlowOutputs(NamedTuple):
-    """What one pass through the flow gives, per row: features, density, and the head's noise precision."""
+    """What one pass through the flow gives, per row: features, density, and the head's noise precision
+    (tensors from :meth:`DIGLM.outputs`, float64 arrays from the estimators' ``flow_outputs``)."""
 
     features: torch.Tensor  #: ``z = f(x)``, shape (batch, D)
     log_px: torch.Tensor  #: exact ``log p(x)`` in nats, shape (batch,)

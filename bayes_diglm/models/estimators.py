@@ -26,7 +26,7 @@ from .. import __version__
 from .._validation import check_positive
 from ..inference.base import Predictive
 from ..training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint, train_module
-from .diglm import build_diglm
+from .diglm import FlowOutputs, build_diglm
 
 __all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator", "REGRESSION_POSTERIORS",
            "CLASSIFICATION_POSTERIORS"]
@@ -255,7 +255,6 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
                              "posterior='point' (use posterior='conjugate', 'laplace', ... or a head instance)")
         return self.posterior_
 
-    # -- outputs ----------------------------------------------------------------------------------------
     # -- the joint model p(x, y) ------------------------------------------------------------------------
     def _sampled_inputs(self, x: np.ndarray) -> np.ndarray:
         """Generated inputs in the estimator's dtype; a Glow's are clipped to [0, 1] (its logit map reaches
@@ -264,6 +263,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
             x = np.clip(x, 0.0, 1.0)
         return x.astype(str(self._dtype()).removeprefix("torch."))
 
+    # -- outputs ----------------------------------------------------------------------------------------
     def score_samples(self, X) -> np.ndarray:
         """Exact ``log p(x)`` (nats) per row under the flow; higher means more like the training data."""
         return self._outputs(self._validate_X(X))[1]
@@ -272,22 +272,26 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         """The flow features ``z = f(x)`` (n, D), float64."""
         return self._outputs(self._validate_X(X))[0]
 
-    def predict_dist(self, X, *, groups=None) -> Predictive:
+    def flow_outputs(self, X) -> FlowOutputs:
+        """Features ``z = f(x)`` (n, D), ``log p(x)`` (n,) and the point head's noise precisions (n,; None unless
+        heteroscedastic) from one pass through the flow, as float64 NumPy arrays."""
+        return FlowOutputs(*self._outputs(self._validate_X(X)))
+
+    def predict_dist(self, X, *, groups=None, point: bool = False) -> Predictive:
         """The predictive distribution of ``y`` at the rows of ``X``.
 
         With a Bayesian head it integrates over the posterior of ``beta`` (e.g. Student-t for
         ``posterior="conjugate"``, with the heteroscedastic head's noise precisions at these rows as known
-        weights); with ``posterior="point"`` it is the jointly trained head's likelihood at its point estimate.
+        weights); with ``posterior="point"``, or ``point=True`` whatever the posterior, it is the jointly
+        trained head's likelihood at its point estimate.
         """
         Z, kw = self._features_and_kwargs(X, groups)
         classes = getattr(self, "classes_", None)
-        if self.posterior_ is None:
+        if point or self.posterior_ is None:
             with torch.no_grad():
                 dist = self.model_.head.dist(torch.from_numpy(Z).to(self._dtype()))
             return Predictive(_float64(dist), classes=classes)
         pred = self.posterior_.predict_dist(Z, **kw)
-        if isinstance(pred, torch.distributions.Distribution):  # TEMPORARY until the heads return Predictive
-            pred = Predictive(pred)
         return pred if classes is None else Predictive(pred.distribution, classes=classes)
 
     def log_predictive(self, X, y, *, groups=None) -> np.ndarray:
@@ -390,7 +394,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             in ``z``), ``"gaussian"`` (one noise scale) or ``"poisson"`` (log link, counts).
         posterior: ``"point"`` (the trained head as is), ``"conjugate"`` (exact Normal-Inverse-Gamma over
             beta and sigma^2, with the heteroscedastic head's learned noise precisions as known weights;
-            Gaussian heads), ``"laplace"`` (Laplace over beta for the head's family, e.g. Poisson), ``"mixed"``
+            Gaussian heads), ``"laplace"`` (Laplace over beta, head="poisson"), ``"mixed"``
             (random effects per group: pass ``groups`` to fit and predict), or a posterior head instance
             (cloned and fitted; its parameters are nested, ``posterior__prior_precision``).
         px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
@@ -493,9 +497,12 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
 
             return ConjugateLinearRegression()
         if name == "laplace":
-            from ..inference.laplace import LaplaceRegressor
+            if self.head != "poisson":
+                raise ValueError("posterior='laplace' is the Poisson head's Bayesian head; Gaussian heads take the "
+                                 "exact posterior='conjugate'")
+            from ..inference.laplace import LaplacePoissonRegressor
 
-            return LaplaceRegressor(likelihood="poisson" if self.head == "poisson" else "gaussian")
+            return LaplacePoissonRegressor()
         from ..inference.mixed import MixedEffectsRegression
 
         return MixedEffectsRegression()
@@ -552,7 +559,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         >>> import numpy as np
         >>> from sklearn.datasets import make_moons
         >>> X, y = make_moons(400, noise=0.1, random_state=0)
-        >>> clf = DIGLMClassifier(epochs=40, px_weight=0.1, quiet=True).fit(X, y)
+        >>> clf = DIGLMClassifier(epochs=40, px_weight=0.1, posterior="laplace", quiet=True).fit(X, y)
         >>> clf.score(X, y) > 0.9
         True
     """
