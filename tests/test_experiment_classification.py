@@ -12,7 +12,6 @@ import torch
 from bayes_diglm.data import DEFAULT_DATA_DIR, notmnist_letters, sklearn_digits_28, uniform_noise
 from bayes_diglm.experiments.classification import (
     ClassificationData,
-    flow_outputs,
     load_classification_data,
     run_classification,
 )
@@ -161,18 +160,6 @@ def test_load_mnist_default_with_fashion_as_ood():
 def test_unknown_dataset_is_refused():
     with pytest.raises(ValueError, match="dataset must be one of"):
         load_classification_data(dataset="cifar10")
-
-
-def test_flow_outputs_match_model_in_one_pass():
-    """z and log p(x) from the single pass equal DIGLM.features and DIGLM.log_px (float64 check)."""
-    torch.manual_seed(0)
-    model = build_diglm({"kind": "glow", "shape": [1, 8, 8], "levels": 2, "steps": 1, "hidden_channels": 4},
-                        {"family": "categorical", "num_classes": 3}, 0.1).double().eval()
-    X = torch.rand(37, 1, 8, 8, dtype=torch.float64)
-    Z, log_px = flow_outputs(model, X, batch_size=10)
-    with torch.no_grad():
-        np.testing.assert_allclose(Z, model.features(X).numpy(), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(log_px, model.log_px(X).numpy(), rtol=1e-12, atol=1e-10)
 
 
 def test_view_quantiles_leave_far_group_below_view():

@@ -24,6 +24,7 @@ from ..evaluation import (
 )
 from ..flows.image import bits_per_dim
 from ..inference.laplace import LaplaceClassifier
+from ..inference.svi import SVIClassifier
 from ..models.estimators import DIGLMClassifier
 from ..training.checkpoint import load_checkpoint
 from .common import add_common_arguments, markdown_table, write_results
@@ -32,7 +33,6 @@ __all__ = [
     "CONFIGS",
     "DATASETS",
     "ClassificationData",
-    "flow_outputs",
     "load_classification_data",
     "run_classification",
     "register",
@@ -182,24 +182,6 @@ def _flow_input(images, name: str) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.float32))
 
 
-def flow_outputs(model, X: torch.Tensor, *, device: str = "cpu",
-                 batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``z = f(x)`` (n, D) and ``log p(x)`` (n,) in one pass of the flow, without gradients, float64.
-
-    ``log p(x) = log p_z(z) + log|det df/dx|`` comes from the same forward pass that gives ``z``, so the
-    flow runs once per image instead of twice (``model.features`` and ``model.log_px`` each run it).
-    """
-    model = model.to(device).eval()
-    zs, lps = [], []
-    with torch.no_grad():
-        for start in range(0, X.shape[0], batch_size):
-            z, log_det = model.flow(X[start:start + batch_size].to(device))
-            zs.append(z.cpu())
-            lps.append((model.flow.base_log_prob(z) + log_det).cpu())
-    model.cpu()
-    return torch.cat(zs).double().numpy(), torch.cat(lps).double().numpy()
-
-
 # ------------------------------------------------------------------------------------------------------
 # Training (with resumable checkpoints)
 # ------------------------------------------------------------------------------------------------------
@@ -220,82 +202,46 @@ def _check_resumable(path: Path, px_weight: float, flow_kwargs: dict) -> None:
 
 
 def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int, quiet, device: str):
+    """Train one Glow DIGLM (resuming from its checkpoint) with a Laplace posterior over beta on its features.
+
+    The Laplace head starts at prior precision 1, then evidence maximisation picks one scalar. Returns the
+    estimator, the training seconds (flow and head) and the warnings raised on the way (an L-BFGS MAP or an
+    evidence fixed point stopped by its iteration budget), which the pipeline records in ``metrics.json``.
+    """
     ckpt = out / "checkpoints" / f"{name}.pt"
     _check_resumable(ckpt, px_weight, cfg["flow_kwargs"])
+    laplace = LaplaceClassifier(prior_precision=1.0, covariance=cfg["laplace_covariance"], optimizer="lbfgs",
+                                tol=1e-4, max_iter=cfg["laplace_max_iter"])
     clf = DIGLMClassifier(
-        flow="glow", flow_kwargs=dict(cfg["flow_kwargs"]), px_weight=px_weight, epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"], lr=cfg["lr"], warmup_steps=cfg["warmup_steps"], seed=seed,
-        quiet=quiet, device=device,
+        flow="glow", flow_kwargs=dict(cfg["flow_kwargs"]), posterior=laplace, px_weight=px_weight,
+        epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], warmup_steps=cfg["warmup_steps"],
+        seed=seed, quiet=quiet, device=device,
     )
     t0 = time.perf_counter()
-    clf.fit(X, y, checkpoint_path=ckpt, resume=True)
-    return clf, time.perf_counter() - t0
-
-
-# ------------------------------------------------------------------------------------------------------
-# Bayesian heads on the flow features
-# ------------------------------------------------------------------------------------------------------
-
-
-def _laplace_head(Z: np.ndarray, y: np.ndarray, cfg: dict) -> tuple[LaplaceClassifier, list[str]]:
-    """Laplace posterior over beta (prior precision 1, then by evidence maximisation: one scalar).
-
-    Returns the head and the warnings raised on the way (an L-BFGS MAP or an evidence fixed point stopped
-    by its iteration budget), which the pipeline records in ``metrics.json`` instead of printing them.
-    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        head = LaplaceClassifier(prior_precision=1.0, covariance=cfg["laplace_covariance"], optimizer="lbfgs",
-                                 tol=1e-4, max_iter=cfg["laplace_max_iter"], classes=np.arange(NUM_CLASSES)).fit(Z, y)
+        clf.fit(X, y, checkpoint_path=ckpt, resume=True)
         if cfg["evidence_iter"] >= 1:
-            head.optimize_prior_precision(per="scalar", tol=1e-3, max_iter=cfg["evidence_iter"])
-    return head, sorted({str(w.message) for w in caught})
+            clf.posterior_.optimize_prior_precision(per="scalar", tol=1e-3, max_iter=cfg["evidence_iter"])
+    return clf, time.perf_counter() - t0, sorted({str(w.message) for w in caught})
 
 
-def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precision: float):
-    """Mean-field SVI posterior over beta (diagonal Gaussian guide), or ``None`` with the reason when unavailable.
+def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precision: float) -> SVIClassifier:
+    """Mean-field SVI posterior over beta (diagonal Gaussian guide) on the same features.
 
     The prior precision is the one the Laplace evidence chose (empirical Bayes, shared by both Bayesian
     heads): with the unit prior, mean-field SVI on these correlated features ended at large weights whose
     plug-in test NLL was several times the point head's.
     """
-    try:
-        from ..inference.svi import SVIClassifier
-    except ImportError as err:
-        return None, f"bayes_diglm.inference.svi not importable: {err}"
-    head = SVIClassifier(covariance="diag", prior_precision=prior_precision, classes=np.arange(NUM_CLASSES),
-                         num_steps=cfg["svi_steps"], lr=1e-2, batch_size=min(cfg["svi_batch"], len(y)), seed=seed)
-    head.fit(Z, y)
-    return head, ""
+    return SVIClassifier(covariance="diag", prior_precision=prior_precision, num_steps=cfg["svi_steps"], lr=1e-2,
+                         batch_size=min(cfg["svi_batch"], len(y)), seed=seed).fit(Z, y)
 
 
-class _MonteCarloHead:
-    """A Bayesian head's predictive by Monte Carlo, ``mean_s softmax(W_s z)``, with the same draws for every
-    input (the generator is reseeded per chunk) and in chunks, so memory stays at ``chunk x draws x K``.
-
-    Used for the mean-field SVI head, whose probit predictive goes through a dense (KD x KD) scale matrix.
-    """
-
-    def __init__(self, head, *, n_samples: int = 200, seed: int = 0, chunk: int = 2000):
-        self.head, self.n_samples, self.seed, self.chunk = head, n_samples, seed, chunk
-
-    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
-        return np.concatenate([
-            self.head.predict_proba(Z[s:s + self.chunk], method="mc", n_samples=self.n_samples,
-                                    generator=np.random.default_rng(self.seed))
-            for s in range(0, Z.shape[0], self.chunk)])
-
-
-class _PointHead:
-    """The jointly trained point-estimate head, read as a predictor on features z."""
-
-    def __init__(self, clf: DIGLMClassifier):
-        self._head = clf.model_.head
-
-    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            z = torch.as_tensor(Z, dtype=torch.float32)
-            return self._head.mean(z).double().numpy()
+def _point_proba(clf: DIGLMClassifier, Z: np.ndarray) -> np.ndarray:
+    """Class probabilities of the jointly trained point head at features ``Z``."""
+    with torch.no_grad():
+        z = torch.from_numpy(Z).to(next(clf.model_.parameters()).dtype)
+        return clf.model_.head.mean(z).double().numpy()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -350,20 +296,20 @@ def _ood_rows(model: str, log_px: dict, entropies: dict[str, dict[str, np.ndarra
 
 
 def _evaluate_model(model_name: str, clf: DIGLMClassifier, heads: dict, data: ClassificationData,
-                    inputs: dict[str, torch.Tensor], cfg_device: str) -> dict:
-    """Every metric for one trained flow: Table 1 rows, density rows, OOD rows, curves."""
-    outputs = {name: flow_outputs(clf.model_, X, device=cfg_device) for name, X in inputs.items() if name != "train"}
-    Z = {k: v[0] for k, v in outputs.items()}
-    log_px = {k: v[1] for k, v in outputs.items()}
+                    inputs: dict[str, torch.Tensor]) -> dict:
+    """Every metric for one trained flow: Table 1 rows, density rows, OOD rows, curves.
+
+    ``heads`` maps a head's name to a function from features ``z`` to class probabilities.
+    """
+    outputs = {name: clf.flow_outputs(X) for name, X in inputs.items() if name != "train"}  # one pass per set
+    Z = {k: v.features for k, v in outputs.items()}
+    log_px = {k: v.log_px for k, v in outputs.items()}
     dim = int(clf.model_.flow.dim)
     bpd = float(bits_per_dim(torch.as_tensor(log_px["test"]), dim).mean())
     y_test = np.asarray(data.test_labels)
     rows, entropies, reliability, abstention = [], {}, {}, {}
     for head_name, head in heads.items():
-        if head is None:
-            rows.append({"model": model_name, "head": head_name, "test error (%)": "not available"})
-            continue
-        proba = {k: head.predict_proba(z) for k, z in Z.items()}
+        proba = {k: head(z) for k, z in Z.items()}
         rows.append(_head_row(model_name, head_name, proba, data, bpd))
         entropies[head_name] = {k: predictive_entropy(p) for k, p in proba.items()}
         reliability[head_name] = reliability_curve(y_test, proba["test"], n_bins=15)
@@ -390,29 +336,25 @@ def _resolve_config(quick: bool, device: str, config: dict | None, epochs: int |
     return name, cfg
 
 
-def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray, cfg: dict, *, device: str,
-               seed: int, out: Path, model_name: str, timings: dict, notes: list[str], info: dict) -> dict:
-    t0 = time.perf_counter()
-    Z_train, _ = flow_outputs(clf.model_, X_train, device=device)
-    laplace, laplace_warnings = _laplace_head(Z_train, y_train, cfg)
-    notes += [f"{model_name} Laplace: {w}" for w in laplace_warnings]
+def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray, cfg: dict, *, seed: int,
+               out: Path, model_name: str, timings: dict, info: dict, notes: list[str]) -> dict:
+    """The three heads on one trained flow, as functions from features to class probabilities."""
+    laplace = clf.posterior_
     info[model_name] = {"laplace_covariance": cfg["laplace_covariance"],
                         "laplace_prior_precision": float(np.mean(laplace.prior_precision_)),
                         "laplace_log_evidence": float(laplace.log_evidence())}
-    timings[f"{model_name} laplace (s)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    svi, why = _svi_head(Z_train, y_train, cfg, seed, info[model_name]["laplace_prior_precision"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        svi = _svi_head(clf.transform(X_train), y_train, cfg, seed, info[model_name]["laplace_prior_precision"])
+    notes += sorted({f"{model_name} SVI: {w.message}" for w in caught})
     timings[f"{model_name} svi (s)"] = time.perf_counter() - t0
-    _write_posterior(laplace, out / f"beta_posterior_{model_name}_laplace.nc", cfg["posterior_draws"], seed)
-    if svi is None:
-        if why not in notes:
-            notes.append(f"SVI rows not available: {why}")
-    else:
-        _write_posterior(svi, out / f"beta_posterior_{model_name}_svi.nc", cfg["posterior_draws"], seed)
-        info[model_name].update({"svi_guide": "diag", "svi_steps": int(svi.n_iter_),
-                                 "svi_final_elbo": float(svi.elbo_history_[-1])})
-        svi = _MonteCarloHead(svi, seed=seed)
-    return {"point": _PointHead(clf), "laplace": laplace, "svi": svi}
+    _write_posterior(clf, out / f"beta_posterior_{model_name}_laplace.nc", cfg["posterior_draws"], seed)
+    _write_posterior(svi, out / f"beta_posterior_{model_name}_svi.nc", cfg["posterior_draws"], seed)
+    info[model_name].update({"svi_guide": "diag", "svi_steps": int(svi.n_iter_), "svi_converged": bool(svi.converged_),
+                             "svi_final_elbo": float(svi.elbo_history_[-1])})
+    return {"point": lambda z: _point_proba(clf, z), "laplace": lambda z: laplace.predict_dist(z).probs,
+            "svi": lambda z: svi.predict_dist(z).probs}
 
 
 def _write_posterior(head, path: Path, draws: int, seed: int) -> None:
@@ -501,14 +443,15 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
     head_info: dict[str, dict] = {}
     evaluated, histories = {}, {}
     for name, weight in models.items():
-        clf, seconds = _train(name, weight, inputs["train"], y_train, cfg, out=out, seed=seed, quiet=quiet,
-                              device=device)
-        timings[f"{name} training (s)"] = seconds
+        clf, seconds, caught = _train(name, weight, inputs["train"], y_train, cfg, out=out, seed=seed, quiet=quiet,
+                                      device=device)
+        timings[f"{name} training and Laplace (s)"] = seconds
+        notes += [f"{name} Laplace: {w}" for w in caught]
         histories[name] = clf.history_.as_dict()
-        heads = _fit_heads(clf, inputs["train"], y_train, cfg, device=device, seed=seed, out=out,
-                           model_name=name, timings=timings, notes=notes, info=head_info)
+        heads = _fit_heads(clf, inputs["train"], y_train, cfg, seed=seed, out=out, model_name=name,
+                           timings=timings, info=head_info, notes=notes)
         t0 = time.perf_counter()
-        evaluated[name] = _evaluate_model(name, clf, heads, data, inputs, device)
+        evaluated[name] = _evaluate_model(name, clf, heads, data, inputs)
         timings[f"{name} evaluation (s)"] = time.perf_counter() - t0
 
     rows = [r for e in evaluated.values() for r in e["rows"]]
