@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import torch
 
+from bayes_diglm.inference.base import PosteriorHead
+
 __all__ = ["plot_forest_png", "to_inference_data"]
 
 
@@ -47,7 +49,8 @@ def to_inference_data(
 ):
     """Build ``arviz.InferenceData`` from a fitted head (or DIGLM estimator) through its public contract.
 
-    Draws ``chains * draws`` samples with ``head.sample(n, generator=)`` and reshapes them to
+    Draws ``chains * draws`` samples with ``head.sample(n, generator=)`` (for an estimator, with its fitted head's,
+    ``estimator.posterior_.sample``) and reshapes them to
     ``(chain, draw, ...)``, with the dims and coords of ``head.posterior_dims(feature_names)``. When ``X`` (the
     head's inputs: features for a head, raw data for an estimator) and ``y`` are given, adds ``log_likelihood``
     (variable ``"y"``, from ``head.pointwise_log_likelihood``), ``posterior_predictive`` (``"y"``, from
@@ -76,7 +79,10 @@ def to_inference_data(
         raise ValueError("pass both X and y (for log_likelihood and posterior_predictive) or neither")
     rng = np.random.default_rng(seed)
     total = chains * draws
-    flat = head.sample(total, generator=rng)
+    # a DIGLM estimator holds its fitted head as posterior_ (its own sample() draws (X, y) from p(x, y))
+    fitted_head = getattr(head, "posterior_", None)
+    source = fitted_head if isinstance(fitted_head, PosteriorHead) else head
+    flat = source.sample(total, generator=rng)
     dims, coords = head.posterior_dims(feature_names)
     dims = {name: dim for name, dim in dims.items() if name in flat}
     coords = dict(coords)

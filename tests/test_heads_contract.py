@@ -24,7 +24,7 @@ from bayes_diglm.arviz import to_inference_data
 from bayes_diglm.inference import (
     ConjugateLinearRegression,
     LaplaceClassifier,
-    LaplacePoissonRegressor,
+    LaplaceRegressor,
     PosteriorHead,
     Predictive,
     SVIClassifier,
@@ -79,7 +79,9 @@ HEADS = [
     HeadCase("laplace-softmax", LaplaceClassifier, _multiclass, {"prior_precision": [0.1, 10.0]}, False),
     HeadCase("laplace-softmax-lowrank", lambda: LaplaceClassifier(covariance="lowrank", rank=4), _multiclass,
              {"prior_precision": [0.1, 10.0]}, False),
-    HeadCase("laplace-poisson", LaplacePoissonRegressor, _counts, {"prior_precision": [0.1, 10.0]}, True),
+    HeadCase("laplace-poisson", LaplaceRegressor, _counts, {"prior_precision": [0.1, 10.0]}, True),
+    HeadCase("laplace-gaussian", lambda: LaplaceRegressor(likelihood="gaussian", noise_variance=0.25), _regression,
+             {"prior_precision": [0.1, 10.0]}, True),
     HeadCase("svi-binary", lambda: _svi(covariance="full"), _binary, {"prior_precision": [0.1, 10.0]}, False),
     HeadCase("svi-softmax-diag", lambda: _svi(covariance="diag"), _multiclass, {"prior_precision": [0.5, 2.0]},
              False),
@@ -238,7 +240,8 @@ def _check_instances():
         ConjugateLinearRegression(),
         LaplaceClassifier(),
         LaplaceClassifier(covariance="kron"),
-        LaplacePoissonRegressor(),
+        LaplaceRegressor(),
+        LaplaceRegressor(likelihood="gaussian"),
         SVIClassifier(num_steps=30, plateau_tol=None, num_particles=1),
     ]
 

@@ -1,15 +1,15 @@
 """Posterior inference over the GLM weights beta: every head follows one contract (:mod:`.base`).
 
 Heads: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaussian outcomes; streaming, rank-one
-updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplacePoissonRegressor` (counts, log
-link), :class:`SVIClassifier` (Pyro, Gaussian guide), :class:`MixedEffectsRegression`,
+updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplaceRegressor` (Poisson counts,
+log link, or Gaussian with known noise), :class:`SVIClassifier` (Pyro, Gaussian guide), :class:`MixedEffectsRegression`,
 :class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or nested random effects per group,
 paper appendix B.1; specified by :class:`RandomEffect`).
 """
 
 from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive
 from .conjugate import ConjugateLinearRegression, NIGPosterior, SufficientStats, fit_on_features
-from .laplace import LaplaceClassifier, LaplaceFit, LaplacePoissonRegressor, laplace_glm, mackay_prior_precision
+from .laplace import LaplaceClassifier, LaplaceFit, LaplaceRegressor, laplace_glm, mackay_prior_precision
 from .mixed import (
     MixedEffectsClassifier,
     MixedEffectsPoisson,
@@ -24,7 +24,7 @@ __all__ = [
     "ConjugateLinearRegression",
     "LaplaceClassifier",
     "LaplaceFit",
-    "LaplacePoissonRegressor",
+    "LaplaceRegressor",
     "MixedEffectsClassifier",
     "MixedEffectsPoisson",
     "MixedEffectsRegression",

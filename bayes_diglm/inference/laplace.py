@@ -1,4 +1,4 @@
-"""Laplace approximation of the posterior over GLM weights on fixed features: logistic, softmax and Poisson heads.
+"""Laplace approximation of the posterior over GLM weights on fixed features: logistic, softmax, Poisson, Gaussian.
 
 Which approximation (``covariance=`` "full", "diag", "kron" or "lowrank": how the Gaussian's precision is stored)
 is kept apart from where the curvature comes from (the likelihood family of :mod:`bayes_diglm.likelihoods`: for
@@ -27,7 +27,7 @@ from .linalg import robust_cholesky
 __all__ = [
     "LaplaceClassifier",
     "LaplaceFit",
-    "LaplacePoissonRegressor",
+    "LaplaceRegressor",
     "laplace_glm",
     "mackay_prior_precision",
 ]
@@ -739,36 +739,43 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         return self
 
 
-class LaplacePoissonRegressor(RegressorMixin, _LaplaceHead):
-    r"""Bayesian Poisson regression (log link) on features by the Laplace approximation.
+class LaplaceRegressor(RegressorMixin, _LaplaceHead):
+    r"""Bayesian Poisson (log link) or Gaussian (known noise) regression on features by the Laplace approximation.
 
-    Model: ``y ~ Poisson(exp(beta^T z + beta_0))`` with ``beta ~ N(0, 1/prior_precision)`` and the intercept
-    ``beta_0 ~ N(0, 1/intercept_prior_precision)``. The Laplace posterior is ``N(beta*, H^{-1})`` with
-    ``H = sum_i exp(eta_i) x_i x_i^T + prior`` at the MAP; the predictive of a new count integrates the
-    Poisson over the Gaussian of the linear predictor (Gauss-Hermite quadrature: a Poisson-lognormal whose
-    mean is ``exp(m + v / 2)``). ``y`` must be non-negative; non-integer values use the continuous extension
+    ``likelihood="poisson"`` (default; so counts have a Bayesian head): ``y ~ Poisson(exp(beta^T z + beta_0))``.
+    ``likelihood="gaussian"``: ``y ~ N(beta^T z + beta_0, noise_variance)``, where the Laplace posterior is the
+    exact Gaussian posterior (use :class:`~bayes_diglm.inference.ConjugateLinearRegression` to integrate the noise
+    variance out as well). Priors: ``beta ~ N(0, 1/prior_precision)``, the intercept
+    ``beta_0 ~ N(0, 1/intercept_prior_precision)``. The posterior is ``N(beta*, H^{-1})`` with
+    ``H = sum_i Lambda_i x_i x_i^T + prior`` at the MAP (``Lambda_i = exp(eta_i)`` for Poisson); the predictive of a
+    new ``y`` integrates the likelihood over the Gaussian of the linear predictor ``N(m, v)``: for Poisson by
+    Gauss-Hermite quadrature (a Poisson-lognormal with mean ``exp(m + v / 2)``), for Gaussian exactly
+    ``N(m, v + noise_variance)``. Poisson ``y`` must be non-negative; non-integer values use the continuous extension
     ``y eta - exp(eta) - log Gamma(y + 1)`` of the log-likelihood (as scikit-learn's ``PoissonRegressor``).
 
-    Parameters are those of :class:`LaplaceClassifier` (without ``classes``); ``intercept_prior_precision``
-    defaults to ``1e-6`` (nearly flat: the overall rate is not shrunk).
+    The other parameters are those of :class:`LaplaceClassifier` (without ``classes``);
+    ``intercept_prior_precision`` defaults to ``1e-6`` (nearly flat: the overall level is not shrunk).
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> Z = rng.normal(size=(400, 2)); y = rng.poisson(np.exp(0.5 * Z[:, 0] + 1.0))
-    >>> head = LaplacePoissonRegressor().fit(Z, y)
+    >>> head = LaplaceRegressor(likelihood="poisson").fit(Z, y)
     >>> bool(abs(head.coef_[0, 0] - 0.5) < 0.1 and abs(head.coef_[0, 1]) < 0.1)
     True
     >>> head.predict_dist(Z[:3]).mean.shape
     (3,)
     """
 
-    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Poisson log link)"}
+    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)"}
+    _LIKELIHOODS = ("poisson", "gaussian")
 
     def __init__(
         self,
         *,
+        likelihood: str = "poisson",
+        noise_variance: float = 1.0,
         prior_precision: float = 1.0,
         intercept_prior_precision: float = 1e-6,
         fit_intercept: bool = True,
@@ -778,6 +785,8 @@ class LaplacePoissonRegressor(RegressorMixin, _LaplaceHead):
         tol: float = 1e-8,
         max_iter: int | None = None,
     ):
+        self.likelihood = likelihood
+        self.noise_variance = noise_variance
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
         self.fit_intercept = fit_intercept
@@ -789,7 +798,7 @@ class LaplacePoissonRegressor(RegressorMixin, _LaplaceHead):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.positive_only = True
+        tags.target_tags.positive_only = self.likelihood == "poisson"
         return tags
 
     def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
@@ -799,22 +808,25 @@ class LaplacePoissonRegressor(RegressorMixin, _LaplaceHead):
                                           allow_zero=True)
         return prior
 
-    def fit(self, Z, y, *, sample_weight=None) -> LaplacePoissonRegressor:
-        """MAP and Laplace posterior for features ``Z`` (n, D) and non-negative counts ``y`` (n,)."""
+    def fit(self, Z, y, *, sample_weight=None) -> LaplaceRegressor:
+        """MAP and Laplace posterior for features ``Z`` (n, D) and targets ``y`` (n,): counts or real values."""
         with self._keep_state_on_error():
+            if self.likelihood not in self._LIKELIHOODS:
+                raise ValueError(f"likelihood must be one of {self._LIKELIHOODS}, got {self.likelihood!r}")
             _check_options(self)
             Z, y, w = self._validate_train(Z, y, sample_weight)
-            if np.any(y < 0):
-                raise ValueError(f"y must hold non-negative counts for a Poisson likelihood, got min {y.min()}")
-            self.likelihood_ = Poisson()
+            if self.likelihood == "poisson":
+                if np.any(y < 0):
+                    raise ValueError(f"y must hold non-negative counts for a Poisson likelihood, got min {y.min()}")
+                self.likelihood_ = Poisson()
+            else:
+                self.likelihood_ = Gaussian(check_positive(self.noise_variance, "noise_variance"))
             self._fit_design(self._design(Z), np.asarray(y, dtype=np.float64), w)
         return self
 
     def predict(self, Z) -> np.ndarray:
-        """Predictive mean ``E[y | z, data] = exp(m + v / 2)`` of the linear predictor's ``N(m, v)``."""
+        """Predictive mean: ``exp(m + v / 2)`` (Poisson) or ``m`` (Gaussian) for the predictor's ``N(m, v)``."""
         m, v = self._predictor_moments(self._validate_Z(Z))
-        return np.exp(np.minimum(m[:, 0] + 0.5 * v[:, 0, 0], math.log(1e8)))
-
-    def predict_dist(self, Z) -> Predictive:
-        """Predictive of new counts: the Poisson integrated over the posterior (Gauss-Hermite mixture)."""
-        return super().predict_dist(Z)
+        if isinstance(self.likelihood_, Poisson):
+            return np.exp(np.minimum(m[:, 0] + 0.5 * v[:, 0, 0], math.log(1e8)))
+        return m[:, 0]
