@@ -6,7 +6,6 @@ import scipy.linalg
 import scipy.stats
 
 from bayes_diglm.bandits import (
-    ArmPosteriors,
     FlowLinear,
     LinFullPost,
     NeuralLinear,
@@ -19,6 +18,7 @@ from bayes_diglm.bandits import (
     wheel_bandit,
 )
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
+from bayes_diglm.inference.nig import NormalInverseGamma
 from bayes_diglm.training.checkpoint import CheckpointError, save_checkpoint
 
 # ---------------------------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def _reference_heads(Z, arms, y, k, lam=0.25, a0=6.0, b0=6.0):
 def _assert_matches(post, heads, tol=1e-10):
     for a, head in enumerate(heads):
         np.testing.assert_allclose(post.mean[a], head.posterior_.mean, rtol=tol, atol=tol)
-        prec = post.cholesky[a] @ post.cholesky[a].T
+        prec = post.precision_cholesky[a] @ post.precision_cholesky[a].T
         ref = head.posterior_.precision_cholesky @ head.posterior_.precision_cholesky.T
         np.testing.assert_allclose(prec, ref, rtol=tol, atol=tol * np.abs(ref).max())
         assert post.a[a] == pytest.approx(head.posterior_.a, rel=tol)
@@ -119,12 +119,12 @@ def test_rank_one_updates_equal_batch_conjugate_fit():
     arms = rng.integers(0, k, size=n)
     beta = rng.normal(size=(k, d))
     y = np.einsum("nd,nd->n", Z, beta[arms]) + 50.0 * (arms == 1) + 0.01 * rng.normal(size=n)
-    post = ArmPosteriors(k, d)
+    post = NormalInverseGamma(k, d, prior_precision=0.25, a0=6.0, b0=6.0)
     for z, a, r in zip(Z, arms, y, strict=True):
         post.update(int(a), z, float(r))
     heads = _reference_heads(Z, arms, y, k)
     _assert_matches(post, heads)
-    refit = ArmPosteriors(k, d).fit(Z, arms, y)
+    refit = NormalInverseGamma(k, d, prior_precision=0.25, a0=6.0, b0=6.0).fit(Z, y, arms)
     _assert_matches(refit, heads)
 
 
@@ -140,9 +140,9 @@ def test_linfullpost_posterior_after_n_updates_equals_batch_fit():
 def test_posterior_samples_have_the_nig_moments():
     rng = np.random.default_rng(1)
     Z, y = rng.normal(size=(40, 2)), rng.normal(size=40)
-    post = ArmPosteriors(1, 2, prior_precision=0.5, a0=3.0, b0=2.0).fit(Z, np.zeros(40, dtype=int), y)
+    post = NormalInverseGamma(1, 2, prior_precision=0.5, a0=3.0, b0=2.0).fit(Z, y)
     draws = np.stack([post.sample(rng)[0] for _ in range(20_000)])
-    cov = post.b[0] / (post.a[0] - 1) * scipy.linalg.cho_solve((post.cholesky[0], True), np.eye(3))
+    cov = post.b[0] / (post.a[0] - 1) * scipy.linalg.cho_solve((post.precision_cholesky[0], True), np.eye(3))
     se = np.sqrt(np.diag(cov) / draws.shape[0])
     assert np.all(np.abs(draws.mean(0) - post.mean[0]) < 4 * se)
     np.testing.assert_allclose(np.cov(draws.T), cov, rtol=0.05, atol=0.05 * np.abs(cov).max())

@@ -2,7 +2,6 @@
 
 from bayes_diglm.bandits.agents import (
     AGENTS,
-    ArmPosteriors,
     BanditAgent,
     FlowLinear,
     LinFullPost,
@@ -23,7 +22,6 @@ from bayes_diglm.bandits.simulation import BanditRun, run_agent, simulate, summa
 
 __all__ = [
     "AGENTS",
-    "ArmPosteriors",
     "BanditAgent",
     "BanditData",
     "BanditRun",

@@ -6,18 +6,16 @@ import math
 import os
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import nn
 
 from .._validation import check_positive
 from ..flows.base import ActNorm
 from ..flows.realnvp import realnvp
-from ..inference.linalg import cholesky_rank_one_update
+from ..inference.nig import NormalInverseGamma
 from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
-    "ArmPosteriors",
     "BanditAgent",
     "UniformAgent",
     "LinFullPost",
@@ -27,132 +25,6 @@ __all__ = [
     "make_agent",
     "load_agent",
 ]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# per-arm conjugate posteriors
-# ----------------------------------------------------------------------------------------------------------
-
-
-class ArmPosteriors:
-    r"""Independent Normal-Inverse-Gamma posteriors of ``k`` linear reward models, batched across arms.
-
-    For arm ``a`` with design rows ``x = [z, 1]`` (``fit_intercept``) and rewards ``r``:
-
-    .. math::
-        \sigma_a^2 \sim \mathrm{InvGamma}(a_0, b_0),\quad \beta_a \mid \sigma_a^2 \sim N(0, \sigma_a^2
-        \lambda^{-1} I),\quad r \mid x, \beta_a, \sigma_a^2 \sim N(x^T\beta_a, \sigma_a^2),
-
-    the same model (and the same numbers) as :class:`bayes_diglm.inference.conjugate.ConjugateLinearRegression`
-    with ``prior_precision = intercept_precision = lambda``. The state is stacked over arms: lower Cholesky
-    factors ``L (k, P, P)`` of :math:`\Lambda_a`, means ``(k, P)``, ``a (k,)``, ``b (k,)``, all float64.
-    :meth:`update` adds one observation to one arm in O(P^2):
-
-    .. math::
-        v = L^{-1}x,\ k = L^{-T}v,\ e = r - x^T\mu,\ \mu \leftarrow \mu + k\,e/(1+v^Tv),\
-        b \leftarrow b + \tfrac12 e^2/(1+v^Tv),\ a \leftarrow a + \tfrac12,
-
-    and ``L`` by a rank-one Cholesky update. :meth:`fit` recomputes all arms from stored data (O(k P^3),
-    used only when the features change). :meth:`sample` draws one :math:`\beta_a` per arm in one batched
-    triangular solve.
-
-    Examples
-    --------
-    >>> post = ArmPosteriors(2, 1, prior_precision=1.0, a0=2.0, b0=2.0)
-    >>> post.update(0, np.array([1.0]), 3.0)
-    >>> post.mean.shape, post.a.tolist()
-    ((2, 2), [2.5, 2.0])
-    """
-
-    def __init__(self, num_arms: int, dim: int, *, prior_precision: float = 0.25, a0: float = 6.0,
-                 b0: float = 6.0, fit_intercept: bool = True) -> None:
-        self.num_arms, self.dim = _positive_int(num_arms, "num_arms"), _positive_int(dim, "dim")
-        self.prior_precision = check_positive(prior_precision, "prior_precision")
-        self.a0, self.b0 = check_positive(a0, "a0"), check_positive(b0, "b0")
-        self.fit_intercept = bool(fit_intercept)
-        self.reset()
-
-    @property
-    def design_dim(self) -> int:
-        """``P``: the feature dimension plus one for the intercept."""
-        return self.dim + int(self.fit_intercept)
-
-    def reset(self) -> None:
-        """Back to the prior for every arm."""
-        k, P = self.num_arms, self.design_dim
-        self.cholesky = np.tile(math.sqrt(self.prior_precision) * np.eye(P), (k, 1, 1))
-        self.mean = np.zeros((k, P))
-        self.a = np.full(k, self.a0)
-        self.b = np.full(k, self.b0)
-
-    def design(self, Z: np.ndarray) -> np.ndarray:
-        """Rows ``[z, 1]`` (or ``z``) in float64; ``Z`` is (n, dim) or (dim,)."""
-        Z = np.asarray(Z, dtype=np.float64)
-        if Z.shape[-1] != self.dim:
-            raise ValueError(f"features have dimension {Z.shape[-1]}, expected {self.dim}")
-        if not self.fit_intercept:
-            return Z
-        return np.concatenate([Z, np.ones(Z.shape[:-1] + (1,))], axis=-1)
-
-    def update(self, arm: int, z: np.ndarray, reward: float) -> None:
-        """Add one observation ``(z, reward)`` to ``arm``'s posterior (rank one, O(P^2))."""
-        x = self.design(z)
-        L, mean = self.cholesky[arm], self.mean[arm]
-        v = scipy.linalg.solve_triangular(L, x, lower=True, check_finite=False)
-        gain = scipy.linalg.solve_triangular(L.T, v, lower=False, check_finite=False)
-        denom = 1.0 + float(v @ v)
-        err = float(reward) - float(x @ mean)
-        self.mean[arm] = mean + gain * (err / denom)
-        self.b[arm] += 0.5 * err * err / denom
-        self.a[arm] += 0.5
-        self.cholesky[arm] = cholesky_rank_one_update(L, x, p=v)
-
-    def fit(self, Z: np.ndarray, arms: np.ndarray, rewards: np.ndarray) -> ArmPosteriors:
-        """Recompute every arm's posterior from all its data (rows of ``Z`` with ``arms == a``)."""
-        X = self.design(np.atleast_2d(Z))
-        arms, rewards = np.asarray(arms), np.asarray(rewards, dtype=np.float64)
-        if arms.shape != (X.shape[0],) or rewards.shape != (X.shape[0],):
-            raise ValueError(f"arms {arms.shape} and rewards {rewards.shape} must have {X.shape[0]} entries")
-        k, P, lam = self.num_arms, self.design_dim, self.prior_precision
-        cholesky, mean = np.empty((k, P, P)), np.empty((k, P))
-        a, b = np.empty(k), np.empty(k)
-        for arm in range(k):
-            rows = arms == arm
-            Xa, ra = X[rows], rewards[rows]
-            try:
-                L = scipy.linalg.cholesky(lam * np.eye(P) + Xa.T @ Xa, lower=True, check_finite=False)
-            except np.linalg.LinAlgError as err:
-                raise ValueError(
-                    f"arm {arm}: lambda I + Z^T Z is not numerically positive definite (features too large or "
-                    f"degenerate: max |z| = {np.abs(Xa).max():.3g})"
-                ) from err
-            mu = scipy.linalg.cho_solve((L, True), Xa.T @ ra, check_finite=False)
-            resid = ra - Xa @ mu
-            cholesky[arm], mean[arm] = L, mu
-            a[arm] = self.a0 + 0.5 * rows.sum()
-            b[arm] = self.b0 + 0.5 * (float(resid @ resid) + lam * float(mu @ mu))
-        self.cholesky, self.mean, self.a, self.b = cholesky, mean, a, b
-        return self
-
-    def sample(self, rng: np.random.Generator) -> np.ndarray:
-        r"""One draw per arm, ``(k, P)``: :math:`\sigma^2 = b/g,\ g\sim\Gamma(a)`, :math:`\beta = \mu +
-        \sigma L^{-T}\epsilon`."""
-        sigma2 = self.b / rng.gamma(self.a)
-        eps = rng.standard_normal((self.num_arms, self.design_dim, 1))
-        white = torch.linalg.solve_triangular(
-            torch.from_numpy(self.cholesky).transpose(1, 2), torch.from_numpy(eps), upper=True
-        ).numpy()[..., 0]
-        return self.mean + np.sqrt(sigma2)[:, None] * white
-
-    def state_dict(self) -> dict:
-        return {name: torch.from_numpy(getattr(self, name).copy()) for name in ("cholesky", "mean", "a", "b")}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in ("cholesky", "mean", "a", "b"):
-            value = state[name].numpy().astype(np.float64)
-            if value.shape != getattr(self, name).shape:
-                raise CheckpointError(f"posterior {name} has shape {value.shape}, expected {getattr(self, name).shape}")
-            setattr(self, name, value.copy())
 
 
 def _positive_int(value, name: str) -> int:
@@ -277,19 +149,22 @@ class _PosteriorAgent(BanditAgent):
     """Thompson sampling with a per-arm conjugate head on features ``z = phi(context)`` (plus intercept).
 
     The first ``initial_pulls * num_arms`` decisions pull the arms in turn. Then each decision draws one
-    ``beta_a`` per arm from :class:`ArmPosteriors` (or takes the posterior mean with ``greedy``) and pulls
-    ``argmax_a [z, 1]^T beta_a``. Feature learners retrain every ``train_every`` updates and then refit the
-    posteriors from the stored history; between retrainings each update is rank one.
+    ``beta_a`` per arm from the batched :class:`~bayes_diglm.inference.nig.NormalInverseGamma` state (or takes
+    the posterior mean with ``greedy``) and pulls ``argmax_a x^T beta_a``, ``x = [z, 1]`` (``fit_intercept``)
+    or ``z``. Feature learners retrain every ``train_every`` updates and then refit the posteriors from the
+    stored history; between retrainings each update is rank one.
     """
 
     def __init__(self, num_arms: int, context_dim: int, *, feature_dim: int, prior_precision: float = 0.25,
-                 a0: float = 6.0, b0: float = 6.0, initial_pulls: int = 2, greedy: bool = False,
-                 seed: int = 0) -> None:
+                 a0: float = 6.0, b0: float = 6.0, fit_intercept: bool = True, initial_pulls: int = 2,
+                 greedy: bool = False, seed: int = 0) -> None:
         super().__init__(num_arms, context_dim, seed=seed)
         if not isinstance(initial_pulls, (int, np.integer)) or initial_pulls < 0:
             raise ValueError(f"initial_pulls must be a non-negative integer, got {initial_pulls!r}")
         self.initial_pulls, self.greedy = int(initial_pulls), bool(greedy)
-        self.posterior = ArmPosteriors(num_arms, feature_dim, prior_precision=prior_precision, a0=a0, b0=b0)
+        self.posterior = NormalInverseGamma(num_arms, _positive_int(feature_dim, "feature_dim"),
+                                            prior_precision=prior_precision, a0=a0, b0=b0,
+                                            fit_intercept=fit_intercept)
         self.history = _History(context_dim)
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -302,24 +177,30 @@ class _PosteriorAgent(BanditAgent):
     def config(self) -> dict:
         post = self.posterior
         return {**super().config(), "prior_precision": post.prior_precision, "a0": post.a0, "b0": post.b0,
-                "initial_pulls": self.initial_pulls, "greedy": self.greedy}
+                "fit_intercept": post.fit_intercept, "initial_pulls": self.initial_pulls, "greedy": self.greedy}
 
     def features(self, contexts: np.ndarray) -> np.ndarray:
         """Features ``(n, D)`` in float64 of contexts ``(n, d)``."""
         return contexts
 
-    def _feature(self, x: np.ndarray) -> np.ndarray:
+    def _design_row(self, x: np.ndarray) -> np.ndarray:
+        """The design row ``[phi(x), 1]`` of the context being decided on (cached for the following update)."""
         if self._cache is None or not np.array_equal(self._cache[0], x):
-            self._cache = (x.copy(), self.features(x[None, :])[0])
+            self._cache = (x.copy(), self.posterior.design(self.features(x[None, :])[0]))
         return self._cache[1]
+
+    def _exploration_scale(self, x: np.ndarray) -> float:
+        """Factor on the posterior draw's spread around the mean (1: plain Thompson sampling)."""
+        return 1.0
 
     def act(self, context) -> int:
         x = self._check_context(context)
         if self.steps_ < self.initial_pulls * self.num_arms:
             return self.steps_ % self.num_arms
-        row = self.posterior.design(self._feature(x))
-        beta = self.posterior.mean if self.greedy else self.posterior.sample(self.rng)
-        return int(np.argmax(beta @ row))
+        row = self._design_row(x)
+        if self.greedy:
+            return int(np.argmax(self.posterior.mean @ row))
+        return int(np.argmax(self.posterior.sample(self.rng, scale=self._exploration_scale(x)) @ row))
 
     def update(self, context, arm: int, reward: float) -> None:
         x, arm = self._check_context(context), self._check_arm(arm)
@@ -327,12 +208,16 @@ class _PosteriorAgent(BanditAgent):
         if not math.isfinite(reward):
             raise ValueError(f"reward must be finite, got {reward!r}")
         self.history.append(x, arm, reward)
-        self.posterior.update(arm, self._feature(x), reward)
+        self.posterior.update_row(arm, self._design_row(x), reward)
         self.steps_ += 1
         if self._should_retrain():
             self._retrain()
             self._cache = None
-            self.posterior.fit(self.features(self.history.data()[0]), *self.history.data()[1:])
+            self._refit()
+
+    def _refit(self) -> None:
+        contexts, arms, rewards = self.history.data()
+        self.posterior.fit(self.features(contexts), rewards, arms)
 
     def _should_retrain(self) -> bool:
         return False
@@ -346,7 +231,10 @@ class _PosteriorAgent(BanditAgent):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.posterior.load_state_dict(state["posterior"])
+        try:
+            self.posterior.load_state_dict(state["posterior"])
+        except ValueError as err:
+            raise CheckpointError(f"posterior: {err}") from err
         self.history.load_state_dict(state["history"])
         self._cache = None
 
@@ -373,31 +261,65 @@ class LinFullPost(_PosteriorAgent):
     greedy_name = "LinGreedy"
 
     def __init__(self, num_arms: int, context_dim: int, *, prior_precision: float = 0.25, a0: float = 6.0,
-                 b0: float = 6.0, initial_pulls: int = 2, greedy: bool = False, seed: int = 0) -> None:
+                 b0: float = 6.0, fit_intercept: bool = True, initial_pulls: int = 2, greedy: bool = False,
+                 seed: int = 0) -> None:
         super().__init__(num_arms, context_dim, feature_dim=context_dim, prior_precision=prior_precision,
-                         a0=a0, b0=b0, initial_pulls=initial_pulls, greedy=greedy, seed=seed)
+                         a0=a0, b0=b0, fit_intercept=fit_intercept, initial_pulls=initial_pulls, greedy=greedy,
+                         seed=seed)
+
+
+OPTIMIZERS = ("rmsprop", "rmsprop_tf1")
+
+
+def _rmsprop(params, lr: float, kind: str) -> torch.optim.RMSprop:
+    """RMSProp; ``"rmsprop_tf1"`` is TensorFlow 1's ``RMSPropOptimizer`` as Riquelme et al. ran it.
+
+    TensorFlow 1 averages squared gradients with decay 0.9, adds ``1e-10`` and starts the average at **one**
+    (PyTorch: 0.99, ``1e-8``, zero). The start matters at their learning rate 0.1: from a zero average the
+    first step moves every weight by about ``lr / sqrt(1 - decay)`` (0.3-1.0), from one by ``lr * |grad|``.
+    """
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    params = list(params)
+    opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10)
+    for p in params:
+        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": torch.ones_like(p)}
+    return opt
 
 
 class _NetworkAgent(_PosteriorAgent):
-    """A feature learner retrained every ``train_every`` updates for ``train_steps`` RMSProp minibatch steps."""
+    """A feature learner retrained every ``train_every`` updates for ``train_steps`` RMSProp minibatch steps.
+
+    The learning rate follows TensorFlow's inverse-time decay, ``lr / (1 + lr_decay * t)``, where ``t`` counts
+    optimiser steps since the start (``reset_lr=False``) or since the current retraining began (``True``).
+    ``lr_decay = 0`` keeps it constant.
+    """
 
     def __init__(self, num_arms: int, context_dim: int, *, feature_dim: int, train_every: int, train_steps: int,
-                 batch_size: int, lr: float, clip_grad: float, **kwargs) -> None:
+                 batch_size: int, lr: float, lr_decay: float, reset_lr: bool, optimizer: str, clip_grad: float,
+                 **kwargs) -> None:
         super().__init__(num_arms, context_dim, feature_dim=feature_dim, **kwargs)
         self.train_every = _positive_int(train_every, "train_every")
         self.train_steps = _positive_int(train_steps, "train_steps")
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.lr = check_positive(lr, "lr")
+        self.lr_decay = check_positive(lr_decay, "lr_decay", allow_zero=True)
+        self.reset_lr = bool(reset_lr)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        self.optimizer_name = optimizer
         self.clip_grad = check_positive(clip_grad, "clip_grad")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.module = self._build()
         self.module.eval()
-        self.optimizer = torch.optim.RMSprop(self.module.parameters(), lr=self.lr)
+        self.optimizer = _rmsprop(self.module.parameters(), self.lr, optimizer)
+        self.train_steps_done_ = 0
 
     def config(self) -> dict:
         return {**super().config(), "train_every": self.train_every, "train_steps": self.train_steps,
-                "batch_size": self.batch_size, "lr": self.lr, "clip_grad": self.clip_grad}
+                "batch_size": self.batch_size, "lr": self.lr, "lr_decay": self.lr_decay, "reset_lr": self.reset_lr,
+                "optimizer": self.optimizer_name, "clip_grad": self.clip_grad}
 
     def _build(self) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -412,9 +334,12 @@ class _NetworkAgent(_PosteriorAgent):
         contexts, arms, rewards = self.history.data()
         X = torch.from_numpy(contexts).float()
         A, R = torch.from_numpy(arms), torch.from_numpy(rewards).float()
+        group = self.optimizer.param_groups[0]
         self.module.train()
         try:
-            for _ in range(self.train_steps):
+            for i in range(self.train_steps):
+                t = i if self.reset_lr else self.train_steps_done_ + i
+                group["lr"] = self.lr / (1.0 + self.lr_decay * t)
                 idx = torch.from_numpy(self.rng.integers(0, X.shape[0], size=self.batch_size))
                 loss = self._loss(X[idx], A[idx], R[idx])
                 self.optimizer.zero_grad(set_to_none=True)
@@ -423,24 +348,35 @@ class _NetworkAgent(_PosteriorAgent):
                 self.optimizer.step()
         finally:
             self.module.eval()
+            self.train_steps_done_ += self.train_steps
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {**super().state_dict(), "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "train_steps_done": self.train_steps_done_}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.train_steps_done_ = int(state["train_steps_done"])
 
 
 class NeuralLinear(_NetworkAgent):
     """Riquelme et al.'s NeuralLinear: an MLP trained on the chosen arm's reward, a NIG head per arm on its
     last hidden layer.
 
-    The network (``hidden_dims``, ReLU, one output per arm) is fit by RMSProp to the squared error of the
-    pulled arm's output (masked MSE) every ``train_every`` updates for ``train_steps`` minibatches of
-    ``batch_size`` rows drawn with replacement from the history; then every arm's posterior is recomputed
-    on the new last-layer features, and updated rank one until the next retraining.
+    The network (``hidden_dims``, ReLU, one output per arm; weights uniform in ``[-init_scale, init_scale]``
+    and zero biases as their ``init_scale=0.3``, or PyTorch's default initialisation with ``init_scale=None``)
+    is fit to the squared error of the pulled arm's output (masked MSE) every ``train_every`` updates for
+    ``train_steps`` minibatches of ``batch_size`` rows drawn with replacement from the history; then every
+    arm's posterior is recomputed on the new last-layer features (no intercept, as theirs), and updated rank
+    one until the next retraining.
+
+    Defaults are those of their released code (``example_main.py``, ``hparams_nlinear``): RMSProp as
+    TensorFlow 1 runs it, lr 0.1 with inverse-time decay 0.5, gradient norm clipped at 5, 100 minibatches of
+    512 every 50 steps, ``a0 = b0 = 6``, ``lambda = 0.25``. Their ``reset_lr=True`` builds a new learning-rate
+    tensor that the already-built optimiser never reads, so their learning rate decays over *all* steps:
+    ``reset_lr=False`` here reproduces what ran.
 
     Examples
     --------
@@ -449,33 +385,43 @@ class NeuralLinear(_NetworkAgent):
     >>> for _ in range(10):
     ...     agent.update(x, agent.act(x), 1.0)
     >>> agent.posterior.mean.shape
-    (2, 51)
+    (2, 50)
     """
 
     kind = "NeuralLinear"
     greedy_name = "NeuralGreedy"
 
     def __init__(self, num_arms: int, context_dim: int, *, hidden_dims: tuple[int, ...] = (50,),
-                 train_every: int = 50, train_steps: int = 100, batch_size: int = 512, lr: float = 1e-2,
-                 clip_grad: float = 5.0, prior_precision: float = 0.25, a0: float = 6.0, b0: float = 6.0,
-                 initial_pulls: int = 2, greedy: bool = False, seed: int = 0) -> None:
+                 init_scale: float | None = 0.3, train_every: int = 50, train_steps: int = 100,
+                 batch_size: int = 512, lr: float = 0.1, lr_decay: float = 0.5, reset_lr: bool = False,
+                 optimizer: str = "rmsprop_tf1", clip_grad: float = 5.0, prior_precision: float = 0.25,
+                 a0: float = 6.0, b0: float = 6.0, fit_intercept: bool = False, initial_pulls: int = 2,
+                 greedy: bool = False, seed: int = 0) -> None:
         self.hidden_dims = tuple(_positive_int(h, "hidden_dims") for h in hidden_dims)
         if not self.hidden_dims:
             raise ValueError("hidden_dims must name at least one hidden layer")
+        self.init_scale = None if init_scale is None else check_positive(init_scale, "init_scale")
         super().__init__(num_arms, context_dim, feature_dim=self.hidden_dims[-1], train_every=train_every,
-                         train_steps=train_steps, batch_size=batch_size, lr=lr, clip_grad=clip_grad,
-                         prior_precision=prior_precision, a0=a0, b0=b0, initial_pulls=initial_pulls,
-                         greedy=greedy, seed=seed)
+                         train_steps=train_steps, batch_size=batch_size, lr=lr, lr_decay=lr_decay,
+                         reset_lr=reset_lr, optimizer=optimizer, clip_grad=clip_grad,
+                         prior_precision=prior_precision, a0=a0, b0=b0, fit_intercept=fit_intercept,
+                         initial_pulls=initial_pulls, greedy=greedy, seed=seed)
 
     def config(self) -> dict:
-        return {**super().config(), "hidden_dims": list(self.hidden_dims)}
+        return {**super().config(), "hidden_dims": list(self.hidden_dims), "init_scale": self.init_scale}
 
     def _build(self) -> nn.Module:
         layers, width = [], self.context_dim
         for h in self.hidden_dims:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        return nn.ModuleDict({"body": nn.Sequential(*layers), "out": nn.Linear(width, self.num_arms)})
+        module = nn.ModuleDict({"body": nn.Sequential(*layers), "out": nn.Linear(width, self.num_arms)})
+        if self.init_scale is not None:
+            for layer in module.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.uniform_(layer.weight, -self.init_scale, self.init_scale)
+                    nn.init.zeros_(layer.bias)
+        return module
 
     def features(self, contexts: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -537,9 +483,10 @@ class FlowLinear(_NetworkAgent):
 
     def __init__(self, num_arms: int, context_dim: int, *, augment_dims: int = 0, num_layers: int = 3,
                  hidden_dims: tuple[int, ...] = (32,), mixing: str = "permute", px_weight: float | None = None,
-                 density_noise: float = 0.05, train_every: int = 50, train_steps: int = 100, batch_size: int = 512,
-                 lr: float = 3e-3,
-                 clip_grad: float = 5.0, prior_precision: float = 0.25, a0: float = 6.0, b0: float = 6.0,
+                 density_noise: float = 0.05, px_explore: float = 0.0, train_every: int = 50,
+                 train_steps: int = 100, batch_size: int = 512, lr: float = 3e-3, lr_decay: float = 0.0,
+                 reset_lr: bool = False, optimizer: str = "rmsprop", clip_grad: float = 5.0,
+                 prior_precision: float = 0.25, a0: float = 6.0, b0: float = 6.0, fit_intercept: bool = True,
                  initial_pulls: int = 2, greedy: bool = False, seed: int = 0) -> None:
         if not isinstance(augment_dims, (int, np.integer)) or augment_dims < 0:
             raise ValueError(f"augment_dims must be a non-negative integer, got {augment_dims!r}")
@@ -549,6 +496,7 @@ class FlowLinear(_NetworkAgent):
         dim = _positive_int(context_dim, "context_dim") + self.augment_dims
         self.px_weight = 0.1 / dim if px_weight is None else check_positive(px_weight, "px_weight", allow_zero=True)
         self.density_noise = check_positive(density_noise, "density_noise", allow_zero=True)
+        self.px_explore = check_positive(px_explore, "px_explore", allow_zero=True)
         if mixing not in ("lu", "permute"):
             raise ValueError(f"mixing must be 'lu' or 'permute', got {mixing!r}")
         self.mixing = mixing
@@ -556,16 +504,17 @@ class FlowLinear(_NetworkAgent):
         if feature_dim < 2:
             raise ValueError("a coupling flow needs at least 2 dimensions: use augment_dims >= 1 for d = 1")
         super().__init__(num_arms, context_dim, feature_dim=feature_dim, train_every=train_every,
-                         train_steps=train_steps, batch_size=batch_size, lr=lr, clip_grad=clip_grad,
-                         prior_precision=prior_precision, a0=a0, b0=b0, initial_pulls=initial_pulls,
-                         greedy=greedy, seed=seed)
+                         train_steps=train_steps, batch_size=batch_size, lr=lr, lr_decay=lr_decay, reset_lr=reset_lr,
+                         optimizer=optimizer, clip_grad=clip_grad, prior_precision=prior_precision, a0=a0, b0=b0,
+                         fit_intercept=fit_intercept, initial_pulls=initial_pulls, greedy=greedy, seed=seed)
+        self._score_ref = (0.0, 1.0)  # mean and sd of the density score over the history (px_explore)
         self.unlabeled = _History(context_dim)
         self._actnorm_ready = False
 
     def config(self) -> dict:
         return {**super().config(), "augment_dims": self.augment_dims, "num_layers": self.num_layers,
                 "hidden_dims": list(self.hidden_dims), "mixing": self.mixing, "px_weight": self.px_weight,
-                "density_noise": self.density_noise}
+                "density_noise": self.density_noise, "px_explore": self.px_explore}
 
     def _build(self) -> nn.Module:
         dim = self.context_dim + self.augment_dims
@@ -585,8 +534,35 @@ class FlowLinear(_NetworkAgent):
         return torch.cat([X, extra], dim=1)
 
     def features(self, contexts: np.ndarray) -> np.ndarray:
+        return self._features_and_score(contexts)[0]
+
+    def _features_and_score(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``z = f([x, 0])`` and the density score ``log p_f([x, 0])`` from one pass through the flow."""
+        flow = self.module["flow"]
         with torch.no_grad():
-            return self.module["flow"].features(self._pad(torch.from_numpy(contexts).float())).double().numpy()
+            z, log_det = flow(self._pad(torch.from_numpy(contexts).float()))
+            return z.double().numpy(), (flow.base_log_prob(z) + log_det).double().numpy()
+
+    def _design_row(self, x: np.ndarray) -> np.ndarray:
+        if self._cache is None or not np.array_equal(self._cache[0], x):
+            z, score = self._features_and_score(x[None, :])
+            self._cache = (x.copy(), self.posterior.design(z[0]), float(score[0]))
+        return self._cache[1]
+
+    def _exploration_scale(self, x: np.ndarray) -> float:
+        r"""``1 + px_explore * max(0, (m - s(x)) / sd)``: wider draws where the flow's density score ``s(x) =
+        log p_f([x, 0])`` is below its mean ``m`` over the history (``sd`` its standard deviation there)."""
+        if not self.px_explore:
+            return 1.0
+        self._design_row(x)
+        mean, sd = self._score_ref
+        return 1.0 + self.px_explore * max(0.0, (mean - self._cache[2]) / sd)
+
+    def _refit(self) -> None:
+        contexts, arms, rewards = self.history.data()
+        z, score = self._features_and_score(contexts)
+        self._score_ref = (float(score.mean()), float(score.std()) or 1.0)
+        self.posterior.fit(z, rewards, arms)
 
     def log_px(self, contexts) -> np.ndarray:
         """``log p(x)`` per row (nats; with augmentation the one-sample bound, drawn from the agent's rng)."""
@@ -628,11 +604,12 @@ class FlowLinear(_NetworkAgent):
         return -(log_py.mean() + self.px_weight * log_px.mean())
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "unlabeled": self.unlabeled.state_dict()}
+        return {**super().state_dict(), "unlabeled": self.unlabeled.state_dict(), "score_ref": list(self._score_ref)}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.unlabeled.load_state_dict(state["unlabeled"])
+        self._score_ref = tuple(float(v) for v in state["score_ref"])
 
 
 AGENTS = {cls.kind: cls for cls in (UniformAgent, LinFullPost, NeuralLinear, FlowLinear)}

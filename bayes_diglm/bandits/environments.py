@@ -75,6 +75,13 @@ class BanditData:
         steps = np.arange(self.num_steps)
         return self.mean_rewards.max(axis=1) - self.mean_rewards[steps, arms]
 
+    def realised_regret(self, arms) -> np.ndarray:
+        """Per-step *realised* regret ``r_t(a*_t) - r_t(a_t)``: the noisy reward the optimal arm ``a*_t`` paid
+        at step ``t`` minus the one the chosen arm paid (Riquelme et al.'s released code counts this)."""
+        self.regret(arms)  # checks arms
+        steps = np.arange(self.num_steps)
+        return self.rewards[steps, self.optimal_arms] - self.rewards[steps, np.asarray(arms)]
+
 
 def _check_steps(num_steps) -> int:
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
@@ -90,11 +97,13 @@ def wheel_bandit(
     mean_inner: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.2),
     mean_outer: float = 50.0,
     std: float = 0.01,
+    std_outer: float | None = None,
 ) -> BanditData:
     r"""The wheel bandit of Riquelme et al. (2018): 5 arms, contexts uniform on the unit disk.
 
     Arm ``a`` pays :math:`N(\mu_a, \mathrm{std}^2)` with :math:`\mu = (1, 1, 1, 1, 1.2)`; when
-    :math:`\|x\| \ge \delta` the arm of the context's quadrant pays :math:`N(50, \mathrm{std}^2)` instead
+    :math:`\|x\| \ge \delta` the arm of the context's quadrant pays :math:`N(50, \mathrm{std\_outer}^2)` instead
+    (``std_outer`` defaults to ``std``; their released ``example_main.py`` has ``std = 0.05``, ``std_outer = 0.01``)
     (:math:`x_0>0, x_1>0 \to 0`; :math:`x_0>0, x_1<0 \to 1`; :math:`x_0<0, x_1>0 \to 2`; :math:`x_0<0, x_1<0
     \to 3`). The outer region has probability :math:`1 - \delta^2`; inside it arm 4 is optimal. Contexts are
     drawn exactly (radius :math:`\sqrt{U}`, uniform angle) rather than by rejection.
@@ -111,6 +120,7 @@ def wheel_bandit(
     if not (isinstance(delta, (int, float, np.floating)) and 0.0 <= float(delta) <= 1.0):
         raise ValueError(f"delta must be in [0, 1], got {delta!r}")
     check_positive(std, "std", allow_zero=True)
+    std_outer = std if std_outer is None else check_positive(std_outer, "std_outer", allow_zero=True)
     mean_inner = np.asarray(mean_inner, dtype=np.float64)
     if mean_inner.shape != (5,):
         raise ValueError(f"mean_inner must hold 5 values (one per arm), got shape {mean_inner.shape}")
@@ -122,7 +132,9 @@ def wheel_bandit(
     outer = radius >= delta
     quadrant = 2 * (contexts[:, 0] < 0) + (contexts[:, 1] < 0)
     means[outer, quadrant[outer]] = float(mean_outer)
-    rewards = means + std * rng.standard_normal(means.shape)
+    noise_sd = np.full(means.shape, float(std))
+    noise_sd[outer, quadrant[outer]] = std_outer
+    rewards = means + noise_sd * rng.standard_normal(means.shape)
     return BanditData(contexts, rewards, means, f"wheel(delta={float(delta):g})")
 
 

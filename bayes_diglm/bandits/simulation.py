@@ -18,7 +18,7 @@ __all__ = ["BanditRun", "run_agent", "simulate", "summarize"]
 
 @dataclass
 class BanditRun:
-    """One agent on one episode: the arms pulled, the per-step expected regret and the decision time.
+    """One agent on one episode: the arms pulled, the per-step expected and realised regret, the decision time.
 
     ``seconds`` counts the agent's own work (``act`` plus ``update``, retraining included), not the
     environment's, in wall-clock time; ``cpu_seconds`` the same in this process's CPU time (which a busy
@@ -31,10 +31,15 @@ class BanditRun:
     regret: np.ndarray
     seconds: float
     cpu_seconds: float = float("nan")
+    realised: np.ndarray | None = None
 
     @property
     def cumulative_regret(self) -> float:
         return float(self.regret.sum())
+
+    @property
+    def cumulative_realised_regret(self) -> float:
+        return float("nan") if self.realised is None else float(self.realised.sum())
 
     @property
     def seconds_per_decision(self) -> float:
@@ -45,7 +50,8 @@ def run_agent(data: BanditData, agent: BanditAgent, *, seed: int = 0,
               on_step: Callable[[int], None] | None = None) -> BanditRun:
     """Play ``data`` with ``agent``: for each step ``act``, observe the pulled arm's noisy reward, ``update``.
 
-    Regret is expected regret, :math:`\\max_a \\mu_t(a) - \\mu_t(a_t)`, from ``data.mean_rewards``.
+    Regret is expected regret, :math:`\\max_a \\mu_t(a) - \\mu_t(a_t)`, from ``data.mean_rewards``; the run
+    also keeps the realised regret (:meth:`BanditData.realised_regret`).
     ``on_step(n)`` is called every 100 steps (and at the end) with the number of steps since the last call.
 
     Examples
@@ -75,7 +81,7 @@ def run_agent(data: BanditData, agent: BanditAgent, *, seed: int = 0,
             last = t + 1
     if on_step is not None and data.num_steps > last:
         on_step(data.num_steps - last)
-    return BanditRun(agent.name, seed, arms, data.regret(arms), spent, cpu)
+    return BanditRun(agent.name, seed, arms, data.regret(arms), spent, cpu, data.realised_regret(arms))
 
 
 def simulate(
@@ -89,7 +95,9 @@ def simulate(
 ) -> dict[str, list[BanditRun]]:
     """Every agent on the episode ``make_data(seed)`` of every seed (all agents see the same episode).
 
-    ``agent_kwargs[name]`` are extra constructor arguments for that agent; agent ``i`` of seed ``s`` is
+    ``agent_kwargs[name]`` are extra constructor arguments for that agent. A name of the form
+    ``"Kind[label]"`` (e.g. ``"FlowLinear[fast]"``) builds a variant of agent ``Kind`` (its settings in
+    ``agent_kwargs["Kind[label]"]``) reported under that name. Agent ``i`` of seed ``s`` is
     seeded with ``s``. One progress bar counts steps over all seeds and agents (hidden when ``quiet`` or when
     stderr is not a terminal and ``quiet`` is None).
     """
@@ -106,8 +114,11 @@ def simulate(
                 bar.refresh()
             for name in agents:
                 bar.set_postfix(seed=f"{i + 1}/{len(seeds)}", agent=name)
-                agent = make_agent(name, data.num_arms, data.context_dim, seed=int(seed), **agent_kwargs.get(name, {}))
-                runs[name].append(run_agent(data, agent, seed=int(seed), on_step=bar.update))
+                kind = name.split("[", 1)[0]
+                agent = make_agent(kind, data.num_arms, data.context_dim, seed=int(seed), **agent_kwargs.get(name, {}))
+                run = run_agent(data, agent, seed=int(seed), on_step=bar.update)
+                run.agent = name
+                runs[name].append(run)
     return runs
 
 
@@ -120,6 +131,7 @@ def summarize(runs: dict[str, list[BanditRun]], baseline: str = "Uniform") -> li
     """One row per agent: cumulative regret (mean and standard error over seeds), the same relative to the
     baseline's mean times 100 (Riquelme et al.'s normalisation), and milliseconds per decision."""
     base = np.array([r.cumulative_regret for r in runs.get(baseline, [])])
+    base_realised = np.array([r.cumulative_realised_regret for r in runs.get(baseline, [])])
     rows = []
     for name, agent_runs in runs.items():
         regret = np.array([r.cumulative_regret for r in agent_runs])
@@ -128,6 +140,9 @@ def summarize(runs: dict[str, list[BanditRun]], baseline: str = "Uniform") -> li
         if base.size and base.mean() > 0:
             row["normalised (Uniform=100)"] = 100.0 * mean / base.mean()
             row["normalised se"] = 100.0 * se / base.mean()
+            realised = np.array([r.cumulative_realised_regret for r in agent_runs])
+            if np.all(np.isfinite(realised)) and base_realised.size and base_realised.mean() > 0:
+                row["realised normalised"] = 100.0 * realised.mean() / base_realised.mean()
         row["ms / decision"] = 1e3 * float(np.mean([r.seconds_per_decision for r in agent_runs]))
         row["CPU ms / decision"] = 1e3 * float(np.mean([r.cpu_seconds / max(len(r.arms), 1) for r in agent_runs]))
         rows.append(row)

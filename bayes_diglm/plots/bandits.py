@@ -1,4 +1,4 @@
-"""Bandit figures: cumulative expected regret against steps, one panel per environment setting."""
+"""Bandit figures: cumulative regret against steps per setting; the wheel coloured by the arms an agent chose."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_regret_curves"]
+__all__ = ["plot_regret_curves", "plot_wheel_decisions"]
 
 _STYLE = {"Uniform": ("0.5", "--"), "LinFullPost": ("C0", "-"), "LinGreedy": ("C0", ":"),
           "NeuralLinear": ("C1", "-"), "NeuralGreedy": ("C1", ":"), "FlowLinear": ("C3", "-"),
@@ -59,5 +59,63 @@ def plot_regret_curves(panels: dict[str, dict[str, dict]], path: str | Path, *, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+_ARM_COLORS = ("C0", "C1", "C2", "C3", "0.55")  # arms 0-3 (the quadrants' arms), arm 4 (the inner arm)
+
+
+def _wheel_outline(ax, delta: float) -> None:
+    """The true regions: the inner disk of radius delta (arm 4) and the four outer quadrants (arms 0-3)."""
+    angle = np.linspace(0, 2 * np.pi, 400)
+    ax.plot(np.cos(angle), np.sin(angle), color="k", lw=1.0)
+    ax.plot(delta * np.cos(angle), delta * np.sin(angle), color="k", lw=1.0)
+    for x0, y0 in ((delta, 0), (-delta, 0), (0, delta), (0, -delta)):
+        ax.plot([x0, x0 / delta if x0 else 0], [y0, y0 / delta if y0 else 0], color="k", lw=1.0)
+    for arm, (cx, cy) in enumerate(((0.72, 0.72), (0.72, -0.72), (-0.72, 0.72), (-0.72, -0.72))):
+        ax.text(cx, cy, str(arm), ha="center", va="center", fontsize=8, color=_ARM_COLORS[arm], weight="bold")
+    ax.text(0, 0, "4", ha="center", va="center", fontsize=8, color="0.3", weight="bold")
+
+
+def plot_wheel_decisions(contexts: np.ndarray, arms: dict[str, np.ndarray], delta: float, path: str | Path, *,
+                         windows: int = 3, points: int = 600) -> Path:
+    """The wheel bandit's contexts coloured by the arm each agent pulled, early / middle / late in the episode.
+
+    One row per agent (``arms[name]``: the arm pulled at each step), one column per window of the episode
+    (its first, middle and last ``points`` steps, fewer when the episode is short); the black lines are the true
+    regions (inner disk: arm 4 pays 1.2; outside radius ``delta`` the quadrant's arm 0-3 pays 50). A point in
+    the right colour for its region is an optimal decision; the title gives the fraction of optimal pulls.
+    """
+    contexts = np.asarray(contexts, dtype=np.float64)
+    T = contexts.shape[0]
+    n = max(1, min(points, T // windows))
+    starts = np.unique(np.linspace(0, T - n, windows).astype(int))
+    radius = np.linalg.norm(contexts, axis=1)
+    quadrant = 2 * (contexts[:, 0] < 0) + (contexts[:, 1] < 0)
+    optimal = np.where(radius >= delta, quadrant, 4)
+    names = list(arms)
+    fig, axes = plt.subplots(len(names), len(starts), figsize=(2.9 * len(starts), 2.9 * len(names) + 0.4),
+                             squeeze=False)
+    for row, name in enumerate(names):
+        chosen = np.asarray(arms[name])
+        for col, start in enumerate(starts):
+            ax = axes[row, col]
+            steps = slice(start, start + n)
+            colors = [_ARM_COLORS[a] for a in chosen[steps]]
+            ax.scatter(contexts[steps, 0], contexts[steps, 1], c=colors, s=5, lw=0)
+            _wheel_outline(ax, delta)
+            ax.set_aspect("equal")
+            ax.set_xlim(-1.05, 1.05)
+            ax.set_ylim(-1.05, 1.05)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            right = float(np.mean(chosen[steps] == optimal[steps]))
+            ax.set_title(f"{name}: steps {start + 1}-{start + n}\n{100 * right:.0f}% optimal", fontsize=8)
+    fig.suptitle(f"wheel bandit, delta = {delta:g}: arm pulled at each context (colour = arm)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
