@@ -1,4 +1,7 @@
-"""Bandit experiments with the README's settings: ``python experiments/bandits.py wheel`` (or digits, fashion)."""
+"""Bandit experiments with the README's settings: ``python experiments/bandits.py wheel`` (or digits, fashion).
+
+``python experiments/bandits.py wheel --protocol riquelme2018`` plays the published setting.
+"""
 
 import sys
 

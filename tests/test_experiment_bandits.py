@@ -16,7 +16,7 @@ def test_wheel_pipeline_writes_results(tmp_path):
     result = run_bandits("wheel", deltas=[0.9, 0.5], steps=60, seeds=2, agents=["LinFullPost", "FlowLinear"],
                          agent_kwargs={"FlowLinear": SMALL_FLOW}, out=tmp_path, quiet=True)
     out = tmp_path / "wheel"
-    for name in ("metrics.json", "table.md", "regret_curves.png"):
+    for name in ("metrics.json", "table.md", "regret_curves.png", "wheel_decisions.png"):
         assert (out / name).is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["agents"] == ["Uniform", "LinFullPost", "FlowLinear"] and metrics["deltas"] == [0.9, 0.5]
@@ -31,6 +31,21 @@ def test_wheel_pipeline_writes_results(tmp_path):
     curve = metrics["curves"]["delta=0.9"]["FlowLinear"]
     assert curve["steps"][-1] == 60 and np.all(np.diff(curve["mean"]) >= 0)  # cumulative regret never drops
     assert "Normalised cumulative regret" in result["table"]
+    assert all(0 <= rows[(d, "LinFullPost")]["realised normalised"] for d in ("delta=0.9", "delta=0.5"))
+
+
+def test_published_protocol_and_variants(tmp_path):
+    result = run_bandits("wheel", protocol="riquelme2018", deltas=[0.5], steps=40, seeds=1,
+                         agents=["LinFullPost", "FlowLinear[fast,px0]"],
+                         agent_kwargs={"FlowLinear[fast,px0]": SMALL_FLOW}, out=tmp_path, quiet=True)
+    metrics = json.loads((tmp_path / "wheel" / "metrics.json").read_text())
+    assert metrics["protocol"] == "riquelme2018" and metrics["wheel"] == {"std": 0.05, "std_outer": 0.01}
+    assert metrics["agent_kwargs"]["FlowLinear[fast,px0]"]["px_weight"] == 0.0
+    assert "published" in result["table"] and {r["agent"] for r in result["rows"]} >= {"FlowLinear[fast,px0]"}
+    with pytest.raises(ValueError, match="variant"):
+        run_bandits("wheel", agents=["FlowLinear[nope]"], steps=5, seeds=1, out=tmp_path)
+    with pytest.raises(ValueError, match="protocol"):
+        run_bandits("digits", protocol="riquelme2018", steps=5, seeds=1, out=tmp_path)
 
 
 def test_digits_pipeline_and_cli_arguments(tmp_path):

@@ -146,7 +146,8 @@ def _normalised_table(per_setting: dict[str, list[dict]], *, published: bool = F
 
 def _wheel_figure(per_setting_runs, contexts_by_setting, out_dir: Path, agents: Sequence[str]) -> str | None:
     """Draw the decisions of NeuralLinear and FlowLinear (those present) on the first seed's wheel."""
-    shown = [a for a in ("NeuralLinear", "FlowLinear") if a in agents] or [a for a in agents if a != "Uniform"][:2]
+    shown = [next(a for a in agents if a.startswith(kind)) for kind in ("NeuralLinear", "FlowLinear")
+             if any(a.startswith(kind) for a in agents)] or [a for a in agents if a != "Uniform"][:2]
     if not shown:
         return None
     labels = list(per_setting_runs)

@@ -95,7 +95,7 @@ def plot_wheel_decisions(contexts: np.ndarray, arms: dict[str, np.ndarray], delt
     quadrant = 2 * (contexts[:, 0] < 0) + (contexts[:, 1] < 0)
     optimal = np.where(radius >= delta, quadrant, 4)
     names = list(arms)
-    fig, axes = plt.subplots(len(names), len(starts), figsize=(2.9 * len(starts), 2.9 * len(names) + 0.4),
+    fig, axes = plt.subplots(len(names), len(starts), figsize=(2.9 * len(starts), 3.3 * len(names) + 0.4),
                              squeeze=False)
     for row, name in enumerate(names):
         chosen = np.asarray(arms[name])
@@ -103,7 +103,7 @@ def plot_wheel_decisions(contexts: np.ndarray, arms: dict[str, np.ndarray], delt
             ax = axes[row, col]
             steps = slice(start, start + n)
             colors = [_ARM_COLORS[a] for a in chosen[steps]]
-            ax.scatter(contexts[steps, 0], contexts[steps, 1], c=colors, s=5, lw=0)
+            ax.scatter(contexts[steps, 0], contexts[steps, 1], c=colors, s=7, lw=0)
             _wheel_outline(ax, delta)
             ax.set_aspect("equal")
             ax.set_xlim(-1.05, 1.05)
@@ -112,8 +112,9 @@ def plot_wheel_decisions(contexts: np.ndarray, arms: dict[str, np.ndarray], delt
             ax.set_yticks([])
             right = float(np.mean(chosen[steps] == optimal[steps]))
             ax.set_title(f"{name}: steps {start + 1}-{start + n}\n{100 * right:.0f}% optimal", fontsize=8)
-    fig.suptitle(f"wheel bandit, delta = {delta:g}: arm pulled at each context (colour = arm)", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"wheel bandit, delta = {delta:g}: the arm pulled at each context (colour = arm; lines: true "
+                 "regions, labelled with their optimal arm)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
