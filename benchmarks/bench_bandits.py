@@ -57,7 +57,7 @@ def _nig_rows(quick: bool) -> list[dict]:
 
     refit_state = NormalInverseGamma(1, D, prior_precision=0.25, a0=6.0, b0=6.0)
     head_stats = SufficientStats.from_data(Z, y, fit_intercept=True)
-    head = ConjugateLinearRegression(prior_precision=0.25, intercept_precision=0.25, a0=6.0, b0=6.0)
+    head = ConjugateLinearRegression(prior_precision=0.25, intercept_prior_precision=0.25, a0=6.0, b0=6.0)
     repeats, inner = (5, 50) if quick else (15, 200)
     r1, t_up, t_refit = _interleaved(update, lambda: refit_state.fit_stats(*stats), repeats, inner)
     r2, t_up2, t_head = _interleaved(update, lambda: head.fit_stats(head_stats), repeats, inner)

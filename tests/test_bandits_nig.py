@@ -31,7 +31,7 @@ def _assert_equals_reference(nig, ref, model=0, tol=TOL):
 def test_k1_fit_and_sequential_updates_equal_conjugate_linear_regression(fit_intercept):
     Z, y = _data()
     kw = {"prior_precision": 0.5, "a0": 2.0, "b0": 3.0}
-    ref = ConjugateLinearRegression(**kw, intercept_precision=0.5, fit_intercept=fit_intercept).fit(Z, y)
+    ref = ConjugateLinearRegression(**kw, intercept_prior_precision=0.5, fit_intercept=fit_intercept).fit(Z, y)
     batch = NormalInverseGamma(1, Z.shape[1], **kw, fit_intercept=fit_intercept).fit(Z, y)
     _assert_equals_reference(batch, ref)
     sequential = NormalInverseGamma(1, Z.shape[1], **kw, fit_intercept=fit_intercept)
@@ -48,10 +48,10 @@ def test_k1_fit_and_sequential_updates_equal_conjugate_linear_regression(fit_int
     np.testing.assert_allclose(scale[0] ** 2 * df[0] / (df[0] - 2.0), np.asarray(dist.variance), rtol=1e-9)
 
 
-def test_intercept_precision_and_fit_stats_equal_the_reference():
+def test_intercept_prior_precision_and_fit_stats_equal_the_reference():
     Z, y = _data(seed=1)
-    ref = ConjugateLinearRegression(prior_precision=0.25, intercept_precision=1e-3, a0=6.0, b0=6.0).fit(Z, y)
-    nig = NormalInverseGamma(1, Z.shape[1], prior_precision=0.25, intercept_precision=1e-3, a0=6.0, b0=6.0)
+    ref = ConjugateLinearRegression(prior_precision=0.25, intercept_prior_precision=1e-3, a0=6.0, b0=6.0).fit(Z, y)
+    nig = NormalInverseGamma(1, Z.shape[1], prior_precision=0.25, intercept_prior_precision=1e-3, a0=6.0, b0=6.0)
     X = nig.design(Z)
     nig.fit_stats((X.T @ X)[None], (X.T @ y)[None], np.array([y @ y]), np.array([len(y)]))
     _assert_equals_reference(nig, ref, tol=1e-8)  # b from bare statistics loses a few digits (documented)
@@ -68,7 +68,7 @@ def test_batched_models_each_equal_their_own_fit():
         seq.update(int(m), z, t)
     for m in range(3):
         rows = models == m
-        ref = ConjugateLinearRegression(prior_precision=0.25, intercept_precision=0.25, a0=6.0, b0=6.0)
+        ref = ConjugateLinearRegression(prior_precision=0.25, intercept_prior_precision=0.25, a0=6.0, b0=6.0)
         ref.fit(Z[rows], y[rows])
         _assert_equals_reference(nig, ref, model=m)
         _assert_equals_reference(seq, ref, model=m)

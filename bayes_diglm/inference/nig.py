@@ -57,7 +57,7 @@ class NormalInverseGamma:
         y \mid x, \beta_m, \sigma_m^2 \sim N(x^T\beta_m, \sigma_m^2),
 
     with :math:`\Lambda_0 = \mathrm{diag}(\lambda, \dots, \lambda, c)` (``prior_precision``,
-    ``intercept_precision``). The posterior of each model is :math:`\Lambda_n = \Lambda_0 + X^T X`,
+    ``intercept_prior_precision``). The posterior of each model is :math:`\Lambda_n = \Lambda_0 + X^T X`,
     :math:`\mu_n = \Lambda_n^{-1} X^T y`, :math:`a_n = a_0 + n/2`,
     :math:`b_n = b_0 + \tfrac12[\lVert y - X\mu_n\rVert^2 + \mu_n^T\Lambda_0\mu_n]`: the model and the numbers of
     :class:`~bayes_diglm.inference.conjugate.ConjugateLinearRegression` (prior mean 0, unit weights).
@@ -89,12 +89,12 @@ class NormalInverseGamma:
     """
 
     def __init__(self, num_models: int, dim: int, *, prior_precision: float = 1.0,
-                 intercept_precision: float | None = None, a0: float = 1.0, b0: float = 1.0,
+                 intercept_prior_precision: float | None = None, a0: float = 1.0, b0: float = 1.0,
                  fit_intercept: bool = True) -> None:
         self.num_models, self.dim = _count(num_models, "num_models"), _count(dim, "dim")
         self.prior_precision = check_positive(prior_precision, "prior_precision")
-        self.intercept_precision = (self.prior_precision if intercept_precision is None
-                                    else check_positive(intercept_precision, "intercept_precision"))
+        self.intercept_prior_precision = (self.prior_precision if intercept_prior_precision is None
+                                    else check_positive(intercept_prior_precision, "intercept_prior_precision"))
         self.a0, self.b0 = check_positive(a0, "a0"), check_positive(b0, "b0")
         self.fit_intercept = bool(fit_intercept)
         self.reset()
@@ -111,7 +111,7 @@ class NormalInverseGamma:
         """The diagonal of :math:`\\Lambda_0`, shape ``(P,)``."""
         diag = np.full(self.design_dim, self.prior_precision)
         if self.fit_intercept:
-            diag[-1] = self.intercept_precision
+            diag[-1] = self.intercept_prior_precision
         return diag
 
     @property
