@@ -28,7 +28,7 @@ def _data(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _ours(Z, y, Z_test, covariance: str, k: int) -> tuple[LaplaceClassifier, np.ndarray]:
     # Newton forms the full K(D+1) Hessian every step; the documented choice for large K*D is L-BFGS
     optimizer = "lbfgs" if k * (Z.shape[1] + 1) > 2000 else "newton"
-    clf = LaplaceClassifier(prior_precision=PRIOR, covariance=covariance, num_classes=k, optimizer=optimizer)
+    clf = LaplaceClassifier(prior_precision=PRIOR, covariance=covariance, classes=np.arange(k), optimizer=optimizer)
     clf = clf.fit(Z, y)
     return clf, clf.predict_proba(Z_test)
 
@@ -65,14 +65,15 @@ def _case(n: int, d: int, k: int, covariance: str, repeats: int) -> dict:
         t0 = time.thread_time()
         clf, _ = _ours(Z, y, Z_test, covariance, k)
         t_ours.append(time.thread_time() - t0)
-        weights = clf.weights_ if k > 2 else _binary_to_softmax(clf.weights_)
+        map_weights = np.concatenate([clf.coef_, clf.intercept_[:, None]], axis=1)  # (outputs, D + 1)
+        weights = map_weights if k > 2 else _binary_to_softmax(map_weights)
         t0 = time.thread_time()
         la, _ = _theirs(weights, Z, y, Z_test, covariance)
         t_theirs.append(time.thread_time() - t0)
     row = {"ours": statistics.median(t_ours), "theirs": statistics.median(t_theirs)}
     if k > 2:  # same model (over-parametrised softmax, same prior, same MAP): compare the logit Gaussians
         X_test = np.concatenate([Z_test[:500], np.ones((500, 1))], axis=1)  # the first 500 test points
-        mu_ours, cov_ours = X_test @ clf.weights_.T, clf.posterior_.logit_cov(X_test)
+        mu_ours, cov_ours = X_test @ map_weights.T, clf.posterior_.logit_cov(X_test)
         f_mu, f_var = la._glm_predictive_distribution(torch.from_numpy(Z_test[:500]))
         row["max_diff"] = max(float(np.abs(mu_ours - f_mu.numpy()).max()),
                               float(np.abs(cov_ours - f_var.numpy()).max()))
