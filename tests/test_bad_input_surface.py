@@ -156,3 +156,59 @@ def test_sample_refuses_a_bad_number_of_draws(fitted, flavour, n):
     with pytest.raises((ValueError, TypeError), match=pattern):
         est.sample(n)
     _assert_unchanged(est, before, f"sample({n!r})")
+
+
+# ---- the rest of the new surface: OOD scores, the joint sampler, the semi-supervised fit ---------------------
+
+def _either(pattern: str, extra: str) -> str:
+    return "(?i)(" + pattern.replace("(?i)", "") + "|" + extra + ")"
+
+
+def _ood_methods():
+    from bayes_diglm.evaluation import ood
+
+    return {
+        "neg_log_px": lambda est, X: ood.neg_log_px(est, X),
+        "bits_per_dim_score": lambda est, X: ood.bits_per_dim_score(est, X, num_bins=None),
+        "predictive_entropy_score": lambda est, X: ood.predictive_entropy_score(est, X),
+    }
+
+
+OOD_SWEEP = [(f, m, b) for f in ("classifier-point", "classifier-laplace") for m in _ood_methods()
+             for b in ("nan", "inf", "too many features", "1-D", "empty", "strings", "DataFrame with missing values")]
+
+
+@pytest.mark.parametrize(("flavour", "method", "bad"), OOD_SWEEP, ids=["/".join(s) for s in OOD_SWEEP])
+def test_ood_scores_refuse_bad_input_by_name(fitted, flavour, method, bad):
+    est, before = fitted[flavour]
+    make_bad, pattern = BAD_X[bad]
+    with pytest.raises((ValueError, TypeError), match=_either(pattern, r"X must|shape|empty")):
+        _ood_methods()[method](est, make_bad())
+    _assert_unchanged(est, before, f"{method}({bad})")
+
+
+@pytest.mark.parametrize("flavour", ["regressor-point", "classifier-point", "classifier-laplace"])
+@pytest.mark.parametrize("n", [0, -1, 2.5, "3"])
+def test_joint_sampler_refuses_a_bad_number_of_samples(fitted, flavour, n):
+    est, before = fitted[flavour]
+    with pytest.raises((ValueError, TypeError), match=r"(?i)\bn\b|positive|integer"):
+        est.sample_joint(n)
+    _assert_unchanged(est, before, f"sample_joint({n!r})")
+
+
+def test_class_conditional_sampler_refuses_an_unseen_label(fitted):
+    est, before = fitted["classifier-point"]
+    with pytest.raises((ValueError, TypeError), match=r"(?i)label|class|maybe"):
+        est.sample_joint(3, y="maybe")
+    _assert_unchanged(est, before, "sample_joint(y='maybe')")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "too many features", "1-D", "strings", "DataFrame with missing values"])
+@pytest.mark.parametrize("flavour", ["regressor-conjugate", "classifier-laplace"])
+def test_semi_supervised_fit_refuses_bad_unlabelled_rows_and_keeps_the_model(fitted, flavour, bad):
+    est, before = fitted[flavour]
+    make_bad, pattern = BAD_X[bad]
+    y = Y_CLF if flavour.startswith("classifier") else Y_REG
+    with pytest.raises((ValueError, TypeError), match=_either(pattern, r"X_unlabeled")):
+        est.fit(X_TRAIN, y, X_unlabeled=make_bad())
+    _assert_unchanged(est, before, f"fit(X_unlabeled={bad})")
