@@ -500,9 +500,9 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             if self.head != "poisson":
                 raise ValueError("posterior='laplace' is the Poisson head's Bayesian head; Gaussian heads take the "
                                  "exact posterior='conjugate'")
-            from ..inference.laplace import LaplacePoissonRegressor
+            from ..inference.laplace import LaplaceRegressor
 
-            return LaplacePoissonRegressor()
+            return LaplaceRegressor(likelihood="poisson")
         from ..inference.mixed import MixedEffectsRegression
 
         return MixedEffectsRegression()
