@@ -115,6 +115,7 @@ def plot_wheel_decisions(contexts: np.ndarray, arms: dict[str, np.ndarray], delt
     fig.suptitle(f"wheel bandit, delta = {delta:g}: the arm pulled at each context (colour = arm; lines: true "
                  "regions, labelled with their optimal arm)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.subplots_adjust(hspace=0.3)  # equal-aspect axes: tight_layout leaves the titles on the row above
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
