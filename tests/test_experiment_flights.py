@@ -12,53 +12,11 @@ import scipy.optimize
 import scipy.stats
 import torch
 
-from bayes_diglm.baselines import GaussianMixturePredictive, GaussianPredictive, StudentTPredictive, train_mlp
+from bayes_diglm.baselines import GaussianMixturePredictive, train_mlp
 from bayes_diglm.cli import build_parser
 from bayes_diglm.experiments import flights as flights_module
-from bayes_diglm.experiments.flights import FlightsConfig, run_flights, weighted_student_t_predictive
-from bayes_diglm.inference.conjugate import ConjugateLinearRegression
-
-
-@pytest.fixture
-def fitted_head():
-    rng = np.random.default_rng(1)
-    Z = rng.normal(size=(60, 3))
-    w = rng.uniform(0.3, 3.0, size=60)
-    y = Z @ np.array([1.0, -0.5, 0.2]) + 0.3 + rng.normal(size=60) / np.sqrt(w)
-    return ConjugateLinearRegression(prior_precision=2.0, a0=2.0, b0=1.0).fit(Z, y, sample_weight=w), rng
-
-
-def test_weighted_predictive_matches_head_at_unit_weight(fitted_head):
-    head, rng = fitted_head
-    Z, y = rng.normal(size=(7, 3)), rng.normal(size=7)
-    pred = weighted_student_t_predictive(head, Z, np.ones(7))
-    np.testing.assert_allclose(pred.log_prob(y), head.log_predictive(Z, y), rtol=1e-12)
-    lo, hi = pred.interval(0.8)
-    ref_lo, ref_hi = head.predict_dist(Z).interval(0.8)
-    np.testing.assert_allclose(lo, ref_lo, rtol=1e-12)
-    np.testing.assert_allclose(hi, ref_hi, rtol=1e-12)
-
-
-def test_weighted_predictive_is_the_posterior_mixture(fitted_head):
-    """Brute force: average N(y | x beta, sigma^2 / w) over exact posterior draws of (beta, sigma^2)."""
-    head, rng = fitted_head
-    z, w = rng.normal(size=(1, 3)), np.array([0.25])
-    pred = weighted_student_t_predictive(head, z, w)
-    draws = head.sample(200_000, generator=np.random.default_rng(2))
-    beta = np.column_stack([draws["beta"], draws["intercept"]])
-    sigma2 = draws["sigma"] ** 2
-    loc = beta[:, :3] @ z[0] + beta[:, 3]
-    for y in pred.loc + np.array([-3.0, -1.0, 0.0, 0.5, 2.5]) * pred.scale:
-        mc = scipy.stats.norm.pdf(y, loc, np.sqrt(sigma2 / w[0])).mean()
-        assert math.isclose(mc, math.exp(pred.log_prob(y)[0]), rel_tol=0.02)
-
-
-def test_weighted_predictive_rejects_bad_weights(fitted_head):
-    head, _ = fitted_head
-    with pytest.raises(ValueError, match="weight"):
-        weighted_student_t_predictive(head, np.zeros((2, 3)), np.array([1.0, 0.0]))
-    with pytest.raises(ValueError, match="4 features"):
-        weighted_student_t_predictive(head, np.zeros((2, 4)), np.ones(2))
+from bayes_diglm.experiments.flights import FlightsConfig, run_flights
+from bayes_diglm.inference.base import Predictive
 
 
 def _quadrature_moments_and_quantile(pdf, q: float) -> tuple[float, float, float]:
@@ -83,16 +41,22 @@ def test_mixture_moments_density_and_quantiles_by_quadrature():
         assert math.isclose(mix.quantile(0.95)[i], q95, rel_tol=1e-7, abs_tol=1e-7)
 
 
-def test_affine_maps_to_minutes_consistently():
-    """NLL in minutes = NLL in standardised units + log(y_std), for each predictive family."""
+def test_mixture_is_a_predictive_with_exact_intervals():
+    """The ensemble's mixture answers as every other row (Predictive): torch moments, density, sampling; its
+    interval's tails each hold (1 - prob) / 2 of the mixture's mass."""
     rng = np.random.default_rng(4)
-    y = rng.normal(size=6)
-    for pred in (GaussianPredictive(rng.normal(size=6), rng.uniform(0.5, 2, 6)),
-                 StudentTPredictive(5.0, rng.normal(size=6), rng.uniform(0.5, 2, 6)),
-                 GaussianMixturePredictive(rng.normal(size=(3, 6)), rng.uniform(0.5, 2, (3, 6)))):
-        moved = pred.affine(shift=7.0, factor=45.0)
-        np.testing.assert_allclose(moved.log_prob(7.0 + 45.0 * y), pred.log_prob(y) - math.log(45.0), rtol=1e-10)
-        np.testing.assert_allclose(moved.interval(0.9)[1], 7.0 + 45.0 * pred.interval(0.9)[1], rtol=1e-8)
+    locs, scales = rng.normal(size=(3, 6)), rng.uniform(0.5, 2, (3, 6))
+    mix = GaussianMixturePredictive(locs, scales)
+    assert isinstance(mix, Predictive) and len(mix) == 6
+    lo, hi = mix.interval(0.9)
+    np.testing.assert_allclose(mix.cdf(lo), 0.05, atol=1e-10)
+    np.testing.assert_allclose(mix.cdf(hi), 0.95, atol=1e-10)
+    draws = mix.sample(40_000, generator=0)
+    np.testing.assert_allclose(draws.mean(axis=0), mix.mean, atol=5 * np.sqrt(mix.variance / 40_000).max())
+    with pytest.raises(ValueError, match="same shape"):
+        GaussianMixturePredictive(locs, scales[:, :3])
+    with pytest.raises(ValueError, match="positive"):
+        GaussianMixturePredictive(locs, -scales)
 
 
 def test_mlp_learns_heteroscedastic_noise():
@@ -103,9 +67,9 @@ def test_mlp_learns_heteroscedastic_noise():
     y = (2 * X[:, 0] + sd * rng.normal(size=3000)).astype("float32")
     mlp = train_mlp(X[:2500], y[:2500], X[2500:], y[2500:], hidden=(32,), epochs=30, batch_size=128, lr=3e-3)
     pred = mlp.predictive(np.array([[-0.5], [0.5]], dtype="float32"))
-    np.testing.assert_allclose(pred.scale, [0.1, 0.6], atol=0.06)  # a homoscedastic fit gives ~0.43 twice
-    assert pred.scale[1] / pred.scale[0] > 3
-    np.testing.assert_allclose(pred.loc, [-1.0, 1.0], atol=0.1)
+    np.testing.assert_allclose(pred.stddev, [0.1, 0.6], atol=0.06)  # a homoscedastic fit gives ~0.43 twice
+    assert pred.stddev[1] / pred.stddev[0] > 3
+    np.testing.assert_allclose(pred.mean, [-1.0, 1.0], atol=0.1)
 
 
 def test_config_validation():
@@ -219,20 +183,19 @@ def test_us2001_smoke_pipeline_streams_the_heads(tmp_path):
 
 
 def test_streamed_head_equals_the_head_fit_in_memory(tmp_path):
-    """The DIGLM head streamed over chunks equals one fit on all rows' features and noise weights."""
+    """fit_posterior over the pipeline's parquet chunks equals the conjugate head fit on all rows' features and
+    noise weights at once."""
     path = _us_flights_parquet(tmp_path / "flights.parquet", n=3000)
     config = FlightsConfig.quick("us2001", data_path=str(path), train_rows=2500, test_rows=500, max_train=800,
                                  max_val=200, epochs=1, num_layers=2, hidden_dims=(8, 8))
     split, us = flights_module._load_split(config)
-    run = flights_module._DIGLMRun(split, config, 0.1, quiet=True)
-    rows = run.stream_head(us.chunks("train", chunk_rows=333))
+    reg = flights_module._train_diglm(split, config, 0.1, quiet=True).fit_posterior(us.chunks("train", chunk_rows=333))
     data = us.arrays("train")
-    Z = run.model.transform(data["X"])
-    weight, _ = flights_module.noise_precision_weights(run.model, Z, run.normaliser)
-    direct = flights_module._fit_bayesian_head(Z, data["y"].astype(np.float64), weight)
-    assert rows == len(data["y"]) == us.sizes["train"]
-    np.testing.assert_allclose(run.head.coef_, direct.coef_, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(run.head.posterior_.b, direct.posterior_.b, rtol=1e-6)
+    Z, weight = reg.transform(data["X"]), reg.noise_weights(data["X"])
+    direct = flights_module._bayesian_head().fit(Z, data["y"].astype(np.float64), sample_weight=weight)
+    assert reg.posterior_.stats_.n == len(data["y"]) == us.sizes["train"]
+    np.testing.assert_allclose(reg.posterior_.coef_, direct.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(reg.posterior_.posterior_.b, direct.posterior_.b, rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -247,23 +210,22 @@ def test_streamed_mixed_head_equals_one_fit_and_predicts_unseen_airports(tmp_pat
     config = FlightsConfig.quick("us2001", data_path=str(path), train_rows=2500, test_rows=500, max_train=800,
                                  max_val=200, epochs=1, num_layers=2, hidden_dims=(8, 8))
     split, us = flights_module._load_split(config)
-    run = flights_module._DIGLMRun(split, config, 0.1, quiet=True)
+    reg = flights_module._train_diglm(split, config, 0.1, quiet=True)
     levels = {"origin": np.asarray(us.origins, dtype=object), "destination": np.asarray(us.destinations, dtype=object)}
-    chunked = run.stream_mixed_head(us.chunks("train", chunk_rows=300, groups=True), levels)
-    coef, re_cov = run.mixed.coef_.copy(), dict(run.mixed.re_cov_)
-    whole = run.stream_mixed_head([next(us.chunks("train", chunk_rows=10_000, groups=True))], levels)
-    assert chunked["rows"] == whole["rows"] == us.sizes["train"]
-    np.testing.assert_allclose(coef, run.mixed.coef_, rtol=1e-6, atol=1e-9)
-    for k in re_cov:
-        np.testing.assert_allclose(re_cov[k], run.mixed.re_cov_[k], rtol=1e-5, atol=1e-10)
+    chunked, info = flights_module._stream_mixed_head(reg, us.chunks("train", chunk_rows=300, groups=True), levels)
+    whole, whole_info = flights_module._stream_mixed_head(
+        reg, [next(us.chunks("train", chunk_rows=10_000, groups=True))], levels)
+    assert info["rows"] == whole_info["rows"] == us.sizes["train"]
+    np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-6, atol=1e-9)
+    for k in chunked.re_cov_:
+        np.testing.assert_allclose(chunked.re_cov_[k], whole.re_cov_[k], rtol=1e-5, atol=1e-10)
     X = split.X_test[:3]
-    seen = run.mixed_predictive(X, {"origin": np.array(["ATL"] * 3, dtype=object),
-                                    "destination": np.array(["ORD"] * 3, dtype=object)})
-    unseen = run.mixed_predictive(X, {"origin": np.array(["XXX"] * 3, dtype=object),
-                                      "destination": np.array(["YYY"] * 3, dtype=object)})
-    population = run.mixed.predict(run.model.transform(X))
-    np.testing.assert_allclose(unseen.mean, population, rtol=1e-10)
-    assert np.all(unseen.scale > seen.scale)  # the prior variance of two random intercepts is added
+    seen = flights_module._mixed_predictive(reg, whole, X, {"origin": np.array(["ATL"] * 3, dtype=object),
+                                                            "destination": np.array(["ORD"] * 3, dtype=object)})
+    unseen = flights_module._mixed_predictive(reg, whole, X, {"origin": np.array(["XXX"] * 3, dtype=object),
+                                                              "destination": np.array(["YYY"] * 3, dtype=object)})
+    np.testing.assert_allclose(unseen.mean, whole.predict(reg.transform(X)), rtol=1e-10)
+    assert np.all(unseen.stddev > seen.stddev)  # the prior variance of two random intercepts is added
 
 
 @pytest.mark.slow

