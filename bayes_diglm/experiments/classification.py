@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,11 +16,14 @@ from threadpoolctl import threadpool_limits
 
 from .._validation import as_label_tensor
 from ..evaluation import (
+    CachedOutputs,
+    HeadOnFeatures,
     abstention_curve,
     accuracy,
+    evaluate_ood,
     expected_calibration_error,
     mean_nll,
-    ood_scores,
+    perturb_pixels,
     predictive_entropy,
     reliability_curve,
 )
@@ -47,30 +52,33 @@ NUM_CLASSES = 10
 # input, hours for the test and OOD sets on these CPUs.
 CONFIGS: dict[str, dict] = {
     "quick": {
-        "n_train": 2000, "n_test": 1000, "n_ood": 500,
+        "n_train": 2000, "n_val": 200, "n_test": 1000, "n_ood": 500,
         "flow_kwargs": {"levels": 2, "steps": 1, "hidden_channels": 16},
         "epochs": 3, "batch_size": 64, "lr": 2e-3, "warmup_steps": 20,
         "laplace_covariance": "kron", "laplace_max_iter": 300, "evidence_iter": 5,
-        "svi_steps": 300, "svi_batch": 256, "posterior_draws": 50,
+        "svi_steps": 300, "svi_batch": 256, "posterior_draws": 50, "background": True,
     },
     "default": {
-        "n_train": 20000, "n_test": 10000, "n_ood": 2000,
+        "n_train": 20000, "n_val": 500, "n_test": 10000, "n_ood": 2000,
         "flow_kwargs": {"levels": 2, "steps": 3, "hidden_channels": 48},
         "epochs": 10, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
         "laplace_covariance": "kron", "laplace_max_iter": 500, "evidence_iter": 10,
-        "svi_steps": 3000, "svi_batch": 512, "posterior_draws": 100,
+        "svi_steps": 3000, "svi_batch": 512, "posterior_draws": 100, "background": True,
     },
     "large": {
-        "n_train": 60000, "n_test": 10000, "n_ood": 10000,
+        "n_train": 60000, "n_val": 1000, "n_test": 10000, "n_ood": 10000,
         "flow_kwargs": {"levels": 2, "steps": 8, "hidden_channels": 128},
         "epochs": 40, "batch_size": 256, "lr": 1e-3, "warmup_steps": 500,
         "laplace_covariance": "kron", "laplace_max_iter": 1000, "evidence_iter": 20,
-        "svi_steps": 10000, "svi_batch": 1024, "posterior_draws": 250,
+        "svi_steps": 10000, "svi_batch": 1024, "posterior_draws": 250, "background": True,
     },
 }
 
 # The paper's lambda for the hybrid on MNIST is 0.01 / D (D = 784 pixels).
 _PX_WEIGHT_PER_DIM = 0.01
+# Ren et al. (2019): the background flow of the likelihood ratio is trained on training images whose pixels are
+# replaced, each with this probability, by uniform random values.
+_BACKGROUND_RATE = 0.2
 
 
 @dataclass
@@ -187,10 +195,25 @@ def _flow_input(images, name: str) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------------
 
 
-def _check_resumable(path: Path, px_weight: float, flow_kwargs: dict) -> None:
-    """Refuse to resume from a checkpoint written for another architecture or lambda (clear message)."""
+def _data_digest(X: torch.Tensor, y: np.ndarray) -> str:
+    """SHA-256 of the training images and labels, recorded beside a checkpoint (``<name>.data.json``)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(X.numpy()).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(y, dtype=np.int64)).tobytes())
+    return h.hexdigest()
+
+
+def _check_resumable(path: Path, px_weight: float, flow_kwargs: dict, digest: str | None = None) -> None:
+    """Refuse to resume from a checkpoint written for another architecture, lambda or training set."""
     if not path.exists():
         return
+    if digest is not None:
+        record = path.with_suffix(".data.json")
+        stored_digest = json.loads(record.read_text()).get("sha256") if record.is_file() else None
+        if stored_digest != digest:
+            raise ValueError(f"checkpoint {path} was written for another configuration (other training images: "
+                             f"{record.name} {'differs' if stored_digest else 'is missing'}); delete it or "
+                             "choose another --out to start afresh")
     config = load_checkpoint(path).get("config") or {}
     stored = config.get("flow_config", {})
     same_flow = all(stored.get(k) == v for k, v in flow_kwargs.items())
@@ -209,7 +232,8 @@ def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int
     evidence fixed point stopped by its iteration budget), which the pipeline records in ``metrics.json``.
     """
     ckpt = out / "checkpoints" / f"{name}.pt"
-    _check_resumable(ckpt, px_weight, cfg["flow_kwargs"])
+    digest = _data_digest(X, y)
+    _check_resumable(ckpt, px_weight, cfg["flow_kwargs"], digest)
     laplace = LaplaceClassifier(prior_precision=1.0, covariance=cfg["laplace_covariance"], optimizer="lbfgs",
                                 tol=1e-4, max_iter=cfg["laplace_max_iter"])
     clf = DIGLMClassifier(
@@ -220,6 +244,9 @@ def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
+        if not ckpt.exists():
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            ckpt.with_suffix(".data.json").write_text(json.dumps({"sha256": digest, "n": len(y)}))
         clf.fit(X, y, checkpoint_path=ckpt, resume=True)
         if cfg["evidence_iter"] >= 1:
             clf.posterior_.optimize_prior_precision(per="scalar", tol=1e-3, max_iter=cfg["evidence_iter"])
@@ -237,11 +264,16 @@ def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precisio
                          batch_size=min(cfg["svi_batch"], len(y)), seed=seed).fit(Z, y)
 
 
-def _point_proba(clf: DIGLMClassifier, Z: np.ndarray) -> np.ndarray:
-    """Class probabilities of the jointly trained point head at features ``Z``."""
-    with torch.no_grad():
-        z = torch.from_numpy(Z).to(next(clf.model_.parameters()).dtype)
-        return clf.model_.head.mean(z).double().numpy()
+class _PointHead:
+    """The jointly trained point head of ``clf`` read at features: ``predict_proba(Z)`` (no posterior draws)."""
+
+    def __init__(self, clf: DIGLMClassifier):
+        self.clf = clf
+
+    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            z = torch.from_numpy(np.asarray(Z)).to(next(self.clf.model_.parameters()).dtype)
+            return self.clf.model_.head.mean(z).double().numpy()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -283,42 +315,46 @@ def _density_rows(model: str, log_px: dict[str, np.ndarray], dim: int) -> list[d
     } for name, values in log_px.items()]
 
 
-def _ood_rows(model: str, log_px: dict, entropies: dict[str, dict[str, np.ndarray]]) -> list[dict]:
-    """AUROC, AUPR, FPR at 95% TPR of each OOD score (higher = more OOD): -log p(x) and each head's entropy."""
-    rows = []
-    for name in (k for k in log_px if k != "test"):
-        scores = {"-log p(x)": (-log_px["test"], -log_px[name])}
-        for head, ent in entropies.items():
-            scores[f"entropy ({head})"] = (ent["test"], ent[name])
-        for score, (s_in, s_out) in scores.items():
-            rows.append({"model": model, "OOD set": name, "score": score, **ood_scores(s_in, s_out)})
-    return rows
-
-
 def _evaluate_model(model_name: str, clf: DIGLMClassifier, heads: dict, data: ClassificationData,
-                    inputs: dict[str, torch.Tensor]) -> dict:
-    """Every metric for one trained flow: Table 1 rows, density rows, OOD rows, curves.
+                    arrays: dict[str, np.ndarray], *, y_train: np.ndarray, background: DIGLMClassifier | None,
+                    n_draws: int, seed: int) -> dict:
+    """Every metric for one trained flow: Table 1 rows, density rows, OOD rows (every score of
+    :func:`bayes_diglm.evaluation.evaluate_ood`), curves.
 
-    ``heads`` maps a head's name to a function from features ``z`` to class probabilities.
+    ``heads`` maps a head's name to an object with ``predict_proba(Z)`` on the features (and ``sample`` for the
+    Bayesian heads, whose mutual information the OOD table reports). The flow runs once per input set: its
+    features and ``log p(x)`` are put into the :class:`~bayes_diglm.evaluation.CachedOutputs` the scores read.
     """
-    outputs = {name: clf.flow_outputs(X) for name, X in inputs.items() if name != "train"}  # one pass per set
-    Z = {k: v.features for k, v in outputs.items()}
-    log_px = {k: v.log_px for k, v in outputs.items()}
+    cached = CachedOutputs(clf)
+    outputs = {}
+    for name, X in arrays.items():  # one flow pass per set
+        outputs[name] = clf.flow_outputs(X)
+        cached.store("transform", X, outputs[name].features).store("score_samples", X, outputs[name].log_px)
+    Z = {k: v.features for k, v in outputs.items() if k not in ("train", "val")}
+    log_px = {k: v.log_px for k, v in outputs.items() if k not in ("train", "val")}
     dim = int(clf.model_.flow.dim)
     bpd = float(bits_per_dim(torch.as_tensor(log_px["test"]), dim).mean())
     y_test = np.asarray(data.test_labels)
-    rows, entropies, reliability, abstention = [], {}, {}, {}
+    rows, reliability, abstention = [], {}, {}
     for head_name, head in heads.items():
-        proba = {k: head(z) for k, z in Z.items()}
+        proba = {k: head.predict_proba(z) for k, z in Z.items()}
         rows.append(_head_row(model_name, head_name, proba, data, bpd))
-        entropies[head_name] = {k: predictive_entropy(p) for k, p in proba.items()}
         reliability[head_name] = reliability_curve(y_test, proba["test"], n_bins=15)
         correct = (proba["test"].argmax(1) == y_test).astype(float)
         abstention[head_name] = {"log p(x)": abstention_curve(correct, log_px["test"]),
-                                 "entropy": abstention_curve(correct, -entropies[head_name]["test"])}
-    return {"rows": rows, "density_rows": _density_rows(model_name, log_px, dim),
-            "ood_rows": _ood_rows(model_name, log_px, entropies), "log_px": log_px,
-            "reliability": reliability, "abstention": abstention}
+                                 "entropy": abstention_curve(correct, -predictive_entropy(proba["test"]))}
+    # the selective-prediction curves rank the Laplace head's test predictions (the estimator's own head)
+    cached.store("predict_proba", arrays["test"], heads["laplace"].predict_proba(Z["test"]))
+    ood = evaluate_ood(cached, X_train=arrays["train"], y_train=y_train, X_val=arrays.get("val"),
+                       X_test=arrays["test"], y_test=y_test,
+                       ood_sets={k: arrays[k] for k in data.ood}, background=background, n_draws=n_draws,
+                       heads={h: HeadOnFeatures(cached, head) for h, head in heads.items()}, own_head=False,
+                       seed=seed)
+    ood_rows = [{"model": model_name, **r} for r in ood["rows"]]
+    return {"rows": rows, "density_rows": _density_rows(model_name, log_px, dim), "ood_rows": ood_rows,
+            "log_px": log_px, "reliability": reliability, "abstention": abstention, "scores": ood["scores"],
+            "selective": ood["selective"], "ood_notes": ood["notes"],
+            "typicality_thresholds": {M: t.threshold_ for M, t in ood["typicality"].items()}}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -338,7 +374,8 @@ def _resolve_config(quick: bool, device: str, config: dict | None, epochs: int |
 
 def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray, cfg: dict, *, seed: int,
                out: Path, model_name: str, timings: dict, info: dict, notes: list[str]) -> dict:
-    """The three heads on one trained flow, as functions from features to class probabilities."""
+    """The three heads on one trained flow (point, Laplace, SVI), each with ``predict_proba(Z)`` on features;
+    the Bayesian two with the head contract's ``sample`` and ``predict_dist``."""
     laplace = clf.posterior_
     info[model_name] = {"laplace_covariance": cfg["laplace_covariance"],
                         "laplace_prior_precision": float(np.mean(laplace.prior_precision_)),
@@ -353,8 +390,7 @@ def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray,
     _write_posterior(svi, out / f"beta_posterior_{model_name}_svi.nc", cfg["posterior_draws"], seed)
     info[model_name].update({"svi_guide": "diag", "svi_steps": int(svi.n_iter_), "svi_converged": bool(svi.converged_),
                              "svi_final_elbo": float(svi.elbo_history_[-1])})
-    return {"point": lambda z: _point_proba(clf, z), "laplace": lambda z: laplace.predict_dist(z).probs,
-            "svi": lambda z: svi.predict_dist(z).probs}
+    return {"point": _PointHead(clf), "laplace": laplace, "svi": svi}
 
 
 def _write_posterior(head, path: Path, draws: int, seed: int) -> None:
@@ -429,18 +465,29 @@ def run_classification(
 
 def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, seed, quiet) -> dict:
     from ..plots.classification import plot_abstention, plot_log_px_comparison, plot_reliability
+    from ..plots.ood import plot_score_histograms, plot_selective_curves
 
     out.mkdir(parents=True, exist_ok=True)
     inputs = {"train": _flow_input(data.train_images, "train_images"),
               "test": _flow_input(data.test_images, "test_images"),
               **{name: _flow_input(images, f"ood[{name!r}]") for name, (images, _) in data.ood.items()}}
     y_train = as_label_tensor(data.train_labels, "train_labels", num_classes=NUM_CLASSES).numpy()
+    n_val = cfg.get("n_val", 0)
+    if isinstance(n_val, bool) or not isinstance(n_val, int | np.integer) or not 0 <= n_val <= len(y_train) // 2:
+        raise ValueError(f"n_val must be an integer in [0, {len(y_train) // 2}] (at most half the training images), "
+                         f"got {n_val!r}")
+    if n_val:  # a seeded slice held out of training: the reference of the typicality tests and the min p-value
+        rows = np.random.default_rng(seed + 7).permutation(len(y_train))
+        val_rows, train_rows = np.sort(rows[:n_val]), np.sort(rows[n_val:])
+        inputs["val"], inputs["train"] = inputs["train"][val_rows], inputs["train"][train_rows]
+        y_train = y_train[train_rows]
     dim = int(np.prod(inputs["train"].shape[1:]))
     hybrid_weight = _PX_WEIGHT_PER_DIM / dim if px_weight is None else float(px_weight)
     models = {"hybrid": hybrid_weight, "discriminative": 0.0}
     timings: dict[str, float] = {}
     notes: list[str] = []
     head_info: dict[str, dict] = {}
+    arrays = {k: v.numpy() for k, v in inputs.items()}  # the same array objects for every score (one cache)
     evaluated, histories = {}, {}
     for name, weight in models.items():
         clf, seconds, caught = _train(name, weight, inputs["train"], y_train, cfg, out=out, seed=seed, quiet=quiet,
@@ -450,8 +497,17 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
         histories[name] = clf.history_.as_dict()
         heads = _fit_heads(clf, inputs["train"], y_train, cfg, seed=seed, out=out, model_name=name,
                            timings=timings, info=head_info, notes=notes)
+        background = None
+        if cfg.get("background", True) and weight > 0:
+            # Ren et al.'s background model: the same flow and objective on pixel-perturbed training images
+            perturbed = torch.from_numpy(perturb_pixels(arrays["train"], _BACKGROUND_RATE, seed=seed + 1))
+            background, seconds, _ = _train(f"{name}_background", weight, perturbed, y_train,
+                                            {**cfg, "evidence_iter": 0}, out=out, seed=seed + 1, quiet=quiet,
+                                            device=device)
+            timings[f"{name} background flow (s)"] = seconds
         t0 = time.perf_counter()
-        evaluated[name] = _evaluate_model(name, clf, heads, data, inputs)
+        evaluated[name] = _evaluate_model(name, clf, heads, data, arrays, y_train=y_train, background=background,
+                                          n_draws=int(cfg["posterior_draws"]), seed=seed)
         timings[f"{name} evaluation (s)"] = time.perf_counter() - t0
 
     rows = [r for e in evaluated.values() for r in e["rows"]]
@@ -465,24 +521,54 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
         "abstention": plot_abstention(
             {name: e["abstention"] for name, e in evaluated.items()}, out / "abstention_curve.png"),
     }
+    for name, e in evaluated.items():
+        auroc = {(r["score"], r["OOD set"]): r["auroc"] for r in e["ood_rows"]}
+        figures[f"ood_scores_{name}"] = plot_score_histograms(
+            e["scores"], out / f"ood_scores_{name}.png", auroc=auroc,
+            title=f"{name} Glow DIGLM: OOD scores on test and OOD sets (beside Figure 2a)")
+        figures[f"selective_{name}"] = plot_selective_curves(
+            {k: c for k, c in e["selective"].items() if k != "bits/dim"}, out / f"selective_prediction_{name}.png",
+            title=f"{name}: test accuracy (Laplace head) against coverage, rejecting by each score")
+    selective_rows = [{"model": name, "score": k, "area (accuracy-coverage)": c["area"],
+                       "accuracy at 80% coverage": float(np.interp(0.8, c["coverage"], c["value"])),
+                       "accuracy at 100%": c["full"]}
+                      for name, e in evaluated.items() for k, c in e["selective"].items() if k != "bits/dim"]
+    ood_notes = list(dict.fromkeys(n for e in evaluated.values() for n in e["ood_notes"]))
+    if cfg.get("background", True):
+        ood_notes.append(f"likelihood ratio: hybrid only, background flow = the same Glow and objective trained on "
+                         f"training images with {_BACKGROUND_RATE:.0%} of pixels replaced by uniform noise (Ren et "
+                         "al. 2019); the discriminative flow has no density term, so no ratio for it")
+    else:
+        ood_notes.append("likelihood ratio left out: background flow switched off in this configuration")
+    ood_notes.append("typicality (M): batches of M test inputs against batches of M OOD inputs; 'test flagged' = "
+                     "false-positive rate of the alpha = 0.01 bootstrap threshold")
     observations = _observations(rows, density_rows, ood_rows)
+    held_out = (f"; {n_val} training images held out of training as validation (the reference of the typicality "
+                "tests and the min p-value)") if n_val else ""
     table = "\n\n".join([
+        f"Data: {data.description or 'injected arrays'}; {len(y_train)} images trained on{held_out}",
         "Table 1: test error, NLL, calibration and OOD behaviour per model and head "
         f"(hybrid px_weight = {hybrid_weight:.4g}; OOD NLL labels letter A-J / digit i as class i)",
         markdown_table(rows),
         "Density: log p(x) (nats) per set; 'above test median' = share of a set the flow finds more likely "
         "than the median test image",
         markdown_table(density_rows),
-        "OOD detection (OOD = positive; score higher for OOD)",
+        "OOD detection (OOD = positive; score higher for OOD): AUROC, AUPR, FPR at 95% TPR per model, score and "
+        "OOD set",
         markdown_table(ood_rows),
+        *[f"Note: {n}" for n in ood_notes],
+        "Selective prediction on the test set (Laplace head; reject the highest scores first)",
+        markdown_table(selective_rows),
         *observations,
     ])
     metrics = {
         "experiment": "classification", "data": data.description or "injected arrays",
-        "n_train": len(y_train), "n_test": len(data.test_labels),
+        "n_train": len(y_train), "n_val": int(n_val), "n_test": len(data.test_labels),
         "n_ood": {k: len(v[0]) for k, v in data.ood.items()},
         "px_weight": {"hybrid": hybrid_weight, "discriminative": 0.0},
-        "rows": rows, "density_rows": density_rows, "ood_rows": ood_rows,
+        "rows": rows, "density_rows": density_rows, "ood_rows": ood_rows, "ood_notes": ood_notes,
+        "selective": {m: e["selective"] for m, e in evaluated.items()}, "selective_rows": selective_rows,
+        "typicality_thresholds": {m: e["typicality_thresholds"] for m, e in evaluated.items()},
         "abstention": {m: e["abstention"] for m, e in evaluated.items()},
         "reliability": {m: e["reliability"] for m, e in evaluated.items()},
         "histories": histories, "heads": head_info, "timings": timings, "notes": notes, "observations": observations,

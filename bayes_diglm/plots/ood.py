@@ -83,13 +83,15 @@ def plot_selective_curves(curves: dict[str, dict], path: str | os.PathLike, *, y
     """
     if not curves:
         raise ValueError("curves must be a non-empty dict of score -> curve")
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    for name, c in curves.items():
-        ax.plot(c["coverage"], c["value"], marker=".", label=f"{name} (area {c['area']:.3f})")
+    fig, ax = plt.subplots(figsize=(9.0, 4.4))
+    colors = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors
+    for i, (name, c) in enumerate(curves.items()):  # a colour and a line style per curve: none repeats a pair
+        ax.plot(c["coverage"], c["value"], marker=".", color=colors[i % len(colors)],
+                ls=("-", "--", ":")[(i // len(colors)) % 3], label=f"{name} (area {c['area']:.3f})")
     ax.set_xlabel("coverage (fraction kept; the most unusual inputs rejected first)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
