@@ -24,23 +24,28 @@ __all__ = ["run"]
 LAYERS, HIDDEN, BINS = 4, (64, 64), 8
 
 
-def _flows() -> dict[str, tuple[torch.nn.Module, object]]:
-    """name -> (module, log_prob on a batch); the zuko ones only when zuko is installed."""
-    out = {}
-    ours = realnvp(8, num_layers=LAYERS, hidden_dims=HIDDEN)
-    out["ours RealNVP (default)"] = (ours, ours.log_prob)
-    ours_spline = spline(8, num_layers=LAYERS, hidden_dims=HIDDEN, count_bins=BINS)
-    out["ours spline"] = (ours_spline, ours_spline.log_prob)
-    try:
+def _ours(builder, **kwargs):
+    def build():
+        flow = builder(8, num_layers=LAYERS, hidden_dims=HIDDEN, **kwargs)
+        return flow, flow.log_prob
+
+    return build
+
+
+def _zuko(name: str, **kwargs):
+    def build():
         import zuko
-    except ModuleNotFoundError:
-        print("  zuko is not installed (pip install -e '.[bench]'): skipping its density rows", file=sys.stderr)
-        return out
-    z_rnvp = zuko.flows.RealNVP(8, transforms=LAYERS, hidden_features=HIDDEN)
-    out["zuko RealNVP"] = (z_rnvp, lambda x, f=z_rnvp: f().log_prob(x))
-    z_nsf = zuko.flows.NSF(8, transforms=LAYERS, hidden_features=HIDDEN, bins=BINS)
-    out["zuko NSF"] = (z_nsf, lambda x, f=z_nsf: f().log_prob(x))
-    return out
+
+        flow = getattr(zuko.flows, name)(8, transforms=LAYERS, hidden_features=HIDDEN, **kwargs)
+        return flow, lambda x: flow().log_prob(x)
+
+    return build
+
+
+def _flows() -> dict:
+    """name -> builder of (module, log_prob on a batch), called inside each row (zuko is in the bench extra)."""
+    return {"ours RealNVP (default)": _ours(realnvp), "ours spline": _ours(spline, count_bins=BINS),
+            "zuko RealNVP": _zuko("RealNVP"), "zuko NSF": _zuko("NSF", bins=BINS)}
 
 
 def _mean_log_density(log_prob, draws: list[torch.Tensor]) -> float:
@@ -86,61 +91,91 @@ def random_split(n_train: int, n_val: int, n_test: int, seed: int = 0):
     return tuple(((p - mean) / std).astype(np.float32) for p in (train, val, test)) + (std,)
 
 
-def run(quick: bool = False) -> list[dict]:
-    """One row per model: ratio = exp(test LL of the model - test LL of GaussianMixture(64)), the per-row
-    likelihood ratio against the mixture (above 1: the model is better); then our spline flow against zuko NSF.
-    """
-    from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
+class _Setting:
+    """The split, the dequantiser and the shared validation / test draws, made once per run."""
 
-    from bayes_diglm.data.flights import FEATURE_NAMES
+    def __init__(self, quick: bool):
+        from bayes_diglm.data.flights import FEATURE_NAMES
+
+        self.n_train, self.epochs = (5_000, 4) if quick else (20_000, 15)
+        X_train, X_val, X_test, std = random_split(self.n_train, 5_000, 10_000)
+        # every attribute is an integer in its raw unit (months, days, weekdays, years, minutes, miles); the
+        # median-filled plane ages sit on one integer too (or a half-integer, whose cell is just as wide)
+        self.dq = TabularDequantizer.for_standardized([True] * len(FEATURE_NAMES), std)
+        self.X = torch.from_numpy(X_train)
+        gen = torch.Generator().manual_seed(123)
+        self.val = [self.dq(torch.from_numpy(X_val), generator=gen) for _ in range(2)]
+        self.test = [self.dq(torch.from_numpy(X_test), generator=gen) for _ in range(4)]
+        self.gmm_train = self.dq(self.X, generator=gen).numpy().astype(np.float64)
+        self.size = f"{self.n_train:,} train / 5,000 val / 10,000 test rows"
+        self.results: dict[str, float] = {}
+
+
+def _one_thread(fn):
+    from threadpoolctl import threadpool_limits
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        n_train, epochs = (5_000, 4) if quick else (20_000, 15)
-        X_train, X_val, X_test, std = random_split(n_train, 5_000, 10_000)
-        # every attribute is an integer in its raw unit (months, days, weekdays, years, minutes, miles); the
-        # median-filled plane ages sit on one integer too (or a half-integer, whose cell is just as wide)
-        dq = TabularDequantizer.for_standardized([True] * len(FEATURE_NAMES), std)
-        X = torch.from_numpy(X_train)
-        gen = torch.Generator().manual_seed(123)
-        val = [dq(torch.from_numpy(X_val), generator=gen) for _ in range(2)]
-        test = [dq(torch.from_numpy(X_test), generator=gen) for _ in range(4)]
-        results = {}
-        torch.manual_seed(0)
-        for name, (module, log_prob) in _flows().items():
-            t0 = time.perf_counter()
-            state, epoch, val_ll = _train(module, log_prob, X, dq, val, epochs=epochs, batch_size=512, lr=1e-3,
-                                          seed=0)
-            module.load_state_dict(state)
-            module.eval()
-            results[name] = (_mean_log_density(log_prob, test), f"epoch {epoch}/{epochs}",
-                             time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        gmm = GaussianMixture(64, covariance_type="full", random_state=0)
         with threadpool_limits(1):
-            gmm.fit(dq(X, generator=gen).numpy().astype(np.float64))
-        results["GaussianMixture(64)"] = (float(np.mean([gmm.score_samples(v.numpy().astype(np.float64)).mean()
-                                                         for v in test])), "EM", time.perf_counter() - t0)
+            return fn()
     finally:
         torch.set_num_threads(threads)
-    ref = results["GaussianMixture(64)"][0]
-    size = f"{n_train:,} train / 5,000 val / 10,000 test rows"
-    rows = [{"name": f"test log-lik per row, {name} / GaussianMixture(64), dequantised flights ({size})",
-             "ratio": math.exp(ll - ref),
-             "detail": f"{ll:.3f} vs {ref:.3f} nats ({picked}, {seconds:.0f} s)"}
-            for name, (ll, picked, seconds) in results.items() if name != "GaussianMixture(64)"]
-    rows.append({"name": "test log-lik per row, GaussianMixture(64) (the reference above)", "ratio": 1.0,
-                 "detail": f"{ref:.3f} nats ({results['GaussianMixture(64)'][2]:.0f} s)"})
-    if "zuko NSF" in results:
-        ours, theirs = results["ours spline"][0], results["zuko NSF"][0]
-        rows.append({"name": "test log-lik per row, ours spline / zuko NSF (likelihood ratio per row)",
-                     "ratio": math.exp(ours - theirs),
-                     "detail": f"{ours:.3f} vs {theirs:.3f} nats (aim >= 1)"})
-    return rows
+
+
+def _gmm_row(s: _Setting) -> dict:
+    from sklearn.mixture import GaussianMixture
+
+    t0 = time.perf_counter()
+    gmm = GaussianMixture(64, covariance_type="full", random_state=0)
+    _one_thread(lambda: gmm.fit(s.gmm_train))
+    ll = float(np.mean([gmm.score_samples(v.numpy().astype(np.float64)).mean() for v in s.test]))
+    s.results["GaussianMixture(64)"] = ll
+    return {"name": f"test log-lik per row, GaussianMixture(64) (the reference of the rows below), dequantised "
+                    f"flights ({s.size})",
+            "ratio": 1.0, "detail": f"{ll:.3f} nats (EM, {time.perf_counter() - t0:.0f} s)"}
+
+
+def _flow_row(s: _Setting, name: str, build) -> dict:
+    torch.manual_seed(0)
+    module, log_prob = build()
+    t0 = time.perf_counter()
+
+    def fit():
+        state, epoch, _ = _train(module, log_prob, s.X, s.dq, s.val, epochs=s.epochs, batch_size=512, lr=1e-3,
+                                 seed=0)
+        module.load_state_dict(state)
+        module.eval()
+        return _mean_log_density(log_prob, s.test), epoch
+
+    ll, epoch = _one_thread(fit)
+    s.results[name] = ll
+    ref = s.results.get("GaussianMixture(64)", math.nan)
+    return {"name": f"test log-lik per row, {name} / GaussianMixture(64), dequantised flights ({s.size})",
+            "ratio": math.exp(ll - ref),
+            "detail": f"{ll:.3f} vs {ref:.3f} nats (epoch {epoch}/{s.epochs} picked on validation, "
+                      f"{time.perf_counter() - t0:.0f} s)"}
+
+
+def _pair_row(s: _Setting, ours: str, theirs: str) -> dict:
+    a, b = s.results[ours], s.results[theirs]
+    return {"name": f"test log-lik per row, {ours} / {theirs} (likelihood ratio per row)",
+            "ratio": math.exp(a - b), "detail": f"{a:.3f} vs {b:.3f} nats (aim >= 1)"}
+
+
+def run(quick: bool = False):
+    """One row per model: ratio = exp(test LL of the model - test LL of GaussianMixture(64)), the per-row
+    likelihood ratio against the mixture (above 1: the model is better); then our spline flow against zuko NSF.
+    ``(label, thunk)`` pairs: benchmarks/run.py reports a failing model and goes on with the next.
+    """
+    setting = _Setting(quick)
+    yield "GaussianMixture(64)", lambda: _gmm_row(setting)
+    for name, build in _flows().items():
+        yield name, lambda name=name, build=build: _flow_row(setting, name, build)
+    yield "ours spline / zuko NSF", lambda: _pair_row(setting, "ours spline", "zuko NSF")
 
 
 if __name__ == "__main__":
-    for row in run("--quick" in sys.argv):
+    for _, thunk in run("--quick" in sys.argv):
+        row = thunk()
         print(f"{row['ratio']:8.4f}  {row['name']}  ({row['detail']})")

@@ -151,27 +151,27 @@ def _realnvp_rows(quick: bool) -> list[dict]:
     repeats = 5 if quick else 40
     torch.manual_seed(0)
     x = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(0))
-    steps = {"ours": _step_fn(*_ours_realnvp("permute", False)), "default": _step_fn(*_ours_realnvp("lu", True))}
-    have_zuko = True
-    try:
-        steps["zuko"] = _step_fn(*_zuko_realnvp())
-    except ModuleNotFoundError:
-        have_zuko = False
-        print("  zuko is not installed (pip install -e '.[bench]'): skipping the zuko rows", file=sys.stderr)
-    if have_zuko:
-        steps["default, fused Adam"] = _step_fn(*_ours_realnvp("lu", True), fused=True)
-        steps["zuko, fused Adam"] = _step_fn(*_zuko_realnvp(), fused=True)
+    steps = {"ours": _step_fn(*_ours_realnvp("permute", False)), "default": _step_fn(*_ours_realnvp("lu", True)),
+             "zuko": _step_fn(*_zuko_realnvp()),
+             "default, fused Adam": _step_fn(*_ours_realnvp("lu", True), fused=True),
+             "zuko, fused Adam": _step_fn(*_zuko_realnvp(), fused=True)}
     t = alternating_step_times(steps, x, repeats)
     rows = []
-    if have_zuko:
-        for key, label, ref in (("ours", "couplings + reverse", "zuko"), ("default", "default", "zuko"),
-                                ("default, fused Adam", "default, both with fused Adam", "zuko, fused Adam")):
-            rows.append({"name": f"RealNVP training step, zuko / ours ({label}), 8-D, 4 couplings, 64x64, "
-                                 f"batch {BATCH}",
-                         "ratio": t[ref] / t[key],
-                         "detail": f"{BATCH / t[key]:,.0f} vs zuko {BATCH / t[ref]:,.0f} samples/s "
-                                   f"(throughput ratio, aim >= 1.2)"})
-    # FLOP utilisation: the default step against bare GEMMs replaying exactly its matrix products.
+    for key, label, ref in (("ours", "couplings + reverse", "zuko"), ("default", "default", "zuko"),
+                            ("default, fused Adam", "default, both with fused Adam", "zuko, fused Adam")):
+        rows.append({"name": f"RealNVP training step, zuko / ours ({label}), 8-D, 4 couplings, 64x64, "
+                             f"batch {BATCH}",
+                     "ratio": t[ref] / t[key],
+                     "detail": f"{BATCH / t[key]:,.0f} vs zuko {BATCH / t[ref]:,.0f} samples/s "
+                               f"(throughput ratio, aim >= 1.2)"})
+    return rows
+
+
+def _flop_row(quick: bool) -> dict:
+    """The default step against bare GEMMs replaying exactly its matrix products."""
+    repeats = 5 if quick else 40
+    torch.manual_seed(0)
+    x = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(0))
     flow, log_prob = _ours_realnvp("lu", True)
     step = _step_fn(flow, log_prob)
     step(x)
@@ -180,21 +180,20 @@ def _realnvp_rows(quick: bool) -> list[dict]:
         step(x)
     gemm_s, flops = _replay_seconds(recorder.calls, repeats * 5)
     step_s = alternating_step_times({"default": step}, x, repeats)["default"]
-    rows.append({"name": f"RealNVP default step FLOP rate / bare GEMMs on the step's own {len(recorder.calls)} "
-                         f"matrix shapes",
-                 "ratio": gemm_s / step_s,
-                 "detail": f"{flops / 1e6:.1f} MFLOP: step {step_s * 1e3:.2f} ms ({flops / step_s / 1e9:.2f} "
-                           f"GFLOP/s), GEMMs alone {gemm_s * 1e3:.2f} ms ({flops / gemm_s / 1e9:.2f} GFLOP/s); "
-                           f"aim >= 0.25"})
-    if not quick:
-        rows.append(_compile_row(x, repeats))
-    return rows
+    return {"name": f"RealNVP default step FLOP rate / bare GEMMs on the step's own {len(recorder.calls)} "
+                    f"matrix shapes",
+            "ratio": gemm_s / step_s,
+            "detail": f"{flops / 1e6:.1f} MFLOP: step {step_s * 1e3:.2f} ms ({flops / step_s / 1e9:.2f} "
+                      f"GFLOP/s), GEMMs alone {gemm_s * 1e3:.2f} ms ({flops / gemm_s / 1e9:.2f} GFLOP/s); "
+                      f"aim >= 0.25"}
 
 
-def _compile_row(x: torch.Tensor, repeats: int) -> dict:
+def _compile_row(quick: bool) -> dict:
     """Eager against compile_flow on the default RealNVP step (same initial parameters), with compile time."""
     from bayes_diglm.flows import compile_flow
 
+    repeats = 5 if quick else 40
+    x = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     eager, _ = _ours_realnvp("lu", True)
     eager(x)  # ActNorm initialisation, so both copies start equal
@@ -211,42 +210,59 @@ def _compile_row(x: torch.Tensor, repeats: int) -> dict:
                       f"wall, repaid after {compile_s / max(t['eager'] - t['compiled'], 1e-9):,.0f} steps"}
 
 
-def _glow_rows(quick: bool) -> list[dict]:
-    repeats = 3 if quick else 10
+def _glow_input(quick: bool) -> tuple[torch.Tensor, int]:
     batch = 16 if quick else 64
     x = torch.randint(0, 256, (batch, *GLOW_SHAPE), generator=torch.Generator().manual_seed(0)) / 255.0
+    return x, (3 if quick else 10)
+
+
+def _glow_normflows_row(quick: bool) -> dict:
+    x, repeats = _glow_input(quick)
     torch.manual_seed(0)
-    rows = []
-    ours = _step_fn(*_ours_glow())
-    try:
-        theirs = _step_fn(*_normflows_glow())
-    except ModuleNotFoundError:
-        print("  normflows is not installed (pip install -e '.[bench]'): skipping the normflows row", file=sys.stderr)
-    else:
-        t = alternating_step_times({"ours": ours, "normflows": theirs}, x, repeats)
-        rows.append({"name": f"Glow training step, normflows / ours, 28x28x1, {GLOW_LEVELS} levels x {GLOW_STEPS} "
-                             f"steps, {GLOW_HIDDEN} channels, batch {batch}",
-                     "ratio": t["normflows"] / t["ours"],
-                     "detail": f"{t['ours'] * 1e3:.0f} ms vs normflows {t['normflows'] * 1e3:.0f} ms "
-                               f"(throughput ratio, aim >= 1.2)"})
-    two = _step_fn(*_ours_glow())
-    t = alternating_step_times({"one": ours, "two": two}, x, repeats, threads={"one": 1, "two": 2})
-    rows.append({"name": f"Glow training step, 1 thread / 2 threads (same model, batch {batch})",
-                 "ratio": t["one"] / t["two"],
-                 "detail": f"{t['one'] * 1e3:.0f} ms vs {t['two'] * 1e3:.0f} ms; load average "
-                           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (aim >= 1.6 on an idle machine)"})
-    return rows
+    ours, theirs = _step_fn(*_ours_glow()), _step_fn(*_normflows_glow())
+    t = alternating_step_times({"ours": ours, "normflows": theirs}, x, repeats)
+    return {"name": f"Glow training step, normflows / ours, 28x28x1, {GLOW_LEVELS} levels x {GLOW_STEPS} "
+                    f"steps, {GLOW_HIDDEN} channels, batch {x.shape[0]}",
+            "ratio": t["normflows"] / t["ours"],
+            "detail": f"{t['ours'] * 1e3:.0f} ms vs normflows {t['normflows'] * 1e3:.0f} ms "
+                      f"(throughput ratio, aim >= 1.2)"}
 
 
-def run(quick: bool = False) -> list[dict]:
-    threads = torch.get_num_threads()
-    try:
-        return _realnvp_rows(quick) + _glow_rows(quick)
-    finally:
-        torch.set_num_threads(threads)
+def _glow_threads_row(quick: bool) -> dict:
+    x, repeats = _glow_input(quick)
+    torch.manual_seed(0)
+    one, two = _step_fn(*_ours_glow()), _step_fn(*_ours_glow())
+    load = os.getloadavg()[0]
+    t = alternating_step_times({"one": one, "two": two}, x, repeats, threads={"one": 1, "two": 2})
+    return {"name": f"Glow training step, 1 thread / 2 threads (same model, batch {x.shape[0]})",
+            "ratio": t["one"] / t["two"],
+            "detail": f"{t['one'] * 1e3:.0f} ms vs {t['two'] * 1e3:.0f} ms (wall); load average {load:.1f} -> "
+                      f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} shared cores (aim >= 1.6 on an idle machine)"}
+
+
+def _restoring_threads(fn: Callable[[bool], object], quick: bool) -> Callable[[], object]:
+    def thunk():
+        threads = torch.get_num_threads()
+        try:
+            return fn(quick)
+        finally:
+            torch.set_num_threads(threads)
+
+    return thunk
+
+
+def run(quick: bool = False):
+    """``(label, thunk)`` per group of rows (benchmarks/run.py reports a failing one and goes on)."""
+    yield "RealNVP zuko / ours", _restoring_threads(_realnvp_rows, quick)
+    yield "RealNVP FLOP rate / bare GEMMs", _restoring_threads(_flop_row, quick)
+    if not quick:
+        yield "RealNVP eager / compile_flow", _restoring_threads(_compile_row, quick)
+    yield "Glow normflows / ours", _restoring_threads(_glow_normflows_row, quick)
+    yield "Glow 1 thread / 2 threads", _restoring_threads(_glow_threads_row, quick)
 
 
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
-    for row in run(quick):
-        print(f"{row['ratio']:6.3f}  {row['name']}  ({row['detail']})")
+    for _, thunk in run(quick):
+        for row in (lambda r: [r] if isinstance(r, dict) else r)(thunk()):
+            print(f"{row['ratio']:6.3f}  {row['name']}  ({row['detail']})")

@@ -80,47 +80,49 @@ def _case(n: int, d: int, k: int, covariance: str, repeats: int) -> dict:
     return row
 
 
-def run(quick: bool = False) -> list[dict]:
+def _row(n: int, d: int, k: int, cov: str, repeats: int) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            r = _case(n, d, k, cov, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    agree = (f"; logit mean/cov max |diff| {r['max_diff']:.1e} (same approximation)"
+             if cov == "full" and "max_diff" in r else
+             f"; logit mean/cov max |diff| {r['max_diff']:.1e} (different K-FAC scalings may "
+             f"differ)" if "max_diff" in r else "; binary: logistic vs 2-way softmax, not compared")
+    return {"name": f"Laplace fit + predictive, laplace-torch / ours ({cov}, "
+                    f"{'binary' if k == 2 else f'softmax K={k}'}, D={d}, n={n:,})",
+            "ratio": r["theirs"] / r["ours"],
+            "detail": f"ours {r['ours'] * 1e3:.0f} ms, laplace-torch {r['theirs'] * 1e3:.0f} ms "
+                      f"(aim >= 2){agree}"}
+
+
+def run(quick: bool = False):
     """Ratio = laplace-torch's time / ours (above 1: ours faster), 10,000 training and 10,000 test points.
 
     Ours: ``LaplaceClassifier.fit`` (MAP by Newton + posterior) and ``predict_proba`` (probit). laplace-torch:
     ``fit`` (curvature at our MAP, copied into its model: it does not find the MAP) and the GLM probit
-    predictive. Both in float64 on one thread; times are this thread's CPU time.
+    predictive. Both in float64 on one thread; times are this thread's CPU time. One ``(label, thunk)`` per
+    case (benchmarks/run.py reports a failing one and goes on); ``--quick``: 2,000 points, the D = 64 cases.
     """
-    try:
-        import laplace  # noqa: F401
-    except ModuleNotFoundError:
-        print("  laplace-torch is not installed (pip install -e '.[bench]'): skipping", file=sys.stderr)
-        return []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    from threadpoolctl import threadpool_limits
+    import laplace  # noqa: F401  - laplace-torch, in the bench extra; run.py reports it missing
 
     n = 2_000 if quick else 10_000
     repeats = 1 if quick else 3
     cases = [(64, 2, "full"), (785, 2, "full"), (64, 10, "full"), (64, 2, "kron"), (785, 2, "kron"),
              (64, 10, "kron"), (785, 10, "kron")]
-    rows = []
-    try:
-        with threadpool_limits(1):
-            for d, k, cov in cases:
-                t0 = time.perf_counter()
-                r = _case(n, d, k, cov, repeats if k * d < 5000 else 1)
-                print(f"  Laplace {cov} D={d} K={k}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-                agree = (f"; logit mean/cov max |diff| {r['max_diff']:.1e} (same approximation)"
-                         if cov == "full" and "max_diff" in r else
-                         f"; logit mean/cov max |diff| {r['max_diff']:.1e} (different K-FAC scalings may "
-                         f"differ)" if "max_diff" in r else "; binary: logistic vs 2-way softmax, not compared")
-                rows.append({"name": f"Laplace fit + predictive, laplace-torch / ours ({cov}, "
-                                     f"{'binary' if k == 2 else f'softmax K={k}'}, D={d}, n={n:,})",
-                             "ratio": r["theirs"] / r["ours"],
-                             "detail": f"ours {r['ours'] * 1e3:.0f} ms, laplace-torch {r['theirs'] * 1e3:.0f} ms "
-                                       f"(aim >= 2){agree}"})
-    finally:
-        torch.set_num_threads(threads)
-    return rows
+    for d, k, cov in cases:
+        if quick and d > 64:
+            continue
+        yield (f"Laplace {cov} D={d} K={k}",
+               lambda d=d, k=k, cov=cov: _row(n, d, k, cov, repeats if k * d < 5000 else 1))
 
 
 if __name__ == "__main__":
-    for row in run("--quick" in sys.argv):
+    for _, thunk in run("--quick" in sys.argv):
+        row = thunk()
         print(f"{row['ratio']:8.3f}  {row['name']}  ({row['detail']})")
