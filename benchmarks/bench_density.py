@@ -98,6 +98,7 @@ class _Setting:
         from bayes_diglm.data.flights import FEATURE_NAMES
 
         self.n_train, self.epochs = (5_000, 4) if quick else (20_000, 15)
+        self.lr = 1e-3
         X_train, X_val, X_test, std = random_split(self.n_train, 5_000, 10_000)
         # every attribute is an integer in its raw unit (months, days, weekdays, years, minutes, miles); the
         # median-filled plane ages sit on one integer too (or a half-integer, whose cell is just as wide)
@@ -142,7 +143,7 @@ def _flow_row(s: _Setting, name: str, build) -> dict:
     t0 = time.perf_counter()
 
     def fit():
-        state, epoch, _ = _train(module, log_prob, s.X, s.dq, s.val, epochs=s.epochs, batch_size=512, lr=1e-3,
+        state, epoch, _ = _train(module, log_prob, s.X, s.dq, s.val, epochs=s.epochs, batch_size=512, lr=s.lr,
                                  seed=0)
         module.load_state_dict(state)
         module.eval()

@@ -66,6 +66,9 @@ CASES = {
     "realnvp_lu": Case(lambda: realnvp(4, num_layers=2, hidden_dims=(8,)), (4,)),
     "spline_quadratic": Case(lambda: spline(4, num_layers=2, hidden_dims=(8,)), (4,)),
     "spline_linear": Case(lambda: spline(3, num_layers=2, hidden_dims=(8,), count_bins=4, order="linear"), (3,)),
+    "spline_coupling": Case(lambda: spline(4, num_layers=2, hidden_dims=(8,), structure="coupling"), (4,)),
+    "spline_coupling_linear": Case(lambda: spline(3, num_layers=2, hidden_dims=(8,), count_bins=4, order="linear",
+                                                  structure="coupling"), (3,)),
     "realnvp_permute": Case(lambda: realnvp(4, num_layers=2, hidden_dims=(8,), mixing="permute"), (4,)),
     "glow_gray": Case(lambda: glow((1, 8, 8), levels=2, steps=2, hidden_channels=8), (1, 8, 8), True,
                       _DEQUANT_SCALE),
@@ -290,3 +293,11 @@ def test_compile_flow_matches_eager_and_falls_back_when_the_compiler_fails():
         compile_flow(copy.deepcopy(eager), backend="eager").log_prob(torch.randn(3, 5))
     with pytest.raises(TypeError, match="Flow"):
         compile_flow(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("bad, match", [({"structure": "masked"}, "structure"), ({"order": "cubic"}, "order"),
+                                        ({"count_bins": 1}, "count_bins"), ({"bound": 0.0}, "bound"),
+                                        ({"hidden_dims": ()}, "hidden_dims")])
+def test_spline_builder_names_the_bad_argument(bad, match):
+    with pytest.raises(ValueError, match=match):
+        spline(4, **bad)

@@ -1,14 +1,15 @@
-"""Tabular neural spline flow: ActNorm + LU mixing and Pyro rational-quadratic spline couplings, data-to-latent."""
+"""Tabular neural spline flows on Pyro's rational-quadratic splines (autoregressive or coupling), data-to-latent."""
 
 from __future__ import annotations
 
 from pyro.distributions.torch_transform import TransformModule
-from pyro.distributions.transforms import SplineCoupling
-from pyro.nn import DenseNN
+from pyro.distributions.transforms import SplineAutoregressive, SplineCoupling
+from pyro.nn import AutoRegressiveNN, DenseNN
 from torch import nn
 
-from .base import SequentialFlow
+from .base import ActNorm, SequentialFlow
 from .linear import ActNormLinear
+from .realnvp import Reverse
 
 __all__ = ["spline"]
 
@@ -24,6 +25,30 @@ class _SplineCoupling(SplineCoupling):
                 f"order={spline.order!r}, identity={self.identity}")
 
 
+class _SplineAutoregressive(SplineAutoregressive):
+    """Pyro's :class:`SplineAutoregressive` shown with ``nn.Module``'s repr."""
+
+    __repr__ = nn.Module.__repr__
+
+    def extra_repr(self) -> str:
+        spline = self.spline
+        return f"count_bins={spline.count_bins}, bound={spline.bound}, order={spline.order!r}"
+
+
+def _zero_last_layer(net: nn.Module) -> None:
+    """Equal bin widths and heights and softplus(0) knot derivatives: a near-identity start."""
+    nn.init.zeros_(net.layers[-1].weight)
+    nn.init.zeros_(net.layers[-1].bias)
+
+
+def _spline_autoregressive(dim: int, hidden_dims: tuple[int, ...], count_bins: int, bound: float,
+                           order: str) -> SplineAutoregressive:
+    param_dims = [count_bins, count_bins, count_bins - 1] + ([count_bins] if order == "linear" else [])
+    net = AutoRegressiveNN(dim, list(hidden_dims), param_dims=param_dims)
+    _zero_last_layer(net)
+    return _SplineAutoregressive(dim, net, count_bins=count_bins, bound=bound, order=order)
+
+
 def _spline_coupling(dim: int, hidden_dims: tuple[int, ...], count_bins: int, bound: float,
                      order: str) -> SplineCoupling:
     split = dim // 2
@@ -32,9 +57,7 @@ def _spline_coupling(dim: int, hidden_dims: tuple[int, ...], count_bins: int, bo
     if order == "linear":
         param_dims.append(rest * count_bins)
     net = DenseNN(split, list(hidden_dims), param_dims=param_dims)
-    # Zero last layer: equal bin widths and heights and softplus(0) derivatives, a near-identity start.
-    nn.init.zeros_(net.layers[-1].weight)
-    nn.init.zeros_(net.layers[-1].bias)
+    _zero_last_layer(net)
     return _SplineCoupling(dim, split, net, count_bins=count_bins, bound=bound, order=order)
 
 
@@ -46,27 +69,41 @@ def spline(
     count_bins: int = 8,
     bound: float = 5.0,
     order: str = "quadratic",
+    structure: str = "autoregressive",
     base_scale: float = 1.0,
 ) -> SequentialFlow:
     """Build a neural spline flow (Durkan et al., 2019) for ``dim``-dimensional tabular data.
 
-    Each of the ``num_layers`` steps is ``ActNorm + LU mixing`` (one affine map, :class:`ActNormLinear`)
-    followed by Pyro's :class:`~pyro.distributions.transforms.SplineCoupling`: the first ``dim // 2``
-    coordinates go through an elementwise learned spline and condition a monotone rational spline on each
-    remaining coordinate, with
-    ``count_bins`` bins on ``[-bound, bound]`` and the identity outside it (linear tails). The spline's widths,
-    heights and knot derivatives come from a dense network (Pyro ``DenseNN``) whose last layer starts at zero.
-    ``order="quadratic"`` is the rational-quadratic spline of neural spline flows (zuko's NSF uses it too);
-    ``"linear"`` is Pyro's rational-linear one. ActNorm standardises each layer's input, so most mass lies
-    inside the spline's interval.
+    Every coordinate goes through a monotone rational spline with ``count_bins`` bins on ``[-bound, bound]``
+    and the identity outside it (linear tails), whose widths, heights and knot derivatives come from a
+    network whose last layer starts at zero (a near-identity start). ``order="quadratic"`` is the
+    rational-quadratic spline of neural spline flows (zuko's NSF uses it too); ``"linear"`` is Pyro's
+    rational-linear one. Two structures, both on Pyro transforms:
+
+    - ``"autoregressive"`` (default; a MAF with spline transforms, as zuko's NSF): each of the
+      ``num_layers`` steps is ActNorm followed by Pyro's
+      :class:`~pyro.distributions.transforms.SplineAutoregressive`, coordinate ``i``'s spline conditioned on
+      coordinates ``< i`` through a masked network (Pyro ``AutoRegressiveNN``), the order reversed between
+      steps. ``log p(x)`` takes one pass; the inverse (sampling) takes ``dim`` passes per step.
+    - ``"coupling"``: each step is ``ActNorm + LU mixing`` (one affine map, :class:`ActNormLinear`) and Pyro's
+      :class:`~pyro.distributions.transforms.SplineCoupling` (the first ``dim // 2`` coordinates through an
+      elementwise learned spline, conditioning the splines of the others through a dense network). Inverse
+      in one pass per step.
+
+    On the dequantised flight attributes (``benchmarks/bench_density.py``) the autoregressive structure
+    is far better: integer attributes make the density a grid of axis-aligned cells, which a spline per
+    coordinate conditioned on all the coordinates before it follows, and which LU mixing rotates away from
+    the axes. ActNorm (elementwise) keeps the axes and standardises each step's input, so most mass lies
+    inside the splines' interval.
 
     Args:
         dim: number of input features (at least 2).
-        num_layers: number of coupling steps.
-        hidden_dims: hidden widths of each coupling network.
+        num_layers: number of spline steps.
+        hidden_dims: hidden widths of each step's network.
         count_bins: spline bins per coordinate (at least 2).
         bound: half-width of the interval the splines act on.
         order: ``"quadratic"`` or ``"linear"``.
+        structure: ``"autoregressive"`` or ``"coupling"``.
         base_scale: standard deviation of the Gaussian base density.
 
     Example:
@@ -77,7 +114,7 @@ def spline(
         True
     """
     if int(dim) != dim or int(dim) < 2:
-        raise ValueError(f"dim must be an integer of at least 2 for coupling layers, got {dim!r}")
+        raise ValueError(f"dim must be an integer of at least 2 for spline flows, got {dim!r}")
     if int(num_layers) != num_layers or int(num_layers) < 1:
         raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
     if int(count_bins) != count_bins or int(count_bins) < 2:
@@ -86,11 +123,20 @@ def spline(
         raise ValueError(f"bound must be positive, got {bound!r}")
     if order not in ("quadratic", "linear"):
         raise ValueError(f"order must be 'quadratic' or 'linear', got {order!r}")
+    if structure not in ("autoregressive", "coupling"):
+        raise ValueError(f"structure must be 'autoregressive' or 'coupling', got {structure!r}")
     hidden_dims = tuple(int(h) for h in hidden_dims)
     if not hidden_dims or min(hidden_dims) < 1:
         raise ValueError(f"hidden_dims must be a non-empty tuple of positive widths, got {hidden_dims!r}")
+    dim, count_bins, bound = int(dim), int(count_bins), float(bound)
     transforms: list[TransformModule] = []
-    for _ in range(int(num_layers)):
-        transforms.append(ActNormLinear(int(dim), event_dim=1))
-        transforms.append(_spline_coupling(int(dim), hidden_dims, int(count_bins), float(bound), order))
-    return SequentialFlow(transforms, event_shape=(int(dim),), base_scale=base_scale)
+    for i in range(int(num_layers)):
+        if structure == "coupling":
+            transforms.append(ActNormLinear(dim, event_dim=1))
+            transforms.append(_spline_coupling(dim, hidden_dims, count_bins, bound, order))
+            continue
+        if i > 0:
+            transforms.append(Reverse())
+        transforms.append(ActNorm(dim, event_dim=1))
+        transforms.append(_spline_autoregressive(dim, hidden_dims, count_bins, bound, order))
+    return SequentialFlow(transforms, event_shape=(dim,), base_scale=base_scale)

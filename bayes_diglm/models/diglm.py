@@ -16,6 +16,7 @@ __all__ = ["DIGLM", "FlowOutputs", "build_flow", "build_diglm", "FLOW_BUILDERS"]
 # Builders by name, imported lazily so that a missing optional flow family never breaks the package.
 FLOW_BUILDERS = {
     "realnvp": "bayes_diglm.flows.realnvp:realnvp",
+    "spline": "bayes_diglm.flows.spline:spline",
     "glow": "bayes_diglm.flows.glow:glow",
 }
 

@@ -126,18 +126,17 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
 
     def _flow_config(self, shape: tuple[int, ...]) -> dict:
         kwargs = dict(self.flow_kwargs or {})
-        if self.flow == "realnvp":
+        if self.flow in ("realnvp", "spline"):
             if len(shape) != 2:
-                raise ValueError(f"flow='realnvp' needs 2-D X (n, features), got shape {tuple(shape)}")
+                raise ValueError(f"flow={self.flow!r} needs 2-D X (n, features), got shape {tuple(shape)}")
             if shape[1] < 2:
-                raise ValueError(f"flow='realnvp' needs at least 2 features (a coupling layer splits them), got "
-                                 f"{shape[1]} feature(s)")
-            return {"kind": "realnvp", "dim": int(shape[1]), **kwargs}
+                raise ValueError(f"flow={self.flow!r} needs at least 2 features, got {shape[1]} feature(s)")
+            return {"kind": self.flow, "dim": int(shape[1]), **kwargs}
         if self.flow == "glow":
             if len(shape) != 4:
                 raise ValueError(f"flow='glow' needs images X (n, C, H, W), got shape {tuple(shape)}")
             return {"kind": "glow", "shape": list(shape[1:]), **kwargs}
-        raise ValueError(f"flow must be 'realnvp' or 'glow', got {self.flow!r}")
+        raise ValueError(f"flow must be 'realnvp', 'spline' or 'glow', got {self.flow!r}")
 
     def _validation_split(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Row indices of the training part and of the held-out part (``val_fraction``)."""
@@ -388,7 +387,8 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
     """A DIGLM for real-valued (or count) targets, with a posterior over the GLM weights.
 
     Args:
-        flow: ``"realnvp"`` for tabular X (n, D), D >= 2, or ``"glow"`` for images X (n, C, H, W) in [0, 1].
+        flow: ``"realnvp"`` or ``"spline"`` (neural spline flow) for tabular X (n, D), D >= 2, or ``"glow"`` for
+            images X (n, C, H, W) in [0, 1].
         flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
         head: the jointly trained point head: ``"heteroscedastic"`` (the paper's: mean and log-variance linear
             in ``z``), ``"gaussian"`` (one noise scale) or ``"poisson"`` (log link, counts).
@@ -635,7 +635,8 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
     """A DIGLM for class labels (Bernoulli head for two classes, softmax for more), with a posterior over beta.
 
     Args:
-        flow: ``"realnvp"`` for tabular X (n, D), D >= 2, or ``"glow"`` for images X (n, C, H, W) in [0, 1].
+        flow: ``"realnvp"`` or ``"spline"`` (neural spline flow) for tabular X (n, D), D >= 2, or ``"glow"`` for
+            images X (n, C, H, W) in [0, 1].
         flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
         posterior: ``"point"`` (the trained head as is), ``"laplace"`` (Laplace over beta, probit predictive),
             ``"svi"`` (variational, Pyro), ``"mixed"`` (random effects per group: pass ``groups``), or a posterior
