@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 
 from bayes_diglm.baselines import GaussianMixturePredictive, train_mlp
 from bayes_diglm.cli import build_parser
+from bayes_diglm.data.flights import load_flights, split_flights
 from bayes_diglm.experiments import flights as flights_module
 from bayes_diglm.experiments.flights import FlightsConfig, run_flights
 from bayes_diglm.inference.base import Predictive
@@ -91,6 +93,8 @@ def test_cli_registers_flights_and_demo():
     args = parser.parse_args(["flights", "--dataset", "nyc2013", "--max-train", "5000"])
     config = flights_module._config_from_args(args, quick=False)
     assert (config.dataset, config.max_train, config.max_val) == ("nyc2013", 5000, 20_000)
+    assert config.dequantize and not flights_module._config_from_args(
+        parser.parse_args(["flights", "--no-dequantize"]), quick=False).dequantize
     config = flights_module._config_from_args(parser.parse_args(["flights", "--quick"]), quick=True)
     assert (config.dataset, config.train_rows, config.test_rows, config.max_train) == ("us2001", 200_000, 20_000,
                                                                                        20_000)
@@ -126,7 +130,14 @@ def test_smoke_pipeline_writes_finite_results(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["sizes"] == {"train": 3000, "val": 1000, "test": 2000}
     assert len(metrics["px_weight_tuning"]) == 2 and metrics["px_weight_chosen"] in (0.1 / 8, 1.0 / 8)
-    assert len(result["rows"]) == 8 and result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
+    assert len(result["rows"]) == 10 and result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
+    assert result["rows"][-3]["model"].endswith("Bayesian head, density-aware (p(x))")
+    assert result["rows"][-2]["model"].endswith("same mixture with one weight (no p(x))")
+    aware = metrics["density_aware"]
+    assert aware["val_nll_density_aware"] <= aware["val_nll_plain"] + 1e-9  # power 0 (the plain head) is in the grid
+    assert metrics["dequantized_attributes"] == list(flights_module.FEATURE_NAMES)
+    assert "dequantised" in result["table"] and "Density-aware row" in result["table"]
+    assert (tmp_path / "selective_nll.png").stat().st_size > 0
     for row in result["rows"]:
         values = [v for k, v in row.items() if k != "model" and v != "-"]
         assert values and all(math.isfinite(v) for v in values), row
@@ -175,7 +186,9 @@ def test_us2001_smoke_pipeline_streams_the_heads(tmp_path):
     mixed = metrics["mixed_effects_head"]
     assert mixed["rows"] == 3600 and mixed["levels"] == {"origin": 6, "destination": 6}
     assert set(mixed["random_effect_sd_minutes"]) == {"origin", "destination"}
-    assert len(result["rows"]) == 9 and "mixed-effects head" in result["rows"][-2]["model"]
+    assert len(result["rows"]) == 11 and "mixed-effects head" in result["rows"][-4]["model"]
+    assert "density-aware" in result["rows"][-3]["model"]
+    assert metrics["dequantized_attributes"] == ["month", "day_of_month", "day_of_week", "dep_time", "distance"]
     assert result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
     for row in result["rows"]:
         values = [v for k, v in row.items() if k != "model" and v != "-"]
@@ -257,3 +270,67 @@ def test_mixed_head_matches_statsmodels_on_real_us_flights():
     for name in ("origin", "destination"):
         assert float(ours.re_cov_[name].ravel()[0]) == pytest.approx(vc[name], rel=1e-3)
     assert ours.sigma2_ == pytest.approx(ref.scale, rel=1e-4)
+
+
+class _PiecewiseConstant:
+    """A stand-in estimator whose density is constant on each unit cell of two integer attributes (standardised
+    by ``scale``): ``p(v) = P1(k1) P2(k2) / (w1 w2)`` on cell ``(k1, k2)``, so ``log P(cell)`` is known exactly."""
+
+    def __init__(self, mean, scale, p1, p2):
+        self.mean, self.scale, self.p1, self.p2 = np.asarray(mean), np.asarray(scale), p1, p2
+
+    def cell(self, V):
+        return np.floor(np.asarray(V, dtype=np.float64) * self.scale + self.mean + 0.5).astype(int)
+
+    def score_samples(self, V):
+        k = self.cell(V)
+        return np.log(self.p1[k[:, 0]]) + np.log(self.p2[k[:, 1]]) + np.log(self.scale).sum()
+
+
+def test_dequantised_log_px_is_the_log_probability_of_the_cells_for_a_cellwise_constant_density():
+    """Brute force of the log-det bookkeeping: for a density constant on every cell, E_u[log p(v)] + sum log w
+    equals log P(cell) exactly (no Jensen gap), whatever the draws; without the log-det term it would be off by
+    sum log w = -log(std1 * std2)."""
+    rng = np.random.default_rng(0)
+    p1, p2 = rng.dirichlet(np.ones(12)), rng.dirichlet(np.ones(31))
+    mean, scale = np.array([6.0, 15.0]), np.array([3.4, 8.9])
+    K = np.column_stack([rng.integers(0, 12, 500), rng.integers(0, 31, 500)])
+    X = ((K - mean) / scale).astype(np.float32)
+    split = SimpleNamespace(feature_names=("month", "day"), x_std=scale)
+    dq = flights_module._dequantizer(split)
+    model = _PiecewiseConstant(mean, scale, p1, p2)
+    assert np.array_equal(model.cell(X), K)
+    got = flights_module._log_px(model, X, dq, draws=3, seed=1)
+    np.testing.assert_allclose(got, np.log(p1[K[:, 0]]) + np.log(p2[K[:, 1]]), rtol=0, atol=1e-5)
+    assert dq.log_cell_volume == pytest.approx(-np.log(scale).sum())
+    np.testing.assert_allclose(flights_module._log_px(model, X, None), got - dq.log_cell_volume, atol=1e-5)
+
+
+def test_dequantised_log_px_bounds_the_cell_probability_of_a_smooth_density():
+    """For a Gaussian density the estimate is below log P(cell) (Jensen), by at most the quadrature-scale gap."""
+    scale = np.array([2.0, 3.0])
+    split = SimpleNamespace(feature_names=("a", "b"), x_std=scale)
+    dq = flights_module._dequantizer(split)
+
+    class Gaussian:
+        def score_samples(self, V):
+            return scipy.stats.norm.logpdf(np.asarray(V, dtype=np.float64)).sum(axis=1)
+
+    K = np.array([[0, 0], [1, -2], [3, 4], [-4, 1]], dtype=np.float64)
+    X = (K / scale).astype(np.float32)
+    got = flights_module._log_px(Gaussian(), X, dq, draws=400, seed=0)
+    lo, hi = (K - 0.5) / scale, (K + 0.5) / scale
+    exact = np.log(scipy.stats.norm.cdf(hi) - scipy.stats.norm.cdf(lo)).sum(axis=1)
+    assert np.all(got <= exact + 1e-3) and np.all(got >= exact - 0.05)
+
+
+def test_every_flight_attribute_is_integer_valued():
+    """The dequantiser gives every attribute a unit cell: check the recorded values are integers (NYC: the
+    median-filled plane age is the one non-integer value a column may hold)."""
+    split = split_flights(load_flights(max_rows=4000), max_train=2000, max_val=500,
+                          max_test=500)
+    raw = split.X_train.astype(np.float64) * split.x_std + split.x_mean
+    off = np.abs(raw - np.round(raw)) > 1e-2
+    age = split.feature_names.index("plane_age")
+    assert not off[:, [j for j in range(raw.shape[1]) if j != age]].any()
+    assert np.all(np.isclose(raw[off[:, age], age], split.plane_age_fill, atol=1e-2))
