@@ -177,27 +177,57 @@ def _row_chunks(n: int, d: int):
         yield slice(start, min(start + step, n))
 
 
+# Rows per sub-chunk inside a chunk (about 1 MiB of float32 at D = 64): the matrix-vector products and column
+# sums of a sub-chunk run right after its Z^T Z update, while the rows are still in cache, instead of as passes
+# of their own over the whole chunk from memory (benchmarks/bench_conjugate.py).
+_CACHE_ELEMENTS = 1 << 18
+
+
+def _chunk_products(Zc: torch.Tensor, yc: torch.Tensor, root_w: torch.Tensor | None, intercept: bool):
+    """``(Z^T W Z, Z^T W y, Z^T sqrt(w))`` of one chunk in its dtype, summed over cache-sized sub-chunks.
+
+    The sums stay in the chunk's dtype (float32 input: one chunk's rounding, as one GEMM over it would) and
+    the caller adds them up in float64.
+    """
+    n, d = Zc.shape
+    step = max(256, _CACHE_ELEMENTS // max(d, 1))
+    ZtZ, Zty = Zc.new_zeros(d, d), Zc.new_zeros(d)
+    z_one = Zc.new_zeros(d) if intercept else None
+    yc = yc.to(Zc.dtype)
+    if root_w is not None:
+        root_w = root_w.to(Zc.dtype)
+    for start in range(0, n, step):
+        Zs, ys = Zc[start:start + step], yc[start:start + step]
+        if root_w is not None:
+            ws = root_w[start:start + step]
+            Zs, ys = Zs * ws[:, None], ys * ws
+        ZtZ.addmm_(Zs.T, Zs)
+        Zty.addmv_(Zs.T, ys)
+        if intercept:
+            if root_w is None:
+                z_one += Zs.sum(0)
+            else:
+                z_one.addmv_(Zs.T, ws)
+    return ZtZ, Zty, z_one
+
+
 def _stats_from_tensors(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, intercept: bool):
     n, d = Z.shape
     dim = d + int(intercept)
     ZtZ, Zty = np.zeros((dim, dim)), np.zeros(dim)
+    root_w = None if w is None else w.sqrt()
     for rows in _row_chunks(n, d):
-        Zc, yc = Z[rows], y[rows]
-        root_w = torch.ones_like(yc) if w is None else w[rows].sqrt()
-        if w is not None:
-            Zc, yc = Zc * root_w.to(Zc.dtype)[:, None], yc * root_w
-        ZtZ[:d, :d] += (Zc.T @ Zc).to(torch.float64).numpy()
-        # Two matrix-vector products: BLAS runs Z^T [y, 1] (an n x 2 right-hand side) about 3x slower.
-        Zty[:d] += (Zc.T @ yc.to(Zc.dtype)).to(torch.float64).numpy()
+        G, g, z_one = _chunk_products(Z[rows], y[rows], None if w is None else root_w[rows], intercept)
+        ZtZ[:d, :d] += G.to(torch.float64).numpy()
+        Zty[:d] += g.to(torch.float64).numpy()
         if intercept:
-            z_one = Zc.sum(0) if w is None else Zc.T @ root_w.to(Zc.dtype)
             ZtZ[:d, d] += z_one.to(torch.float64).numpy()
-            Zty[d] += float(yc @ root_w)
     sum_w = float(n) if w is None else float(w.sum())
+    yw = y if w is None else y * root_w
     if intercept:
         ZtZ[d, :d] = ZtZ[:d, d]
         ZtZ[d, d] = sum_w
-    yw = y if w is None else y * w.sqrt()
+        Zty[d] = float(yw.sum()) if w is None else float(yw @ root_w)
     sum_log_w = 0.0 if w is None else float(w.log().sum())
     stats = SufficientStats(ZtZ, Zty, float(yw @ yw), float(n), sum_w, sum_log_w, intercept)
     _check_finite_stats(stats, Z)
