@@ -95,6 +95,7 @@ def _check_outputs(out, result, ood_sets, dim):
     for r in metrics["selective_rows"]:
         assert 0 <= r["area (accuracy-coverage)"] <= 1
     assert "| model | score | OOD set | auroc |" in result["table"]
+    assert f"| score | hybrid {ood_sets[0]} |" in result["table"]  # the AUROC summary: a column per model and set
     assert {r["set"] for r in metrics["density_rows"]} == {"test", *ood_sets}
     assert "| model | head |" in result["table"]
     assert metrics["px_weight"]["hybrid"] == pytest.approx(0.01 / dim)

@@ -540,8 +540,8 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
                          "al. 2019); the discriminative flow has no density term, so no ratio for it")
     else:
         ood_notes.append("likelihood ratio left out: background flow switched off in this configuration")
-    ood_notes.append("typicality (M): batches of M test inputs against batches of M OOD inputs; 'test flagged' = "
-                     "false-positive rate of the alpha = 0.01 bootstrap threshold")
+    ood_notes.append("typicality (M): random batches of M test inputs against random batches of M OOD inputs; "
+                     "'test flagged' = false-positive rate of the alpha = 0.01 bootstrap threshold on test batches")
     observations = _observations(rows, density_rows, ood_rows)
     held_out = (f"; {n_val} training images held out of training as validation (the reference of the typicality "
                 "tests and the min p-value)") if n_val else ""
@@ -553,8 +553,10 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
         "Density: log p(x) (nats) per set; 'above test median' = share of a set the flow finds more likely "
         "than the median test image",
         markdown_table(density_rows),
-        "OOD detection (OOD = positive; score higher for OOD): AUROC, AUPR, FPR at 95% TPR per model, score and "
-        "OOD set",
+        "OOD detection at a glance: AUROC per score (rows) and model / OOD set (columns); OOD = positive, every "
+        "score higher for OOD",
+        markdown_table(_auroc_summary(ood_rows)),
+        "OOD detection: AUROC, AUPR, FPR at 95% TPR per model, score and OOD set",
         markdown_table(ood_rows),
         *[f"Note: {n}" for n in ood_notes],
         "Selective prediction on the test set (Laplace head; reject the highest scores first)",
@@ -576,6 +578,14 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
     }
     return {"rows": rows, "density_rows": density_rows, "ood_rows": ood_rows, "table": table,
             "metrics": metrics}
+
+
+def _auroc_summary(ood_rows: list[dict]) -> list[dict]:
+    """The OOD table's AUROCs at a glance: a row per score, a column per model and OOD set (blank: not measured)."""
+    summary: dict[str, dict] = {}
+    for r in ood_rows:
+        summary.setdefault(r["score"], {"score": r["score"]})[f"{r['model']} {r['OOD set']}"] = r["auroc"]
+    return list(summary.values())
 
 
 def _observations(rows: list[dict], density_rows: list[dict], ood_rows: list[dict]) -> list[str]:
