@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from scipy import linalg as sla
 from scipy import optimize as sopt
+from scipy.linalg import blas
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -57,6 +58,23 @@ def _make_likelihood(likelihood, num_classes: int | None, noise_variance: float 
                      f"Likelihood objects), got {likelihood!r}")
 
 
+# From this many columns on, X^T diag(c) X is formed by BLAS syrk (one triangle, half the multiply-adds of a
+# GEMM: 1.5x faster at D = 786, n = 10,000); below it the GEMM's lower overhead wins.
+_SYRK_MIN_COLUMNS = 128
+
+
+def _gram(X: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+    """``X^T diag(c) X`` (``X^T X`` for ``c=None``), symmetric; ``c`` must be non-negative."""
+    if X.shape[1] < _SYRK_MIN_COLUMNS or X.dtype != np.float64:
+        return X.T @ X if c is None else X.T @ (c[:, None] * X)
+    S = X if c is None else np.sqrt(c)[:, None] * X
+    # syrk on the row-major array read as its column-major transpose: S^T S in the upper triangle of the result
+    G = blas.dsyrk(1.0, S.T if S.flags.c_contiguous else S, trans=0 if S.flags.c_contiguous else 1, lower=0)
+    upper = np.triu_indices_from(G, 1)
+    G.T[upper] = G[upper]
+    return G
+
+
 def _full_hessian(X: np.ndarray, curv: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Exact Hessian of the negative log posterior: sum_n Lambda_n kron x_n x_n^T + diag(prior).
 
@@ -66,7 +84,8 @@ def _full_hessian(X: np.ndarray, curv: np.ndarray, prior: np.ndarray) -> np.ndar
     H = np.empty((k_out, d, k_out, d))
     for k in range(k_out):
         for j in range(k, k_out):
-            block = X.T @ (curv[:, k, j, None] * X)
+            # diagonal blocks have non-negative curvature (canonical links): the symmetric product
+            block = _gram(X, curv[:, k, k]) if j == k else X.T @ (curv[:, k, j, None] * X)
             H[k, :, j, :] = block
             if j != k:
                 H[j, :, k, :] = block.T
@@ -156,7 +175,7 @@ class _KronPosterior:
         w = np.ones(X.shape[0]) if weights is None else weights
         # curv holds the row-weighted curvatures: B is their weighted mean and A = X^T W X, so that an integer
         # weight stays the same as repeating the row
-        s_a, self.u_a = np.linalg.eigh(X.T @ (w[:, None] * X))
+        s_a, self.u_a = np.linalg.eigh(_gram(X, None if weights is None else w))
         s_b, self.u_b = np.linalg.eigh(curv.sum(axis=0) / w.sum())
         s_a, s_b = np.clip(s_a, 0.0, None), np.clip(s_b, 0.0, None)
         prior_eig = (self.u_b**2).T @ prior @ (self.u_a**2)
