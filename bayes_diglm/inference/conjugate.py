@@ -6,7 +6,6 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -21,7 +20,7 @@ from bayes_diglm._validation import as_float_tensor, check_positive, check_same_
 from bayes_diglm.likelihoods import Gaussian
 
 from .base import PosteriorHead, Predictive, _refuse_overflow, _refuse_strings, check_probability
-from .linalg import cholesky_rank_one_update, robust_cholesky
+from .nig import NormalInverseGamma
 
 __all__ = ["ConjugateLinearRegression", "NIGPosterior", "SufficientStats", "fit_on_features"]
 
@@ -252,20 +251,6 @@ def _weighted_rss(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mean
 # ----------------------------------------------------------------------------------------------------------
 
 
-class _Prior(NamedTuple):
-    mean: np.ndarray  # (P,)
-    precision: np.ndarray  # (P, P), symmetric positive definite
-    a0: float
-    b0: float
-
-
-def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
-    try:
-        return scipy.linalg.cholesky(A, lower=True, check_finite=False)
-    except np.linalg.LinAlgError as err:
-        raise ValueError(f"{what} is not positive definite") from err
-
-
 def _quad(v: np.ndarray, A: np.ndarray) -> float:
     return float(v @ A @ v)
 
@@ -357,6 +342,10 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         lower Cholesky factor ``precision_cholesky`` of :math:`\Lambda_n`, and ``a``, ``b`` of the noise variance.
     coef_, intercept_ :
         Posterior means of the feature weights and of the intercept (0.0 without one).
+    state_ : NormalInverseGamma
+        The ``k = 1`` batched state of :mod:`bayes_diglm.inference.nig` that holds the posterior (the algebra
+        of :meth:`fit`, :meth:`update`, the draws, the predictive and the evidence is that class's, shared
+        with the bandit agents); ``posterior_`` is a view of it.
     stats_ : SufficientStats
         Statistics of all data seen.
     prior_mean_, prior_precision_, a0_, b0_ :
@@ -398,63 +387,39 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
 
     # ---- prior ------------------------------------------------------------------------------------------
 
-    def _prior_from_params(self, n_features: int) -> _Prior:
-        d = n_features
-        a0, b0 = check_positive(self.a0, "a0"), check_positive(self.b0, "b0")
-        prec = np.asarray(self.prior_precision, dtype=np.float64)
-        if prec.ndim == 0:
-            prec = np.full(d, float(prec))
-        if prec.shape not in ((d,), (d, d)):
-            raise ValueError(f"prior_precision has shape {prec.shape}; expected a scalar, ({d},) or ({d}, {d})")
-        if prec.ndim == 1:
-            if not np.all(np.isfinite(prec)) or np.any(prec <= 0):
-                raise ValueError(f"prior_precision must be positive and finite (positive definite): {prec}")
-            prec = np.diag(prec)
-        elif not np.all(np.isfinite(prec)) or not np.allclose(prec, prec.T):
-            raise ValueError("prior_precision must be a finite symmetric matrix")
-        _cholesky(prec, "prior_precision")
-        mean = np.asarray(self.prior_mean, dtype=np.float64)
-        if mean.ndim == 0:
-            mean = np.full(d, float(mean))
-        if mean.shape != (d,) or not np.all(np.isfinite(mean)):
-            raise ValueError(f"prior_mean must be a finite scalar or of shape ({d},), got shape {mean.shape}")
-        if self.fit_intercept:
-            c = check_positive(self.intercept_prior_precision, "intercept_prior_precision")
-            prec = scipy.linalg.block_diag(prec, [[c]])
-            mean = np.append(mean, 0.0)
-        return _Prior(mean, prec, a0, b0)
-
-    # ---- core algebra -----------------------------------------------------------------------------------
+    def _prior_from_params(self, n_features: int) -> NormalInverseGamma:
+        """The prior as a fresh ``k = 1`` :class:`NormalInverseGamma` state (which validates it)."""
+        return NormalInverseGamma(
+            1, n_features, prior_precision=self.prior_precision, prior_mean=self.prior_mean,
+            intercept_prior_precision=self.intercept_prior_precision if self.fit_intercept else None,
+            a0=self.a0, b0=self.b0, fit_intercept=bool(self.fit_intercept),
+        )
 
     @staticmethod
-    def _posterior(stats: SufficientStats, prior: _Prior, rss_at: Callable[[np.ndarray], float]) -> dict:
-        """Fitted state from statistics; ``rss_at(mean)`` supplies the residual sum at the new mean."""
-        L = robust_cholesky(prior.precision + stats.ZtZ, "the posterior precision Lambda_0 + Z^T W Z")
-        rhs = prior.precision @ prior.mean + stats.Zty
-        mean = scipy.linalg.cho_solve((L, True), rhs, check_finite=False)
-        rss = rss_at(mean)
-        b_n = prior.b0 + 0.5 * (rss + _quad(mean - prior.mean, prior.precision))
-        return {
-            "stats_": stats,
-            "posterior_": NIGPosterior(mean, L, prior.a0 + 0.5 * stats.n, b_n),
-            "rss_": rss,
-            "prior_mean_": prior.mean,
-            "prior_precision_": prior.precision,
-            "a0_": prior.a0,
-            "b0_": prior.b0,
-        }
+    def _posterior(stats: SufficientStats, nig: NormalInverseGamma, rss_at: Callable[[np.ndarray], float]) -> dict:
+        """Fitted state from statistics, on ``nig`` (a prior state, set in place); ``rss_at(mean)`` supplies
+        the residual sum at the new mean."""
+        rss = []
+        nig.refit(0, stats.ZtZ, stats.Zty, stats.n, lambda m: rss.append(rss_at(m)) or rss[-1])
+        return {"stats_": stats, "state_": nig, "rss_": rss[-1]}
 
     def _set_state(self, state: dict, n_features: int) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+        nig = self.state_
+        self.posterior_ = NIGPosterior(nig.mean[0], nig.precision_cholesky[0], float(nig.a[0]), float(nig.b[0]))
+        self.prior_mean_, self.prior_precision_ = nig.prior_mean, nig.prior_precision_matrix
+        self.a0_, self.b0_ = nig.a0, nig.b0
         self.n_features_in_ = n_features
         mean = self.posterior_.mean
         self.coef_ = mean[:n_features].copy()
         self.intercept_ = float(mean[-1]) if self.stats_.has_intercept else 0.0
 
-    @property
-    def _prior_(self) -> _Prior:
-        return _Prior(self.prior_mean_, self.prior_precision_, self.a0_, self.b0_)
+    def _prior_state(self) -> NormalInverseGamma:
+        """A fresh prior state with the prior in use (the optimized one after empirical Bayes)."""
+        nig = self.state_
+        return NormalInverseGamma.with_prior(1, nig.prior_mean, nig.prior_precision_matrix, a0=nig.a0, b0=nig.b0,
+                                             fit_intercept=nig.fit_intercept)
 
     def _check_stats_dim(self, stats: SufficientStats, n_features: int) -> None:
         wanted = bool(self.fit_intercept)
@@ -523,7 +488,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
             def rss_at(m):
                 return _rss_moved(old_stats, old_mean, old_rss, m) + _weighted_rss(Zt, yt, wt, m, intercept)
 
-            self._set_state(self._posterior(old_stats + chunk, self._prior_, rss_at), self.n_features_in_)
+            self._set_state(self._posterior(old_stats + chunk, self._prior_state(), rss_at), self.n_features_in_)
         return self
 
     def update(self, z, y, sample_weight: float = 1.0) -> ConjugateLinearRegression:
@@ -556,22 +521,13 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         _refuse_overflow(np.append(x, y_arr[0]), "the observation (z, y)")
         if self.fit_intercept:
             x = np.append(x, 1.0)
-        post = self.posterior_
-        yv, L, mean = float(y_arr[0]), post.precision_cholesky, post.mean
-        v = scipy.linalg.solve_triangular(L, x, lower=True, check_finite=False)
-        k = scipy.linalg.solve_triangular(L.T, v, lower=False, check_finite=False)
-        err = yv - float(x @ mean)
-        new_mean = mean + k * (w * err / (1.0 + w * float(v @ v)))
-        new_L = cholesky_rank_one_update(L, math.sqrt(w) * x, p=math.sqrt(w) * v)
+        nig, yv, mean = copy.deepcopy(self.state_), float(y_arr[0]), self.posterior_.mean
+        nig.update_row(0, x, yv, weight=w)
+        new_mean = nig.mean[0]
         old = self.stats_
         row = SufficientStats(w * np.outer(x, x), w * yv * x, w * yv * yv, 1.0, w, math.log(w), old.has_intercept)
         rss = _rss_moved(old, mean, self.rss_, new_mean) + w * (yv - float(x @ new_mean)) ** 2
-        prior = self._prior_
-        b_n = prior.b0 + 0.5 * (rss + _quad(new_mean - prior.mean, prior.precision))
-        self._set_state(
-            {"stats_": old + row, "posterior_": NIGPosterior(new_mean, new_L, post.a + 0.5, b_n), "rss_": rss},
-            self.n_features_in_,
-        )
+        self._set_state({"stats_": old + row, "state_": nig, "rss_": rss}, self.n_features_in_)
         return self
 
     def fit_stats(self, stats: SufficientStats) -> ConjugateLinearRegression:
@@ -595,36 +551,17 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         if not isinstance(other, ConjugateLinearRegression):
             raise TypeError(f"other must be a ConjugateLinearRegression, got {type(other).__name__}")
         check_is_fitted(other)
-        mine, theirs = self._prior_, other._prior_
-        same = mine.mean.shape == theirs.mean.shape and all(
-            np.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(mine, theirs, strict=True)
-        )
-        if not same:
+        if not self.state_.same_prior(other.state_):
             raise ValueError("cannot merge heads with different priors (or different feature dimensions)")
         a, b = (self.stats_, self.posterior_.mean, self.rss_), (other.stats_, other.posterior_.mean, other.rss_)
 
         def rss_at(m):
             return _rss_moved(*a, m) + _rss_moved(*b, m)
 
-        self._set_state(self._posterior(a[0] + b[0], mine, rss_at), self.n_features_in_)
+        self._set_state(self._posterior(a[0] + b[0], self._prior_state(), rss_at), self.n_features_in_)
         return self
 
     # ---- evidence and hyperparameters -----------------------------------------------------------------
-
-    @staticmethod
-    def _log_evidence(stats: SufficientStats, prior: _Prior, post: NIGPosterior) -> float:
-        L_0 = _cholesky(prior.precision, "prior_precision")
-        logdet_0 = 2.0 * np.log(np.diag(L_0)).sum()
-        logdet_n = 2.0 * np.log(np.diag(post.precision_cholesky)).sum()
-        return float(
-            -0.5 * stats.n * math.log(2 * math.pi)
-            + 0.5 * stats.sum_log_w
-            + 0.5 * (logdet_0 - logdet_n)
-            + prior.a0 * math.log(prior.b0)
-            - post.a * math.log(post.b)
-            + math.lgamma(post.a)
-            - math.lgamma(prior.a0)
-        )
 
     def log_evidence(self) -> float:
         r"""Exact log marginal likelihood :math:`\log p(y \mid Z)` (multivariate Student-t of all targets).
@@ -633,7 +570,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
                   + a_0\log b_0 - a_n\log b_n + \log\Gamma(a_n) - \log\Gamma(a_0).
         """
         check_is_fitted(self)
-        return self._log_evidence(self.stats_, self._prior_, self.posterior_)
+        return float(self.state_.log_evidence(self.stats_.sum_log_w)[0])
 
     def optimize_prior_precision(self, per_feature: bool = False) -> ConjugateLinearRegression:
         """Maximise :meth:`log_evidence` over the prior precision(s) and ``(a0, b0)`` (type-II ML).
@@ -645,31 +582,27 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         """
         check_is_fitted(self)
         d = self.n_features_in_
-        stats, ref, rss_ref, base = self.stats_, self.posterior_.mean, self.rss_, self._prior_
+        stats, ref, rss_ref, base = self.stats_, self.posterior_.mean, self.rss_, self.state_
         n_prec = d if per_feature else 1
 
-        def prior_of(theta):
-            prec = base.precision.copy()
-            prec[:d, :d] = np.diag(np.broadcast_to(np.exp(theta[:n_prec]), (d,)))
-            return _Prior(base.mean, prec, float(np.exp(theta[-2])), float(np.exp(theta[-1])))
-
         def state_of(theta):
-            prior = prior_of(theta)
-            return prior, self._posterior(stats, prior, lambda m: _rss_moved(stats, ref, rss_ref, m))
+            prec = base.prior_precision_matrix.copy()
+            prec[:d, :d] = np.diag(np.broadcast_to(np.exp(theta[:n_prec]), (d,)))
+            nig = NormalInverseGamma.with_prior(1, base.prior_mean, prec, a0=float(np.exp(theta[-2])),
+                                                b0=float(np.exp(theta[-1])), fit_intercept=base.fit_intercept)
+            return self._posterior(stats, nig, lambda m: _rss_moved(stats, ref, rss_ref, m))
 
         def objective(theta):
-            prior, s = state_of(theta)
-            return -self._log_evidence(stats, prior, s["posterior_"])
+            return -float(state_of(theta)["state_"].log_evidence(stats.sum_log_w)[0])
 
-        start_prec = np.diag(base.precision)[:d]
+        start_prec = np.diag(base.prior_precision_matrix)[:d]
         start_prec = np.log(start_prec) if per_feature else np.array([np.log(start_prec).mean()])
         theta0 = np.concatenate([start_prec, [math.log(base.a0), math.log(base.b0)]])
         bound = math.log(1e8)
         theta0 = np.clip(theta0, -bound, bound)
         result = scipy.optimize.minimize(objective, theta0, method="L-BFGS-B", bounds=[(-bound, bound)] * theta0.size)
         best = result.x if result.fun <= objective(theta0) else theta0
-        _, state = state_of(best)
-        self._set_state(state, d)
+        self._set_state(state_of(best), d)
         self.hyperparameter_result_ = result
         return self
 
@@ -679,13 +612,9 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         r"""Joint draws: :math:`\sigma^2 = b_n / g,\ g \sim \Gamma(a_n, 1)`;
         :math:`\beta = \mu_n + \sigma L_n^{-T}\epsilon`. Names ``"beta"`` (n, D), ``"intercept"`` (n,), ``"sigma"``.
         """
-        post = self.posterior_
-        sigma2 = post.b / rng.gamma(post.a, 1.0, size=n)
-        eps = rng.standard_normal((post.mean.size, n))
-        white = scipy.linalg.solve_triangular(post.precision_cholesky.T, eps, lower=False, check_finite=False)
-        beta = post.mean + (np.sqrt(sigma2) * white).T
+        beta, sigma = self.state_.draws(0, n, rng)
         d = self.n_features_in_
-        draws = {"beta": beta[:, :d], "sigma": np.sqrt(sigma2)}
+        draws = {"beta": beta[:, :d], "sigma": sigma}
         if self.fit_intercept:
             draws["intercept"] = beta[:, d]
         return draws
@@ -721,13 +650,10 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         With known relative noise precisions ``w*`` (``y* ~ N(x*^T beta, sigma^2 / w*)``) the squared scale is
         ``(b_n / a_n)(1 / w* + x*^T Lambda_n^{-1} x*)``; ``sample_weight=None`` means ``w* = 1``.
         """
-        X = self._design(self._features(Z))
-        post = self.posterior_
-        V = scipy.linalg.solve_triangular(post.precision_cholesky, X.T, lower=True, check_finite=False)
-        w = self._noise_weights(sample_weight, X.shape[0])
-        noise = 1.0 if w is None else 1.0 / w
-        scale = np.sqrt(post.b / post.a * (noise + (V * V).sum(axis=0)))
-        return 2.0 * post.a, X @ post.mean, scale
+        Zf = self._features(Z)
+        w = self._noise_weights(sample_weight, Zf.shape[0])
+        loc, scale, df = self.state_.predictive(Zf, 1.0 if w is None else 1.0 / w)
+        return float(df[0]), loc[0], scale[0]
 
     def predict(self, Z, return_std: bool = False, sample_weight=None):
         """Predictive mean (and standard deviation, ``inf`` when ``2 a_n <= 2``) as float64 arrays.
