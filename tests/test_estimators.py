@@ -345,3 +345,25 @@ def test_spline_flow_option_fits_saves_and_loads(tmp_path, structure):
     np.testing.assert_allclose(loaded.predict(X[:20]), pred, rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="flow='spline' needs 2-D X"):
         DIGLMRegressor(flow="spline", quiet=True).fit(X[:, :, None, None], y)
+
+
+@pytest.mark.parametrize("form", ["dict", "DataFrame"])
+def test_groups_of_several_factors_are_sliced_per_factor(form):
+    """With a validation split the estimator slices ``groups`` to the training rows factor by factor, keeping
+    the factors' names (np.asarray(groups)[rows] broke a dict or a DataFrame of several factors)."""
+    from bayes_diglm.inference.mixed import MixedEffectsRegression, RandomEffect
+
+    X, y = _regression(200)
+    rng = np.random.default_rng(5)
+    factors = {"a": rng.integers(0, 4, 200), "b": np.array(list("pqrst"))[rng.integers(0, 5, 200)]}
+    groups = factors if form == "dict" else pd.DataFrame(factors)
+    head = MixedEffectsRegression(random_effects=[RandomEffect("a"), RandomEffect("b")])
+    reg = _fast(DIGLMRegressor, epochs=1, posterior=head, val_fraction=0.25).fit(X, y, groups=groups)
+    train_rows, _ = reg._validation_split(200)
+    direct = clone(head).fit(reg.transform(X[train_rows]), y[train_rows],
+                             groups={k: v[train_rows] for k, v in factors.items()})
+    np.testing.assert_allclose(reg.predict(X[:20], groups={k: v[:20] for k, v in factors.items()}),
+                               direct.predict(reg.transform(X[:20]), groups={k: v[:20] for k, v in factors.items()}),
+                               rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="grouping column 'b' has 199 entries"):
+        _fast(DIGLMRegressor, epochs=1, posterior=head).fit(X, y, groups={**factors, "b": factors["b"][:-1]})

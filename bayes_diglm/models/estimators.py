@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 from .. import __version__
 from .._validation import check_positive
 from ..inference.base import Predictive
+from ..inference.mixed.design import group_columns
 from ..training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint, train_module
 from .diglm import FlowOutputs, build_diglm
 
@@ -180,9 +182,44 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         return False
 
     # -- fitting ----------------------------------------------------------------------------------------
+    _numeric_target = True
+
+    def fit(self, X, y, *, X_unlabeled=None, groups=None, X_val=None, y_val=None, checkpoint_path=None,
+            resume=False):
+        """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
+        on the training features; return ``self``. ``groups`` (one label per row: an array, or a mapping /
+        DataFrame of several grouping factors) is for ``posterior="mixed"``.
+
+        ``X_unlabeled`` (inputs without targets) makes it semi-supervised: every minibatch holds
+        ``labeled_fraction`` labelled rows and the rest unlabelled, and the objective is
+        ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
+        rows' features only."""
+        with _keep_state_on_error(self):
+            self._check_params()
+            X, y = self._validate_fit(X, y, y_numeric=self._numeric_target)
+            y_t, y_head, head_config = self._training_targets(y)
+            if X_val is not None:
+                X_val, y_val = self._validate_val(X_val, y_val, X)
+                y_val = self._validation_targets(y_val)
+            return self._fit(X, y_t, y_head, head_config, groups=groups, X_val=X_val, y_val=y_val,
+                             checkpoint_path=checkpoint_path, resume=resume,
+                             X_unlabeled=self._validate_unlabeled(X_unlabeled, X))
+
+    def _check_params(self) -> None:
+        pass
+
+    def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:  # pragma: no cover - abstract
+        """``(targets for training, targets for the posterior head, the point head's config)``."""
+        raise NotImplementedError
+
+    def _validation_targets(self, y_val) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _fit(self, X: torch.Tensor, y_t: torch.Tensor, y_head: np.ndarray, head_config: dict, *, groups, X_val,
              y_val, checkpoint_path, resume, X_unlabeled=None):
         check_positive(self.px_weight, "px_weight", allow_zero=True)
+        if groups is not None:
+            group_columns(groups, X.shape[0])  # every factor has one label per row, before training
         template = self._posterior_template()
         flow_config = self._flow_config(tuple(X.shape))
         with torch.random.fork_rng(devices=[]):  # seed the initial weights without touching the caller's stream
@@ -212,7 +249,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
             Z, _, precision = self._outputs(X[train_rows])
             if precision is not None and self._uses_noise_weights_for(template):
                 self.noise_normaliser_ = float(precision.mean())
-            head_groups = None if groups is None else np.asarray(groups)[train_rows]
+            head_groups = None if groups is None else _group_rows(groups, train_rows)
             self.posterior_ = template
             self.posterior_.fit(Z, y_head[train_rows], **self._head_kwargs(precision, head_groups))
         return self
@@ -374,6 +411,16 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         pass
 
 
+def _group_rows(groups, rows: np.ndarray):
+    """The rows ``rows`` of ``groups``, each grouping factor sliced, keeping its form (an array, a mapping of
+    factors, a pandas DataFrame or Series) so that the mixed heads find the factors by name."""
+    if hasattr(groups, "iloc"):  # pandas DataFrame or Series
+        return groups.iloc[rows]
+    if isinstance(groups, Mapping):
+        return {key: np.asarray(value)[rows] for key, value in groups.items()}
+    return np.asarray(groups)[rows]
+
+
 def _jsonable(params: dict) -> dict:
     out = {}
     for k, v in params.items():
@@ -464,29 +511,18 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         self.device = device
         self.on_nonfinite = on_nonfinite
 
-    def fit(self, X, y, *, X_unlabeled=None, groups=None, X_val=None, y_val=None, checkpoint_path=None,
-            resume=False):
-        """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
-        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``.
+    def _check_params(self) -> None:
+        if self.head not in self._head_families:
+            raise ValueError(f"head must be one of {self._head_families}, got {self.head!r}")
 
-        ``X_unlabeled`` (inputs without targets) makes it semi-supervised: every minibatch holds
-        ``labeled_fraction`` labelled rows and the rest unlabelled, and the objective is
-        ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
-        rows' features only."""
-        with _keep_state_on_error(self):
-            if self.head not in self._head_families:
-                raise ValueError(f"head must be one of {self._head_families}, got {self.head!r}")
-            X, y = self._validate_fit(X, y, y_numeric=True)
-            y = np.asarray(y, dtype=np.float64)
-            if self.head == "poisson" and bool(np.any(y < 0) or np.any(y != np.round(y))):
-                raise ValueError("y must hold non-negative integer counts for head='poisson'")
-            y_t = torch.tensor(y)
-            if X_val is not None:
-                X_val, y_val = self._validate_val(X_val, y_val, X)
-                y_val = torch.as_tensor(np.asarray(y_val, dtype=np.float64))
-            return self._fit(X, y_t, y, {"family": self.head}, groups=groups, X_val=X_val, y_val=y_val,
-                             checkpoint_path=checkpoint_path, resume=resume,
-                             X_unlabeled=self._validate_unlabeled(X_unlabeled, X))
+    def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:
+        y = np.asarray(y, dtype=np.float64)
+        if self.head == "poisson" and bool(np.any(y < 0) or np.any(y != np.round(y))):
+            raise ValueError("y must hold non-negative integer counts for head='poisson'")
+        return torch.tensor(y), y, {"family": self.head}
+
+    def _validation_targets(self, y_val) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(y_val, dtype=np.float64))
 
     def _make_posterior(self, name: str):
         if name == "conjugate":
@@ -662,6 +698,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
     """
 
     _posteriors = CLASSIFICATION_POSTERIORS
+    _numeric_target = False
 
     def __init__(
         self,
@@ -702,30 +739,19 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         self.device = device
         self.on_nonfinite = on_nonfinite
 
-    def fit(self, X, y, *, X_unlabeled=None, groups=None, X_val=None, y_val=None, checkpoint_path=None,
-            resume=False):
-        """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
-        on the training features; return ``self``. ``groups`` (one label per row) is for ``posterior="mixed"``.
+    def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:
+        check_classification_targets(y)
+        classes, index = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(f"y must contain at least two classes, found only 1 class: {classes.tolist()}")
+        self.classes_ = classes
+        index = index.reshape(-1)
+        head = ({"family": "bernoulli"} if classes.size == 2
+                else {"family": "categorical", "num_classes": int(classes.size)})
+        return torch.as_tensor(index), index, head
 
-        ``X_unlabeled`` (inputs without targets) makes it semi-supervised: every minibatch holds
-        ``labeled_fraction`` labelled rows and the rest unlabelled, and the objective is
-        ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
-        rows' features only."""
-        with _keep_state_on_error(self):
-            X, y = self._validate_fit(X, y, y_numeric=False)
-            check_classification_targets(y)
-            classes, index = np.unique(y, return_inverse=True)
-            if classes.size < 2:
-                raise ValueError(f"y must contain at least two classes, found only 1 class: {classes.tolist()}")
-            if X_val is not None:
-                X_val, y_val = self._validate_val(X_val, y_val, X)
-                y_val = torch.as_tensor(self._encode(y_val, classes, "y_val"))
-            head = ({"family": "bernoulli"} if classes.size == 2
-                    else {"family": "categorical", "num_classes": int(classes.size)})
-            self.classes_ = classes
-            return self._fit(X, torch.as_tensor(index.reshape(-1)), index.reshape(-1), head, groups=groups,
-                             X_val=X_val, y_val=y_val, checkpoint_path=checkpoint_path, resume=resume,
-                             X_unlabeled=self._validate_unlabeled(X_unlabeled, X))
+    def _validation_targets(self, y_val) -> torch.Tensor:
+        return torch.as_tensor(self._encode(y_val, self.classes_, "y_val"))
 
     def _make_posterior(self, name: str):
         if name == "laplace":
