@@ -27,6 +27,7 @@ from .. import __version__
 from .._validation import check_positive
 from ..inference.base import Predictive
 from ..inference.mixed.design import group_columns
+from ..inference.persistence import from_state, to_state
 from ..training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint, train_module
 from .diglm import FlowOutputs, build_diglm
 
@@ -366,29 +367,39 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted flow and point head (state_dict + JSON-able config) atomically to ``path``.
+        """Write the fitted estimator atomically to ``path``, checksummed: the flow and point head (``state_dict``),
+        the posterior head whatever ``posterior`` is (its fitted state as tensors plus JSON,
+        :func:`bayes_diglm.inference.persistence.to_state`), the parameters, the history and a JSON-able config.
 
-        Only ``posterior="point"`` estimators are saved this way: a posterior head holds fitted NumPy state of
-        its own that a ``weights_only`` checkpoint cannot hold (pickle such an estimator, from trusted files
-        only, or refit its head).
+        :meth:`load` reads it with ``torch.load(weights_only=True)``: no pickle, no code from the file.
         """
         check_is_fitted(self)
-        if self.posterior != "point":
-            raise ValueError(f"save() stores posterior='point' estimators only, not posterior={self.posterior!r}")
-        return save_checkpoint({"model": self.model_.state_dict(), "config": self.config_,
-                                "params": _jsonable(self.get_params(deep=False)),
-                                "history": self.history_.as_dict()}, path)
+        payload = {"model": self.model_.state_dict(), "config": self.config_,
+                   "params": to_state(self.get_params(deep=False)), "history": self.history_.as_dict(),
+                   "posterior": None if self.posterior_ is None else to_state(self.posterior_)}
+        if hasattr(self, "noise_normaliser_"):
+            payload["noise_normaliser"] = float(self.noise_normaliser_)
+        if hasattr(self, "feature_names_in_"):
+            payload["feature_names"] = [str(name) for name in self.feature_names_in_]
+        return save_checkpoint(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        """Read a model written by :meth:`save` (never runs code from the file)."""
+        """Read an estimator written by :meth:`save` (never runs code from the file); predictions equal the saved
+        estimator's."""
         ckpt = load_checkpoint(path)
         config = ckpt.get("config") or {}
         if config.get("estimator") != cls.__name__:
             raise CheckpointError(
                 f"{str(path)!r} holds a {config.get('estimator')!r}, not a {cls.__name__} checkpoint"
             )
-        est = cls(**{k: v for k, v in ckpt.get("params", {}).items() if k in cls._get_param_names()})
+        try:
+            params = from_state(ckpt["params"])
+            posterior = None if ckpt.get("posterior") is None else from_state(ckpt["posterior"])
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as err:
+            raise CheckpointError(f"{str(path)!r} holds parameters or a posterior head this version cannot read: "
+                                  f"{err}") from err
+        est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         model = build_diglm(config["flow_config"], config["head_config"], config["px_weight"])
         model = model.to(getattr(torch, config.get("dtype", "float32")))
         try:
@@ -401,7 +412,11 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         est.model_ = model.eval()
         est.config_ = config
         est.history_ = TrainHistory.from_dict(ckpt["history"])
-        est.posterior_ = None
+        est.posterior_ = posterior
+        if "noise_normaliser" in ckpt:
+            est.noise_normaliser_ = float(ckpt["noise_normaliser"])
+        if ckpt.get("feature_names") is not None:
+            est.feature_names_in_ = np.asarray(ckpt["feature_names"], dtype=object)
         shape = tuple(model.flow.event_shape)
         est.n_features_in_ = int(shape[0])  # scikit-learn counts X.shape[1] (channels for images)
         est._restore_extra(config)
@@ -419,15 +434,6 @@ def _group_rows(groups, rows: np.ndarray):
     if isinstance(groups, Mapping):
         return {key: np.asarray(value)[rows] for key, value in groups.items()}
     return np.asarray(groups)[rows]
-
-
-def _jsonable(params: dict) -> dict:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, dict):
-            v = {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()}
-        out[k] = v
-    return out
 
 
 class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):

@@ -1,0 +1,160 @@
+"""A fitted posterior head as tensors plus JSON, for ``weights_only`` checkpoints (no pickle, no code from files).
+
+:func:`to_state` turns a head (its parameters and fitted attributes, with the NumPy arrays, dataclasses and
+factor objects they hold) into ``{"json": str, "tensors": {name: tensor}}``: numbers, strings, lists, dicts,
+tensors, which :func:`bayes_diglm.training.save_checkpoint` writes and checksums and
+``torch.load(weights_only=True)`` reads back. :func:`from_state` rebuilds it. The JSON names the
+classes of the objects; only classes defined in ``bayes_diglm`` (and scipy's ``OptimizeResult``) are rebuilt,
+by setting their attributes (no constructor, ``__setstate__`` or other code of the file's choosing runs), and
+anything else is refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import scipy.optimize
+import torch
+
+__all__ = ["to_state", "from_state"]
+
+_PACKAGE = "bayes_diglm"
+
+
+def to_state(obj) -> dict:
+    """``{"json": str, "tensors": dict}`` holding ``obj`` whole: a head, or plain data such as an estimator's
+    parameters (raises ``TypeError`` naming what it cannot hold)."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = _encode(obj, tensors, type(obj).__name__)
+    return {"json": json.dumps(tree), "tensors": tensors}
+
+
+def from_state(state: dict):
+    """The object that :func:`to_state` stored (``ValueError`` for content it did not write)."""
+    if not isinstance(state, dict) or not isinstance(state.get("json"), str) or not isinstance(
+            state.get("tensors"), dict):
+        raise ValueError("a stored state is a dict with a 'json' string and a 'tensors' dict")
+    try:
+        tree = json.loads(state["json"])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"the posterior head's state is not valid JSON: {err}") from err
+    return _decode(tree, state["tensors"])
+
+
+def _encode(obj, tensors: dict, path: str):
+    if obj is None or type(obj) in (bool, int, float, str):
+        return obj  # JSON keeps 1 and 1.0 apart, and writes NaN / Infinity
+    if isinstance(obj, np.generic):
+        return {"scalar": obj.dtype.str, "value": _encode(obj.item(), tensors, path)}
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "biuf":
+            key = str(len(tensors))
+            tensors[key] = torch.from_numpy(np.array(obj, order="C", copy=True))
+            return {"ndarray": key, "dtype": obj.dtype.str}
+        if obj.dtype.kind in "USO":
+            items = [_encode(v, tensors, f"{path}[{i}]") for i, v in enumerate(obj.reshape(-1).tolist())]
+            return {"items": items, "dtype": obj.dtype.str, "shape": list(obj.shape)}
+        raise TypeError(f"cannot store {path}: an array of dtype {obj.dtype}")
+    if isinstance(obj, torch.Tensor):
+        key = str(len(tensors))
+        tensors[key] = obj.detach().cpu().clone()
+        return {"tensor": key}
+    if isinstance(obj, scipy.optimize.OptimizeResult):  # diagnostics; its operators (hess_inv) are left out
+        kept = {}
+        for k, v in obj.items():
+            try:
+                kept[k] = _encode(v, tensors, f"{path}.{k}")
+            except TypeError:
+                continue
+        return {"optimize_result": [[k, v] for k, v in kept.items()]}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return {"object": _class_path(obj, path),
+                "fields": [_encode(v, tensors, f"{path}.{f}") for f, v in zip(obj._fields, obj, strict=True)]}
+    if type(obj) in (list, tuple):
+        return {type(obj).__name__: [_encode(v, tensors, f"{path}[{i}]") for i, v in enumerate(obj)]}
+    if type(obj) is dict:
+        return {"dict": [[_encode(k, tensors, f"{path} key"), _encode(v, tensors, f"{path}[{k!r}]")]
+                         for k, v in obj.items()]}
+    cls_path = _class_path(obj, path)
+    if hasattr(obj, "__dict__"):
+        attrs = vars(obj)
+    else:
+        attrs = {name: getattr(obj, name) for name in getattr(type(obj), "__slots__", ()) if hasattr(obj, name)}
+    return {"object": cls_path, "attrs": {k: _encode(v, tensors, f"{path}.{k}") for k, v in attrs.items()}}
+
+
+def _class_path(obj, path: str) -> str:
+    cls = type(obj)
+    if not (cls.__module__ == _PACKAGE or cls.__module__.startswith(_PACKAGE + ".")):
+        raise TypeError(f"cannot store {path}: a {cls.__module__}.{cls.__qualname__} (only bayes_diglm's own "
+                        "classes, NumPy arrays, tensors and plain data are stored)")
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve(cls_path: str) -> type:
+    module_name, _, qualname = cls_path.partition(":")
+    if not (module_name == _PACKAGE or module_name.startswith(_PACKAGE + ".")) or not qualname:
+        raise ValueError(f"refused to rebuild {cls_path!r}: not a bayes_diglm class")
+    try:
+        obj = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"the state names {cls_path!r}, which this bayes_diglm does not have") from err
+    if not isinstance(obj, type) or obj.__module__ != module_name:
+        raise ValueError(f"refused to rebuild {cls_path!r}: not a class defined in {module_name}")
+    return obj
+
+
+def _tensor(tensors: dict, key) -> torch.Tensor:
+    value = tensors.get(key)
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"the state refers to tensor {key!r}, which it does not hold")
+    return value
+
+
+def _decode(node, tensors: dict):
+    if node is None or type(node) in (bool, int, float, str):
+        return node
+    if not isinstance(node, dict) or len(node) == 0:
+        raise ValueError(f"unexpected node in a posterior head's state: {node!r}"[:200])
+    if "scalar" in node:
+        return np.dtype(node["scalar"]).type(_decode(node["value"], tensors))
+    if "ndarray" in node:
+        arr = _tensor(tensors, node["ndarray"]).numpy().copy()
+        return arr.astype(np.dtype(node["dtype"]), copy=False)
+    if "items" in node:
+        dtype = np.dtype(node["dtype"])
+        items = [_decode(v, tensors) for v in node["items"]]
+        arr = np.empty(len(items), dtype=dtype)
+        for i, v in enumerate(items):
+            arr[i] = v
+        return arr.reshape(node["shape"])
+    if "tensor" in node:
+        return _tensor(tensors, node["tensor"]).clone()
+    if "list" in node:
+        return [_decode(v, tensors) for v in node["list"]]
+    if "tuple" in node:
+        return tuple(_decode(v, tensors) for v in node["tuple"])
+    if "dict" in node:
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in node["dict"]}
+    if "optimize_result" in node:
+        return scipy.optimize.OptimizeResult({k: _decode(v, tensors) for k, v in node["optimize_result"]})
+    if "object" in node:
+        cls = _resolve(node["object"])
+        if "fields" in node:
+            if not (issubclass(cls, tuple) and hasattr(cls, "_fields")):
+                raise ValueError(f"{node['object']!r} is not a named tuple")
+            return cls(*(_decode(v, tensors) for v in node["fields"]))
+        obj = object.__new__(cls)
+        attrs = {k: _decode(v, tensors) for k, v in node.get("attrs", {}).items()}
+        if hasattr(obj, "__dict__"):
+            obj.__dict__.update(attrs)
+        else:
+            for k, v in attrs.items():
+                object.__setattr__(obj, k, v)
+        return obj
+    raise ValueError(f"unexpected node in a posterior head's state: {sorted(node)}")
+
