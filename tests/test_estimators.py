@@ -407,3 +407,31 @@ def test_groups_of_several_factors_are_sliced_per_factor(form):
                                rtol=1e-10, atol=1e-10)
     with pytest.raises(ValueError, match="grouping column 'b' has 199 entries"):
         _fast(DIGLMRegressor, epochs=1, posterior=head).fit(X, y, groups={**factors, "b": factors["b"][:-1]})
+
+
+@pytest.mark.parametrize("head", ["heteroscedastic", "gaussian"])
+def test_laplace_posterior_for_gaussian_heads_takes_the_learned_noise_as_known(head):
+    """posterior='laplace' on a Gaussian head: N(beta | m, S) with the point head's noise variances sigma^2(z_i)
+    as known, against the weighted least-squares closed form; the predictive adds sigma^2(z*) at each new row."""
+    from bayes_diglm.inference import LaplaceRegressor
+
+    X, y = _regression(150)
+    y = y * (1.0 + 0.5 * np.abs(X[:, 0]))
+    reg = _fast(DIGLMRegressor, head=head, posterior="laplace").fit(X, y)
+    assert isinstance(reg.posterior_, LaplaceRegressor) and reg.posterior_.likelihood == "gaussian"
+    Z = reg.transform(X)
+    with torch.no_grad():
+        zt = torch.from_numpy(Z).to(reg._dtype())
+        if head == "heteroscedastic":
+            var = torch.exp(reg.model_.head.noise_log_var(zt)).double().numpy()
+        else:
+            var = np.full(150, float(reg.model_.head.likelihood.noise_variance))
+    A = np.column_stack([Z, np.ones(150)])
+    prior = np.diag([reg.posterior_.prior_precision] * Z.shape[1] + [reg.posterior_.intercept_prior_precision])
+    precision = A.T @ (A / var[:, None]) + prior
+    mean = np.linalg.solve(precision, A.T @ (y / var))
+    np.testing.assert_allclose(np.append(reg.posterior_.coef_, reg.posterior_.intercept_), mean, rtol=1e-6, atol=1e-8)
+    pred = reg.predict_dist(X[:10])
+    quad = np.einsum("ij,ij->i", A[:10], np.linalg.solve(precision, A[:10].T).T)
+    np.testing.assert_allclose(pred.mean, A[:10] @ mean, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(pred.variance, quad + var[:10], rtol=1e-5)

@@ -366,12 +366,15 @@ class PosteriorHead(BaseEstimator):
 
     def predict_dist(self, Z) -> Predictive:
         """The predictive distribution at the rows of ``Z``: the likelihood integrated over the posterior."""
-        Z = self._validate_Z(Z)
+        return self._predictive_of(self._validate_Z(Z), self.likelihood_)
+
+    def _predictive_of(self, Z: np.ndarray, likelihood: Likelihood) -> Predictive:
+        """``likelihood`` integrated over the posterior of the linear predictor at validated rows ``Z``."""
         mean, cov = self._predictor_moments(Z)
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
             raise ValueError("the predictive overflowed float64 at these inputs (linear predictor or its variance "
                              "is not finite): Z lies far outside the training range; standardise the features")
-        dist = self.likelihood_.predictive(torch.from_numpy(mean), torch.from_numpy(cov))
+        dist = likelihood.predictive(torch.from_numpy(mean), torch.from_numpy(cov))
         return Predictive(dist, classes=getattr(self, "classes_", None))
 
 

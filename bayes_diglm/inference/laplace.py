@@ -772,6 +772,13 @@ class LaplaceRegressor(RegressorMixin, _LaplaceHead):
     ``N(m, v + noise_variance)``. Poisson ``y`` must be non-negative; non-integer values use the continuous extension
     ``y eta - exp(eta) - log Gamma(y + 1)`` of the log-likelihood (as scikit-learn's ``PoissonRegressor``).
 
+    ``sample_weight`` weights each row's log-likelihood; for ``likelihood="gaussian"`` that is a known relative
+    noise precision (``y_i ~ N(beta^T z_i + beta_0, noise_variance / w_i)``, the form in which a DIGLM's
+    heteroscedastic head hands over its learned variances), and :meth:`predict_dist` takes the new rows' ``w``.
+    (:meth:`log_evidence` counts a weight as repeated rows, scikit-learn's convention: for the Gaussian, the
+    evidence with noise ``noise_variance / w_i`` is that plus the constant ``sum_i (w_i - 1) log(2 pi
+    noise_variance) / 2 + sum_i log(w_i) / 2``, which does not move the prior precision it selects.)
+
     The other parameters are those of :class:`LaplaceClassifier` (without ``classes``);
     ``intercept_prior_precision`` defaults to ``1e-6`` (nearly flat: the overall level is not shrunk).
 
@@ -842,6 +849,24 @@ class LaplaceRegressor(RegressorMixin, _LaplaceHead):
                 self.likelihood_ = Gaussian(check_positive(self.noise_variance, "noise_variance"))
             self._fit_design(self._design(Z), np.asarray(y, dtype=np.float64), w)
         return self
+
+    def predict_dist(self, Z, sample_weight=None) -> Predictive:
+        """The predictive at the rows of ``Z`` (Poisson-lognormal, or exactly ``N(m, v + noise_variance / w)``).
+
+        ``sample_weight`` (``likelihood="gaussian"`` only): known relative noise precisions ``w`` of the new rows,
+        as in ``fit`` (``y ~ N(beta^T z, noise_variance / w)``); default 1.
+        """
+        Z = self._validate_Z(Z)
+        return self._predictive_of(Z, self._draw_likelihood({}, Z.shape[0], sample_weight))
+
+    def _draw_likelihood(self, draws: dict, n: int, sample_weight) -> Likelihood:
+        if sample_weight is None:
+            return self.likelihood_
+        if not isinstance(self.likelihood_, Gaussian):
+            raise ValueError("sample_weight at prediction time holds noise precisions, which only "
+                             "likelihood='gaussian' has")
+        w = self._validate_weights(sample_weight, n, positive=True)
+        return Gaussian(torch.from_numpy(self.likelihood_.noise_variance / w))
 
     def predict(self, Z) -> np.ndarray:
         """Predictive mean: ``exp(m + v / 2)`` (Poisson) or ``m`` (Gaussian) for the predictor's ``N(m, v)``."""

@@ -250,6 +250,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
             Z, _, precision = self._outputs(X[train_rows])
             if precision is not None and self._uses_noise_weights_for(template):
                 self.noise_normaliser_ = float(precision.mean())
+            self._set_known_noise(template)
             head_groups = None if groups is None else _group_rows(groups, train_rows)
             self.posterior_ = template
             self.posterior_.fit(Z, y_head[train_rows], **self._head_kwargs(precision, head_groups))
@@ -257,6 +258,9 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
 
     def _uses_noise_weights_for(self, template) -> bool:
         return False
+
+    def _set_known_noise(self, template) -> None:
+        """Give the head the trained point head's noise where it takes a known one (regression)."""
 
     def _extra_config(self) -> dict:
         return {}
@@ -426,6 +430,12 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         pass
 
 
+def _known_gaussian_noise(template) -> bool:
+    from ..inference.laplace import LaplaceRegressor
+
+    return isinstance(template, LaplaceRegressor) and template.likelihood == "gaussian"
+
+
 def _group_rows(groups, rows: np.ndarray):
     """The rows ``rows`` of ``groups``, each grouping factor sliced, keeping its form (an array, a mapping of
     factors, a pandas DataFrame or Series) so that the mixed heads find the factors by name."""
@@ -447,7 +457,9 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             in ``z``), ``"gaussian"`` (one noise scale) or ``"poisson"`` (log link, counts).
         posterior: ``"point"`` (the trained head as is), ``"conjugate"`` (exact Normal-Inverse-Gamma over
             beta and sigma^2, with the heteroscedastic head's learned noise precisions as known weights;
-            Gaussian heads), ``"laplace"`` (Laplace over beta, head="poisson"), ``"mixed"``
+            Gaussian heads), ``"laplace"`` (Laplace over beta: for head="poisson" the Poisson Laplace head, for the
+            Gaussian heads the Gaussian posterior over beta with the trained head's noise variances taken as known,
+            ``LaplaceRegressor(likelihood="gaussian")``; conjugate also integrates sigma^2 out), ``"mixed"``
             (random effects per group: pass ``groups`` to fit and predict), or a posterior head instance
             (cloned and fitted; its parameters are nested, ``posterior__prior_precision``).
         px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
@@ -539,12 +551,9 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
 
             return ConjugateLinearRegression()
         if name == "laplace":
-            if self.head != "poisson":
-                raise ValueError("posterior='laplace' is the Poisson head's Bayesian head; Gaussian heads take the "
-                                 "exact posterior='conjugate'")
             from ..inference.laplace import LaplaceRegressor
 
-            return LaplaceRegressor(likelihood="poisson")
+            return LaplaceRegressor(likelihood="poisson" if self.head == "poisson" else "gaussian")
         from ..inference.mixed import MixedEffectsRegression
 
         return MixedEffectsRegression()
@@ -552,7 +561,19 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
     def _uses_noise_weights_for(self, template) -> bool:
         from ..inference.conjugate import ConjugateLinearRegression
 
-        return self.head == "heteroscedastic" and isinstance(template, ConjugateLinearRegression)
+        return self.head == "heteroscedastic" and (isinstance(template, ConjugateLinearRegression)
+                                                   or _known_gaussian_noise(template))
+
+    def _set_known_noise(self, template) -> None:
+        """A Gaussian Laplace head takes the noise as known: the trained head's ``sigma^2`` (head="gaussian"), or
+        with the heteroscedastic head ``1 / noise_normaliser_``, so that with the weights ``w_i = precision_i /
+        noise_normaliser_`` each row's variance is the learned ``sigma^2(z_i)``."""
+        if not _known_gaussian_noise(template):
+            return
+        if self.head == "heteroscedastic":
+            template.set_params(noise_variance=1.0 / self.noise_normaliser_)
+        elif self.head == "gaussian":
+            template.set_params(noise_variance=float(self.model_.head.likelihood.noise_variance))
 
     def _uses_noise_weights(self) -> bool:
         return self._uses_noise_weights_for(self.posterior_) and hasattr(self, "noise_normaliser_")
