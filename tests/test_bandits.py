@@ -248,3 +248,44 @@ def test_flowlinear_observe_adds_unlabeled_contexts_to_the_density_pool():
     for _ in range(5):
         agent.update(x, agent.act(x), 1.0)
     assert np.isfinite(agent.log_px(np.zeros((3, 2)))).all()
+
+
+@pytest.mark.parametrize("reset_lr", [False, True])
+def test_network_agents_train_through_train_module_exactly_as_the_published_loop(reset_lr):
+    """NeuralLinear retrains by train_module (agent's TF1 RMSProp kept across retrainings, run-long inverse-time
+    decay, minibatches with replacement from the agent's rng): the same parameters, to the bit, as the loop of
+    the released code written out here."""
+    import torch
+    from torch import nn
+
+    def reference_retrain(agent):
+        contexts, arms, rewards = agent.history.data()
+        X, A, R = torch.from_numpy(contexts).float(), torch.from_numpy(arms), torch.from_numpy(rewards).float()
+        group = agent.optimizer.param_groups[0]
+        agent.module.train()
+        for i in range(agent.train_steps):
+            t = i if agent.reset_lr else agent.train_steps_done_ + i
+            group["lr"] = agent.lr / (1.0 + agent.lr_decay * t)
+            idx = torch.from_numpy(agent.rng.integers(0, X.shape[0], size=agent.batch_size))
+            loss = agent._loss(X[idx], A[idx], R[idx])
+            agent.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.module.parameters(), agent.clip_grad)
+            agent.optimizer.step()
+        agent.module.eval()
+        agent.train_steps_done_ += agent.train_steps
+
+    ours, ref = (NeuralLinear(3, 2, train_every=15, train_steps=4, batch_size=8, reset_lr=reset_lr, seed=2)
+                 for _ in range(2))
+    ref._retrain = lambda: reference_retrain(ref)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        x = rng.normal(size=2)
+        arm = ours.act(x)
+        assert ref.act(x) == arm
+        reward = float(x[0] * (arm - 1) + 0.1 * rng.normal())
+        ours.update(x, arm, reward)
+        ref.update(x, arm, reward)
+    for p, q in zip(ours.module.parameters(), ref.module.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert ours.optimizer.param_groups[0]["lr"] == ref.optimizer.param_groups[0]["lr"]

@@ -273,3 +273,35 @@ def test_resume_refuses_another_architecture_and_keeps_the_callers_lr(tmp_path):
 def test_realnvp_rejects_a_non_positive_scale_bound():
     with pytest.raises(ValueError, match="scale_bound"):
         realnvp(3, scale_bound=0.0)
+
+
+def test_train_module_takes_an_optimiser_a_schedule_and_draws_with_replacement():
+    """optimizer= is stepped as given (its state kept), lr_schedule(step) sets each step's rate, and
+    WithReplacement draws its batches lazily from the caller's rng; conflicting options are refused."""
+    from bayes_diglm.training import WithReplacement
+
+    class Mean(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mu = torch.nn.Parameter(torch.zeros(()))
+            self.rows = []
+
+        def forward(self, x, y):
+            self.rows.append(y.clone())
+            return -((x[:, 0] - self.mu) ** 2).mean(), {}
+
+    X = torch.arange(10.0)[:, None]
+    model = Mean()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    rates = []
+    history = train_module(model, X, torch.arange(10), epochs=1, batch_size=4, optimizer=opt, quiet=True,
+                           lr_schedule=lambda t: rates.append(0.1 / (1 + t)) or rates[-1],
+                           batch_sampler=WithReplacement(3, 4, rng=np.random.default_rng(7)))
+    expected = np.random.default_rng(7).integers(0, 10, size=(3, 4))
+    np.testing.assert_array_equal(torch.stack(model.rows).numpy(), expected)
+    assert rates == [0.1, 0.05, 0.1 / 3] and opt.param_groups[0]["lr"] == 0.1 / 3
+    assert len(history.epochs) == 1 and history.epochs[0]["loss"] > 0
+    with pytest.raises(ValueError, match="lr_schedule or warmup_steps"):
+        train_module(model, X, torch.arange(10), lr_schedule=lambda t: 0.1, warmup_steps=3, quiet=True)
+    with pytest.raises(ValueError, match="batch_sampler is not combined"):
+        train_module(model, X, torch.arange(10), batch_sampler=WithReplacement(1, 2), X_unlabeled=X, quiet=True)

@@ -14,6 +14,7 @@ from ..flows.base import ActNorm
 from ..flows.realnvp import realnvp
 from ..inference.nig import NormalInverseGamma
 from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..training.loop import WithReplacement, train_module
 
 __all__ = [
     "BanditAgent",
@@ -287,6 +288,19 @@ def _rmsprop(params, lr: float, kind: str) -> torch.optim.RMSprop:
     return opt
 
 
+class _HistoryObjective(nn.Module):
+    """An agent's network as a :func:`train_module` objective: ``objective(contexts, rows)`` is minus the agent's
+    loss on those history rows (their pulled arms and rewards), so the loop's targets are the row numbers."""
+
+    def __init__(self, module: nn.Module, loss, arms: torch.Tensor, rewards: torch.Tensor) -> None:
+        super().__init__()
+        self.module = module
+        self.loss, self.arms, self.rewards = loss, arms, rewards
+
+    def forward(self, contexts: torch.Tensor, rows: torch.Tensor):
+        return -self.loss(contexts, self.arms[rows], self.rewards[rows]), {}
+
+
 class _NetworkAgent(_PosteriorAgent):
     """A feature learner retrained every ``train_every`` updates for ``train_steps`` RMSProp minibatch steps.
 
@@ -331,21 +345,17 @@ class _NetworkAgent(_PosteriorAgent):
         return self.steps_ % self.train_every == 0
 
     def _retrain(self) -> None:
+        """``train_steps`` minibatches with replacement from the history, by :func:`train_module` with the agent's
+        own optimiser (its state carries over between retrainings) and the run-long inverse-time decay."""
         contexts, arms, rewards = self.history.data()
-        X = torch.from_numpy(contexts).float()
-        A, R = torch.from_numpy(arms), torch.from_numpy(rewards).float()
-        group = self.optimizer.param_groups[0]
-        self.module.train()
+        X, A, R = torch.from_numpy(contexts).float(), torch.from_numpy(arms), torch.from_numpy(rewards).float()
+        objective = _HistoryObjective(self.module, self._loss, A, R)
+        start = 0 if self.reset_lr else self.train_steps_done_
         try:
-            for i in range(self.train_steps):
-                t = i if self.reset_lr else self.train_steps_done_ + i
-                group["lr"] = self.lr / (1.0 + self.lr_decay * t)
-                idx = torch.from_numpy(self.rng.integers(0, X.shape[0], size=self.batch_size))
-                loss = self._loss(X[idx], A[idx], R[idx])
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.module.parameters(), self.clip_grad)
-                self.optimizer.step()
+            train_module(objective, X, torch.arange(X.shape[0]), epochs=1, batch_size=self.batch_size, lr=self.lr,
+                         clip_grad=self.clip_grad, optimizer=self.optimizer, seed=self.seed, quiet=True,
+                         lr_schedule=lambda t: self.lr / (1.0 + self.lr_decay * (start + t)),
+                         batch_sampler=WithReplacement(self.train_steps, self.batch_size, rng=self.rng))
         finally:
             self.module.eval()
             self.train_steps_done_ += self.train_steps

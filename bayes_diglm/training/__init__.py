@@ -7,7 +7,7 @@ statistics over a stream of chunks and resumes after a crash.
 """
 
 from .checkpoint import DIGEST_KEY, CheckpointError, content_digest, load_checkpoint, save_checkpoint
-from .loop import NonFiniteLossError, TrainHistory, batched, evaluate_module, train_module
+from .loop import NonFiniteLossError, TrainHistory, WithReplacement, batched, evaluate_module, train_module
 from .stream import accumulate_stats
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "NonFiniteLossError",
     "TrainHistory",
+    "WithReplacement",
     "accumulate_stats",
     "batched",
     "content_digest",

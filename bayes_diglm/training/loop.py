@@ -23,7 +23,7 @@ from .._validation import check_positive
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["train_module", "evaluate_module", "batched", "NonFiniteLossError", "TrainHistory",
-           "semi_supervised_split"]
+           "semi_supervised_split", "WithReplacement"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -88,6 +88,35 @@ def _epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Itera
     return order.split(batch_size)
 
 
+class WithReplacement:
+    """A ``batch_sampler`` for :func:`train_module`: ``num_batches`` minibatches of ``batch_size`` rows drawn
+    uniformly *with* replacement (the protocol of Riquelme et al.'s bandit networks).
+
+    The rows come from ``rng`` (a NumPy Generator the caller keeps, so that draws continue its stream across
+    calls, interleaved with the objective's own draws in order) or, with ``rng=None``, from the epoch's
+    seeded torch generator. Draws are lazy: batch ``k`` is drawn when the loop asks for it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sampler = WithReplacement(3, 4, rng=np.random.default_rng(0))
+    >>> [tuple(b.shape) for b in sampler(10, None)]
+    [(4,), (4,), (4,)]
+    """
+
+    def __init__(self, num_batches: int, batch_size: int, *, rng=None) -> None:
+        if int(num_batches) < 1 or int(batch_size) < 1:
+            raise ValueError(f"num_batches and batch_size must be positive, got {num_batches!r} and {batch_size!r}")
+        self.num_batches, self.batch_size, self.rng = int(num_batches), int(batch_size), rng
+
+    def __call__(self, n: int, generator: torch.Generator | None) -> Iterable[torch.Tensor]:
+        for _ in range(self.num_batches):
+            if self.rng is not None:
+                yield torch.from_numpy(self.rng.integers(0, n, size=self.batch_size))
+            else:
+                yield torch.randint(0, n, (self.batch_size,), generator=generator)
+
+
 def semi_supervised_split(batch_size: int, labeled_fraction: float) -> tuple[int, int]:
     """Labelled and unlabelled rows per minibatch: ``round(labeled_fraction * batch_size)``, at least one each."""
     if not 0.0 < float(labeled_fraction) < 1.0:
@@ -147,8 +176,12 @@ def train_module(
     distributed: bool = False,
     X_unlabeled: torch.Tensor | None = None,
     labeled_fraction: float = 0.5,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
+    batch_sampler: Callable[[int, torch.Generator], Iterable[torch.Tensor]] | None = None,
 ) -> TrainHistory:
-    """Train ``model`` by maximising its objective (``model(x, y) -> (objective, parts)``) with Adam.
+    """Train ``model`` by maximising its objective (``model(x, y) -> (objective, parts)``) with Adam (or the
+    given optimiser).
 
     Each epoch shuffles with a generator seeded by ``(seed, epoch)`` and reseeds torch's global generator the
     same way (dequantisation noise), so a run resumed from an epoch's checkpoint continues exactly as an
@@ -186,6 +219,16 @@ def train_module(
             An epoch is one pass over the larger set (for its share of the batch); the smaller set is
             reshuffled and cycled. Not combined with ``distributed``.
         labeled_fraction: the labelled share of each minibatch with ``X_unlabeled``.
+        optimizer: an optimiser over ``model``'s parameters to step instead of a fresh Adam (``lr`` and
+            ``weight_decay`` are then its own). Its state is kept, so a caller that trains the same module
+            again and again (a bandit agent every ``train_every`` pulls) continues one optimiser run.
+        lr_schedule: the learning rate at each optimiser step, ``lr_schedule(step)`` with ``step`` counted from
+            0 in this run (a resumed run continues the count), e.g. TensorFlow's inverse-time decay
+            ``lambda t: lr / (1 + decay * (t0 + t))``. Not combined with ``warmup_steps``.
+        batch_sampler: an epoch's minibatches as row-index tensors, ``batch_sampler(n, generator)`` with the
+            epoch's seeded generator; default a shuffled pass over the rows in batches of ``batch_size``.
+            :class:`WithReplacement` draws a fixed number of minibatches with replacement. Not combined with
+            ``X_unlabeled`` or ``distributed``.
 
     Returns:
         TrainHistory with one record per epoch: ``loss`` (negative objective) and the means of the module's
@@ -206,11 +249,17 @@ def train_module(
             raise ValueError(f"X_unlabeled must be non-empty with rows of shape {tuple(X.shape[1:])}, got "
                              f"{tuple(X_unlabeled.shape)}")
         per_batch = semi_supervised_split(batch_size, labeled_fraction)
+    if lr_schedule is not None and int(warmup_steps) > 0:
+        raise ValueError("give lr_schedule or warmup_steps, not both (a warm-up is one schedule)")
+    if batch_sampler is not None and (X_unlabeled is not None or distributed):
+        raise ValueError("batch_sampler is not combined with X_unlabeled or distributed=True (they draw their own "
+                         "batches)")
     ctx = _distributed_context(batch_size) if distributed else None
     model.to(device)
-    run = _TrainingRun(model, torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
-                       lr=lr, warmup_steps=warmup_steps, clip_grad=clip_grad, on_nonfinite=on_nonfinite,
-                       distributed=distributed)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    run = _TrainingRun(model, optimizer, lr=lr, warmup_steps=warmup_steps, clip_grad=clip_grad,
+                       on_nonfinite=on_nonfinite, distributed=distributed, lr_schedule=lr_schedule)
     start_epoch = 0
     if resume and Path(checkpoint_path).exists():
         ckpt = load_checkpoint(checkpoint_path, map_location=device)
@@ -228,6 +277,8 @@ def train_module(
     steps_per_epoch = math.ceil(n / batch_size)
     if per_batch is not None:
         steps_per_epoch = max(math.ceil(n / per_batch[0]), math.ceil(X_unlabeled.shape[0] / per_batch[1]))
+    if batch_sampler is not None:
+        steps_per_epoch = int(getattr(batch_sampler, "num_batches", steps_per_epoch))
     net, main_process = model, True
     if ctx is not None:
         from .distributed import barrier, distributed_batches, wrap_ddp
@@ -251,9 +302,13 @@ def train_module(
                     pairs = ((torch.cat([X[li], X_unlabeled[ui]]), y[li]) for li, ui in
                              _semi_supervised_batches(n, X_unlabeled.shape[0], per_batch, generator))
                 else:
-                    batches = (distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003,
-                                                   rank=ctx.rank, world_size=ctx.world_size)
-                               if ctx is not None else _epoch_batches(n, batch_size, generator))
+                    if ctx is not None:
+                        batches = distributed_batches(n, batch_size, epoch=epoch, seed=seed * 1_000_003,
+                                                      rank=ctx.rank, world_size=ctx.world_size)
+                    elif batch_sampler is not None:
+                        batches = batch_sampler(n, generator)
+                    else:
+                        batches = _epoch_batches(n, batch_size, generator)
                     pairs = ((X[idx], y[idx]) for idx in batches)
                 record = run.epoch(net, pairs, epoch=epoch, device=device, bar=bar, ctx=ctx)
                 stop_early = run.validate(record, X_val, y_val, epoch=epoch, patience=patience,
@@ -330,9 +385,10 @@ def _distributed_context(batch_size: int):
 class _TrainingRun:
     """The mutable state of one training run (optimizer, step count, history, early stopping) and its steps."""
 
-    def __init__(self, model: torch.nn.Module, optimizer, *, lr, warmup_steps, clip_grad, on_nonfinite, distributed):
+    def __init__(self, model: torch.nn.Module, optimizer, *, lr, warmup_steps, clip_grad, on_nonfinite, distributed,
+                 lr_schedule=None):
         self.model, self.optimizer = model, optimizer
-        self.lr, self.warmup_steps, self.clip_grad = lr, warmup_steps, clip_grad
+        self.lr, self.warmup_steps, self.clip_grad, self.lr_schedule = lr, warmup_steps, clip_grad, lr_schedule
         self.on_nonfinite, self.distributed = on_nonfinite, distributed
         self.history = TrainHistory()
         self.best_state, self.best_value, self.bad_epochs, self.step = None, -math.inf, 0, 0
@@ -360,7 +416,10 @@ class _TrainingRun:
 
     def _update(self, net, xb, yb, epoch: int):
         """One optimizer step; returns the batch's parts, or None when a non-finite batch was skipped."""
-        if self.warmup_steps > 0:
+        if self.lr_schedule is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_schedule(self.step)
+        elif self.warmup_steps > 0:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup_steps)
         value, parts = net(xb, yb)
