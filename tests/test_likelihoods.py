@@ -210,3 +210,20 @@ def test_predictive_count_interval_covers():
     draws = pred.sample(50_000, generator=2)[:, 0]
     inside = np.mean((draws >= lo[0]) & (draws <= hi[0]))
     assert inside >= 0.9 and np.mean(draws < lo[0]) <= 0.05 and np.mean(draws > hi[0]) <= 0.05
+
+
+def test_bernoulli_log_prob_equals_binary_cross_entropy_with_extreme_logits_and_soft_targets():
+    """The softplus form of the Bernoulli log-density (fast on a loaded machine) equals torch's BCE with
+    logits, to rounding, for logits up to +-700, hard and fractional targets, and broadcast draws."""
+    import torch.nn.functional as F
+
+    from bayes_diglm.likelihoods import Bernoulli
+
+    f = torch.cat([torch.linspace(-700, 700, 41), torch.randn(59, generator=torch.Generator().manual_seed(0))])
+    f = f.double()[:, None]
+    for y in (torch.ones(100), torch.zeros(100), torch.rand(100, generator=torch.Generator().manual_seed(1))):
+        y = y.double()
+        ref = -F.binary_cross_entropy_with_logits(f[:, 0], y, reduction="none")
+        torch.testing.assert_close(Bernoulli().log_prob(f, y), ref, rtol=1e-12, atol=1e-300)
+    draws = f[None].expand(3, 100, 1)
+    assert Bernoulli().log_prob(draws, torch.ones(100, dtype=torch.float64)).shape == (3, 100)
