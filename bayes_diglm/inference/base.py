@@ -224,16 +224,9 @@ class PosteriorHead(BaseEstimator):
 
     # ---- validation ------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
     def _keep_state_on_error(self):
         """Restore the fitted state when the body raises: a rejected ``fit`` leaves the head as it was."""
-        saved = dict(self.__dict__)
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        return keep_state_on_error(self)
 
     def _validate_train(self, Z, y, sample_weight=None, *, y_numeric: bool = True, positive_weights=False):
         """Validated float64 ``(Z, y, w)``; sets ``n_features_in_`` (and ``feature_names_in_``)."""
@@ -295,8 +288,8 @@ class PosteriorHead(BaseEstimator):
     def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
 
-    def posterior_dims(self, feature_names=None) -> tuple[dict[str, list[str]], dict[str, list]]:
-        """ArviZ ``dims`` and ``coords`` of the draws of :meth:`sample` (``feature``, and ``class`` for softmax)."""
+    def _feature_names(self, feature_names) -> list[str]:
+        """The ``feature`` coordinate: ``feature_names``, else ``feature_names_in_``, else ``z0, z1, ...``."""
         check_is_fitted(self)
         d = self.n_features_in_
         if feature_names is None:
@@ -304,7 +297,11 @@ class PosteriorHead(BaseEstimator):
         names = [f"z{j}" for j in range(d)] if feature_names is None else [str(v) for v in feature_names]
         if len(names) != d:
             raise ValueError(f"feature_names has {len(names)} names for {d} features")
-        coords: dict[str, list] = {"feature": names}
+        return names
+
+    def posterior_dims(self, feature_names=None) -> tuple[dict[str, list[str]], dict[str, list]]:
+        """ArviZ ``dims`` and ``coords`` of the draws of :meth:`sample` (``feature``, and ``class`` for softmax)."""
+        coords: dict[str, list] = {"feature": self._feature_names(feature_names)}
         dims = {"beta": ["feature"], "intercept": []}
         if np.ndim(self.coef_) == 2 and np.shape(self.coef_)[0] > 1:
             coords["class"] = [_plain(c) for c in self.classes_]
@@ -376,6 +373,18 @@ class PosteriorHead(BaseEstimator):
                              "is not finite): Z lies far outside the training range; standardise the features")
         dist = likelihood.predictive(torch.from_numpy(mean), torch.from_numpy(cov))
         return Predictive(dist, classes=getattr(self, "classes_", None))
+
+
+@contextlib.contextmanager
+def keep_state_on_error(obj):
+    """Restore ``obj``'s attributes when the body raises (a rejected ``fit`` leaves a head or estimator as it was)."""
+    saved = dict(obj.__dict__)
+    try:
+        yield
+    except BaseException:
+        obj.__dict__.clear()
+        obj.__dict__.update(saved)
+        raise
 
 
 def _refuse_strings(X, name: str) -> None:

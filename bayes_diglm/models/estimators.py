@@ -12,7 +12,6 @@ flow and ``transform`` gives the features; one pass through the flow gives featu
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +24,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from .. import __version__
 from .._validation import check_positive
-from ..inference.base import Predictive
+from ..inference.base import Predictive, keep_state_on_error
 from ..inference.mixed.design import group_columns
 from ..inference.persistence import from_state, to_state
 from ..training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint, train_module
@@ -43,18 +42,6 @@ CLASSIFICATION_POSTERIORS = ("point", "laplace", "svi", "mixed")
 _OUTPUT_BATCH = 1024
 # As scikit-learn's MLPs: float32 inputs train a float32 network, all others (float64, int, object) float64.
 _FLOAT_DTYPES = (np.float64, np.float32)
-
-
-@contextlib.contextmanager
-def _keep_state_on_error(estimator):
-    """Restore the estimator's attributes when the body raises: a rejected ``fit`` leaves it as it was."""
-    saved = dict(estimator.__dict__)
-    try:
-        yield
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(saved)
-        raise
 
 
 def _float64(dist: torch.distributions.Distribution) -> torch.distributions.Distribution:
@@ -195,7 +182,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         ``labeled_fraction`` labelled rows and the rest unlabelled, and the objective is
         ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
         rows' features only."""
-        with _keep_state_on_error(self):
+        with keep_state_on_error(self):
             self._check_params()
             X, y = self._validate_fit(X, y, y_numeric=self._numeric_target)
             y_t, y_head, head_config = self._training_targets(y)
@@ -633,7 +620,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             300
         """
         check_is_fitted(self)
-        with _keep_state_on_error(self):
+        with keep_state_on_error(self):
             head = self._posterior_template()
             if head is None:
                 raise ValueError("fit_posterior needs a Bayesian head: this estimator has posterior='point' (set "

@@ -235,13 +235,7 @@ class MixedHeadBase(PosteriorHead):
 
     def posterior_dims(self, feature_names=None) -> tuple[dict, dict]:
         """ArviZ dims and coords: ``feature``; each factor's levels (its name) and effects (``<name>_effect``)."""
-        check_is_fitted(self)
-        d = self.n_features_in_
-        if feature_names is None:
-            feature_names = getattr(self, "feature_names_in_", None)
-        names = [f"z{j}" for j in range(d)] if feature_names is None else [str(v) for v in feature_names]
-        if len(names) != d:
-            raise ValueError(f"feature_names has {len(names)} names for {d} features")
+        names = self._feature_names(feature_names)
         coords = {"feature": names}
         dims = {"beta": ["feature"]}
         if self.fit_intercept:
