@@ -57,7 +57,7 @@ DATASETS = ("us2001", "nyc2013")
 
 #: Per data set, the defaults that differ: network training rows (a subsample of the US training period).
 _DEFAULT_SIZES = {
-    "us2001": dict(max_train=100_000, max_val=20_000, max_test=None),
+    "us2001": dict(max_train=1_000_000, max_val=20_000, max_test=None),
     "nyc2013": dict(max_train=None, max_val=20_000, max_test=None),
 }
 _QUICK_SIZES = {
@@ -119,7 +119,7 @@ class FlightsConfig:
     test_rows: int | None = None
     stream_head: bool = True
     mixed_head: bool = True
-    max_train: int | None = 100_000
+    max_train: int | None = 1_000_000
     max_val: int | None = 20_000
     max_test: int | None = None
     num_layers: int = 4
@@ -139,7 +139,7 @@ class FlightsConfig:
 
     @classmethod
     def default(cls, dataset: str = "us2001", **overrides) -> FlightsConfig:
-        """The full run of ``dataset``: us2001 trains the networks on 100k of the 2.8M training flights."""
+        """The full run of ``dataset``: us2001 trains the networks on 1M of the 2.8M training flights."""
         if dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
         return cls(**{"dataset": dataset, **_DEFAULT_SIZES[dataset], **overrides})
@@ -735,7 +735,7 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="the demo configuration (us2001: first 200k flights, next 20k test; networks on 20k)")
     p.add_argument("--max-train", type=int, default=None, dest="max_train",
-                   help="training flights for the networks (a random subset; us2001 default 100,000)")
+                   help="training flights for the networks (a random subset; us2001 default 1,000,000)")
     p.add_argument("--train-rows", type=int, default=None, dest="train_rows",
                    help="us2001: flights in the training period (default 2,900,000)")
     p.add_argument("--test-rows", type=int, default=None, dest="test_rows",
