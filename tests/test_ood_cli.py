@@ -91,3 +91,9 @@ def test_ood_evaluate_smoke(tmp_path):
     assert (tmp_path / "score_histograms.png").is_file() and (tmp_path / "checkpoints" / "fashion_model.pt").is_file()
     again = run_ood_evaluation(tmp_path, quick=True, background=False, config=config, quiet=True)
     assert again["rows"] == result["rows"]  # the saved flow is reused, and scoring is deterministic
+    import json
+
+    assert "training (s)" not in json.loads((tmp_path / "metrics.json").read_text())["timings"]
+    # other training images (a smaller subset, same estimator settings): the saved flow must not be reused
+    run_ood_evaluation(tmp_path, quick=True, background=False, config={**config, "n_train": 150}, quiet=True)
+    assert "training (s)" in json.loads((tmp_path / "metrics.json").read_text())["timings"]

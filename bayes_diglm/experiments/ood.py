@@ -271,14 +271,20 @@ def _laplace_head(model, X, y):
 
 
 def _fitted(model, X, y, path: Path, timings: dict, what: str, background_seed: int | None = None):
-    """Load the estimator saved at ``path`` when it was fitted with the same settings, else fit and save it.
+    """Load the estimator saved at ``path`` when it was fitted with the same settings on the same training images
+    (their SHA-256 is kept beside it in ``<name>.data.json``), else fit and save it.
 
     ``background_seed`` set: the background model of :func:`fit_background` (a clone of ``model`` fitted on
     pixel-perturbed inputs, rate 0.2) instead of ``model`` itself.
     """
+    import hashlib
+    import json
+
     from ..models.estimators import load_estimator
 
-    if path.is_file():
+    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes() + np.asarray(y, dtype=np.int64).tobytes()).hexdigest()
+    record = path.with_suffix(".data.json")  # the training images' SHA-256: other images are never reused
+    if path.is_file() and record.is_file() and json.loads(record.read_text()).get("sha256") == digest:
         saved = load_estimator(path)
         if saved.get_params() == model.get_params():
             return saved
@@ -289,6 +295,7 @@ def _fitted(model, X, y, path: Path, timings: dict, what: str, background_seed: 
         fitted = fit_background(model, X, y, rate=0.2, seed=background_seed)
     timings[what] = time.perf_counter() - t
     fitted.save(path)
+    record.write_text(json.dumps({"sha256": digest, "n": int(len(y))}))
     return fitted
 
 
