@@ -254,3 +254,19 @@ def test_lambda_variants_script_runs_a_plain_and_a_scheduled_variant(tmp_path):
     assert (tmp_path / "table.md").is_file() and (tmp_path / "metrics.json").is_file()
     with pytest.raises(ValueError, match="unknown variants"):
         module.run("tiny", ["lambda 42"], tmp_path)
+
+
+def test_cli_no_background_switches_the_background_flow_off(monkeypatch, tmp_path, capsys):
+    import bayes_diglm.experiments.classification as classification
+    from bayes_diglm.cli import main
+
+    calls = []
+
+    def fake(out, **kwargs):
+        calls.append(kwargs)
+        return {"table": "t", "out": str(out), "seconds": 0.0}
+
+    monkeypatch.setattr(classification, "run_classification", fake)
+    assert main(["classify", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["classify", "--quick", "--no-background", "--out", str(tmp_path)]) == 0
+    assert calls[0]["config"] is None and calls[1]["config"] == {"background": False}

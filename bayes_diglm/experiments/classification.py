@@ -607,7 +607,7 @@ def _observations(rows: list[dict], density_rows: list[dict], ood_rows: list[dic
 def _cli_run(args) -> int:
     result = run_classification(
         args.out, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir, px_weight=args.px_weight,
-        epochs=args.epochs,
+        epochs=args.epochs, config={"background": False} if args.no_background else None,
         device=args.device, seed=args.seed, quiet=args.quiet or None,
     )
     print(result["table"])
@@ -633,6 +633,8 @@ def register(subparsers) -> None:
     p.add_argument("--px-weight", type=float, default=None,
                    help="the hybrid's lambda, weight of log p(x) (default: 0.01 / D)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: per configuration)")
+    p.add_argument("--no-background", action="store_true",
+                   help="skip the hybrid's background flow and its likelihood-ratio rows (one training fewer)")
     p.add_argument("--device", default="cpu",
                    help="cpu or cuda; cuda selects the larger configuration unless --quick (default: cpu)")
     p.set_defaults(func=_cli_run)
