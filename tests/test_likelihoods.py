@@ -212,18 +212,42 @@ def test_predictive_count_interval_covers():
     assert inside >= 0.9 and np.mean(draws < lo[0]) <= 0.05 and np.mean(draws > hi[0]) <= 0.05
 
 
-def test_bernoulli_log_prob_equals_binary_cross_entropy_with_extreme_logits_and_soft_targets():
-    """The softplus form of the Bernoulli log-density (fast on a loaded machine) equals torch's BCE with
-    logits, to rounding, for logits up to +-700, hard and fractional targets, and broadcast draws."""
+def test_bernoulli_log_prob_is_exact_at_extreme_logits_and_soft_targets():
+    """The Bernoulli log-density (written out, fast on a loaded machine) against NumPy's logaddexp form,
+    y log sigma(f) + (1 - y) log sigma(-f), for logits up to +-700 (and every 20 < |f| < 40, where softplus's
+    threshold and BCE's cancellation lose the tiny values), hard and fractional targets, and broadcast draws;
+    torch's binary_cross_entropy_with_logits agrees to its rounding."""
     import torch.nn.functional as F
 
     from bayes_diglm.likelihoods import Bernoulli
 
-    f = torch.cat([torch.linspace(-700, 700, 41), torch.randn(59, generator=torch.Generator().manual_seed(0))])
-    f = f.double()[:, None]
-    for y in (torch.ones(100), torch.zeros(100), torch.rand(100, generator=torch.Generator().manual_seed(1))):
+    f = torch.cat([torch.linspace(-700, 700, 41), torch.linspace(-40, 40, 81),
+                   torch.randn(59, generator=torch.Generator().manual_seed(0))]).double()[:, None]
+    n = f.shape[0]
+    for y in (torch.ones(n), torch.zeros(n), torch.rand(n, generator=torch.Generator().manual_seed(1))):
         y = y.double()
-        ref = -F.binary_cross_entropy_with_logits(f[:, 0], y, reduction="none")
-        torch.testing.assert_close(Bernoulli().log_prob(f, y), ref, rtol=1e-12, atol=1e-300)
-    draws = f[None].expand(3, 100, 1)
-    assert Bernoulli().log_prob(draws, torch.ones(100, dtype=torch.float64)).shape == (3, 100)
+        fn, yn = f[:, 0].numpy(), y.numpy()
+        exact = -(yn * np.logaddexp(0.0, -fn) + (1.0 - yn) * np.logaddexp(0.0, fn))
+        ours = Bernoulli().log_prob(f, y).numpy()
+        np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=1e-300 if y.max() == y.min() else 1e-12)
+        torch_bce = -F.binary_cross_entropy_with_logits(f[:, 0], y, reduction="none").numpy()
+        np.testing.assert_allclose(ours, torch_bce, rtol=1e-12, atol=1e-12)
+    draws = f[None].expand(3, n, 1)
+    assert Bernoulli().log_prob(draws, torch.ones(n, dtype=torch.float64)).shape == (3, n)
+
+
+def test_bernoulli_distributions_log_prob_equals_torchs():
+    """The Bernoulli likelihood's distribution and probit predictive are torch Bernoullis whose log_prob (written
+    out) equals torch's own, from logits and from probabilities (to torch's rounding)."""
+    from bayes_diglm.likelihoods import Bernoulli
+
+    g = torch.Generator().manual_seed(2)
+    f = (30 * torch.randn(200, 1, generator=g)).double()
+    y = (torch.rand(200, generator=g) > 0.5).double()
+    dist = Bernoulli().dist(f)
+    assert isinstance(dist, torch.distributions.Bernoulli)
+    torch.testing.assert_close(dist.log_prob(y), torch.distributions.Bernoulli(logits=f[:, 0]).log_prob(y),
+                               rtol=1e-12, atol=1e-12)
+    pred = Bernoulli().predictive(f[:, :1] / 10, torch.ones(200, 1, 1, dtype=torch.float64))
+    torch.testing.assert_close(pred.log_prob(y), torch.distributions.Bernoulli(probs=pred.probs).log_prob(y),
+                               rtol=1e-12, atol=1e-12)
