@@ -399,7 +399,16 @@ def _refuse_strings(X, name: str) -> None:
 
 
 def _refuse_overflow(X: np.ndarray, name: str) -> None:
-    """Values whose squares overflow float64 would make every posterior quantity inf or NaN: refuse them."""
+    """Values whose squares overflow float64 would make every posterior quantity inf or NaN: refuse them.
+
+    Two reductions (max, min) settle the usual case without a temporary: a row's sum of squares is at most
+    ``width * max|x|^2``. Only when that bound fails (or the data hold NaN / inf) are the squares formed.
+    """
+    if X.size:
+        largest = max(abs(float(np.max(X))), abs(float(np.min(X))))
+        width = X.shape[-1] if X.ndim > 1 else 1
+        if np.isfinite(largest) and largest * largest * width < np.finfo(np.float64).max:
+            return
     with np.errstate(over="ignore", invalid="ignore"):
         squares = np.square(X, dtype=np.float64).sum(axis=-1) if X.ndim > 1 else np.square(X, dtype=np.float64)
     if not np.all(np.isfinite(squares)):
