@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import warnings
 
 import numpy as np
@@ -272,6 +273,22 @@ def test_a_posterior_state_naming_a_foreign_class_is_refused():
         from_state({**state, "json": state["json"].replace("bayes_diglm.inference.conjugate", "os", 1)})
     with pytest.raises(TypeError, match="cannot store"):
         to_state(ConjugateLinearRegression(prior_mean=pd.Series([0.0, 0.0, 0.0])))
+
+
+def test_a_posterior_state_naming_bayes_diglm_main_is_refused_without_importing_it(monkeypatch):
+    """Importing bayes_diglm.__main__ runs the command line with this process's argv and exits: a crafted state
+    must not reach that import (nor dunder attributes of a module)."""
+    import sys
+
+    from bayes_diglm.inference.persistence import from_state
+
+    monkeypatch.setattr(sys, "argv", ["bayes_diglm", "--help"])
+    monkeypatch.delitem(sys.modules, "bayes_diglm.__main__", raising=False)
+    for name in ("bayes_diglm.__main__:X", "bayes_diglm.inference.conjugate:__builtins__",
+                 "bayes_diglm.inference..conjugate:ConjugateLinearRegression"):
+        with pytest.raises(ValueError, match="refused to rebuild"):
+            from_state({"json": json.dumps({"object": name, "attrs": {}}), "tensors": {}})
+    assert "bayes_diglm.__main__" not in sys.modules
 
 
 def test_the_network_runs_in_the_inputs_float_dtype():

@@ -97,6 +97,12 @@ def _resolve(cls_path: str) -> type:
     module_name, _, qualname = cls_path.partition(":")
     if not (module_name == _PACKAGE or module_name.startswith(_PACKAGE + ".")) or not qualname:
         raise ValueError(f"refused to rebuild {cls_path!r}: not a bayes_diglm class")
+    # Importing a module runs it: bayes_diglm.__main__ would run the command line (with this process's argv)
+    # and exit. Only plain identifiers, none of them dunder names, so no such module and no attribute such as
+    # __class__ or __globals__ is reached.
+    if any(not part.isidentifier() or part.startswith("__") for part in (*module_name.split("."),
+                                                                       *qualname.split("."))):
+        raise ValueError(f"refused to rebuild {cls_path!r}: a dunder or malformed name")
     try:
         obj = importlib.import_module(module_name)
         for part in qualname.split("."):
