@@ -82,9 +82,13 @@ def spline(
 
     - ``"autoregressive"`` (default; a MAF with spline transforms, as zuko's NSF): each of the
       ``num_layers`` steps is ActNorm followed by Pyro's
-      :class:`~pyro.distributions.transforms.SplineAutoregressive`, coordinate ``i``'s spline conditioned on
-      coordinates ``< i`` through a masked network (Pyro ``AutoRegressiveNN``), the order reversed between
-      steps. ``log p(x)`` takes one pass; the inverse (sampling) takes ``dim`` passes per step.
+      :class:`~pyro.distributions.transforms.SplineAutoregressive`, each coordinate's spline conditioned on
+      the coordinates before it in the step's order through a masked network (Pyro ``AutoRegressiveNN``).
+      That order is Pyro's default, a random permutation per step drawn from torch's global generator when
+      the flow is built (seed it for a reproducible flow; the permutation is a buffer, so a ``state_dict``
+      restores it), and a :class:`~bayes_diglm.flows.realnvp.Reverse` sits between steps on top of it: the
+      orders are random, not ``< i`` reversed step by step. ``log p(x)`` takes one pass; the inverse
+      (sampling) takes ``dim`` passes per step.
     - ``"coupling"``: each step is ``ActNorm + LU mixing`` (one affine map, :class:`ActNormLinear`) and Pyro's
       :class:`~pyro.distributions.transforms.SplineCoupling` (the first ``dim // 2`` coordinates through an
       elementwise learned spline, conditioning the splines of the others through a dense network). Inverse
