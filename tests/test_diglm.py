@@ -305,3 +305,40 @@ def test_train_module_takes_an_optimiser_a_schedule_and_draws_with_replacement()
         train_module(model, X, torch.arange(10), lr_schedule=lambda t: 0.1, warmup_steps=3, quiet=True)
     with pytest.raises(ValueError, match="batch_sampler is not combined"):
         train_module(model, X, torch.arange(10), batch_sampler=WithReplacement(1, 2), X_unlabeled=X, quiet=True)
+
+
+def test_train_module_refuses_an_optimiser_over_other_tensors_and_bad_schedules_before_training():
+    """An optimiser over tensors that are not the model's would train nothing (silently); a non-callable schedule or
+    sampler used to fail deep in the loop with AttributeError; a negative rate would ascend the loss."""
+    from bayes_diglm.training import WithReplacement
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+
+    class Objective(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x, y):
+            return -((self.net(x)[:, 0] - y) ** 2).mean(), {}
+
+    objective = Objective()
+    X, y = torch.randn(20, 2), torch.randn(20)
+    before = [p.detach().clone() for p in objective.parameters()]
+    stranger = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    cases = [({"optimizer": "adam"}, TypeError, "torch.optim.Optimizer"),
+             ({"optimizer": stranger}, ValueError, "model's own parameters"),
+             ({"lr_schedule": 0.1}, TypeError, "lr_schedule must be a callable"),
+             ({"batch_sampler": 5}, TypeError, "batch_sampler must be a callable"),
+             ({"lr_schedule": lambda t: -1.0}, ValueError, r"lr_schedule\(0\)")]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            train_module(objective, X, y, epochs=1, batch_size=5, quiet=True, **kwargs)
+        for p, q in zip(objective.parameters(), before, strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="positive integers"):
+        WithReplacement(2.5, 3)
+    own = torch.optim.SGD(objective.parameters(), lr=0.1)  # the model's own parameters: accepted
+    train_module(objective, X, y, epochs=1, batch_size=5, quiet=True, optimizer=own, lr_schedule=lambda t: 0.01)
+    assert any(not torch.equal(p, q) for p, q in zip(objective.parameters(), before, strict=True))

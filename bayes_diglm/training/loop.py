@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -105,8 +106,9 @@ class WithReplacement:
     """
 
     def __init__(self, num_batches: int, batch_size: int, *, rng=None) -> None:
-        if int(num_batches) < 1 or int(batch_size) < 1:
-            raise ValueError(f"num_batches and batch_size must be positive, got {num_batches!r} and {batch_size!r}")
+        if any(isinstance(v, bool) or int(v) != v or int(v) < 1 for v in (num_batches, batch_size)):
+            raise ValueError(f"num_batches and batch_size must be positive integers, got {num_batches!r} and "
+                             f"{batch_size!r}")
         self.num_batches, self.batch_size, self.rng = int(num_batches), int(batch_size), rng
 
     def __call__(self, n: int, generator: torch.Generator | None) -> Iterable[torch.Tensor]:
@@ -254,6 +256,7 @@ def train_module(
     if batch_sampler is not None and (X_unlabeled is not None or distributed):
         raise ValueError("batch_sampler is not combined with X_unlabeled or distributed=True (they draw their own "
                          "batches)")
+    _check_custom_training(model, optimizer, lr_schedule, batch_sampler)
     ctx = _distributed_context(batch_size) if distributed else None
     model.to(device)
     if optimizer is None:
@@ -382,6 +385,22 @@ def _distributed_context(batch_size: int):
     return ctx
 
 
+def _check_custom_training(model, optimizer, lr_schedule, batch_sampler) -> None:
+    """``optimizer`` must step ``model``'s own parameters (one over other tensors would train nothing);
+    ``lr_schedule`` and ``batch_sampler`` must be callables."""
+    if optimizer is not None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        own = {id(p) for p in model.parameters()}
+        stepped = [p for group in optimizer.param_groups for p in group["params"]]
+        if not stepped or any(id(p) not in own for p in stepped):
+            raise ValueError("optimizer must be built over the model's own parameters (model.parameters()); "
+                             "it holds tensors that are not the model's")
+    for value, name in ((lr_schedule, "lr_schedule"), (batch_sampler, "batch_sampler")):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be a callable, got {type(value).__name__}")
+
+
 class _TrainingRun:
     """The mutable state of one training run (optimizer, step count, history, early stopping) and its steps."""
 
@@ -417,8 +436,11 @@ class _TrainingRun:
     def _update(self, net, xb, yb, epoch: int):
         """One optimizer step; returns the batch's parts, or None when a non-finite batch was skipped."""
         if self.lr_schedule is not None:
+            lr = self.lr_schedule(self.step)
+            if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr < 0:
+                raise ValueError(f"lr_schedule({self.step}) must be a finite non-negative number, got {lr!r}")
             for group in self.optimizer.param_groups:
-                group["lr"] = self.lr_schedule(self.step)
+                group["lr"] = float(lr)
         elif self.warmup_steps > 0:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup_steps)
