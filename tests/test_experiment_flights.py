@@ -61,6 +61,16 @@ def test_mixture_is_a_predictive_with_exact_intervals():
         GaussianMixturePredictive(locs, -scales)
 
 
+@pytest.mark.parametrize("q", [0.0, 1.0, 1.5, -0.1, float("nan"), "0.5", True])
+def test_mixture_quantile_refuses_a_level_outside_the_unit_interval(q):
+    """Outside (0, 1) the bisection started from +-inf or NaN member quantiles and returned NaN / -inf silently."""
+    mix = GaussianMixturePredictive(np.zeros((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="q must be a probability"):
+        mix.quantile(q)
+    with pytest.raises(ValueError, match="iterations"):
+        mix.quantile(0.5, iterations=0)
+
+
 def test_mlp_learns_heteroscedastic_noise():
     torch.manual_seed(0)
     rng = np.random.default_rng(5)

@@ -39,7 +39,14 @@ class GaussianMixturePredictive(Predictive):
         return scipy.stats.norm.cdf(np.asarray(y, dtype=np.float64)[None, :], self.locs, self.scales).mean(axis=0)
 
     def quantile(self, q: float, iterations: int = 80) -> np.ndarray:
-        """The ``q`` quantile of every mixture, by bisection between the extreme members' quantiles."""
+        """The ``q`` quantile of every mixture (``q`` in (0, 1)), by bisection between the extreme members'
+        quantiles."""
+        try:
+            q = check_probability(q)
+        except ValueError as err:
+            raise ValueError(f"q must be a probability in (0, 1), got {q!r}") from err
+        if isinstance(iterations, bool) or not isinstance(iterations, int | np.integer) or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
         z = scipy.stats.norm.ppf(q)
         lo, hi = (self.locs + z * self.scales).min(axis=0), (self.locs + z * self.scales).max(axis=0)
         for _ in range(iterations):
