@@ -22,8 +22,8 @@ EPOCHS = 6
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")])}
 
 
-def _run(ckpt, final, resume=False, **kwargs):
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(ckpt), str(final), str(EPOCHS),
+def _run(ckpt, final, resume=False, epochs=EPOCHS, **kwargs):
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(ckpt), str(final), str(epochs),
                              "resume" if resume else "fresh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=ENV, **kwargs)
 
@@ -73,7 +73,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted, 
 
 def test_sigint_stops_cleanly_with_a_readable_checkpoint(tmp_path):
     ckpt, final = tmp_path / "ckpt.pt", tmp_path / "final.pt"
-    proc = _run(ckpt, final)
+    # Many epochs (the interrupt ends it after the first): on a loaded machine this process may be descheduled
+    # for seconds between seeing the first checkpoint and sending the signal, longer than six short epochs.
+    proc = _run(ckpt, final, epochs=500)
     _wait_for_epoch(ckpt, 0, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
