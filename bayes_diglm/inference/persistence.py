@@ -5,8 +5,10 @@ factor objects they hold) into ``{"json": str, "tensors": {name: tensor}}``: num
 tensors, which :func:`bayes_diglm.training.save_checkpoint` writes and checksums and
 ``torch.load(weights_only=True)`` reads back. :func:`from_state` rebuilds it. The JSON names the
 classes of the objects; only classes defined in ``bayes_diglm`` (and scipy's ``OptimizeResult``) are rebuilt,
-by setting their attributes (no constructor, ``__setstate__`` or other code of the file's choosing runs), and
-anything else is refused.
+by setting their attributes (no constructor, ``__setstate__`` or other code of the file's choosing runs; named
+tuples, which have no attributes to set, through their constructor), and anything else is refused. Naming a
+class imports its module, so names with dunder parts (``bayes_diglm.__main__``, whose import runs the command
+line) are refused before any import.
 """
 
 from __future__ import annotations
