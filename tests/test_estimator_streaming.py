@@ -91,6 +91,8 @@ def test_failed_fit_posterior_leaves_the_fitted_state(fitted):
         (lambda: [(X[:10], np.array(["a"] * 10))], TypeError, "y must be numeric"),
         (lambda: [], ValueError, "no rows"),
         (failing_reader, OSError, "disk gone"),
+        (lambda: 5, TypeError, "chunks must be an iterable of \\(X, y\\) pairs"),
+        (lambda: "X.csv", TypeError, "chunks must be an iterable"),
     ]
     for chunks, error, message in bad_calls:
         with pytest.raises(error, match=message):

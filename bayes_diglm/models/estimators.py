@@ -13,7 +13,7 @@ flow and ``transform`` gives the features; one pass through the flow gives featu
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -620,6 +620,9 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             300
         """
         check_is_fitted(self)
+        if isinstance(chunks, str | bytes) or not isinstance(chunks, Iterable):
+            raise TypeError(f"chunks must be an iterable of (X, y) pairs (e.g. a generator), got "
+                            f"{type(chunks).__name__}")
         with keep_state_on_error(self):
             head = self._posterior_template()
             if head is None:
