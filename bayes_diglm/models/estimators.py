@@ -560,7 +560,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         if self.head == "heteroscedastic":
             template.set_params(noise_variance=1.0 / self.noise_normaliser_)
         elif self.head == "gaussian":
-            template.set_params(noise_variance=float(self.model_.head.likelihood.noise_variance))
+            template.set_params(noise_variance=float(self.model_.head.likelihood.noise_variance.detach()))
 
     def _uses_noise_weights(self) -> bool:
         return self._uses_noise_weights_for(self.posterior_) and hasattr(self, "noise_normaliser_")
