@@ -291,6 +291,20 @@ def test_a_posterior_state_naming_bayes_diglm_main_is_refused_without_importing_
     assert "bayes_diglm.__main__" not in sys.modules
 
 
+@pytest.mark.parametrize("node", [{"scalar": "|V8", "value": 50_000_000},  # np.void(n) allocates n bytes
+                                  {"scalar": "<M8[s]", "value": 5},
+                                  {"items": ["x"], "dtype": "<U10000000", "shape": [1]},  # 40 MB for one item
+                                  {"ndarray": "0", "dtype": "|V100"},
+                                  {"scalar": "no such dtype", "value": 1}])
+def test_a_posterior_state_cannot_choose_what_is_allocated(node):
+    """The dtypes a state names are those to_state writes; a file could otherwise allocate any size it declares
+    (a MemoryError, which load does not turn into a CheckpointError)."""
+    from bayes_diglm.inference.persistence import from_state
+
+    with pytest.raises(ValueError, match="dtype|width"):
+        from_state({"json": json.dumps(node), "tensors": {"0": torch.zeros(2)}})
+
+
 def test_the_network_runs_in_the_inputs_float_dtype():
     X, y = _regression(100)
     X32 = X.astype(np.float32)

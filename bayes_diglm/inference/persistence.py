@@ -123,19 +123,39 @@ def _tensor(tensors: dict, key) -> torch.Tensor:
     return value
 
 
+_MAX_SHORT_WIDTH = 64
+
+
+def _dtype(spec, kinds: str) -> np.dtype:
+    """The dtype a state names, of one of the ``kinds`` that :func:`to_state` writes: a void, datetime or other
+    dtype would let the file choose what is allocated (``np.void(n)`` is ``n`` bytes)."""
+    try:
+        dtype = np.dtype(spec) if isinstance(spec, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in kinds or (dtype.kind in "biuf" and dtype.itemsize > 16):
+        raise ValueError(f"the state names dtype {spec!r}"[:200] + f", not one of the kinds {kinds!r} it stores")
+    return dtype
+
+
 def _decode(node, tensors: dict):
     if node is None or type(node) in (bool, int, float, str):
         return node
     if not isinstance(node, dict) or len(node) == 0:
         raise ValueError(f"unexpected node in a posterior head's state: {node!r}"[:200])
     if "scalar" in node:
-        return np.dtype(node["scalar"]).type(_decode(node["value"], tensors))
+        return _dtype(node["scalar"], "biufUS").type(_decode(node["value"], tensors))
     if "ndarray" in node:
         arr = _tensor(tensors, node["ndarray"]).numpy().copy()
-        return arr.astype(np.dtype(node["dtype"]), copy=False)
+        return arr.astype(_dtype(node["dtype"], "biuf"), copy=False)
     if "items" in node:
-        dtype = np.dtype(node["dtype"])
+        dtype = _dtype(node["dtype"], "USO")
         items = [_decode(v, tensors) for v in node["items"]]
+        if dtype.kind in "US":  # the width comes from the file: no wider than its longest item (or 64 characters)
+            width = dtype.itemsize // (4 if dtype.kind == "U" else 1)
+            longest = max((len(v) for v in items if isinstance(v, str | bytes)), default=0)
+            if width > max(longest, _MAX_SHORT_WIDTH):
+                raise ValueError(f"the state declares string items of width {width} for items of at most {longest}")
         arr = np.empty(len(items), dtype=dtype)
         for i, v in enumerate(items):
             arr[i] = v
