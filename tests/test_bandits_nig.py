@@ -142,3 +142,20 @@ def test_predictive_interval_covers_at_its_level():
     loc, scale, df = nig.predictive(Z_new)
     lo, hi = scipy.stats.t.interval(0.9, df[0], loc[0], scale[0])
     assert abs(np.mean((y_new > lo) & (y_new < hi)) - 0.9) < 0.03
+
+
+def test_with_prior_refuses_a_precision_the_cholesky_factor_would_not_see():
+    """The factor reads one triangle: a NaN above the diagonal or an asymmetric matrix used to be accepted (and the
+    refit then used the whole, inconsistent matrix); a NaN or matrix-shaped mean too."""
+    good = np.eye(3)
+    upper_nan, asymmetric = good.copy(), good.copy()
+    upper_nan[0, 1] = np.nan
+    asymmetric[0, 1] = 0.5
+    for mean, precision, match in [(np.zeros(3), upper_nan, "finite symmetric"),
+                                   (np.zeros(3), asymmetric, "finite symmetric"),
+                                   ([0.0, np.nan, 0.0], good, "finite vector"),
+                                   ([[0.0, 0.0, 0.0]], good, "finite vector")]:
+        with pytest.raises(ValueError, match=match):
+            NormalInverseGamma.with_prior(1, mean, precision, a0=1.0, b0=1.0, fit_intercept=True)
+    state = NormalInverseGamma.with_prior(1, np.zeros(3), 2 * good, a0=1.0, b0=1.0, fit_intercept=True)
+    np.testing.assert_array_equal(state.prior_precision_matrix, 2 * good)

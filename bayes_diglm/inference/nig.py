@@ -147,6 +147,8 @@ class NormalInverseGamma:
         """A state with the design-space prior ``mean (P,)`` and SPD ``precision (P, P)`` given whole (the
         intercept's entries last when ``fit_intercept``): what empirical Bayes builds for each trial prior."""
         mean, precision = np.asarray(mean, dtype=np.float64), np.asarray(precision, dtype=np.float64)
+        if mean.ndim != 1 or mean.size == 0 or not np.all(np.isfinite(mean)):
+            raise ValueError(f"mean must be a finite vector (P,), got shape {mean.shape}")
         P = mean.shape[0]
         out = cls.__new__(cls)
         out.num_models, out.dim = _count(num_models, "num_models"), _count(P - int(bool(fit_intercept)), "dim")
@@ -154,6 +156,9 @@ class NormalInverseGamma:
         out.fit_intercept = bool(fit_intercept)
         if precision.shape != (P, P):
             raise ValueError(f"precision has shape {precision.shape}, expected ({P}, {P})")
+        # the Cholesky factor reads one triangle only: a NaN or an asymmetric matrix would pass it unseen
+        if not np.all(np.isfinite(precision)) or not np.allclose(precision, precision.T):
+            raise ValueError("precision must be a finite symmetric matrix")
         out.prior_precision = precision[: out.dim, : out.dim].copy()
         out.intercept_prior_precision = float(precision[-1, -1]) if out.fit_intercept else None
         out._set_prior(mean, precision)
