@@ -35,6 +35,7 @@ from .ood import (
 )
 from .ood_table import evaluate_ood
 from .selective import selective_curve
+from .variance_inflation import VarianceInflation, fit_variance_inflation
 
 __all__ = [
     "CachedOutputs",
@@ -46,6 +47,7 @@ __all__ = [
     "HeadOnFeatures",
     "MinPValue",
     "TypicalityTest",
+    "VarianceInflation",
     "bits_per_dim_score",
     "class_probability_draws",
     "compressed_bits",
@@ -54,6 +56,7 @@ __all__ = [
     "evaluate_ood",
     "fit_background",
     "fit_density_weighting",
+    "fit_variance_inflation",
     "input_complexity",
     "likelihood_ratio",
     "mutual_information",
