@@ -145,6 +145,9 @@ def test_smoke_pipeline_writes_finite_results(tmp_path):
     assert result["rows"][-2]["model"].endswith("same mixture with one weight (no p(x))")
     aware = metrics["density_aware"]
     assert aware["val_nll_density_aware"] <= aware["val_nll_plain"] + 1e-9  # power 0 (the plain head) is in the grid
+    inflation = aware["variance_inflation"]  # measured against its controls; slope 0 / factor 1 are in the grids
+    assert inflation["plain"]["val"] == pytest.approx(aware["val_nll_plain"])
+    assert max(inflation["p(x)"]["val"], inflation["constant"]["val"]) <= inflation["plain"]["val"] + 1e-9
     assert metrics["dequantized_attributes"] == list(flights_module.FEATURE_NAMES)
     assert "dequantised" in result["table"] and "Density-aware row" in result["table"]
     assert (tmp_path / "selective_nll.png").stat().st_size > 0

@@ -6,7 +6,7 @@ import scipy.integrate
 import scipy.stats
 import torch
 
-from bayes_diglm.evaluation import VarianceInflation, fit_variance_inflation
+from bayes_diglm.evaluation import VarianceInflation, fit_variance_inflation, variance_inflation_against_controls
 
 
 def _plain(n=4, df=30.0):
@@ -98,3 +98,26 @@ def test_fit_recovers_widening_where_the_density_is_low_and_stays_plain_otherwis
     vi0 = fit_variance_inflation(log_px_train, log_px_val[t], _Pred(np.zeros(n), np.ones(n)), y[t])
     nll0 = -vi0.predictive(_Pred(np.zeros(n), np.ones(n)), log_px_val[t]).log_prob(y[t]).mean()
     assert nll0 <= nll_plain[:n].mean() + 1e-12 and nll0 > nll_plain[:n].mean() - 2e-3
+
+
+def _slice(rng, n, t_true):
+    """Inputs whose noise variance is 1 + 2 max(0, t - log p(x)): log p(x) is what tells the wide ones apart."""
+    log_px = np.r_[rng.normal(size=n), rng.uniform(-9, -3, n // 10)]
+    sd = np.sqrt(1 + 2.0 * np.maximum(0.0, t_true - log_px))
+    y = rng.normal(0, sd)
+    return log_px, _Pred(np.zeros(y.size), np.ones(y.size)), y
+
+
+def test_against_controls_p_of_x_pays_only_where_it_carries_the_noise():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=5000)
+    t_true = float(np.quantile(train, 0.01))
+    val, test = _slice(rng, 4000, t_true), _slice(rng, 4000, t_true)
+    found = variance_inflation_against_controls(train, val, test, temperature=0.1)
+    nll = {k: v["test"] for k, v in found.items()}
+    assert nll["p(x)"] < nll["permuted"] - 0.05 and nll["p(x)"] < nll["constant"] - 0.05
+    assert nll["constant"] < nll["plain"] and found["constant"]["factor"] > 1
+    # the same data with log p(x) unrelated to the noise: p(x) buys nothing over the constant control
+    shuffled = tuple((rng.permutation(s[0]), s[1], s[2]) for s in (val, test))
+    found = variance_inflation_against_controls(train, *shuffled, temperature=0.1)
+    assert found["p(x)"]["test"] > found["constant"]["test"] - 0.01

@@ -35,7 +35,7 @@ from .ood import (
 )
 from .ood_table import evaluate_ood
 from .selective import selective_curve
-from .variance_inflation import VarianceInflation, fit_variance_inflation
+from .variance_inflation import VarianceInflation, fit_variance_inflation, variance_inflation_against_controls
 
 __all__ = [
     "CachedOutputs",
@@ -65,6 +65,7 @@ __all__ = [
     "perturb_pixels",
     "predictive_entropy_score",
     "selective_curve",
+    "variance_inflation_against_controls",
     "abstention_curve",
     "accuracy",
     "expected_calibration_error",
