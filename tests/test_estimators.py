@@ -291,6 +291,22 @@ def test_a_posterior_state_naming_bayes_diglm_main_is_refused_without_importing_
     assert "bayes_diglm.__main__" not in sys.modules
 
 
+def test_load_refuses_a_checkpoint_whose_posterior_is_not_a_head(tmp_path):
+    """A (checksummed) file whose posterior state is another bayes_diglm object, or whose parameters are not a
+    dict, is a CheckpointError at load, not an AttributeError at the first prediction."""
+    from bayes_diglm.inference.persistence import to_state
+    from bayes_diglm.training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint
+
+    X, y = _regression(60)
+    path = _fast(DIGLMRegressor, epochs=1, posterior="conjugate").fit(X, y).save(tmp_path / "m.pt")
+    ckpt = load_checkpoint(path)
+    for key, state, match in (("posterior", to_state(TrainHistory()), "not a posterior head"),
+                              ("params", to_state([1, 2]), "not a dict")):
+        save_checkpoint({**ckpt, key: state}, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=match):
+            DIGLMRegressor.load(tmp_path / "bad.pt")
+
+
 @pytest.mark.parametrize("node", [{"scalar": "|V8", "value": 50_000_000},  # np.void(n) allocates n bytes
                                   {"scalar": "<M8[s]", "value": 5},
                                   {"items": ["x"], "dtype": "<U10000000", "shape": [1]},  # 40 MB for one item

@@ -387,6 +387,10 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         try:
             params = from_state(ckpt["params"])
             posterior = None if ckpt.get("posterior") is None else from_state(ckpt["posterior"])
+            if not isinstance(params, dict):
+                raise ValueError(f"the parameters are a {type(params).__name__}, not a dict")
+            if posterior is not None and not (hasattr(posterior, "fit") and hasattr(posterior, "predict_dist")):
+                raise ValueError(f"the posterior head is a {type(posterior).__name__}, not a posterior head")
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as err:
             raise CheckpointError(f"{str(path)!r} holds parameters or a posterior head this version cannot read: "
                                   f"{err}") from err
