@@ -1,5 +1,6 @@
 """Helper script for the fault tests: train a small DIGLM with per-epoch checkpoints (run in a subprocess)."""
 
+import signal
 import sys
 
 import torch
@@ -24,4 +25,7 @@ def main(checkpoint: str, final: str, epochs: int, resume: bool) -> None:
 
 
 if __name__ == "__main__":
+    # A process started from a non-interactive shell's background job inherits SIGINT as ignored, and Python
+    # then installs no KeyboardInterrupt handler: restore it, since the tests interrupt this script on purpose.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "resume")

@@ -73,8 +73,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted, 
 
 def test_sigint_stops_cleanly_with_a_readable_checkpoint(tmp_path):
     ckpt, final = tmp_path / "ckpt.pt", tmp_path / "final.pt"
-    # Many epochs (the interrupt ends it after the first): on a loaded machine this process may be descheduled
-    # for seconds between seeing the first checkpoint and sending the signal, longer than six short epochs.
+    # Many epochs (the interrupt ends it after the first), so the run cannot end on its own before the signal.
     proc = _run(ckpt, final, epochs=500)
     _wait_for_epoch(ckpt, 0, proc)
     proc.send_signal(signal.SIGINT)
