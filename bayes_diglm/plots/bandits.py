@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._figure import save_figure
+
 __all__ = ["plot_regret_curves", "plot_wheel_decisions"]
 
 _STYLE = {"Uniform": ("0.5", "--"), "LinFullPost": ("C0", "-"), "LinGreedy": ("C0", ":"),
@@ -56,11 +58,7 @@ def plot_regret_curves(panels: dict[str, dict[str, dict]], path: str | Path, *, 
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
         fig.tight_layout(rect=(0, 0.08, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 _ARM_COLORS = ("C0", "C1", "C2", "C3", "0.55")  # arms 0-3 (the quadrants' arms), arm 4 (the inner arm)
@@ -116,8 +114,4 @@ def plot_wheel_decisions(contexts: np.ndarray, arms: dict[str, np.ndarray], delt
                  "regions, labelled with their optimal arm)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.subplots_adjust(hspace=0.3)  # equal-aspect axes: tight_layout leaves the titles on the row above
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

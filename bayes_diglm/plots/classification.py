@@ -13,6 +13,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._figure import save_figure
 from .density import plot_log_px_histograms  # noqa: E402
 
 __all__ = ["plot_abstention", "plot_log_px_comparison", "plot_reliability", "view_quantiles"]
@@ -131,8 +132,4 @@ def plot_abstention(per_model: dict[str, dict[str, dict]], path: str | os.PathLi
 
 
 def _save(fig, path, dpi: int = 110) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=dpi)

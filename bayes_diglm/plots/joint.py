@@ -11,15 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._figure import save_figure
+
 __all__ = ["plot_active_learning", "plot_error_vs_labels", "plot_sample_grid"]
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight_bbox=True)
 
 
 def plot_sample_grid(generated: dict[int, np.ndarray], real: dict[int, np.ndarray], path: str | os.PathLike,

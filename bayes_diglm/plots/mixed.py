@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from ._figure import save_figure
+
 __all__ = ["plot_caterpillar"]
 
 
@@ -46,8 +48,4 @@ def plot_caterpillar(levels, means: np.ndarray, covs: np.ndarray, path: str | os
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._figure import save_figure
+
 __all__ = ["plot_score_histograms", "plot_selective_curves"]
 
 
@@ -63,11 +65,7 @@ def plot_score_histograms(scores: dict[str, dict[str, np.ndarray]], path: str | 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_selective_curves(curves: dict[str, dict], path: str | os.PathLike, *, ylabel: str = "accuracy",
@@ -95,8 +93,4 @@ def plot_selective_curves(curves: dict[str, dict], path: str | os.PathLike, *, y
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -11,16 +11,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._figure import save_figure
+
 __all__ = ["plot_interval_calibration", "plot_predicted_vs_actual"]
 
 
 def _save(fig, path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=120, bbox_inches="tight")  # keeps a legend placed below the axes
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120, tight_bbox=True)  # keeps a legend placed below the axes
 
 
 def _check_panels(panels: dict, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
