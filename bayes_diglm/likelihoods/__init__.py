@@ -32,7 +32,17 @@ Families are found by name: :func:`get` returns the registered class, :func:`nam
 :func:`register` adds a user's own :class:`Likelihood` subclass (see its docstring for what a family provides).
 """
 
-from .base import LOGISTIC_VARIANCE_MATCH, Likelihood, Nuisance, get, multiclass_probit, names, probit_scale, register
+from .base import (
+    LOGISTIC_VARIANCE_MATCH,
+    Likelihood,
+    Nuisance,
+    build,
+    get,
+    multiclass_probit,
+    names,
+    probit_scale,
+    register,
+)
 from .bernoulli import Bernoulli
 from .categorical import Categorical
 from .gaussian import Gaussian, HeteroscedasticGaussian
@@ -47,6 +57,7 @@ __all__ = [
     "Nuisance",
     "Poisson",
     "LOGISTIC_VARIANCE_MATCH",
+    "build",
     "get",
     "multiclass_probit",
     "names",

@@ -2,6 +2,7 @@ r"""The ``Likelihood`` base class, the registry of GLM families and the helpers 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -12,8 +13,8 @@ from torch.distributions import Categorical as _TorchCategorical
 from torch.distributions import Distribution, MixtureSameFamily, constraints
 
 __all__ = [
-    "Likelihood", "Nuisance", "LOGISTIC_VARIANCE_MATCH", "get", "multiclass_probit", "names", "probit_scale",
-    "register",
+    "Likelihood", "Nuisance", "LOGISTIC_VARIANCE_MATCH", "build", "get", "multiclass_probit", "names",
+    "probit_scale", "register",
 ]
 
 # rate exp(f) is capped at 1e8 so that one extreme predictor cannot overflow a Poisson (or its gradient)
@@ -99,7 +100,10 @@ class Likelihood:
       keyword of ``__init__`` (a float, or a tensor that broadcasts against ``f.shape[:-1]``, e.g. a learned
       parameter or one value per posterior draw);
     - ``context``: names of per-row keywords the family needs (``("trials",)`` for the binomial); every method
-      below takes them as keyword arguments, as tensors or arrays broadcasting against ``f.shape[:-1]``.
+      below takes them as keyword arguments, as tensors or arrays broadcasting against ``f.shape[:-1]``;
+    - ``gaussian_mean``: ``y`` is Gaussian around ``f[..., 0]`` (identity link) with a noise variance that is a
+      nuisance parameter or, with a ``noise_log_var(f)`` method, given per row: the Normal-Inverse-Gamma
+      (conjugate) head and the known-noise Gaussian Laplace head apply to it.
 
     Subclasses implement :meth:`_dist`; they may override :meth:`_log_prob`, :meth:`_grad`, :meth:`_curvature`
     (closed forms), :meth:`_predictive`, :meth:`_sample`, :meth:`_mean` and :meth:`_check_target`; each
@@ -115,6 +119,7 @@ class Likelihood:
     link = "identity"
     nuisance: dict[str, Nuisance] = {}
     context: tuple[str, ...] = ()
+    gaussian_mean = False
     predictive_samples = 512
     quadrature_points = 32
 
@@ -351,3 +356,23 @@ def get(name: str) -> type[Likelihood]:
 def names() -> list[str]:
     """The names of every registered family, sorted."""
     return sorted(_REGISTRY)
+
+
+def build(spec, **options) -> Likelihood:
+    """A likelihood from a registered name (or a :class:`Likelihood` instance, returned as it is).
+
+    ``options`` are constructor keywords offered to every family (``num_classes=``, ``noise_variance=`` ...):
+    those the family's ``__init__`` takes, and that are not None, are passed; the others are not (so one call
+    site serves families with different constructors without naming them).
+    """
+    if isinstance(spec, Likelihood):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"a likelihood is a registered name or a Likelihood instance, got {type(spec).__name__}")
+    cls = get(spec)
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in options.items() if v is not None and k in accepted}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"cannot build the {spec!r} likelihood from {kwargs}: {err}") from None

@@ -21,6 +21,7 @@ class Gaussian(Likelihood):
     """
 
     name = "gaussian"
+    gaussian_mean = True
     nuisance = {"noise_variance": Nuisance(constraints.positive, 1.0, "the noise variance sigma^2")}
 
     def __init__(self, noise_variance=1.0):
@@ -59,6 +60,7 @@ class HeteroscedasticGaussian(Likelihood):
 
     name = "heteroscedastic"
     num_outputs = 2
+    gaussian_mean = True
     link = "identity (mean), bounded log (variance)"
 
     def __init__(self, max_log_var: float = 12.0):
