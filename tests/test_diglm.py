@@ -11,7 +11,7 @@ from sklearn.datasets import make_moons
 
 from bayes_diglm import DIGLMClassifier, DIGLMRegressor, load_estimator
 from bayes_diglm.flows import realnvp
-from bayes_diglm.models import DIGLM, HEADS, make_head
+from bayes_diglm.models import DIGLM, make_head
 from bayes_diglm.training import CheckpointError, NonFiniteLossError, load_checkpoint, train_module
 
 
@@ -20,7 +20,7 @@ def _moons(n, seed):
     return X.astype("float32"), y
 
 
-@pytest.mark.parametrize("family", sorted(HEADS))
+@pytest.mark.parametrize("family", ["bernoulli", "categorical", "gaussian", "heteroscedastic", "poisson"])
 def test_heads_log_prob_matches_scipy(family, float64):
     torch.manual_seed(1)
     kwargs = {"num_classes": 3} if family == "categorical" else {}
@@ -31,7 +31,7 @@ def test_heads_log_prob_matches_scipy(family, float64):
     eta = (z @ head.linear.weight.T + head.linear.bias).detach().numpy()
     if family == "gaussian":
         y = torch.randn(6)
-        ref = stats.norm(eta[:, 0], math.exp(head.log_sigma.item())).logpdf(y.numpy())
+        ref = stats.norm(eta[:, 0], math.sqrt(head.likelihood.noise_variance.item())).logpdf(y.numpy())
     elif family == "heteroscedastic":
         y = torch.randn(6)
         sd = torch.exp(0.5 * head.noise_log_var(z)).detach().numpy()

@@ -1,17 +1,32 @@
-"""GLM heads on flow features: ``eta = beta^T z + beta_0`` and a likelihood family with its link.
+"""The point-estimate GLM head: ``f = B^T z + b_0`` and any registered likelihood family, its nuisance learned.
 
-Each head is a small ``nn.Module`` that maps features ``z`` (batch, D) to a ``torch.distributions``
-object over ``y``; ``log_prob(z, y)`` is ``log p(y | z)`` per row. These are the point-estimate heads trained
-jointly with the flow; the Bayesian heads in :mod:`bayes_diglm.inference` put posteriors on the same ``beta``.
-The families themselves (distribution, log-density) are those of :mod:`bayes_diglm.likelihoods`: a head only
-holds the linear maps and hands its linear predictor to its likelihood.
+A :class:`GLMHead` is a small ``nn.Module`` that maps features ``z`` (batch, D) to the linear predictor ``f``
+(batch, ``num_outputs``) of a family of :mod:`bayes_diglm.likelihoods` and hands it to that family: ``dist``,
+``log_prob(z, y)`` (``log p(y | z)`` per row) and ``mean``. The family's nuisance parameters (noise variance,
+degrees of freedom, dispersion ...) are ``nn.Parameter`` s on the unconstrained scale
+(``torch.distributions.transform_to(constraint)``) trained with ``beta``; a nuisance named in ``fixed`` stays at
+its starting value. These are the heads trained jointly with the flow; the Bayesian heads in
+:mod:`bayes_diglm.inference` put posteriors on the same ``beta``. Nothing here knows a family by name: a
+user's family registered with :func:`bayes_diglm.likelihoods.register` gets a head like the built-in ones.
+
+Examples
+--------
+>>> import torch
+>>> head = make_head("poisson", 3)
+>>> head.log_prob(torch.zeros(2, 3), torch.tensor([0.0, 2.0])).shape
+torch.Size([2])
+>>> sorted(dict(head.named_parameters()))
+['linear.bias', 'linear.weight']
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterator, Mapping
+
 import torch
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, transform_to
 
 from bayes_diglm import likelihoods
 
@@ -27,144 +42,186 @@ __all__ = [
 ]
 
 
-class GLMHead(nn.Module):
-    """Base class: a linear predictor on ``z`` and a likelihood family.
+def _constructor_keywords(cls: type) -> list[str]:
+    """The keyword parameters of a family's ``__init__``, in order."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
-    Subclasses set ``family``, ``task`` ("regression" or "classification") and ``likelihood`` (a
-    :class:`bayes_diglm.likelihoods.Likelihood`); :meth:`predictor` gives the linear predictor it takes.
+
+class GLMHead(nn.Module):
+    """A linear predictor on ``z`` and a registered likelihood family, with the family's nuisance learned.
+
+    Parameters
+    ----------
+    dim : int
+        Width of the features ``z``.
+    likelihood : str or Likelihood
+        A registered family name (``likelihoods.names()``) or an instance; an instance's nuisance values are the
+        starting values of the learned ones.
+    fixed : iterable of str
+        Nuisance parameters kept at their starting value instead of learned (e.g. Student-t degrees of freedom).
+    **likelihood_kwargs
+        Keyword arguments of the family's constructor (``num_classes=`` for the softmax, ``max_log_var=`` ...;
+        a nuisance keyword sets its starting value).
     """
 
-    family = "abstract"
-    task = "regression"
-
-    def __init__(self, dim: int, num_outputs: int = 1):
+    def __init__(self, dim: int, likelihood, *, fixed=(), **likelihood_kwargs):
         super().__init__()
-        if int(dim) < 1:
+        if isinstance(dim, bool) or int(dim) != dim or int(dim) < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if isinstance(likelihood, likelihoods.Likelihood):
+            if likelihood_kwargs:
+                raise TypeError(f"give a likelihood instance or keyword arguments for it, not both: "
+                                f"{sorted(likelihood_kwargs)}")
+            template = likelihood
+        else:
+            template = likelihoods.get(likelihood)(**likelihood_kwargs)
+        fixed = tuple(fixed)
+        unknown = sorted(set(fixed) - set(template.nuisance))
+        if unknown:
+            raise ValueError(f"fixed names {unknown}, which are not nuisance parameters of {template!r} "
+                             f"(it has {sorted(template.nuisance)})")
         self.dim = int(dim)
-        self.linear = nn.Linear(self.dim, int(num_outputs))
+        self.fixed = fixed
+        self._family = type(template)
+        self._static = {k: v for k, v in template.config().items() if k not in template.nuisance}
+        self.linear = nn.Linear(self.dim, template.num_outputs)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
+        self.nuisance = nn.ParameterDict()
+        self._fixed_nuisance = nn.ParameterDict()
+        for key, spec in template.nuisance.items():
+            value = self._starting_value(template, key, spec)
+            raw = transform_to(spec.constraint).inv(value).detach().clone()
+            store = self._fixed_nuisance if key in fixed else self.nuisance
+            store[key] = nn.Parameter(raw, requires_grad=key not in fixed)
 
-    likelihood: likelihoods.Likelihood
+    @staticmethod
+    def _starting_value(template: likelihoods.Likelihood, key: str, spec: likelihoods.Nuisance) -> torch.Tensor:
+        value = getattr(template, key, None)
+        if value is None:
+            value = spec.init(template) if callable(spec.init) else spec.init
+        return torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
 
+    # ---- what the head is --------------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        """The registry name of the head's family."""
+        return self._family.name
+
+    @property
+    def task(self) -> str:
+        """``"regression"`` or ``"classification"``, as the family declares."""
+        return self._family.task
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes of a classification family (None for regression)."""
+        return self.likelihood.num_classes
+
+    def nuisance_values(self) -> dict[str, torch.Tensor]:
+        """The nuisance parameters on their constrained scale (tensors, in the graph while training)."""
+        out = {}
+        for key, spec in self._family.nuisance.items():
+            store = self._fixed_nuisance if key in self.fixed else self.nuisance
+            out[key] = transform_to(spec.constraint)(store[key])
+        return out
+
+    @property
+    def likelihood(self) -> likelihoods.Likelihood:
+        """The family at the head's current nuisance values (learned tensors; rebuilt on every access)."""
+        return self._family(**self._static, **self.nuisance_values())
+
+    @property
+    def noise_log_var(self):
+        """The per-row noise log-variance ``z -> log sigma^2(z)``, for a family whose predictor carries one."""
+        per_row = getattr(self.likelihood, "noise_log_var", None)
+        if per_row is None:
+            raise AttributeError(f"a {self.family} head has no per-row noise log-variance")
+        return lambda z: per_row(self.predictor(z))
+
+    # ---- the predictor and the family --------------------------------------------------------------------
     def predictor(self, z: torch.Tensor) -> torch.Tensor:
         """The linear predictor ``f`` (batch, likelihood.num_outputs) that the likelihood takes."""
         return self.linear(z)
 
-    def dist(self, z: torch.Tensor) -> Distribution:
-        """``p(y | z)`` as a ``torch.distributions`` object."""
-        return self.likelihood.dist(self.predictor(z))
+    def dist(self, z: torch.Tensor, **context) -> Distribution:
+        """``p(y | z)`` as a ``torch.distributions`` object (``context``: the family's per-row keywords)."""
+        return self.likelihood.dist(self.predictor(z), **context)
 
-    def log_prob(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor, **context) -> torch.Tensor:
         """``log p(y | z)`` for each row."""
-        return self.likelihood.log_prob(self.predictor(z), y)
+        return self.likelihood.log_prob(self.predictor(z), y, **context)
 
-    def mean(self, z: torch.Tensor) -> torch.Tensor:
-        """The predictive mean ``E[y | z]`` (class probabilities for classification heads)."""
-        return self.dist(z).mean
+    def mean(self, z: torch.Tensor, **context) -> torch.Tensor:
+        """``E[y | z]`` for regression, the class probabilities (batch, K) for classification."""
+        lik = self.likelihood
+        f = self.predictor(z)
+        return lik.probs(f, **context) if self.task == "classification" else lik.mean(f, **context)
 
     def config(self) -> dict:
-        return {"family": self.family, "dim": self.dim}
+        """JSON-able keyword arguments of :func:`make_head` that rebuild this head (nuisance values live in
+        the ``state_dict``)."""
+        out = {"family": self.family, "dim": self.dim, **self._static}
+        if self.fixed:
+            out["fixed"] = list(self.fixed)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"family={self.family!r}, dim={self.dim}"
 
 
-class GaussianHead(GLMHead):
-    """``y ~ N(beta^T z + beta_0, sigma^2)`` with one learned noise scale (identity link)."""
+def _named_head(family: str, class_name: str, doc: str) -> type[GLMHead]:
+    """A :class:`GLMHead` subclass bound to one family (the names heads had before the registry)."""
 
-    family = "gaussian"
+    def __init__(self, dim: int, *args, **kwargs):
+        positional = _constructor_keywords(likelihoods.get(family))
+        if len(args) > len(positional):
+            raise TypeError(f"{class_name} takes at most {len(positional)} positional argument(s) after dim")
+        kwargs.update(zip(positional[:len(args)], args, strict=True))
+        GLMHead.__init__(self, dim, family, **kwargs)
 
-    def __init__(self, dim: int):
-        super().__init__(dim, 1)
-        self.log_sigma = nn.Parameter(torch.zeros(()))
-
-    @property
-    def likelihood(self) -> likelihoods.Gaussian:
-        return likelihoods.Gaussian(noise_variance=torch.exp(2.0 * self.log_sigma))
-
-
-class HeteroscedasticGaussianHead(GLMHead):
-    """The paper's regression head: mean and log-variance both linear in ``z``.
-
-    ``y ~ N(beta^T z + beta_0, exp(gamma^T z + gamma_0))``. The log-variance is bounded smoothly to
-    ``[-max_log_var, max_log_var]`` so that one bad batch cannot send it to infinity.
-    """
-
-    family = "heteroscedastic"
-
-    def __init__(self, dim: int, max_log_var: float = 12.0):
-        super().__init__(dim, 1)
-        self.log_var = nn.Linear(self.dim, 1)
-        nn.init.zeros_(self.log_var.weight)
-        nn.init.zeros_(self.log_var.bias)
-        self.max_log_var = float(max_log_var)
-        self.likelihood = likelihoods.HeteroscedasticGaussian(self.max_log_var)
-
-    def predictor(self, z: torch.Tensor) -> torch.Tensor:
-        """``(mean, raw log-variance)`` per row, shape (batch, 2)."""
-        return torch.cat([self.linear(z), self.log_var(z)], dim=-1)
-
-    def noise_log_var(self, z: torch.Tensor) -> torch.Tensor:
-        """The bounded noise log-variance per row."""
-        return self.likelihood.noise_log_var(self.predictor(z))
+    return type(class_name, (GLMHead,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
 
 
-class BernoulliHead(GLMHead):
-    """``y ~ Bernoulli(sigmoid(beta^T z + beta_0))`` (logit link), ``y`` in {0, 1}."""
-
-    family = "bernoulli"
-    task = "classification"
-    num_classes = 2
-
-    def __init__(self, dim: int):
-        super().__init__(dim, 1)
-        self.likelihood = likelihoods.Bernoulli()
-
-    def mean(self, z):
-        p1 = torch.sigmoid(self.linear(z).squeeze(-1))
-        return torch.stack([1 - p1, p1], dim=-1)
+GaussianHead = _named_head("gaussian", "GaussianHead", "``GLMHead(dim, 'gaussian')``: one learned noise variance.")
+HeteroscedasticGaussianHead = _named_head(
+    "heteroscedastic", "HeteroscedasticGaussianHead",
+    "``GLMHead(dim, 'heteroscedastic')``: the paper's head, mean and log-variance both linear in ``z``.")
+BernoulliHead = _named_head("bernoulli", "BernoulliHead", "``GLMHead(dim, 'bernoulli')``: logit link.")
+CategoricalHead = _named_head("categorical", "CategoricalHead",
+                              "``GLMHead(dim, 'categorical', num_classes)``: softmax link.")
+PoissonHead = _named_head("poisson", "PoissonHead", "``GLMHead(dim, 'poisson')``: log link, counts.")
 
 
-class CategoricalHead(GLMHead):
-    """``y ~ Categorical(softmax(B^T z + b_0))`` with ``K`` classes (softmax link)."""
+class _RegistryHeads(Mapping):
+    """``HEADS[name](dim, **kwargs)``: a head of every registered family, read from the registry each time."""
 
-    family = "categorical"
-    task = "classification"
+    def __getitem__(self, name: str):
+        likelihoods.get(name)  # a ValueError naming the registered families for an unknown one
 
-    def __init__(self, dim: int, num_classes: int):
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes!r}")
-        super().__init__(dim, num_classes)
-        self.num_classes = int(num_classes)
-        self.likelihood = likelihoods.Categorical(self.num_classes)
+        def build(dim: int, **kwargs) -> GLMHead:
+            return GLMHead(dim, name, **kwargs)
 
-    def mean(self, z):
-        return torch.softmax(self.linear(z), dim=-1)
+        return build
 
-    def config(self):
-        return {**super().config(), "num_classes": self.num_classes}
+    def __iter__(self) -> Iterator[str]:
+        return iter(likelihoods.names())
 
+    def __len__(self) -> int:
+        return len(likelihoods.names())
 
-class PoissonHead(GLMHead):
-    """``y ~ Poisson(exp(beta^T z + beta_0))`` (log link) for counts."""
-
-    family = "poisson"
-
-    def __init__(self, dim: int):
-        super().__init__(dim, 1)
-        self.likelihood = likelihoods.Poisson()
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name in likelihoods.names()
 
 
-HEADS = {
-    "gaussian": GaussianHead,
-    "heteroscedastic": HeteroscedasticGaussianHead,
-    "bernoulli": BernoulliHead,
-    "categorical": CategoricalHead,
-    "poisson": PoissonHead,
-}
+#: every registered family's head by name (a live view of :func:`bayes_diglm.likelihoods.names`)
+HEADS = _RegistryHeads()
 
 
-def make_head(family: str, dim: int, **kwargs) -> GLMHead:
-    """Build a head by family name: one of ``HEADS``' keys."""
-    if family not in HEADS:
+def make_head(family, dim: int, **kwargs) -> GLMHead:
+    """Build a head by family name (any registered one) or :class:`~bayes_diglm.likelihoods.Likelihood` instance;
+    ``kwargs`` are :class:`GLMHead`'s (the family's constructor keywords, ``fixed``)."""
+    if isinstance(family, str) and family not in HEADS:
         raise ValueError(f"unknown head family {family!r}; choose one of {sorted(HEADS)}")
-    return HEADS[family](dim, **kwargs)
+    return GLMHead(dim, family, **kwargs)
