@@ -8,6 +8,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from bayes_diglm.inference.laplace import LaplaceClassifier, laplace_glm
+from bayes_diglm.likelihoods import Categorical
 
 
 def _binary(n=400, d=4, seed=0, bias=0.5):
@@ -349,7 +350,7 @@ def test_full_hessian_equals_autograd_with_sample_weights(monkeypatch, path):
         return -(torch.from_numpy(w) * log_p).sum() + 0.5 * (torch.from_numpy(prior).ravel() * theta**2).sum()
 
     brute = torch.autograd.functional.hessian(neg_log_post, torch.from_numpy(W.ravel())).numpy()
-    curv = lp._Objective(lp.Categorical(k), w).curvature(X @ W.T)
+    curv = lp._Objective(Categorical(k), w).curvature(X @ W.T, y)
     H = lp._full_hessian(X, curv, prior)
     np.testing.assert_allclose(H, brute, rtol=1e-12, atol=1e-12)
     if path == "pairs":  # each distinct entry computed once: exactly symmetric

@@ -2,7 +2,8 @@
 
 Heads: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaussian outcomes; streaming, rank-one
 updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplaceRegressor` (Poisson counts,
-log link, or Gaussian with known noise), :class:`SVIClassifier` (Pyro, Gaussian guide), :class:`MixedEffectsRegression`,
+log link, or Gaussian with known noise), :class:`SVIClassifier` and :class:`SVIRegressor` (Pyro, Gaussian guide; the regressor in any registered
+family), :class:`MixedEffectsRegression`,
 :class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or nested random effects per group,
 paper appendix B.1; specified by :class:`RandomEffect`).
 """
@@ -18,6 +19,7 @@ from .mixed import (
     RandomEffect,
 )
 from .svi import SVIClassifier
+from .svi_regression import SVIRegressor
 
 __all__ = [
     "COVARIANCES",
@@ -35,6 +37,7 @@ __all__ = [
     "Predictive",
     "RandomEffect",
     "SVIClassifier",
+    "SVIRegressor",
     "SufficientStats",
     "fit_on_features",
     "laplace_glm",

@@ -81,8 +81,10 @@ class Predictive:
     - ``mean``, ``variance``: shape (n,) for regression; for a classifier the class probabilities (n, K) and
       their Bernoulli variances :math:`p_k (1 - p_k)` (the moments of the one-hot outcome);
     - ``log_prob(y)``: pointwise :math:`\log p(y_i)`, shape (n,) (labels are read through ``classes``);
-    - ``interval(prob=0.9)``: equal-tailed ``(lo, hi)``; for counts the smallest integers whose CDF reaches
-      each tail, for a classifier the same over the ordered ``classes`` (so it returns labels);
+    - ``interval(prob=0.9)``: equal-tailed ``(lo, hi)``; for a discrete target the smallest values of the
+      support whose CDF reaches each tail, for a classifier the same over the ordered ``classes`` (so it returns
+      labels); for a continuous one the distribution's ``icdf`` where torch has one, else its ``cdf`` inverted
+      by bisection, else quantiles of Monte Carlo draws;
     - ``sample(n, generator=None)``: shape (n, N), labels for a classifier.
 
     Parameters
@@ -92,13 +94,17 @@ class Predictive:
         Carlo predictive of a likelihood, see :meth:`bayes_diglm.likelihoods.Likelihood.predictive`).
     classes : array-like or None
         The labels of a classifier's outcomes (``classes_``); None for regression.
+    discrete : bool or None
+        Whether ``y`` takes integer values (the family's ``discrete``); None reads it from the distribution's
+        support.
     """
 
-    def __init__(self, distribution: torch.distributions.Distribution, *, classes=None):
+    def __init__(self, distribution: torch.distributions.Distribution, *, classes=None, discrete: bool | None = None):
         if len(distribution.batch_shape) != 1:
             raise ValueError(f"the predictive must have batch shape (n,), got {tuple(distribution.batch_shape)}")
         self.distribution = distribution
         self.classes = None if classes is None else np.asarray(classes)
+        self.discrete = _has_discrete_support(distribution) if discrete is None else bool(discrete)
 
     def __len__(self) -> int:
         return int(self.distribution.batch_shape[0])
@@ -112,7 +118,11 @@ class Predictive:
         if isinstance(d, torch.distributions.Bernoulli):
             p1 = _numpy(d.probs)
             return np.stack([1.0 - p1, p1], axis=1)
-        return _numpy(d.probs)
+        if isinstance(d, torch.distributions.Categorical):
+            return _numpy(d.probs)
+        # any other predictive over the class indices 0..K-1 (a mixture, an ordinal family ...)
+        support = torch.arange(len(self.classes), dtype=torch.float64)[:, None].expand(-1, len(self))
+        return np.exp(_numpy(d.log_prob(support))).T
 
     @property
     def mean(self) -> np.ndarray:
@@ -163,24 +173,26 @@ class Predictive:
             cdf = np.cumsum(self.probs, axis=1)
             idx = [np.minimum((cdf < q - 1e-12).sum(axis=1), len(self.classes) - 1) for q in tails]
             return self.classes[idx[0]], self.classes[idx[1]]
-        if isinstance(d, torch.distributions.StudentT):
-            df, loc, scale = (_numpy(v) for v in (d.df, d.loc, d.scale))
-            lo, hi = (scipy.stats.t.ppf(q, df=df, loc=loc, scale=scale) for q in tails)
-            return lo, hi
-        if isinstance(d, torch.distributions.Normal):
-            lo, hi = (scipy.stats.norm.ppf(q, loc=_numpy(d.loc), scale=_numpy(d.scale)) for q in tails)
-            return lo, hi
-        if _is_count(d):
-            return self._count_interval(tails)
-        raise NotImplementedError(f"no interval for a {type(d).__name__} predictive")
+        if self.discrete:
+            return self._discrete_interval(tails)
+        return _quantile(d, tails[0]), _quantile(d, tails[1])
 
-    def _count_interval(self, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, sd = _numpy(self.distribution.mean), np.sqrt(_numpy(self.distribution.variance))
-        top = int(np.ceil(np.max(mean + 12.0 * sd + 10.0)))
-        support = torch.arange(top + 1, dtype=torch.float64)[:, None].expand(top + 1, len(self))
-        cdf = np.cumsum(np.exp(_numpy(self.distribution.log_prob(support))), axis=0)  # (top + 1, n)
-        lo, hi = ((cdf < q - 1e-12).sum(axis=0).astype(np.float64) for q in tails)
-        return lo, hi
+    def _discrete_interval(self, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantiles from the CDF summed over the integers between the support's bounds (or mean -+ 12 sd)."""
+        d = self.distribution
+        mean, sd = _numpy(d.mean), np.sqrt(_numpy(d.variance))
+        lower = _support_bound(d, "lower_bound", np.floor(mean - 12.0 * sd - 10.0))
+        upper = _support_bound(d, "upper_bound", np.ceil(mean + 12.0 * sd + 10.0))
+        upper = np.minimum(upper, np.ceil(mean + 12.0 * sd + 10.0))
+        lower = np.maximum(lower, np.floor(mean - 12.0 * sd - 10.0))
+        start = float(lower.min())
+        grid = start + np.arange(int(np.max(upper) - start) + 1, dtype=np.float64)[:, None]  # (m, 1)
+        inside = (grid >= lower) & (grid <= upper)  # (m, n): rows outside a row's support have mass 0
+        values = torch.from_numpy(np.clip(grid, lower, upper))
+        mass = np.where(inside, np.exp(_numpy(d.log_prob(values))), 0.0)
+        cdf = np.cumsum(mass, axis=0)
+        lo, hi = (start + (cdf < q - 1e-12).sum(axis=0).astype(np.float64) for q in tails)
+        return np.minimum(lo, upper), np.minimum(hi, upper)
 
     def sample(self, n: int = 1, generator=None) -> np.ndarray:
         """``n`` draws per input, shape (n, N) (labels of ``classes`` for a classifier)."""
@@ -196,11 +208,75 @@ class Predictive:
         return f"Predictive({type(self.distribution).__name__}, n={len(self)})"
 
 
-def _is_count(d) -> bool:
-    if isinstance(d, torch.distributions.Poisson):
-        return True
-    return isinstance(d, torch.distributions.MixtureSameFamily) and isinstance(
-        d.component_distribution, torch.distributions.Poisson)
+def _has_discrete_support(d) -> bool:
+    try:
+        return bool(d.support.is_discrete)
+    except NotImplementedError:
+        return False
+
+
+def _support_bound(d, name: str, default: np.ndarray) -> np.ndarray:
+    """A bound of the distribution's support per row (``default`` where it has none)."""
+    try:
+        support = d.support
+    except NotImplementedError:
+        return default
+    while hasattr(support, "base_constraint"):  # a mixture's or an independent's constraint wraps its components'
+        support = support.base_constraint
+    bound = getattr(support, name, None)
+    if bound is None:
+        return default
+    bound = _numpy(torch.as_tensor(bound, dtype=torch.float64))
+    while bound.ndim > default.ndim:  # one bound per mixture component: the widest
+        bound = bound.max(axis=-1) if name == "upper_bound" else bound.min(axis=-1)
+    return np.broadcast_to(bound, default.shape).astype(np.float64)
+
+
+#: exact quantiles of predictive distributions that torch gives no ``icdf``: the conjugate head's Student-t
+_SCIPY_QUANTILES = {
+    torch.distributions.StudentT: lambda d, q: scipy.stats.t.ppf(q, df=_numpy(d.df), loc=_numpy(d.loc),
+                                                                 scale=_numpy(d.scale)),
+}
+_BISECTION_STEPS = 200
+_MONTE_CARLO_QUANTILE_DRAWS = 20_000
+
+
+def _quantile(d, q: float) -> np.ndarray:
+    """The ``q``-quantile per row of a continuous distribution with batch shape (n,)."""
+    exact = _SCIPY_QUANTILES.get(type(d))
+    if exact is not None:
+        return np.asarray(exact(d, q), dtype=np.float64)
+    n = int(d.batch_shape[0])
+    try:
+        return _numpy(d.icdf(torch.full((n,), q, dtype=torch.float64)))
+    except NotImplementedError:
+        pass
+    try:
+        return _bisect_cdf(d, q)
+    except NotImplementedError:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            draws = _numpy(d.sample((_MONTE_CARLO_QUANTILE_DRAWS,)))
+        return np.quantile(draws, q, axis=0)
+
+
+def _bisect_cdf(d, q: float) -> np.ndarray:
+    """Invert the distribution's CDF by bisection from a bracket of mean -+ 10 sd (widened until it holds)."""
+    mean, sd = d.mean.double(), torch.sqrt(d.variance.double())
+    lo, hi = mean - 10.0 * sd - 1.0, mean + 10.0 * sd + 1.0
+    for _ in range(60):  # widen each side until the CDF brackets q
+        below, above = d.cdf(lo) > q, d.cdf(hi) < q
+        if not (bool(below.any()) or bool(above.any())):
+            break
+        width = hi - lo
+        lo, hi = torch.where(below, lo - width, lo), torch.where(above, hi + width, hi)
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        left = d.cdf(mid) < q
+        lo, hi = torch.where(left, mid, lo), torch.where(left, hi, mid)
+        if bool(((hi - lo) <= 1e-12 * (1.0 + mid.abs())).all()):
+            break
+    return _numpy(0.5 * (lo + hi))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -333,24 +409,25 @@ class PosteriorHead(BaseEstimator):
             raise TypeError("draws must be a dict of named posterior draws with a 'beta' entry (from sample())")
         return draws
 
-    def pointwise_log_likelihood(self, draws: dict, Z, y, *, sample_weight=None) -> np.ndarray:
-        """``log p(y_i | z_i, draw_s)`` for every draw and observation, shape (S, n) (for ``az.loo``)."""
+    def pointwise_log_likelihood(self, draws: dict, Z, y, *, sample_weight=None, **context) -> np.ndarray:
+        """``log p(y_i | z_i, draw_s)`` for every draw and observation, shape (S, n) (for ``az.loo``);
+        ``context``: the family's per-row keywords (``trials=`` ...)."""
         Z = self._validate_Z(Z)
         draws = self._check_draws(draws)
         y = self._encode_y(y)
         if y.shape[0] != Z.shape[0]:
             raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
         f = self._draw_predictor(draws, Z)
-        return self._draw_likelihood(draws, Z.shape[0], sample_weight).log_prob(f, y)
+        return self._draw_likelihood(draws, Z.shape[0], sample_weight).log_prob(f, y, **context)
 
-    def sample_predictive(self, draws: dict, Z, *, generator=None, sample_weight=None) -> np.ndarray:
+    def sample_predictive(self, draws: dict, Z, *, generator=None, sample_weight=None, **context) -> np.ndarray:
         """One replicate ``y ~ p(y | z_i, draw_s)`` per draw and input, shape (S, n) (posterior predictive)."""
         Z = self._validate_Z(Z)
         draws = self._check_draws(draws)
         f = self._draw_predictor(draws, Z)
         lik = self._draw_likelihood(draws, Z.shape[0], sample_weight)
         g = torch.Generator().manual_seed(_torch_seed(as_generator(generator)))
-        out = lik.sample(torch.from_numpy(f), g)
+        out = lik.sample(torch.from_numpy(f), g, **context)
         return self._decode_samples(_numpy(out))
 
     def _decode_samples(self, y: np.ndarray) -> np.ndarray:
@@ -365,14 +442,15 @@ class PosteriorHead(BaseEstimator):
         """The predictive distribution at the rows of ``Z``: the likelihood integrated over the posterior."""
         return self._predictive_of(self._validate_Z(Z), self.likelihood_)
 
-    def _predictive_of(self, Z: np.ndarray, likelihood: Likelihood) -> Predictive:
-        """``likelihood`` integrated over the posterior of the linear predictor at validated rows ``Z``."""
+    def _predictive_of(self, Z: np.ndarray, likelihood: Likelihood, **context) -> Predictive:
+        """``likelihood`` integrated over the posterior of the linear predictor at validated rows ``Z``
+        (``context``: the family's per-row keywords at those rows)."""
         mean, cov = self._predictor_moments(Z)
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
             raise ValueError("the predictive overflowed float64 at these inputs (linear predictor or its variance "
                              "is not finite): Z lies far outside the training range; standardise the features")
-        dist = likelihood.predictive(torch.from_numpy(mean), torch.from_numpy(cov))
-        return Predictive(dist, classes=getattr(self, "classes_", None))
+        dist = likelihood.predictive(torch.from_numpy(mean), torch.from_numpy(cov), **context)
+        return Predictive(dist, classes=getattr(self, "classes_", None), discrete=likelihood.discrete)
 
 
 @contextlib.contextmanager

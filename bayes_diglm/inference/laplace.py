@@ -19,8 +19,9 @@ from scipy.linalg import blas
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from bayes_diglm import likelihoods
 from bayes_diglm._validation import check_positive
-from bayes_diglm.likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, Poisson, multiclass_probit
+from bayes_diglm.likelihoods import Likelihood
 
 from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
 from .linalg import robust_cholesky
@@ -41,21 +42,13 @@ _PRIOR_GROUPINGS = ("scalar", "class", "feature")
 _PRECISION_RANGE = (1e-8, 1e8)
 
 
-def _make_likelihood(likelihood, num_classes: int | None, noise_variance: float | None) -> Likelihood:
-    if isinstance(likelihood, (Bernoulli, Categorical, Gaussian, Poisson)):
-        return likelihood
-    if likelihood == "bernoulli":
-        return Bernoulli()
-    if likelihood == "categorical":
-        if num_classes is None or num_classes < 2:
-            raise ValueError(f"likelihood='categorical' needs num_classes >= 2, got {num_classes!r}")
-        return Categorical(int(num_classes))
-    if likelihood == "gaussian":
-        return Gaussian(check_positive(noise_variance, "noise_variance"))
-    if likelihood == "poisson":
-        return Poisson()
-    raise ValueError(f"likelihood must be 'bernoulli', 'categorical', 'gaussian' or 'poisson' (or one of those "
-                     f"Likelihood objects), got {likelihood!r}")
+def _make_likelihood(likelihood, num_classes: int | None = None, noise_variance: float | None = None,
+                     **options) -> Likelihood:
+    """A registered family by name (``num_classes``, ``noise_variance`` and ``options`` go to the families whose
+    constructor takes them) or a :class:`Likelihood` instance as it is."""
+    if noise_variance is not None:
+        check_positive(noise_variance, "noise_variance")
+    return likelihoods.build(likelihood, num_classes=num_classes, noise_variance=noise_variance, **options)
 
 
 # From this many columns on, X^T diag(c) X is formed by BLAS syrk (one triangle, half the multiply-adds of a
@@ -320,24 +313,26 @@ class _Objective:
     """The likelihood terms of the MAP and the curvature in NumPy: rows weighted by ``sample_weight``.
 
     ``grad`` is the gradient of the *negative* log-likelihood in the logits; ``curvature`` is the (weighted)
-    per-row Hessian of the negative log-likelihood, from :mod:`bayes_diglm.likelihoods`.
+    per-row Hessian of the negative log-likelihood, from :mod:`bayes_diglm.likelihoods`. ``context`` holds the
+    family's per-row keywords (``trials=`` ...), passed to every call.
     """
 
-    def __init__(self, likelihood: Likelihood, sample_weight: np.ndarray | None):
+    def __init__(self, likelihood: Likelihood, sample_weight: np.ndarray | None, context: dict | None = None):
         self.likelihood = likelihood
         self.num_outputs = likelihood.num_outputs
         self.w = sample_weight
+        self.context = context or {}
 
     def log_prob(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        lp = self.likelihood.log_prob(logits, y)
+        lp = self.likelihood.log_prob(logits, y, **self.context)
         return lp if self.w is None else lp * self.w
 
     def grad(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-        g = -self.likelihood.grad(logits, y)
+        g = -self.likelihood.grad(logits, y, **self.context)
         return g if self.w is None else g * self.w[:, None]
 
-    def curvature(self, logits: np.ndarray) -> np.ndarray:
-        c = self.likelihood.curvature(logits)
+    def curvature(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+        c = self.likelihood.curvature(logits, y, **self.context)
         return c if self.w is None else c * self.w[:, None, None]
 
 
@@ -354,7 +349,7 @@ def _newton(X, y, lik, prior, W, tol, max_iter):
     for it in range(max_iter):
         if np.abs(grad).max() <= tol:
             return W, it, True
-        H = _full_hessian(X, lik.curvature(logits), prior)
+        H = _full_hessian(X, lik.curvature(logits, y), prior)
         step = -sla.cho_solve((robust_cholesky(H, "the Newton Hessian"), True), grad.ravel()).reshape(W.shape)
         slope = float((grad * step).sum())
         # near the optimum the predicted decrease -slope/2 drops below the rounding error of the objective,
@@ -444,6 +439,7 @@ def laplace_glm(
     tol: float = 1e-8,
     max_iter: int | None = None,
     init: np.ndarray | None = None,
+    context: dict | None = None,
 ) -> LaplaceFit:
     r"""Laplace approximation ``N(W*, H^{-1})`` of a GLM posterior under a ``N(0, diag(prior)^{-1})`` prior.
 
@@ -468,8 +464,9 @@ def laplace_glm(
     y : ndarray of shape (n,)
         0/1 labels ("bernoulli"), 0..K-1 labels ("categorical"), real targets ("gaussian") or counts
         ("poisson").
-    likelihood : {"bernoulli", "categorical", "gaussian", "poisson"} or a canonical-link Likelihood
-        The family, from :mod:`bayes_diglm.likelihoods`.
+    likelihood : str or Likelihood
+        A registered family (``likelihoods.names()``: "bernoulli", "categorical", "gaussian", "poisson", a user's
+        own ...) or an instance. For a non-canonical link the curvature is the Hessian at ``y``, not the GGN.
     prior_precision : float or ndarray broadcastable to (k, D)
     covariance : {"full", "diag", "kron", "lowrank"}
     sample_weight : ndarray of shape (n,) or None
@@ -481,6 +478,8 @@ def laplace_glm(
         ``max|grad| <= tol``. Only ``covariance="full"`` and ``"lowrank"`` need the full Hessian at the MAP;
         for ``"kron"`` and ``"diag"`` L-BFGS avoids forming it every step (2-3.5x faster MAP at K(D+1) of
         650-786 on 10,000 rows).
+    context : dict or None
+        The family's per-row keywords (e.g. ``{"trials": n_i}`` for the binomial), arrays of shape (n,).
 
     Examples
     --------
@@ -495,7 +494,7 @@ def laplace_glm(
         raise ValueError(f"covariance must be one of {_COVARIANCES}, got {covariance!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
-    lik = _Objective(_make_likelihood(likelihood, num_classes, noise_variance), sample_weight)
+    lik = _Objective(_make_likelihood(likelihood, num_classes, noise_variance), sample_weight, context)
     prior = _prior_array(prior_precision, (lik.num_outputs, X.shape[1]))
     if max_iter is None:
         max_iter = 100 if optimizer == "newton" else 15000
@@ -507,7 +506,7 @@ def laplace_glm(
                       f"max|grad| <= {tol}", RuntimeWarning, stacklevel=2)
     logits = X @ W.T
     extra = {"lowrank": {"rank": rank}, "kron": {"weights": sample_weight}}.get(covariance, {})
-    posterior = _STRUCTURES[covariance](W, X, lik.curvature(logits), prior, **extra)
+    posterior = _STRUCTURES[covariance](W, X, lik.curvature(logits, y), prior, **extra)
     log_lik = float(lik.log_prob(logits, y).sum())
     proper = prior > 0
     log_evidence = (log_lik + 0.5 * float(np.log(prior[proper]).sum()) - 0.5 * float((prior * W**2).sum())
@@ -563,15 +562,6 @@ def mackay_prior_precision(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _probit_predictive(mu: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """Class probabilities (n, K) of the closed-form predictive: MacKay (one logit) or :func:`multiclass_probit`."""
-    mu_t, cov_t = torch.from_numpy(mu), torch.from_numpy(cov)
-    if mu.shape[1] == 1:
-        p1 = Bernoulli().predictive(mu_t, cov_t).probs.numpy()
-        return np.stack([1.0 - p1, p1], axis=1)
-    return multiclass_probit(mu_t, cov_t).numpy()
-
-
 def _check_generator(generator) -> np.random.Generator:
     return as_generator(generator)
 
@@ -615,18 +605,18 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
     Subclasses set ``likelihood_`` before :meth:`_fit_design` and give ``_initial_prior(k_out, D_aug)``.
     """
 
-    def _run(self, X, y, w, prior, init=None) -> LaplaceFit:
+    def _run(self, X, y, w, prior, init=None, context=None) -> LaplaceFit:
         return laplace_glm(
             X, y, likelihood=self.likelihood_, prior_precision=prior, covariance=self.covariance,
             optimizer=self.optimizer, sample_weight=w, rank=self.rank, tol=self.tol, max_iter=self.max_iter,
-            init=init,
+            init=init, context=context,
         )
 
-    def _fit_design(self, X, y, w) -> None:
-        fit = self._run(X, y, w, self._initial_prior(self.likelihood_.num_outputs, X.shape[1]))
-        self._set_fitted(fit, X, y, w)
+    def _fit_design(self, X, y, w, context=None) -> None:
+        fit = self._run(X, y, w, self._initial_prior(self.likelihood_.num_outputs, X.shape[1]), context=context)
+        self._set_fitted(fit, X, y, w, context)
 
-    def _set_fitted(self, fit: LaplaceFit, X, y, w) -> None:
+    def _set_fitted(self, fit: LaplaceFit, X, y, w, context=None) -> None:
         d = X.shape[1] - int(self.fit_intercept)
         self.fit_ = fit
         self.posterior_ = fit.posterior
@@ -635,7 +625,7 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
         self.prior_precision_ = fit.prior_precision
         self.n_iter_ = fit.n_iter
         self.converged_ = fit.converged
-        self._train = (X, y, w)
+        self._train = (X, y, w, context)
 
     def log_evidence(self) -> float:
         r"""Laplace approximation of :math:`\log p(y \mid Z)` at the fitted prior (see :func:`laplace_glm`)."""
@@ -657,14 +647,14 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
             raise ValueError(f"method must be 'evidence', got {method!r}")
         if per not in _PRIOR_GROUPINGS:
             raise ValueError(f"per must be one of {_PRIOR_GROUPINGS}, got {per!r}")
-        X, y, w = self._train
+        X, y, w, context = self._train
         prior = self.fit_.prior_precision
         rows, cols = np.indices(prior.shape)
         groups = {"scalar": np.zeros(prior.shape, dtype=int), "class": rows, "feature": cols}[per]
         groups = np.where(prior > 0, groups, -1)
-        fit = mackay_prior_precision(lambda p, init: self._run(X, y, w, p, init), prior, groups,
+        fit = mackay_prior_precision(lambda p, init: self._run(X, y, w, p, init, context), prior, groups,
                                      tol=tol, max_iter=max_iter)
-        self._set_fitted(fit, X, y, w)
+        self._set_fitted(fit, X, y, w, context)
         return self
 
 
@@ -677,7 +667,8 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
     """
 
     def _likelihood_for(self, K: int) -> Likelihood:
-        return Bernoulli() if K == 2 else Categorical(K)
+        """The family of K classes: the registered logistic one for two, the softmax for more."""
+        return likelihoods.build("bernoulli" if K == 2 else "categorical", num_classes=K)
 
     def predict_dist(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> Predictive:
         """Predictive over ``classes_``: the class probabilities with the weights integrated out."""
@@ -686,7 +677,9 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
         Z = self._validate_Z(Z)
         X = self._design(Z)
         if method == "probit":
-            probs = _probit_predictive(X @ self.posterior_.mean.T, self.posterior_.logit_cov(X))
+            mean, cov = X @ self.posterior_.mean.T, self.posterior_.logit_cov(X)
+            probs = Predictive(self.likelihood_.predictive(torch.from_numpy(mean), torch.from_numpy(cov)),
+                               classes=self.classes_).probs
         elif method == "map":
             probs = self._probs(X @ self.posterior_.mean.T)
         else:
@@ -698,12 +691,7 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
         return Predictive(dist, classes=self.classes_)
 
     def _probs(self, logits: np.ndarray) -> np.ndarray:
-        if logits.shape[-1] == 1:
-            p1 = 1.0 / (1.0 + np.exp(-logits[..., 0]))
-            return np.stack([1.0 - p1, p1], axis=-1)
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        e = np.exp(shifted)
-        return e / e.sum(axis=-1, keepdims=True)
+        return self.likelihood_.probs(logits)
 
     def predict_proba(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
         """Predictive class probabilities (n, K), columns in ``classes_`` order (``method`` as in predict_dist)."""
@@ -828,8 +816,95 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         return self
 
 
-class LaplaceRegressor(RegressorMixin, _LaplaceHead):
-    r"""Bayesian Poisson (log link) or Gaussian (known noise) regression on features by the Laplace approximation.
+class _RegressionFamily(RegressorMixin):
+    """The family side of a regression head with a Gaussian posterior over the weights (Laplace, SVI): the
+    registered family from ``likelihood`` / ``likelihood_kwargs`` / ``noise_variance``, target and per-row
+    context checks, and the predictive with the family's context."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        try:
+            tags.target_tags.positive_only = bool(self._family().discrete)  # counts
+        except (TypeError, ValueError):
+            pass
+        return tags
+
+    def _family(self) -> Likelihood:
+        """The ``likelihood`` family with its known nuisance values (a ValueError for a classification one)."""
+        options = dict(self.likelihood_kwargs or {})
+        if not isinstance(options, dict):
+            raise TypeError(f"likelihood_kwargs must be a dict or None, got {type(self.likelihood_kwargs).__name__}")
+        options.setdefault("noise_variance", self.noise_variance)
+        lik = _make_likelihood(self.likelihood, **options)
+        if lik.task != "regression":
+            raise ValueError(f"likelihood={self.likelihood!r} is a classification family: use a classifier head "
+                             "(LaplaceClassifier, SVIClassifier)")
+        return lik
+
+    def _check_y(self, lik: Likelihood, y: np.ndarray, context: dict) -> np.ndarray:
+        """Targets in the family's support. Counts may be non-integer: the family's log-density continues
+        to them (``y eta - exp(eta) - log Gamma(y + 1)`` for Poisson, as scikit-learn's ``PoissonRegressor``)."""
+        if lik.discrete:
+            if np.any(y < 0):
+                raise ValueError(f"y must hold non-negative counts for a {type(lik).__name__} likelihood, "
+                                 f"got min {y.min()}")
+            lik.check_target(np.ceil(y), **context)  # the rest of the support (e.g. successes <= trials)
+            return y
+        return lik.check_target(y, **context)
+
+    @staticmethod
+    def _validate_context(lik: Likelihood, context: dict, n: int) -> dict:
+        """The family's per-row keywords as float64 arrays of shape (n,) (a TypeError for others)."""
+        unknown = sorted(set(context) - set(lik.context))
+        if unknown:
+            raise TypeError(f"a {type(lik).__name__} likelihood takes no per-row keyword {unknown}; its context is "
+                            f"{list(lik.context)}")
+        out = {}
+        for key in lik.context:
+            if context.get(key) is None:
+                raise ValueError(f"a {type(lik).__name__} likelihood needs the per-row keyword {key!r}")
+            value = np.broadcast_to(np.asarray(context[key], dtype=np.float64), (n,)).copy()
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{key} must be finite")
+            out[key] = value
+        return out
+
+    def predict_dist(self, Z, sample_weight=None, **context) -> Predictive:
+        """The predictive at the rows of ``Z``: the family integrated over the Gaussian of the linear predictor
+        (Poisson-lognormal by quadrature, exactly ``N(m, v + noise_variance / w)`` for the Gaussian ...).
+
+        ``sample_weight`` (families with a ``noise_variance``, e.g. ``likelihood="gaussian"``): known relative
+        noise precisions ``w`` of the new rows, as in ``fit`` (``y ~ N(beta^T z, noise_variance / w)``); default 1.
+        ``context``: the family's per-row keywords at the new rows.
+        """
+        Z = self._validate_Z(Z)
+        lik = self._draw_likelihood({}, Z.shape[0], sample_weight)
+        return self._predictive_of(Z, lik, **self._validate_context(lik, context, Z.shape[0]))
+
+    def _draw_likelihood(self, draws: dict, n: int, sample_weight) -> Likelihood:
+        if sample_weight is None:
+            return self.likelihood_
+        if "noise_variance" not in self.likelihood_.nuisance:
+            raise ValueError(f"sample_weight at prediction time holds noise precisions, which a "
+                             f"{type(self.likelihood_).__name__} likelihood has not (likelihood='gaussian' has)")
+        w = self._validate_weights(sample_weight, n, positive=True)
+        config = self.likelihood_.config()
+        return type(self.likelihood_)(**{**config, "noise_variance": torch.from_numpy(config["noise_variance"] / w)})
+
+    def predict(self, Z, **context) -> np.ndarray:
+        """Predictive mean of ``y`` (``exp(m + v / 2)`` for Poisson, ``m`` for Gaussian, for the predictor's
+        ``N(m, v)``)."""
+        return self.predict_dist(Z, **context).mean
+
+
+class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
+    r"""Bayesian GLM regression on features by the Laplace approximation, in any registered regression family.
+
+    ``likelihood`` is a registered regression family (``likelihoods.names()``) or a
+    :class:`~bayes_diglm.likelihoods.Likelihood` instance; its nuisance parameters are known, set by
+    ``likelihood_kwargs`` (``noise_variance`` is the Gaussian's, kept as its own parameter). Classification families
+    belong to :class:`LaplaceClassifier`. Per-row context keywords of the family (``trials=`` ...) go to ``fit``,
+    ``predict_dist``, ``predict`` and the ArviZ methods. The two families described below are the usual ones.
 
     ``likelihood="poisson"`` (default; so counts have a Bayesian head): ``y ~ Poisson(exp(beta^T z + beta_0))``.
     ``likelihood="gaussian"``: ``y ~ N(beta^T z + beta_0, noise_variance)``, where the Laplace posterior is the
@@ -865,13 +940,13 @@ class LaplaceRegressor(RegressorMixin, _LaplaceHead):
     """
 
     _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)"}
-    _LIKELIHOODS = ("poisson", "gaussian")
 
     def __init__(
         self,
         *,
-        likelihood: str = "poisson",
+        likelihood="poisson",
         noise_variance: float = 1.0,
+        likelihood_kwargs: dict | None = None,
         prior_precision: float = 1.0,
         intercept_prior_precision: float = 1e-6,
         fit_intercept: bool = True,
@@ -883,6 +958,7 @@ class LaplaceRegressor(RegressorMixin, _LaplaceHead):
     ):
         self.likelihood = likelihood
         self.noise_variance = noise_variance
+        self.likelihood_kwargs = likelihood_kwargs
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
         self.fit_intercept = fit_intercept
@@ -892,11 +968,6 @@ class LaplaceRegressor(RegressorMixin, _LaplaceHead):
         self.tol = tol
         self.max_iter = max_iter
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.positive_only = self.likelihood == "poisson"
-        return tags
-
     def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
         prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
         if self.fit_intercept:
@@ -904,43 +975,15 @@ class LaplaceRegressor(RegressorMixin, _LaplaceHead):
                                           allow_zero=True)
         return prior
 
-    def fit(self, Z, y, *, sample_weight=None) -> LaplaceRegressor:
-        """MAP and Laplace posterior for features ``Z`` (n, D) and targets ``y`` (n,): counts or real values."""
+    def fit(self, Z, y, *, sample_weight=None, **context) -> LaplaceRegressor:
+        """MAP and Laplace posterior for features ``Z`` (n, D) and targets ``y`` (n,) of the family (``context``:
+        its per-row keywords, arrays of shape (n,))."""
         with self._keep_state_on_error():
-            if self.likelihood not in self._LIKELIHOODS:
-                raise ValueError(f"likelihood must be one of {self._LIKELIHOODS}, got {self.likelihood!r}")
             _check_options(self)
+            lik = self._family()
             Z, y, w = self._validate_train(Z, y, sample_weight)
-            if self.likelihood == "poisson":
-                if np.any(y < 0):
-                    raise ValueError(f"y must hold non-negative counts for a Poisson likelihood, got min {y.min()}")
-                self.likelihood_ = Poisson()
-            else:
-                self.likelihood_ = Gaussian(check_positive(self.noise_variance, "noise_variance"))
-            self._fit_design(self._design(Z), np.asarray(y, dtype=np.float64), w)
+            context = self._validate_context(lik, context, Z.shape[0])
+            y = self._check_y(lik, np.asarray(y, dtype=np.float64), context)
+            self.likelihood_ = lik
+            self._fit_design(self._design(Z), y, w, context or None)
         return self
-
-    def predict_dist(self, Z, sample_weight=None) -> Predictive:
-        """The predictive at the rows of ``Z`` (Poisson-lognormal, or exactly ``N(m, v + noise_variance / w)``).
-
-        ``sample_weight`` (``likelihood="gaussian"`` only): known relative noise precisions ``w`` of the new rows,
-        as in ``fit`` (``y ~ N(beta^T z, noise_variance / w)``); default 1.
-        """
-        Z = self._validate_Z(Z)
-        return self._predictive_of(Z, self._draw_likelihood({}, Z.shape[0], sample_weight))
-
-    def _draw_likelihood(self, draws: dict, n: int, sample_weight) -> Likelihood:
-        if sample_weight is None:
-            return self.likelihood_
-        if not isinstance(self.likelihood_, Gaussian):
-            raise ValueError("sample_weight at prediction time holds noise precisions, which only "
-                             "likelihood='gaussian' has")
-        w = self._validate_weights(sample_weight, n, positive=True)
-        return Gaussian(torch.from_numpy(self.likelihood_.noise_variance / w))
-
-    def predict(self, Z) -> np.ndarray:
-        """Predictive mean: ``exp(m + v / 2)`` (Poisson) or ``m`` (Gaussian) for the predictor's ``N(m, v)``."""
-        m, v = self._predictor_moments(self._validate_Z(Z))
-        if isinstance(self.likelihood_, Poisson):
-            return np.exp(np.minimum(m[:, 0] + 0.5 * v[:, 0, 0], math.log(1e8)))
-        return m[:, 0]
