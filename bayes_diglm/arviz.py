@@ -46,6 +46,7 @@ def to_inference_data(
     chains: int = 4,
     feature_names: list[str] | None = None,
     seed: int = 0,
+    **context,
 ):
     """Build ``arviz.InferenceData`` from a fitted head (or DIGLM estimator) through its public contract.
 
@@ -56,8 +57,9 @@ def to_inference_data(
     (variable ``"y"``, from ``head.pointwise_log_likelihood``), ``posterior_predictive`` (``"y"``, from
     ``head.sample_predictive``) and ``observed_data`` (``"y"``) over the dimension ``"obs"``, so ``az.loo`` and
     ``az.plot_ppc`` work. ``groups`` (mixed-effects heads) and ``sample_weight`` (known relative noise precisions,
-    for the conjugate head) are passed on to those two methods when given; a head that takes neither refuses
-    them with its own error. ``head._arviz_attrs`` (when present) are stored as attributes, e.g. that the draws
+    for the conjugate head) are passed on to those two methods when given, and so are ``context``, the family's
+    per-row keywords (``trials=`` ...); a head that takes none of them refuses them with its own error.
+    ``head._arviz_attrs`` (when present) are stored as attributes, e.g. that the draws
     are i.i.d. from the exact posterior. For i.i.d. draws the chains are just a split of one sample, so
     ``r_hat`` is about 1 and ``ess`` about the number of draws.
 
@@ -93,7 +95,8 @@ def to_inference_data(
     data = {"posterior": {name: per_chain(value) for name, value in flat.items()}}
     if X is not None:
         y_obs = _as_numpy(y)
-        fit_kwargs = {k: v for k, v in (("groups", groups), ("sample_weight", sample_weight)) if v is not None}
+        fit_kwargs = {k: v for k, v in (("groups", groups), ("sample_weight", sample_weight), *context.items())
+                      if v is not None}
         log_lik = head.pointwise_log_likelihood(flat, X, y, **fit_kwargs)
         replicated = head.sample_predictive(flat, X, generator=rng, **fit_kwargs)
         data["log_likelihood"] = {"y": per_chain(log_lik)}

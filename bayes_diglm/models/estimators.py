@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from .. import __version__
+from .. import __version__, likelihoods
 from .._validation import check_positive
 from ..inference.base import Predictive, keep_state_on_error
 from ..inference.mixed.design import group_columns
@@ -42,20 +42,6 @@ CLASSIFICATION_POSTERIORS = ("point", "laplace", "svi", "mixed")
 _OUTPUT_BATCH = 1024
 # As scikit-learn's MLPs: float32 inputs train a float32 network, all others (float64, int, object) float64.
 _FLOAT_DTYPES = (np.float64, np.float32)
-
-
-def _float64(dist: torch.distributions.Distribution) -> torch.distributions.Distribution:
-    """The point head's ``torch.distributions`` object with float64 parameters (what Predictive holds)."""
-    D = torch.distributions
-    if isinstance(dist, D.Normal):
-        return D.Normal(dist.loc.double(), dist.scale.double())
-    if isinstance(dist, D.Poisson):
-        return D.Poisson(dist.rate.double())
-    if isinstance(dist, D.Bernoulli):
-        return D.Bernoulli(logits=dist.logits.double())
-    if isinstance(dist, D.Categorical):
-        return D.Categorical(logits=dist.logits.double())
-    raise TypeError(f"no float64 predictive for a {type(dist).__name__} point head")
 
 
 def _host(X):
@@ -316,11 +302,22 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         Z, kw = self._features_and_kwargs(X, groups)
         classes = getattr(self, "classes_", None)
         if point or self.posterior_ is None:
-            with torch.no_grad():
-                dist = self.model_.head.dist(torch.from_numpy(Z).to(self._dtype()))
-            return Predictive(_float64(dist), classes=classes)
+            return self._point_predictive(Z, classes)
         pred = self.posterior_.predict_dist(Z, **kw)
         return pred if classes is None else Predictive(pred.distribution, classes=classes)
+
+    def _point_predictive(self, Z: np.ndarray, classes) -> Predictive:
+        """The trained head's likelihood at its point estimate, in float64 (its nuisance values as floats)."""
+        head = self.model_.head
+        with torch.no_grad():
+            f = head.predictor(torch.from_numpy(Z).to(self._dtype())).double()
+            lik = self._fixed_point_likelihood()
+        return Predictive(lik.dist(f), classes=classes, discrete=lik.discrete)
+
+    def _fixed_point_likelihood(self) -> likelihoods.Likelihood:
+        """The point head's family with its trained nuisance parameters as plain numbers (float64)."""
+        lik = self.model_.head.likelihood
+        return type(lik)(**lik.config())
 
     def log_predictive(self, X, y, *, groups=None) -> np.ndarray:
         """``log p(y | x)`` per row under :meth:`predict_dist`."""
@@ -421,10 +418,20 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         pass
 
 
+#: the family of the Bayesian heads of a point head whose noise variance is given per row (the heteroscedastic
+#: head): a Gaussian whose noise, known per row, enters as weights
+_KNOWN_NOISE_FAMILY = "gaussian"
+
+
 def _known_gaussian_noise(template) -> bool:
     from ..inference.laplace import LaplaceRegressor
 
-    return isinstance(template, LaplaceRegressor) and template.likelihood == "gaussian"
+    return isinstance(template, LaplaceRegressor) and template.likelihood == _KNOWN_NOISE_FAMILY
+
+
+def _per_row_noise(lik: likelihoods.Likelihood) -> bool:
+    """Whether the family's predictor gives each row its own noise variance (``noise_log_var``)."""
+    return callable(getattr(lik, "noise_log_var", None))
 
 
 def _group_rows(groups, rows: np.ndarray):
@@ -444,13 +451,16 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         flow: ``"realnvp"`` or ``"spline"`` (neural spline flow) for tabular X (n, D), D >= 2, or ``"glow"`` for
             images X (n, C, H, W) in [0, 1].
         flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
-        head: the jointly trained point head: ``"heteroscedastic"`` (the paper's: mean and log-variance linear
-            in ``z``), ``"gaussian"`` (one noise scale) or ``"poisson"`` (log link, counts).
+        head: the jointly trained point head, any registered regression family (``likelihoods.names()``):
+            ``"heteroscedastic"`` (the paper's: mean and log-variance linear in ``z``), ``"gaussian"`` (one noise
+            scale), ``"poisson"`` (log link, counts), or a user's registered family; its nuisance parameters
+            are trained with beta.
         posterior: ``"point"`` (the trained head as is), ``"conjugate"`` (exact Normal-Inverse-Gamma over
             beta and sigma^2, with the heteroscedastic head's learned noise precisions as known weights;
-            Gaussian heads), ``"laplace"`` (Laplace over beta: for head="poisson" the Poisson Laplace head, for the
-            Gaussian heads the Gaussian posterior over beta with the trained head's noise variances taken as known,
-            ``LaplaceRegressor(likelihood="gaussian")``; conjugate also integrates sigma^2 out), ``"mixed"``
+            Gaussian heads), ``"laplace"`` (Laplace over beta in the head's family, its trained nuisance values
+            taken as known, ``LaplaceRegressor(likelihood=head)``; for the heteroscedastic head the Gaussian
+            posterior with the trained noise variances as known, ``LaplaceRegressor(likelihood="gaussian")``;
+            conjugate also integrates sigma^2 out), ``"mixed"``
             (random effects per group: pass ``groups`` to fit and predict), or a posterior head instance
             (cloned and fitted; its parameters are nested, ``posterior__prior_precision``).
         px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
@@ -477,7 +487,6 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
     """
 
     _posteriors = REGRESSION_POSTERIORS
-    _head_families = ("heteroscedastic", "gaussian", "poisson")
 
     def __init__(
         self,
@@ -521,30 +530,37 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         self.on_nonfinite = on_nonfinite
 
     def _check_params(self) -> None:
-        if self.head not in self._head_families:
-            raise ValueError(f"head must be one of {self._head_families}, got {self.head!r}")
+        self._family()
+
+    def _family(self) -> likelihoods.Likelihood:
+        """The ``head`` family with its default settings (a registered regression family, else an error)."""
+        if not isinstance(self.head, str):
+            raise TypeError(f"head must be the name of a registered likelihood family, got {type(self.head).__name__}")
+        regression = [n for n in likelihoods.names() if likelihoods.get(n).task == "regression"]
+        if self.head not in regression:
+            raise ValueError(f"head must be one of the registered regression families {regression}, got {self.head!r}")
+        return likelihoods.build(self.head)
 
     def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:
-        y = np.asarray(y, dtype=np.float64)
-        if self.head == "poisson" and bool(np.any(y < 0) or np.any(y != np.round(y))):
-            raise ValueError("y must hold non-negative integer counts for head='poisson'")
+        y = self._family().check_target(y)
         return torch.tensor(y), y, {"family": self.head}
 
     def _validation_targets(self, y_val) -> torch.Tensor:
         return torch.as_tensor(np.asarray(y_val, dtype=np.float64))
 
     def _make_posterior(self, name: str):
+        family = self._family()
         if name == "conjugate":
-            if self.head == "poisson":
-                raise ValueError("posterior='conjugate' is the Normal-Inverse-Gamma posterior of a Gaussian head; "
-                                 "head='poisson' takes posterior='laplace'")
+            if not family.gaussian_mean:
+                raise ValueError(f"posterior='conjugate' is the Normal-Inverse-Gamma posterior of a Gaussian head; "
+                                 f"head={self.head!r} takes posterior='laplace'")
             from ..inference.conjugate import ConjugateLinearRegression
 
             return ConjugateLinearRegression()
         if name == "laplace":
             from ..inference.laplace import LaplaceRegressor
 
-            return LaplaceRegressor(likelihood="poisson" if self.head == "poisson" else "gaussian")
+            return LaplaceRegressor(likelihood=_KNOWN_NOISE_FAMILY if _per_row_noise(family) else self.head)
         from ..inference.mixed import MixedEffectsRegression
 
         return MixedEffectsRegression()
@@ -552,19 +568,22 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
     def _uses_noise_weights_for(self, template) -> bool:
         from ..inference.conjugate import ConjugateLinearRegression
 
-        return self.head == "heteroscedastic" and (isinstance(template, ConjugateLinearRegression)
+        return _per_row_noise(self._family()) and (isinstance(template, ConjugateLinearRegression)
                                                    or _known_gaussian_noise(template))
 
     def _set_known_noise(self, template) -> None:
-        """A Gaussian Laplace head takes the noise as known: the trained head's ``sigma^2`` (head="gaussian"), or
-        with the heteroscedastic head ``1 / noise_normaliser_``, so that with the weights ``w_i = precision_i /
+        """A Laplace head takes the trained point head's nuisance as known: in the head's own family its trained
+        values (the Gaussian head's ``sigma^2``, a Student-t's scale ...), or, for a head with per-row noise
+        (heteroscedastic), noise ``1 / noise_normaliser_``, so that with the weights ``w_i = precision_i /
         noise_normaliser_`` each row's variance is the learned ``sigma^2(z_i)``."""
-        if not _known_gaussian_noise(template):
+        from ..inference.laplace import LaplaceRegressor
+
+        if not isinstance(template, LaplaceRegressor):
             return
-        if self.head == "heteroscedastic":
+        if self._uses_noise_weights_for(template):
             template.set_params(noise_variance=1.0 / self.noise_normaliser_)
-        elif self.head == "gaussian":
-            template.set_params(noise_variance=float(self.model_.head.likelihood.noise_variance.detach()))
+        elif template.likelihood == self.head:
+            template.set_params(likelihood_kwargs=self._fixed_point_likelihood().config() or None)
 
     def _uses_noise_weights(self) -> bool:
         return self._uses_noise_weights_for(self.posterior_) and hasattr(self, "noise_normaliser_")
@@ -635,7 +654,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             if not hasattr(head, "partial_fit"):
                 raise ValueError(f"fit_posterior streams into heads with partial_fit; {type(head).__name__} has "
                                  "none (fit it in memory with fit)")
-            weighted = self.head == "heteroscedastic" and self._uses_noise_weights_for(head)
+            weighted = self._uses_noise_weights_for(head)
             normaliser = getattr(self, "noise_normaliser_", None)
             rows = 0
             for k, chunk in enumerate(chunks):
@@ -680,8 +699,9 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         predictives of the same head (e.g. its prior predictive). Float64, shape (n,).
         """
         check_is_fitted(self)
-        if self.head != "heteroscedastic":
-            raise ValueError(f"noise_weights exist for head='heteroscedastic' only, not head={self.head!r}")
+        if not _per_row_noise(self._family()):
+            raise ValueError(f"noise_weights exist for heads with per-row noise (head='heteroscedastic' only), "
+                             f"not head={self.head!r}")
         if not hasattr(self, "noise_normaliser_"):
             raise ValueError("noise_weights need a conjugate posterior head (posterior='conjugate'), fitted by fit "
                              "or fit_posterior; this estimator has none")

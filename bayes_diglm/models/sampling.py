@@ -46,7 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.special import expit, softmax
+
+from bayes_diglm import likelihoods
 
 __all__ = [
     "ClassConditionalSample",
@@ -152,7 +153,7 @@ def point_label_model(head) -> LabelModel:
     return probs
 
 
-def class_probabilities(draws: dict, Z: np.ndarray, *, paired: bool = False) -> np.ndarray:
+def class_probabilities(draws: dict, Z: np.ndarray, *, paired: bool = False, likelihood=None) -> np.ndarray:
     """Class probabilities of a GLM classifier under named posterior draws (the head contract's ``sample``).
 
     Args:
@@ -161,6 +162,8 @@ def class_probabilities(draws: dict, Z: np.ndarray, *, paired: bool = False) -> 
         Z: features (n, D).
         paired: ``False``: every draw at every row, result (S, n, K); ``True``: draw ``i`` at row ``i`` only
             (needs ``S == n``), result (n, K).
+        likelihood: the head's classification family (its ``probs`` maps the linear predictor to the class
+            probabilities); None: the registered logistic family for one output, the softmax for several.
     """
     beta = np.asarray(draws["beta"], dtype=np.float64)
     Z = np.asarray(Z, dtype=np.float64)
@@ -179,10 +182,10 @@ def class_probabilities(draws: dict, Z: np.ndarray, *, paired: bool = False) -> 
     if "intercept" in draws:
         bias = np.asarray(draws["intercept"], dtype=np.float64).reshape(beta.shape[0], -1)
         logits = logits + (bias if paired else bias[:, None, :])
-    if binary:
-        p1 = expit(logits[..., 0])
-        return np.stack([1.0 - p1, p1], axis=-1)
-    return softmax(logits, axis=-1)
+    if likelihood is None:
+        k = logits.shape[-1]
+        likelihood = likelihoods.build("bernoulli" if k == 1 else "categorical", num_classes=k)
+    return likelihood.probs(logits)
 
 
 def posterior_label_model(posterior) -> LabelModel:
@@ -197,7 +200,8 @@ def posterior_label_model(posterior) -> LabelModel:
         raise TypeError(f"{type(posterior).__name__} has no sample(n, generator=) method of the head contract")
 
     def probs(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return class_probabilities(posterior.sample(z.shape[0], generator=rng), z, paired=True)
+        return class_probabilities(posterior.sample(z.shape[0], generator=rng), z, paired=True,
+                                   likelihood=getattr(posterior, "likelihood_", None))
 
     return probs
 
