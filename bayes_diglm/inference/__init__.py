@@ -1,11 +1,11 @@
 """Posterior inference over the GLM weights beta: every head follows one contract (:mod:`.base`).
 
 Heads: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaussian outcomes; streaming, rank-one
-updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplaceRegressor` (Poisson counts,
-log link, or Gaussian with known noise), :class:`SVIClassifier` and :class:`SVIRegressor` (Pyro, Gaussian guide; the regressor in any registered
-family), :class:`MixedEffectsRegression`,
-:class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or nested random effects per group,
-paper appendix B.1; specified by :class:`RandomEffect`).
+updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplaceRegressor` (any registered
+regression family: Poisson counts, Gaussian with known noise, a user's own ...), :class:`SVIClassifier` and
+:class:`SVIRegressor` (Pyro, Gaussian guide; the regressor in any registered family),
+:class:`MixedEffectsRegression`, :class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or
+nested random effects per group, paper appendix B.1; specified by :class:`RandomEffect`).
 """
 
 from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive
