@@ -177,6 +177,9 @@ def test_laplace_predictive_of_the_toy_family_against_quadrature(trained):
 
         assert cdf(lo[i]) == pytest.approx(0.05, abs=2e-4)
         assert cdf(hi[i]) == pytest.approx(0.95, abs=2e-4)
+        density = integrate.quad(lambda f, i=i, sd=sd: stats.laplace.pdf(y[i], f, b) * stats.norm.pdf(f, m[i, 0], sd),
+                                 m[i, 0] - 12 * sd, m[i, 0] + 12 * sd, points=[y[i]], epsabs=1e-13)[0]
+        assert pred.log_prob(y[:5])[i] == pytest.approx(math.log(density), abs=2e-3)
     draws = pred.sample(4000, generator=1)
     np.testing.assert_allclose(draws.mean(axis=0), pred.mean, atol=6 * pred.stddev.max() / math.sqrt(4000))
 
