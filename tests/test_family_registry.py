@@ -15,7 +15,7 @@ from torch.distributions import constraints
 
 from bayes_diglm import likelihoods
 from bayes_diglm.arviz import to_inference_data
-from bayes_diglm.inference import LaplaceRegressor, Predictive, SVIRegressor
+from bayes_diglm.inference import LaplaceClassifier, LaplaceRegressor, Predictive, SVIRegressor
 from bayes_diglm.likelihoods import Likelihood, Nuisance
 from bayes_diglm.models import DIGLMRegressor, make_head
 
@@ -67,6 +67,30 @@ class ExposurePoisson(Likelihood):
 
     def _curvature(self, f, y, exposure):
         return (exposure * torch.exp(f[..., 0]))[..., None, None]
+
+
+@likelihoods.register
+class Probit(Likelihood):
+    r"""Binary targets with the probit link, :math:`p(y = 1) = \Phi(f)` (not canonical: curvature from autograd)."""
+
+    name = "test_probit"
+    task = "classification"
+    discrete = True
+    link = "probit"
+
+    @property
+    def num_classes(self):
+        return 2
+
+    def _p1(self, f):
+        return torch.special.ndtr(f[..., 0]).clamp(1e-15, 1 - 1e-15)
+
+    def _dist(self, f):
+        return torch.distributions.Bernoulli(probs=self._p1(f))
+
+    def _probs(self, f):
+        p1 = self._p1(f)
+        return torch.stack([1 - p1, p1], dim=-1)
 
 
 def _robust_data(n=160, seed=0):
@@ -239,6 +263,27 @@ def test_per_row_context_reaches_the_family_in_the_laplace_head_and_arviz():
     rate = exposure[:20] * np.exp(draws["beta"] @ Z[:20].T + draws["intercept"][:, None])
     np.testing.assert_allclose(idata.log_likelihood["y"].values.reshape(40, 20), stats.poisson.logpmf(y[:20], rate),
                                rtol=1e-8)
+
+
+def test_a_registered_classification_family_in_the_laplace_classifier():
+    """A probit family: the MAP under a flat prior is statsmodels' probit maximum likelihood, and the predictive
+    under the Laplace Gaussian (quadrature through the family) is the exact probit integral Phi(m / sqrt(1 + v))."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(400, 2))
+    y = (Z @ np.array([0.8, -0.6]) + 0.2 + rng.normal(size=400) > 0).astype(int)
+    head = LaplaceClassifier(likelihood="test_probit", prior_precision=1e-10, intercept_prior_precision=0.0).fit(Z, y)
+    ref = sm.Probit(y, sm.add_constant(Z)).fit(disp=0, tol=1e-12)
+    np.testing.assert_allclose(np.append(head.intercept_, head.coef_), ref.params, rtol=1e-5)
+    pred = head.predict_dist(Z[:8])
+    m, v = head._predictor_moments(Z[:8])
+    p1 = stats.norm.cdf(m[:, 0] / np.sqrt(1 + v[:, 0, 0]))
+    np.testing.assert_allclose(pred.probs[:, 1], p1, atol=1e-6)
+    np.testing.assert_allclose(head.predict_proba(Z[:8], method="map")[:, 1], stats.norm.cdf(m[:, 0]), rtol=1e-10)
+    with pytest.raises(ValueError, match="not a classification family"):
+        LaplaceClassifier(likelihood="test_double_exponential").fit(Z, y)
+    with pytest.raises(ValueError, match="classification family"):
+        LaplaceRegressor(likelihood="test_probit").fit(Z, y)
 
 
 def test_a_registered_family_has_a_point_head_by_name():

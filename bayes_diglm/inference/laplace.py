@@ -667,8 +667,16 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
     """
 
     def _likelihood_for(self, K: int) -> Likelihood:
-        """The family of K classes: the registered logistic one for two, the softmax for more."""
-        return likelihoods.build("bernoulli" if K == 2 else "categorical", num_classes=K)
+        """The family of K classes: the head's ``likelihood`` when it has one, else the registered logistic
+        family for two classes and the softmax for more."""
+        spec = getattr(self, "likelihood", None)
+        if spec is None:
+            spec = "bernoulli" if K == 2 else "categorical"
+        lik = likelihoods.build(spec, num_classes=K)
+        if lik.task != "classification" or lik.num_classes != K:
+            raise ValueError(f"likelihood={spec!r} is not a classification family of the data's {K} classes "
+                             f"(task {lik.task!r}, num_classes {lik.num_classes})")
+        return lik
 
     def predict_dist(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> Predictive:
         """Predictive over ``classes_``: the class probabilities with the weights integrated out."""
@@ -742,6 +750,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         Defaults to 100 for Newton, 15000 for L-BFGS.
     classes : array-like or None
         All labels, when the training data may miss some; inferred from ``y`` when None.
+    likelihood : str, Likelihood or None
+        A registered classification family (built with ``num_classes=K`` where it takes one) or an instance for
+        K classes; None: the logistic family for two classes, the softmax for more.
 
     Attributes
     ----------
@@ -778,6 +789,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         tol: float = 1e-8,
         max_iter: int | None = None,
         classes=None,
+        likelihood=None,
     ):
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
@@ -788,6 +800,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         self.tol = tol
         self.max_iter = max_iter
         self.classes = classes
+        self.likelihood = likelihood
 
     def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
         prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
