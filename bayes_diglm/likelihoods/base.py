@@ -13,8 +13,8 @@ from torch.distributions import Categorical as _TorchCategorical
 from torch.distributions import Distribution, MixtureSameFamily, constraints
 
 __all__ = [
-    "Likelihood", "Nuisance", "LOGISTIC_VARIANCE_MATCH", "build", "get", "multiclass_probit", "names",
-    "probit_scale", "register",
+    "Likelihood", "Nuisance", "LOGISTIC_VARIANCE_MATCH", "build", "for_classes", "get", "multiclass_probit",
+    "names", "probit_scale", "register",
 ]
 
 # rate exp(f) is capped at 1e8 so that one extreme predictor cannot overflow a Poisson (or its gradient)
@@ -376,3 +376,16 @@ def build(spec, **options) -> Likelihood:
         return cls(**kwargs)
     except TypeError as err:
         raise ValueError(f"cannot build the {spec!r} likelihood from {kwargs}: {err}") from None
+
+
+def for_classes(spec, num_classes: int) -> Likelihood:
+    """The classification family of ``num_classes`` classes: ``spec`` (a registered name, built with
+    ``num_classes=`` where it takes one, or an instance), or for None the logistic family for two classes and the
+    softmax for more. A ValueError when it is not a classification family of that many classes."""
+    if spec is None:
+        spec = "bernoulli" if num_classes == 2 else "categorical"
+    lik = build(spec, num_classes=num_classes)
+    if lik.task != "classification" or lik.num_classes != num_classes:
+        raise ValueError(f"likelihood={spec!r} is not a classification family of the data's {num_classes} classes "
+                         f"(task {lik.task!r}, num_classes {lik.num_classes})")
+    return lik
