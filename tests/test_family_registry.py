@@ -17,7 +17,7 @@ from bayes_diglm import likelihoods
 from bayes_diglm.arviz import to_inference_data
 from bayes_diglm.inference import LaplaceClassifier, LaplaceRegressor, Predictive, SVIRegressor
 from bayes_diglm.likelihoods import Likelihood, Nuisance
-from bayes_diglm.models import DIGLMRegressor, make_head
+from bayes_diglm.models import DIGLMClassifier, DIGLMRegressor, make_head
 
 
 @likelihoods.register
@@ -346,3 +346,18 @@ def test_every_family_predictive_moments_match_sampling(name):
     sd = y.std(axis=0)
     np.testing.assert_allclose(pred.mean, y.mean(axis=0), atol=5 * sd.max() / math.sqrt(draws))
     np.testing.assert_allclose(pred.stddev, sd, rtol=0.05)
+
+
+def test_a_registered_classification_family_trains_in_the_diglm_classifier():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, 2))
+    y = np.where(X[:, 0] - X[:, 1] + 0.3 * rng.normal(size=200) > 0, "up", "down")
+    clf = DIGLMClassifier(head="test_probit", posterior="laplace", epochs=5, batch_size=50, quiet=True,
+                          flow_kwargs={"num_layers": 2, "hidden_dims": (8,)}).fit(X, y)
+    assert clf.model_.head.family == "test_probit" and clf.posterior_.likelihood_.name == "test_probit"
+    Z = clf.transform(X[:6])
+    f = Z @ clf.posterior_.coef_[0] + clf.posterior_.intercept_[0]
+    np.testing.assert_allclose(clf.posterior_.predict_proba(Z, method="map")[:, 1], stats.norm.cdf(f), rtol=1e-10)
+    assert clf.predict(X[:6]).dtype == y.dtype and clf.score(X, y) > 0.8
+    with pytest.raises(ValueError, match="registered classification families"):
+        DIGLMClassifier(head="test_double_exponential", epochs=1, quiet=True).fit(X, y)

@@ -669,14 +669,7 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
     def _likelihood_for(self, K: int) -> Likelihood:
         """The family of K classes: the head's ``likelihood`` when it has one, else the registered logistic
         family for two classes and the softmax for more."""
-        spec = getattr(self, "likelihood", None)
-        if spec is None:
-            spec = "bernoulli" if K == 2 else "categorical"
-        lik = likelihoods.build(spec, num_classes=K)
-        if lik.task != "classification" or lik.num_classes != K:
-            raise ValueError(f"likelihood={spec!r} is not a classification family of the data's {K} classes "
-                             f"(task {lik.task!r}, num_classes {lik.num_classes})")
-        return lik
+        return likelihoods.for_classes(getattr(self, "likelihood", None), K)
 
     def predict_dist(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> Predictive:
         """Predictive over ``classes_``: the class probabilities with the weights integrated out."""

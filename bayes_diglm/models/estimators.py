@@ -715,6 +715,9 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         flow: ``"realnvp"`` or ``"spline"`` (neural spline flow) for tabular X (n, D), D >= 2, or ``"glow"`` for
             images X (n, C, H, W) in [0, 1].
         flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
+        head: the jointly trained point head's family: None (the logistic family for two classes, the softmax
+            for more) or any registered classification family (built with ``num_classes=K`` where it takes
+            one); ``posterior="laplace"`` puts the posterior in the same family.
         posterior: ``"point"`` (the trained head as is), ``"laplace"`` (Laplace over beta, probit predictive),
             ``"svi"`` (variational, Pyro), ``"mixed"`` (random effects per group: pass ``groups``), or a posterior
             head instance (cloned and fitted; nested parameters ``posterior__prior_precision``).
@@ -746,6 +749,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         *,
         flow: str = "realnvp",
         flow_kwargs: dict | None = None,
+        head: str | None = None,
         posterior="point",
         px_weight: float = 1.0,
         epochs: int = 20,
@@ -764,6 +768,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
     ):
         self.flow = flow
         self.flow_kwargs = flow_kwargs
+        self.head = head
         self.posterior = posterior
         self.px_weight = px_weight
         self.epochs = epochs
@@ -780,6 +785,16 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         self.device = device
         self.on_nonfinite = on_nonfinite
 
+    def _check_params(self) -> None:
+        if self.head is None:
+            return
+        classification = [n for n in likelihoods.names() if likelihoods.get(n).task == "classification"]
+        if self.head not in classification:
+            raise ValueError(f"head must be None or one of the registered classification families {classification}, "
+                             f"got {self.head!r}")
+        if self.posterior == "svi":
+            raise ValueError("posterior='svi' has the logistic/softmax family only; with head= use 'laplace'")
+
     def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:
         check_classification_targets(y)
         classes, index = np.unique(y, return_inverse=True)
@@ -787,8 +802,8 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
             raise ValueError(f"y must contain at least two classes, found only 1 class: {classes.tolist()}")
         self.classes_ = classes
         index = index.reshape(-1)
-        head = ({"family": "bernoulli"} if classes.size == 2
-                else {"family": "categorical", "num_classes": int(classes.size)})
+        family = likelihoods.for_classes(self.head, int(classes.size))
+        head = {"family": family.name, **family.config()}
         return torch.as_tensor(index), index, head
 
     def _validation_targets(self, y_val) -> torch.Tensor:
@@ -798,7 +813,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         if name == "laplace":
             from ..inference.laplace import LaplaceClassifier
 
-            return LaplaceClassifier()
+            return LaplaceClassifier(likelihood=self.head)
         if name == "svi":
             from ..inference.svi import SVIClassifier
 

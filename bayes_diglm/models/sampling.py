@@ -182,7 +182,7 @@ def class_probabilities(draws: dict, Z: np.ndarray, *, paired: bool = False, lik
     if "intercept" in draws:
         bias = np.asarray(draws["intercept"], dtype=np.float64).reshape(beta.shape[0], -1)
         logits = logits + (bias if paired else bias[:, None, :])
-    if likelihood is None:
+    if likelihood is None:  # one logit column: the logistic family; several: the softmax
         k = logits.shape[-1]
         likelihood = likelihoods.build("bernoulli" if k == 1 else "categorical", num_classes=k)
     return likelihood.probs(logits)
