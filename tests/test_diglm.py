@@ -342,3 +342,19 @@ def test_train_module_refuses_an_optimiser_over_other_tensors_and_bad_schedules_
     own = torch.optim.SGD(objective.parameters(), lr=0.1)  # the model's own parameters: accepted
     train_module(objective, X, y, epochs=1, batch_size=5, quiet=True, optimizer=own, lr_schedule=lambda t: 0.01)
     assert any(not torch.equal(p, q) for p, q in zip(objective.parameters(), before, strict=True))
+
+
+def test_head_state_dicts_saved_before_the_registry_still_load():
+    """The Gaussian head kept log sigma and the heteroscedastic head a separate log-variance layer."""
+    old = {"linear.weight": torch.tensor([[0.5, -1.0]]), "linear.bias": torch.tensor([0.2]),
+           "log_sigma": torch.tensor(-0.3)}
+    head = make_head("gaussian", 2)
+    head.load_state_dict(old)
+    assert float(head.likelihood.noise_variance) == pytest.approx(math.exp(-0.6), rel=1e-6)
+    old = {"linear.weight": torch.tensor([[0.5, -1.0]]), "linear.bias": torch.tensor([0.2]),
+           "log_var.weight": torch.tensor([[0.1, 0.3]]), "log_var.bias": torch.tensor([-0.4])}
+    head = make_head("heteroscedastic", 2)
+    head.load_state_dict(old)
+    z = torch.tensor([[1.0, 2.0]])
+    assert float(head.predictor(z)[0, 0]) == pytest.approx(0.5 - 2.0 + 0.2)
+    assert float(head.noise_log_var(z)[0]) == pytest.approx(12.0 * math.tanh((0.1 + 0.6 - 0.4) / 12.0), rel=1e-6)

@@ -170,6 +170,22 @@ class GLMHead(nn.Module):
     def extra_repr(self) -> str:
         return f"family={self.family!r}, dim={self.dim}"
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _upgrade_legacy_state(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _upgrade_legacy_state(state: dict, prefix: str) -> None:
+    """Rewrite, in place, the parameters that heads saved before the registry had: the Gaussian head's
+    ``log_sigma`` (now the unconstrained noise variance ``log sigma^2``) and the heteroscedastic head's separate
+    ``log_var`` layer (now the second row of ``linear``), so that checkpoints written then still load."""
+    if prefix + "log_sigma" in state:
+        state[prefix + "nuisance.noise_variance"] = 2.0 * state.pop(prefix + "log_sigma")
+    if prefix + "log_var.weight" in state:
+        for part in ("weight", "bias"):
+            extra = state.pop(prefix + f"log_var.{part}")
+            state[prefix + f"linear.{part}"] = torch.cat([state[prefix + f"linear.{part}"], extra], dim=0)
+
 
 def _named_head(family: str, class_name: str, doc: str) -> type[GLMHead]:
     """A :class:`GLMHead` subclass bound to one family (the names heads had before the registry)."""
