@@ -300,3 +300,21 @@ def test_extreme_predictors_stay_finite():
         assert np.all(np.isfinite(Binomial(link=link).grad(f, [3.0, 7.0], trials=[10.0, 10.0])))
     lik = CumulativeLogit(3, cutpoints=[-1.0, 1.0])
     assert np.all(np.isfinite(lik.log_prob(f, [2, 0])))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_float32_predictors_give_float32_results_close_to_float64(case):
+    """A point head trains in float32: nuisance floats and context follow the predictor's dtype."""
+    lik = CASES[case]()
+    f, y, ctx = _data(lik, n=20)
+    f32, y32 = torch.tensor(f, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    log_p = lik.log_prob(f32, y32, **ctx)
+    assert log_p.dtype == torch.float32 and lik.grad(f32, y32, **ctx).dtype == torch.float32
+    np.testing.assert_allclose(log_p.numpy(), lik.log_prob(f, y, **ctx), rtol=1e-5, atol=1e-5)
+
+
+def test_binomial_logit_curvature_does_not_need_y():
+    f, y, ctx = _data(Binomial())
+    np.testing.assert_allclose(Binomial().curvature(f, **ctx), Binomial().curvature(f, y, **ctx))
+    with pytest.raises(ValueError, match="pass y"):
+        Binomial(link="probit").curvature(f, **ctx)

@@ -48,8 +48,8 @@ class CumulativeLogit(NuisanceFamily):
 
     Notes
     -----
-    Gradient :math:`\sigma(a) + \sigma(b) - 1`, curvature :math:`\sigma'(a) + \sigma'(b)` (positive, free of
-    nothing but the observed class). :meth:`mean` is the expected class index. The predictive under
+    Gradient :math:`\sigma(a) + \sigma(b) - 1` and curvature :math:`\sigma'(a) + \sigma'(b)` (positive) at the
+    observed class's two cut-points. :meth:`mean` is the expected class index. The predictive under
     :math:`f \sim N(m, v)` averages the class probabilities over Gauss-Hermite nodes (a categorical with
     ``probs``).
 
