@@ -2,6 +2,8 @@ r"""The binomial family: successes out of per-row ``trials``, with a logit, prob
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.distributions import Binomial as _TorchBinomial
@@ -28,6 +30,27 @@ def _log_probs_cloglog(f):
 _LINKS = {"logit": _log_probs_logit, "probit": _log_probs_probit, "cloglog": _log_probs_cloglog}
 
 
+def _ratios_logit(f, log_p, log_q):
+    p, q = torch.exp(log_p), torch.exp(log_q)
+    return q, p, -p * q, p * q
+
+
+def _ratios_probit(f, log_p, log_q):
+    log_density = -0.5 * f**2 - 0.5 * math.log(2.0 * math.pi)
+    a, b = torch.exp(log_density - log_p), torch.exp(log_density - log_q)  # Mills ratios
+    return a, b, -f * a - a**2, -f * b + b**2
+
+
+def _ratios_cloglog(f, log_p, log_q):
+    rate = torch.exp(f)
+    a = torch.exp(f - rate - log_p)
+    return a, rate, a * (1.0 - rate) - a**2, rate
+
+
+#: link name -> (a, b, a', b') with a = p'/p and b = p'/(1 - p), the pieces of the gradient and curvature
+_RATIOS = {"logit": _ratios_logit, "probit": _ratios_probit, "cloglog": _ratios_cloglog}
+
+
 @register
 class Binomial(Likelihood):
     r"""Successes :math:`y \in \{0, \dots, n\}` out of :math:`n` = ``trials`` (a per-row keyword).
@@ -46,9 +69,12 @@ class Binomial(Likelihood):
 
     Notes
     -----
-    Every method takes ``trials=`` (non-negative integers broadcasting against ``f.shape[:-1]``). For the logit
-    link the gradient is :math:`y - np` and the curvature :math:`np(1 - p)` (free of ``y``); the other links take
-    autograd's. The predictive under a Gaussian over ``f`` is the Gauss-Hermite mixture of binomials.
+    Every method takes ``trials=`` (non-negative integers broadcasting against ``f.shape[:-1]``). With
+    :math:`a = p'/p` and :math:`b = p'/(1 - p)` the gradient is :math:`y a - (n - y) b` and the curvature
+    :math:`-y a' + (n - y) b'`: for the logit :math:`y - np` and :math:`np(1 - p)` (free of ``y``); for the probit
+    :math:`a, b` are Mills ratios with :math:`a' = -fa - a^2`, :math:`b' = -fb + b^2`; for the cloglog
+    :math:`b = e^f`, :math:`a' = a(1 - e^f) - a^2`. The predictive under a Gaussian over ``f`` is the
+    Gauss-Hermite mixture of binomials.
 
     Examples
     --------
@@ -95,13 +121,18 @@ class Binomial(Likelihood):
     def _mean(self, f, trials):
         return trials * torch.exp(self._log_p(f)[0])
 
+    def _ratios(self, f):
+        return _RATIOS[self.link](f[..., 0], *self._log_p(f))
+
     def _grad(self, f, y, trials):
-        if self.link != "logit":
-            return super()._grad(f, y, trials=trials)
-        return (y - trials * torch.sigmoid(f[..., 0]))[..., None]
+        a, b, _, _ = self._ratios(f)
+        return (y * a - (trials - y) * b)[..., None]
 
     def _curvature(self, f, y, trials):
-        if self.link != "logit":
-            return super()._curvature(f, y, trials=trials)
-        p = torch.sigmoid(f[..., 0])
-        return (trials * p * (1.0 - p))[..., None, None]
+        if self.link == "logit":  # n p (1 - p), free of y
+            pq = self._ratios(f)[3]
+            return (trials * pq)[..., None, None]
+        if y is None:
+            raise ValueError(f"the curvature of a Binomial likelihood with the {self.link} link depends on y; pass y")
+        _, _, da, db = self._ratios(f)
+        return (-y * da + (trials - y) * db)[..., None, None]
