@@ -26,6 +26,7 @@ from bayes_diglm.flows import (
     SequentialFlow,
     as_flow,
     clear_transform_cache,
+    flow_factory,
     register_flow,
     registered_flows,
     unregister_flow,
@@ -297,3 +298,32 @@ def test_a_file_naming_an_unregistered_factory_is_refused_before_any_import(tmp_
     with pytest.raises(CheckpointError, match="'evil_flow_module:build' is not registered"):
         DIGLMRegressor.load(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def registry_probe_flow(event_shape):
+    return spline_coupling_flow(event_shape)
+
+
+def test_the_registry_names_factories_and_refuses_what_it_cannot_name_or_find():
+    with pytest.raises(ValueError, match="dunder"):
+        register_flow("bayes_diglm.__main__:main")
+    with pytest.raises(ValueError, match="package's own"):
+        register_flow(registry_probe_flow, name="realnvp")
+    with pytest.raises(ValueError, match="no importable"):
+        register_flow(lambda shape: None)
+    name = register_flow(f"{__name__}:registry_probe_flow")  # a path, imported when first used
+    try:
+        assert flow_factory(name) is registry_probe_flow
+        assert register_flow(registry_probe_flow) == name  # the function behind the path: the same factory
+        with pytest.raises(ValueError, match="taken"):
+            register_flow(spline_coupling_flow, name=name)
+    finally:
+        unregister_flow(name)
+    register_flow("no_such_module_for_flows:build")
+    try:
+        with pytest.raises(ValueError, match="cannot be found"):
+            flow_factory("no_such_module_for_flows:build")
+    finally:
+        unregister_flow("no_such_module_for_flows:build")
+    with pytest.raises(ValueError, match="not registered"):
+        flow_factory("no_such_module_for_flows:build")

@@ -16,6 +16,7 @@ Example:
     'doc-coupling'
     >>> flow_factory("doc-coupling") is coupling_flow
     True
+    >>> unregister_flow("doc-coupling")
 """
 
 from __future__ import annotations
@@ -106,9 +107,12 @@ def flow_factory(name: str) -> Callable:
                          f"register_flow(your_function, name={name!r}) first")
     if isinstance(entry, str):
         module_name, _, qualname = entry.partition(":")
-        obj = importlib.import_module(module_name)
-        for attr in qualname.split("."):
-            obj = getattr(obj, attr)
+        try:
+            obj = importlib.import_module(module_name)
+            for attr in qualname.split("."):
+                obj = getattr(obj, attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"registered flow factory {entry!r} cannot be found: {err}") from err
         if not callable(obj):
             raise TypeError(f"{entry!r} is a {type(obj).__name__}, not a callable flow factory")
         return obj
