@@ -31,6 +31,7 @@ from bayes_diglm.flows import (
     registered_flows,
     unregister_flow,
 )
+from bayes_diglm.flows.glow import glow
 from bayes_diglm.models import DIGLM, DIGLMClassifier, DIGLMRegressor
 from bayes_diglm.models.heads import make_head
 from bayes_diglm.training import CheckpointError, load_checkpoint, save_checkpoint
@@ -140,6 +141,19 @@ def test_user_flow_fits_predicts_scores_samples_saves_loads_exports_and_scores_o
     with open(out) as f:
         written = [float(row["-log p(x)"]) for row in csv.DictReader(f)]
     np.testing.assert_allclose(written, -loaded.score_samples(X[:4].astype(np.float32)), rtol=1e-5)
+
+
+def small_glow(event_shape):
+    return glow(event_shape, levels=1, steps=1, hidden_channels=4)
+
+
+def test_a_bayes_diglm_flow_object_on_images_fits_and_saves_with_a_factory(tmp_path):
+    X = (np.random.default_rng(0).integers(0, 256, (32, 1, 8, 8)) / 255.0).astype(np.float32)
+    labels = np.arange(32) % 2
+    clf = DIGLMClassifier(flow=small_glow((1, 8, 8)), epochs=1, batch_size=16, quiet=True).fit(X, labels)
+    loaded = DIGLMClassifier.load(clf.save(tmp_path / "glow.pt", flow_factory=small_glow))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), clf.score_samples(X))
 
 
 def test_user_flow_in_a_classifier_through_laplace_save_and_load(tmp_path):
