@@ -246,6 +246,15 @@ def test_the_registry_refuses_what_is_not_a_score(own_registry):
     with pytest.raises(ValueError, match="telepathy"):
         register_score(Odd)
 
+    class Demanding(OODScore):
+        name = "demanding"
+
+        def __init__(self, threshold):
+            self.threshold = threshold
+
+    with pytest.raises(ValueError, match="no default"):
+        register_score(Demanding)
+
     class Impostor(OODScore):
         name = "-log p(x)"
 

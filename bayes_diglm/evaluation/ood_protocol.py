@@ -205,6 +205,11 @@ def register_score(cls: type[OODScore]) -> type[OODScore]:
     unknown = [r for r in cls.requires if r not in REQUIREMENTS]
     if unknown:
         raise ValueError(f"{cls.__name__} requires unknown {unknown}; known requirements: {sorted(REQUIREMENTS)}")
+    required = [p.name for p in inspect.signature(cls).parameters.values()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        raise ValueError(f"{cls.__name__} must be constructible with no arguments to be registered (the table "
+                         f"builds it from shared settings); {required} have no default")
     known = _REGISTRY.get(name)
     if known is not None and known is not cls:
         raise ValueError(f"an OOD score named {name!r} is already registered ({known.__qualname__})")
@@ -212,13 +217,17 @@ def register_score(cls: type[OODScore]) -> type[OODScore]:
     return cls
 
 
-def get_score(name: str, **params) -> OODScore:
-    """A new instance of the score registered as ``name``, built with ``params``."""
+def _score_class(name: str) -> type[OODScore]:
     if not isinstance(name, str):
         raise TypeError(f"a score name must be a string, got {type(name).__name__}")
     if name not in _REGISTRY:
         raise ValueError(f"unknown OOD score {name!r}; registered: {list(_REGISTRY)}")
-    return _REGISTRY[name](**params)
+    return _REGISTRY[name]
+
+
+def get_score(name: str, **params) -> OODScore:
+    """A new instance of the score registered as ``name``, built with ``params``."""
+    return _score_class(name)(**params)
 
 
 def score_names() -> tuple[str, ...]:
@@ -234,13 +243,10 @@ def fit_scores(model, X=None, y=None, *, names=None, settings: dict | None = Non
     ``compressor``, ``n_draws``, ...) and fitted on ``(model, X, y)`` with the ``needs`` it takes. Returns the
     fitted scores and, for the others, why they were skipped, both keyed by label.
     """
-    names = score_names() if names is None else tuple(names)
-    for name in names:
-        if name not in _REGISTRY:
-            raise ValueError(f"unknown OOD score {name!r}; registered: {list(_REGISTRY)}")
+    classes = [_score_class(name) for name in (score_names() if names is None else names)]
     fitted, skipped = {}, {}
-    for name in names:
-        score = _REGISTRY[name].from_settings(**(settings or {}))
+    for cls in classes:
+        score = cls.from_settings(**(settings or {}))
         reasons = score.unmet(model, X, y, X_new=X_new, **needs)
         if reasons:
             skipped[score.label] = "; ".join(reasons)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .metrics import ood_scores
 from .ood import CachedOutputs, _n_rows
-from .ood_protocol import fit_scores, get_score, score_names
+from .ood_protocol import _score_class, fit_scores, score_names
 from .selective import selective_curve
 
 __all__ = ["evaluate_ood", "score_inputs"]
@@ -68,10 +68,10 @@ def evaluate_ood(model, *, X_train, y_train, X_test, ood_sets: dict, y_test=None
     if "test" in ood_sets:
         raise ValueError("'test' names the in-distribution set; rename that OOD set")
     names = score_names() if names is None else tuple(names)
-    kinds = {name: get_score(name) for name in names}  # read the declared attributes (and refuse unknown names)
+    settings = {"compressor": compressor, "covariance": feature_covariance, "n_draws": n_draws, "seed": seed}
+    kinds = {name: _score_class(name).from_settings(**settings) for name in names}  # refuses unknown names
     cached = CachedOutputs(model)
     sets = {"test": X_test, **ood_sets}
-    settings = {"compressor": compressor, "covariance": feature_covariance, "n_draws": n_draws, "seed": seed}
     problem = {"X_new": X_test, "X_val": X_val, "background": None if background is None else CachedOutputs(background)}
     notes = ["reference inputs of the typicality thresholds (and, for images, of the pair typicality and the "
              "min p-value): " + ("the training inputs (no validation set given)" if X_val is None else
