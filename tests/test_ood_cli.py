@@ -17,7 +17,7 @@ def _read(path):
     return rows
 
 
-def test_ood_score_on_a_csv_of_rows(tmp_path):
+def test_ood_score_on_a_csv_of_rows(tmp_path, capsys):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 2)).astype(np.float32)
     y = (X[:, 0] - X[:, 1]).astype(np.float32)
@@ -35,6 +35,8 @@ def test_ood_score_on_a_csv_of_rows(tmp_path):
     expected = -reg.score_samples(rows.astype(np.float32))
     assert np.allclose([float(r["-log p(x)"]) for r in written], expected, rtol=1e-5)
     assert "entropy" not in written[0] and written[3]["typicality (M=1) flagged"] == "1"
+    said = capsys.readouterr().out  # the scores left out, each with its reason
+    assert "left out feature Gaussian (full): needs labels" in said and "left out entropy: needs probabilities" in said
 
 
 def test_ood_score_on_a_folder_of_images(tmp_path):
