@@ -538,3 +538,20 @@ def test_mutual_information_of_a_laplace_head_grows_far_from_the_data():
     draws = class_probability_draws(model, near, n_draws=400, seed=1)
     mc = head.predict_proba(near, method="probit")
     assert np.abs(draws.mean(0) - mc).max() < 0.05  # the draws average to the head's predictive
+
+
+def test_head_on_features_without_draws_is_reported_by_the_heads_name():
+    from bayes_diglm.evaluation import MutualInformation
+
+    class PointHead:  # predict_proba on features, no posterior draws
+        def predict_proba(self, Z):
+            p = scipy.special.expit(np.asarray(Z).sum(1))
+            return np.stack([1 - p, p], 1)
+
+    model = CachedOutputs(HeadOnFeatures(GaussianModel(), PointHead()))
+    assert getattr(model, "sample", None) is None  # absent, not a method that fails when called
+    assert MutualInformation().unmet(model, np.zeros((3, 2))) == [
+        "needs posterior draws: PointHead has no posterior draws (sample); needs a Bayesian head "
+        "(posterior='laplace' or 'svi')"]
+    with pytest.raises(TypeError, match="PointHead has no posterior draws"):
+        MutualInformation().fit(model, np.zeros((3, 2)))
