@@ -45,18 +45,33 @@ from .base import (
     register,
 )
 from .bernoulli import Bernoulli
+from .beta import Beta
+from .binomial import Binomial
 from .categorical import Categorical
+from .gamma import Gamma
 from .gaussian import Gaussian, HeteroscedasticGaussian
+from .negative_binomial import NegativeBinomial
+from .ordinal import CumulativeLogit
 from .poisson import Poisson
+from .student_t import HeteroscedasticStudentT, StudentT
+from .zero_inflated_poisson import ZeroInflatedPoisson
 
 __all__ = [
     "Bernoulli",
+    "Beta",
+    "Binomial",
     "Categorical",
+    "CumulativeLogit",
+    "Gamma",
     "Gaussian",
     "HeteroscedasticGaussian",
+    "HeteroscedasticStudentT",
     "Likelihood",
+    "NegativeBinomial",
     "Nuisance",
     "Poisson",
+    "StudentT",
+    "ZeroInflatedPoisson",
     "LOGISTIC_VARIANCE_MATCH",
     "build",
     "for_classes",
