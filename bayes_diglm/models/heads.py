@@ -122,9 +122,9 @@ class GLMHead(nn.Module):
     def nuisance_values(self) -> dict[str, torch.Tensor]:
         """The nuisance parameters on their constrained scale (tensors, in the graph while training)."""
         out = {}
-        for key, spec in self._family.nuisance.items():
-            store = self._fixed_nuisance if key in self.fixed else self.nuisance
-            out[key] = transform_to(spec.constraint)(store[key])
+        for store in (self.nuisance, self._fixed_nuisance):
+            for key, raw in store.items():
+                out[key] = transform_to(self._family.nuisance[key].constraint)(raw)
         return out
 
     @property
