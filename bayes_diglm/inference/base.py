@@ -256,14 +256,32 @@ def _quantile(d, q: float) -> np.ndarray:
     except NotImplementedError:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            draws = _numpy(d.sample((_MONTE_CARLO_QUANTILE_DRAWS,)))
-        return np.quantile(draws, q, axis=0)
+            return _monte_carlo_quantile(d, q)
+
+
+def _monte_carlo_quantile(d, q: float) -> np.ndarray:
+    """The ``q``-quantile per row of Monte Carlo draws. A mixture is not sampled as torch samples it (every
+    component for every draw, which for a 512-draw predictive is 512 times the memory): each round draws one
+    value per component, weighted by the mixing probabilities."""
+    if not isinstance(d, torch.distributions.MixtureSameFamily):
+        return np.quantile(_numpy(d.sample((_MONTE_CARLO_QUANTILE_DRAWS,))), q, axis=0)
+    probs = _numpy(d.mixture_distribution.probs)  # (n, Q)
+    rounds = max(1, -(-_MONTE_CARLO_QUANTILE_DRAWS // probs.shape[-1]))
+    values = np.concatenate([_numpy(d.component_distribution.sample()) for _ in range(rounds)], axis=-1)
+    weights = np.tile(probs, rounds) / rounds
+    order = np.argsort(values, axis=-1)
+    values, weights = np.take_along_axis(values, order, -1), np.take_along_axis(weights, order, -1)
+    index = (np.cumsum(weights, axis=-1) < q).sum(axis=-1).clip(max=values.shape[-1] - 1)
+    return np.take_along_axis(values, index[:, None], -1)[:, 0]
 
 
 def _bisect_cdf(d, q: float) -> np.ndarray:
     """Invert the distribution's CDF by bisection from a bracket of mean -+ 10 sd (widened until it holds)."""
     mean, sd = d.mean.double(), torch.sqrt(d.variance.double())
     lo, hi = mean - 10.0 * sd - 1.0, mean + 10.0 * sd + 1.0
+    # within the support (a Gamma's CDF refuses negative values): its bounds are bracket ends that always hold
+    lo = torch.from_numpy(_support_bound(d, "lower_bound", _numpy(lo))).maximum(lo)
+    hi = torch.from_numpy(_support_bound(d, "upper_bound", _numpy(hi))).minimum(hi)
     for _ in range(60):  # widen each side until the CDF brackets q
         below, above = d.cdf(lo) > q, d.cdf(hi) < q
         if not (bool(below.any()) or bool(above.any())):
