@@ -368,3 +368,29 @@ def test_a_registered_classification_family_trains_in_the_diglm_classifier():
     assert clf.predict(X[:6]).dtype == y.dtype and clf.score(X, y) > 0.8
     with pytest.raises(ValueError, match="registered classification families"):
         DIGLMClassifier(head="test_double_exponential", epochs=1, quiet=True).fit(X, y)
+
+
+@pytest.mark.parametrize("name", likelihoods.names())
+def test_every_family_trains_in_an_estimator_with_a_laplace_posterior(name):
+    """Each registered family through the estimator it belongs to: its nuisance parameters (and only those)
+    are learned with beta, the Laplace head is in the same family (the heteroscedastic head's in the Gaussian
+    with known per-row noise), and the point and posterior predictives score the training targets."""
+    lik = _instance(name)
+    if lik.context:
+        pytest.skip(f"the estimators take no per-row context ({list(lik.context)}) yet")
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(80, 2))
+    y = np.asarray(lik.sample(torch.zeros(80, lik.num_outputs, dtype=torch.float64), torch.Generator().manual_seed(0)))
+    kw = dict(epochs=2, batch_size=40, quiet=True, posterior="laplace",
+              flow_kwargs={"num_layers": 2, "hidden_dims": (8,)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a two-epoch fit is not a converged one
+        est = (DIGLMRegressor if lik.task == "regression" else DIGLMClassifier)(head=name, **kw).fit(X, y)
+    learned = {key.removeprefix("nuisance.") for key, p in est.model_.head.named_parameters()
+               if p.requires_grad and key.startswith("nuisance.")}
+    assert learned == set(lik.nuisance)
+    assert est.posterior_.likelihood_.name in (name, "gaussian")
+    for pred in (est.predict_dist(X[:10]), est.predict_dist(X[:10], point=True)):
+        assert np.all(np.isfinite(pred.log_prob(y[:10])))
+        lo, hi = pred.interval(0.9)
+        assert np.all(lo <= hi)
