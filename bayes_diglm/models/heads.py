@@ -90,9 +90,10 @@ class GLMHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
         self.nuisance = nn.ParameterDict()
         self._fixed_nuisance = nn.ParameterDict()
+        self._transforms = {key: transform_to(spec.constraint) for key, spec in template.nuisance.items()}
         for key, spec in template.nuisance.items():
             value = self._starting_value(template, key, spec)
-            raw = transform_to(spec.constraint).inv(value).detach().clone()
+            raw = self._transforms[key].inv(value).detach().clone()
             store = self._fixed_nuisance if key in fixed else self.nuisance
             store[key] = nn.Parameter(raw, requires_grad=key not in fixed)
 
@@ -124,7 +125,7 @@ class GLMHead(nn.Module):
         out = {}
         for store in (self.nuisance, self._fixed_nuisance):
             for key, raw in store.items():
-                out[key] = transform_to(self._family.nuisance[key].constraint)(raw)
+                out[key] = self._transforms[key](raw)
         return out
 
     @property
