@@ -20,6 +20,8 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from bayes_diglm import likelihoods
+
 __all__ = ["to_state", "from_state"]
 
 _PACKAGE = "bayes_diglm"
@@ -63,6 +65,10 @@ def _encode(obj, tensors: dict, path: str):
         key = str(len(tensors))
         tensors[key] = obj.detach().cpu().clone()
         return {"tensor": key}
+    if isinstance(obj, likelihoods.Likelihood):
+        # a family is its registry name and the constructor keywords that rebuild it (its nuisance declarations
+        # hold torch constraints, and a user's family lives outside bayes_diglm): rebuilt through the registry
+        return {"likelihood": obj.name, "config": _encode(obj.config(), tensors, f"{path}.config")}
     if isinstance(obj, scipy.optimize.OptimizeResult):  # diagnostics; its operators (hess_inv) are left out
         kept = {}
         for k, v in obj.items():
@@ -170,6 +176,11 @@ def _decode(node, tensors: dict):
         return {_decode(k, tensors): _decode(v, tensors) for k, v in node["dict"]}
     if "optimize_result" in node:
         return scipy.optimize.OptimizeResult({k: _decode(v, tensors) for k, v in node["optimize_result"]})
+    if "likelihood" in node:
+        config = _decode(node["config"], tensors)
+        if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+            raise ValueError("a stored likelihood's config is a dict of keyword arguments")
+        return likelihoods.get(node["likelihood"])(**config)  # a registered family only: no code from the file
     if "object" in node:
         cls = _resolve(node["object"])
         if "fields" in node:
