@@ -394,3 +394,16 @@ def test_every_family_trains_in_an_estimator_with_a_laplace_posterior(name):
         assert np.all(np.isfinite(pred.log_prob(y[:10])))
         lo, hi = pred.interval(0.9)
         assert np.all(lo <= hi)
+
+
+def test_an_estimator_in_a_registered_family_saves_and_loads(trained, tmp_path):
+    """The posterior head's family is stored by registry name and config (rebuilt through the registry)."""
+    from bayes_diglm.models import load_estimator
+
+    reg, X, y = trained
+    again = load_estimator(reg.save(tmp_path / "toy.pt"))
+    assert again.posterior_.likelihood_.config() == reg.posterior_.likelihood_.config()
+    for point in (False, True):
+        a, b = reg.predict_dist(X[:5], point=point), again.predict_dist(X[:5], point=point)
+        np.testing.assert_allclose(b.mean, a.mean, rtol=1e-12)
+        np.testing.assert_allclose(b.log_prob(y[:5]), a.log_prob(y[:5]), rtol=1e-12)
