@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-packages
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data data-if-possible demo test test-all bench fuzz lint clean system-packages
+.PHONY: setup data data-if-possible demo test test-all bench fuzz lint docs clean system-packages
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,5 +68,11 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The user guide (docs/*.md) and the API reference from the docstrings, offline, warnings as errors; HTML in
+# docs/_build/html. `make test` builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) results .pytest_cache .ruff_cache
+	rm -rf $(VENV) results .pytest_cache .ruff_cache docs/_build docs/api
