@@ -112,22 +112,40 @@ def plot_forest_png(idata, path: str | os.PathLike, var_names=("beta",), *, hdi_
                     title: str | None = None, xlabel: str | None = None) -> str:
     """Write ``az.plot_forest`` of ``var_names`` as a PNG at ``path`` (Agg canvas; backend left alone).
 
-    ``title`` replaces ArviZ's default ("90.0% HDI"); ``xlabel`` names the units of the coefficients.
+    Each variable gets its own axis, stacked top to bottom with heights by its number of rows, so the
+    intervals of the coefficients stay visible beside a noise scale (sigma) of another size. ``title``
+    replaces ArviZ's default ("90.0% HDI") above the first axis; ``xlabel`` names the units of the
+    coefficients, under the first axis. A dotted line marks zero where an axis already spans it.
     """
+    fig = _forest_figure(idata, var_names, hdi_prob=hdi_prob, title=title, xlabel=xlabel)
+    fig.savefig(os.fspath(path), dpi=100)
+    return os.fspath(path)
+
+
+def _forest_figure(idata, var_names, *, hdi_prob: float, title: str | None, xlabel: str | None):
+    """The figure of :func:`plot_forest_png`: one axis per variable, on an Agg canvas."""
+    var_names = [var_names] if isinstance(var_names, str) else list(var_names)
+    if not var_names:
+        raise ValueError("var_names must name at least one variable of idata.posterior")
+    missing = [v for v in var_names if v not in idata.posterior]
+    if missing:
+        raise ValueError(f"var_names {missing} are not in idata.posterior (it has {list(idata.posterior.data_vars)})")
     az = _import_arviz()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    n_rows = sum(int(np.prod(idata.posterior[v].shape[2:])) for v in var_names)
-    fig = Figure(figsize=(6, 1.0 + 0.35 * max(n_rows, 1)))
+    rows = [max(int(np.prod(idata.posterior[v].shape[2:])), 1) for v in var_names]
+    fig = Figure(figsize=(6, 0.6 + sum(0.35 * r + 0.75 for r in rows)))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    az.plot_forest(idata, var_names=list(var_names), combined=True, hdi_prob=hdi_prob, ax=ax)
-    if title is not None:
-        ax.set_title(title, fontsize=11)
+    axes = fig.subplots(len(var_names), 1, squeeze=False, gridspec_kw={"height_ratios": [r + 1.5 for r in rows]})
+    for i, (name, ax) in enumerate(zip(var_names, axes[:, 0], strict=True)):
+        az.plot_forest(idata, var_names=[name], combined=True, hdi_prob=hdi_prob, ax=ax)
+        if i > 0 or title is not None:
+            ax.set_title(name if i > 0 else title, fontsize=11)
+        low, high = ax.get_xlim()
+        if low < 0.0 < high:
+            ax.axvline(0.0, color="grey", linewidth=0.8, linestyle=":")
     if xlabel is not None:
-        ax.set_xlabel(xlabel)
-    ax.axvline(0.0, color="grey", linewidth=0.8, linestyle=":")
+        axes[0, 0].set_xlabel(xlabel)
     fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=100)
-    return os.fspath(path)
+    return fig
