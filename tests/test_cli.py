@@ -47,9 +47,14 @@ def test_python_dash_m_entry_point():
 
 
 def test_synthetic_command_writes_results(tmp_path, capsys):
-    assert main(["synthetic", "--epochs", "2", "--quiet", "--out", str(tmp_path / "syn")]) == 0
-    assert (tmp_path / "syn" / "metrics.json").is_file()
-    assert "| model |" in capsys.readouterr().out
+    import json
+
+    assert main(["synthetic", "--quick", "--epochs", "2", "--out", str(tmp_path / "syn")]) == 0
+    metrics = json.loads((tmp_path / "syn" / "metrics.json").read_text())
+    assert (metrics["configuration"], metrics["n_train"], metrics["epochs"]) == ("quick", 500, 2)
+    captured = capsys.readouterr()
+    assert "| model |" in captured.out
+    assert "[1/2] training hybrid" in captured.err and "[2/2] training discriminative" in captured.err
 
 
 def test_bad_input_gives_a_message_not_a_traceback(tmp_path, capsys):
