@@ -90,7 +90,7 @@ def _parse(raw: bytes, path: Path) -> dict:
         raise ImportError("reading Shuttle.rda needs the PyPI package rdata (pip install rdata)") from err
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Unknown encoding", category=UserWarning)
+            warnings.simplefilter("ignore", UserWarning)  # rdata's notes on odd encodings: what follows validates
             objects = rdata.conversion.convert(rdata.parser.parse_data(raw))
     except MemoryError as err:
         raise ValueError(f"{path}: declares objects too large to read") from err
