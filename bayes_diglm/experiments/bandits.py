@@ -33,12 +33,13 @@ DEFAULT_AGENTS = ("Uniform", "LinFullPost", "LinGreedy", "NeuralLinear", "FlowLi
 PROTOCOLS = ("short", "riquelme2018")
 
 # Default configurations. "short": the wheel with Riquelme et al.'s example-script episode of 2,000 contexts
-# (10 seeds of all five deltas take about 7 minutes on 2 free cores); digits plays every image once.
+# (10 seeds of all five deltas take about 7 minutes on 2 free cores); digits plays every image once; statlog
+# plays that example script's 2,000 contexts (its sample_statlog_data), 5 seeds.
 DEFAULTS = {
     "wheel": {"steps": 2000, "seeds": 10},
     "digits": {"steps": 1797, "seeds": 10},
     "fashion": {"steps": 3000, "seeds": 5},
-    "statlog": {"steps": 5000, "seeds": 5},
+    "statlog": {"steps": 2000, "seeds": 5},
 }
 QUICK = {
     "wheel": {"steps": 300, "seeds": 2, "deltas": (0.5, 0.95)},
