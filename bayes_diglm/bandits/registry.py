@@ -14,11 +14,14 @@ __all__ = ["AGENTS", "AgentSpec", "make_agent"]
 @dataclass(frozen=True)
 class AgentSpec:
     """What a name in :data:`AGENTS` builds: an agent class, the constructor settings the name fixes, and a
-    one-line description (the CLI's help and the docs print it)."""
+    one-line description (the docs' table of names says the same)."""
 
     cls: type[BanditAgent]
     description: str
     settings: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))  # read-only, not shared
 
 
 _GREEDY = {"greedy": True}
