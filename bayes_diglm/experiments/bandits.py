@@ -233,8 +233,9 @@ def run_bandits(
 
     from ..plots.bandits import plot_regret_curves
 
+    setting = f"{env} ({protocol} protocol)" if env == "wheel" else env  # the protocols are the wheel's
     figures = [plot_regret_curves(panels, out_dir / "regret_curves.png",
-                                  title=f"{env} ({protocol}): {steps} steps, mean +- s.e. over {n_seeds} seeds").name]
+                                  title=f"{setting}: {steps} steps, mean +- s.e. over {n_seeds} seeds").name]
     if env == "wheel":
         contexts = {label: _episode(env, delta, steps, seed_list[0], None, wheel_kwargs).contexts
                     for label, delta in settings}
@@ -242,7 +243,7 @@ def run_bandits(
         figures += [figure] if figure else []
     seconds = time.perf_counter() - t0
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    header = (f"{env} ({protocol} protocol): {steps} steps, {n_seeds} seeds ({seed_list[0]}..{seed_list[-1]}), "
+    header = (f"{setting}: {steps} steps, {n_seeds} seeds ({seed_list[0]}..{seed_list[-1]}), "
               f"agents {', '.join(agents)}, jobs={jobs}; {seconds:.0f} s in all; load average at the end "
               f"{'n/a' if load is None else ', '.join(f'{x:.1f}' for x in load)}")
     parts = [
