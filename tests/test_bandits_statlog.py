@@ -137,3 +137,16 @@ def test_statlog_pipeline_smoke(tmp_path):
     # rewards are 0 or 1 and exactly one arm pays: regret per step is 0 or 1
     assert all(0 <= r["cumulative regret"] <= 60 for r in rows.values())
     assert "statlog" in result["table"]
+
+
+@needs_mlbench
+@pytest.mark.slow
+def test_statlog_quick_from_the_command_line(tmp_path, capsys):
+    from bayes_diglm.cli import main
+
+    assert main(["bandit", "statlog", "--quick", "--jobs", "1", "--quiet", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "statlog" / "metrics.json").read_text())
+    assert metrics["steps"] == 300 and len(metrics["seeds"]) == 2
+    assert {r["agent"] for r in metrics["rows"]} == {"Uniform", "LinFullPost", "LinGreedy", "NeuralLinear",
+                                                   "FlowLinear"}
+    assert "| statlog | FlowLinear |" in capsys.readouterr().out
