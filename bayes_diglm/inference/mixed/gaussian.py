@@ -9,7 +9,6 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from scipy import linalg as sla
-from scipy import optimize as sopt
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -20,6 +19,7 @@ from ..base import Predictive, as_generator
 from ._head import MixedHeadBase, PLSSystem
 from .blocked import BlockedCholesky, fixed_effect_factor, relative_factors, theta_layout
 from .design import MixedSufficientStats, block_pattern
+from .optimise import minimise_variance_components, warn_if_singular
 
 __all__ = ["MixedEffectsRegression", "profiled_deviance"]
 
@@ -129,7 +129,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         and optional precision weights ``sample_weight`` (``Var(eps_i) = sigma^2 / w_i``)."""
         with self._keep_state_on_error():
             Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=True, reset=True, ensure_min_features=0)
-            w = self._weights(sample_weight, Z.shape[0])
+            w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
             factors, labels = self._build_factors(Z, groups)
             stats = self._stats(Z, y, w, factors, labels)
             self._fit_stats(stats)
@@ -146,7 +146,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         y = np.asarray(y, dtype=np.float64).ravel()
         if y.shape[0] != Z.shape[0] or not np.all(np.isfinite(y)):
             raise ValueError(f"y must hold {Z.shape[0]} finite values, got shape {y.shape}")
-        w = self._weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
         factors, labels = self._build_factors(Z, groups, levels=levels)
         return self._stats(Z, y, w, factors, labels)
 
@@ -207,14 +207,11 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
 
             with warnings.catch_warnings():  # the optimiser's trial points are not the fitted model
                 warnings.simplefilter("ignore", JitterWarning)
-                res = sopt.minimize(objective, start, method="L-BFGS-B", jac="3-point",
-                                    bounds=list(zip(lower, np.full(start.size, np.inf), strict=True)),
-                                    options={"gtol": self.tol, "ftol": 1e-15, "maxiter": self.max_iter})
-            theta, n_iter = res.x, int(res.nit)
-            # finite-difference gradients stop L-BFGS-B's line search near the optimum ("ABNORMAL"): accept a
-            # projected gradient below 1e-4 deviance units per unit of theta as converged
-            grad = np.where((theta <= lower) & (res.jac > 0), 0.0, res.jac)
-            converged = bool(res.success or np.max(np.abs(grad)) < 1e-4)
+                # finite-difference gradients stop L-BFGS-B's line search near the optimum ("ABNORMAL"): a
+                # projected gradient below 1e-4 deviance units per unit of phi counts as stationary
+                res = minimise_variance_components(objective, start, lower == 0.0, gtol=self.tol,
+                                                   maxiter=self.max_iter, grad_tol=1e-4)
+            theta, n_iter, converged = res.x, res.n_iter, res.converged
             lams, sigma2 = relative_factors(theta, qs, covs), None
         dev, pls = profiled_deviance(stats, lams, reml=self.reml, scale=sigma2)
         chol, RZX, RX = pls["chol"], pls["RZX"], pls["RX"]
@@ -228,6 +225,10 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         self.n_iter_, self.converged_ = n_iter, converged
         self._fixed_attributes(self.n_features_in_)
         self._set_random_effects(lams)
+        if theta is None:  # fixed components are given, not estimated: nothing to flag
+            self.singular_ = False
+        else:
+            warn_if_singular(self, lams, [factors[k].name for k in order])
 
     # ---- contract --------------------------------------------------------------------------------------
 

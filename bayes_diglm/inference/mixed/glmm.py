@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import torch
 from scipy import linalg as sla
-from scipy import optimize as sopt
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -16,9 +15,10 @@ from bayes_diglm.inference.linalg import JitterWarning
 from bayes_diglm.likelihoods import Bernoulli, Poisson
 
 from ..base import Predictive, as_generator
-from ._head import MixedHeadBase, PLSSystem
+from ._head import MixedHeadBase, PLSSystem, drop_zero_weights
 from .blocked import BlockedCholesky, BlockPattern, apply_lambda, fixed_effect_factor, relative_factors, theta_layout
 from .design import RowPattern, _block_sums, block_order
+from .optimise import minimise_variance_components, warn_if_singular
 
 __all__ = ["MixedEffectsClassifier", "MixedEffectsPoisson"]
 
@@ -115,6 +115,7 @@ class _LaplaceGLMM(MixedHeadBase):
             if f.levels.size < 2:
                 raise ValueError(f"factor {f.name!r} has a single level ({f.levels[0]!r}): its variance is not "
                                  "identifiable")
+        Z, y, w, labels = drop_zero_weights(w, Z, y, labels)
         order = block_order(factors)
         facs = [factors[k] for k in order]
         rows = _Rows(self._X(Z), [factors[k].codes(labels[k], allow_unseen=False) for k in order],
@@ -136,9 +137,9 @@ class _LaplaceGLMM(MixedHeadBase):
                 state["u"], state["beta"] = u, beta
                 return dev
 
-            bounds0 = list(zip(lower, np.full(nt, np.inf), strict=True))
-            res0 = sopt.minimize(stage0, start, method="L-BFGS-B", jac="3-point", bounds=bounds0,
-                                 options={"gtol": 1e-6, "ftol": 1e-12, "maxiter": 200})
+            diag = lower == 0.0
+            res0 = minimise_variance_components(stage0, start, diag, gtol=1e-6, maxiter=200, grad_tol=1e-3,
+                                                ftol=1e-12)
             state["u"], state["beta"], _, _ = self._mode(rows, relative_factors(res0.x, qs, covs), state["u"],
                                                          state["beta"], joint=True)
 
@@ -148,22 +149,21 @@ class _LaplaceGLMM(MixedHeadBase):
                 state["u"] = u
                 return dev
 
-            x0 = np.concatenate([res0.x, state["beta"]])
-            bounds1 = bounds0 + [(None, None)] * p
-            res = sopt.minimize(stage1, x0, method="L-BFGS-B", jac="3-point", bounds=bounds1,
-                                options={"gtol": self.tol, "ftol": 1e-15, "maxiter": self.max_iter})
+            res = minimise_variance_components(stage1, np.concatenate([res0.x, state["beta"]]),
+                                               np.r_[diag, np.zeros(p, dtype=bool)], gtol=self.tol,
+                                               maxiter=self.max_iter, grad_tol=1e-3)
         theta, beta = res.x[:nt], res.x[nt:]
         lams = relative_factors(theta, qs, covs)
         u, beta, dev, system = self._mode(rows, lams, state["u"], beta, joint=False)
-        grad = np.where((res.x <= np.r_[lower, np.full(p, -np.inf)]) & (res.jac > 0), 0.0, res.jac)
         self.factors_, self.order_ = factors, order
         self.system_ = system
         self.theta_ = theta
         self.log_likelihood_ = -0.5 * dev
-        self.n_iter_ = int(res.nit)
-        self.converged_ = bool(res.success or np.max(np.abs(grad)) < 1e-3)
+        self.n_iter_ = res.n_iter
+        self.converged_ = res.converged
         self._fixed_attributes(Z.shape[1])
         self._set_random_effects(lams)
+        warn_if_singular(self, lams, [f.name for f in facs])
 
     # ---- contract --------------------------------------------------------------------------------------
 
@@ -254,7 +254,8 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
                                  f"{classes[:5].tolist()}")
             self.classes_ = classes
             self.likelihood_ = Bernoulli()
-            self._fit_rows(Z, index.astype(np.float64), self._weights(sample_weight, Z.shape[0]), groups)
+            self._fit_rows(Z, index.astype(np.float64), self._weights(sample_weight, Z.shape[0], allow_zero=True),
+                           groups)
         return self
 
     def _y_index(self, y):
@@ -303,7 +304,7 @@ class MixedEffectsPoisson(RegressorMixin, _LaplaceGLMM):
             if np.any(y < 0) or np.any(y != np.round(y)):
                 raise ValueError("y must hold non-negative integer counts")
             self.likelihood_ = Poisson()
-            self._fit_rows(Z, y, self._weights(sample_weight, Z.shape[0]), groups)
+            self._fit_rows(Z, y, self._weights(sample_weight, Z.shape[0], allow_zero=True), groups)
         return self
 
     def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False):
