@@ -68,7 +68,8 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
     unstructured or diagonal covariance ``Psi_k = sigma^2 L_k L_k^T``). As lme4's ``lmer``: the marginal
     likelihood is exact, beta and ``sigma^2`` are profiled out of the penalised least-squares system, and theta
     (the entries of each Cholesky factor ``L_k``, diagonals bounded below by 0) maximises the REML criterion
-    (``reml=True``, the default of lme4 and statsmodels) or the likelihood, by L-BFGS-B.
+    (``reml=True``, the default of lme4 and statsmodels) or the likelihood, by L-BFGS-B over the squared
+    diagonals, with the boundary probed (:func:`~bayes_diglm.inference.mixed.optimise.minimise_variance_components`).
 
     The system ``Lambda^T Z_r^T W Z_r Lambda + I`` is factorised blockwise
     (:class:`~bayes_diglm.inference.mixed.blocked.BlockedCholesky`): the largest factor's groups as a batch of
@@ -79,7 +80,10 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
     Fitted: ``coef_``, ``intercept_``, ``bse_`` (standard errors, ``sigma^2 (X^T V^{-1} X)^{-1}``),
     ``sigma2_``, ``re_cov_`` (per factor ``Psi_k``), ``random_effects_`` (BLUPs, per factor (G, q)),
     ``random_effects_cov_`` (their conditional covariances given beta, lme4's ``condVar``),
-    ``log_likelihood_`` (the maximised REML criterion or log-likelihood), ``theta_``.
+    ``log_likelihood_`` (the maximised REML criterion or log-likelihood), ``theta_``, ``converged_`` (true only
+    at a verified optimum, :mod:`~bayes_diglm.inference.mixed.optimise`), ``singular_`` (lme4's "boundary
+    (singular) fit": a variance at 0 or a correlation at +-1, also announced by a
+    :class:`~bayes_diglm.inference.mixed.SingularFitWarning`). Rows of weight 0 are dropped.
 
     Posterior draws (:meth:`sample`) treat beta under a flat prior and the random effects jointly with it
     (``N(mode, sigma^2 M^{-1})`` for the whole PLS system); the variance components are plug-in estimates,

@@ -216,11 +216,13 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
     conditional mode (penalised IRLS with the blocked Cholesky of the Gaussian head); theta and beta maximise it
     (L-BFGS-B, started from the nAGQ=0 fit where beta sits at the joint mode). The random-effect scales are
     estimated (the previous default fixed them). ``sample_weight`` are frequency weights (a binomial row with
-    ``k`` successes of ``m`` becomes a 1-row of weight ``k`` and a 0-row of weight ``m - k``).
+    ``k`` successes of ``m`` becomes a 1-row of weight ``k`` and a 0-row of weight ``m - k``; rows of weight 0, as
+    when ``k = 0`` or ``k = m``, are dropped).
 
     Fitted: ``classes_``, ``coef_``, ``intercept_``, ``bse_`` (from the joint curvature at the mode),
     ``re_cov_``, ``random_effects_`` (conditional modes), ``random_effects_cov_`` (conditional covariances, lme4's
-    ``condVar``), ``log_likelihood_`` (Laplace), ``theta_``. :meth:`sample` draws (beta, b) from the joint
+    ``condVar``), ``log_likelihood_`` (Laplace), ``theta_``, ``converged_`` and ``singular_`` (as
+    :class:`MixedEffectsRegression`). :meth:`sample` draws (beta, b) from the joint
     Laplace posterior (flat prior on beta); the variance components are plug-ins.
 
     Examples
