@@ -6,7 +6,8 @@ References, all independent of the heads' code: statsmodels MixedLM (Gaussian); 
 brute-force profile over the scale, dense for the Gaussian (``V = sigma^2 (I + gamma Zr Zr^T)``, beta and sigma^2
 in closed form) and, for the GLMMs, a Laplace approximation written here (per-group Newton for the modes, beta
 maximised by BFGS at each scale of a grid, then a bounded search around the best grid point); for GLMMs with a
-random slope the same Laplace code maximised by BFGS over the Cholesky factor and beta from two starts."""
+random slope the same Laplace code maximised by L-BFGS-B over the Cholesky factor (log-diagonal) and beta from
+two starts."""
 
 import warnings
 
@@ -98,15 +99,22 @@ def _brute_force_glmm(family, X, y, g):
 
 
 def _laplace_maximum_slopes(family, X, y, g, starts):
-    """A random intercept and slope (unstructured): the Laplace maximum by BFGS over (log L11, L21, log L22, beta)
-    from each start; the best value found (a lower bound of the maximum)."""
+    """A random intercept and slope (unstructured): the Laplace maximum by L-BFGS-B over (log L11, L21, log L22,
+    beta) from each start; the best value found (a lower bound of the maximum)."""
     G, A = int(g.max()) + 1, X[:, :2]
 
     def neg(params):
         L = np.array([[np.exp(params[0]), 0.0], [params[1], np.exp(params[2])]])
-        return -_glmm_laplace(family, X, A, y, g, G, params[3:], L)
+        with np.errstate(all="ignore"):
+            try:
+                value = _glmm_laplace(family, X, A, y, g, G, params[3:], L)
+            except np.linalg.LinAlgError:  # a trial point far out (overflowing curvature)
+                return 1e10
+        return -value if np.isfinite(value) else 1e10
 
-    return max(-sopt.minimize(neg, x0, method="BFGS", options={"gtol": 1e-8}).fun for x0 in starts)
+    bounds = [(-12.0, 2.5), (-10.0, 10.0), (-12.0, 2.5)] + [(-20.0, 20.0)] * X.shape[1]
+    return max(-sopt.minimize(neg, np.clip(x0, *np.array(bounds).T), method="L-BFGS-B", bounds=bounds,
+                              options={"gtol": 1e-9, "ftol": 1e-15}).fun for x0 in starts)
 
 
 def _brute_force_gaussian(X, y, g, reml):
@@ -219,18 +227,25 @@ def test_simulated_designs_reach_the_maximum(seed):
 @pytest.mark.slow
 def test_simulated_designs_reach_the_maximum_many():
     """At least 200 designs; prints designs tried, worst shortfall per reference, boundary fits found."""
-    results = [check_design(seed) for seed in range(1000, 1222)]
+    results, failures = [], []
+    for seed in range(1000, 1222):
+        try:
+            results.append(check_design(seed))
+        except AssertionError as err:
+            failures.append((seed, str(err)))
     worst_sm = max(r["shortfall_sm"] for r in results if r["shortfall_sm"] is not None)
     worst_bf = {fam: float(max(r["shortfall_bf"] for r in results
                                if r["family"] == fam and r["shortfall_bf"] is not None))
                 for fam in ("gaussian", "bernoulli", "poisson")}
     slopes = [r["shortfall_slopes"] for r in results if r["shortfall_slopes"] is not None]
     zero = [r for r in results if r["true_zero"]]
-    print(f"\ndesigns {len(results)} (statsmodels-compared {sum(r['shortfall_sm'] is not None for r in results)}); "
-          f"worst shortfall vs statsmodels {worst_sm:.3g}; vs brute force {worst_bf}; GLMM slopes vs BFGS Laplace "
+    compared = sum(r["shortfall_sm"] is not None for r in results)
+    print(f"\ndesigns {len(results) + len(failures)} (statsmodels-compared {compared}); "
+          f"worst shortfall vs statsmodels {worst_sm:.3g}; vs brute force {worst_bf}; GLMM slopes vs L-BFGS-B Laplace "
           f"({len(slopes)}) {max(slopes):.3g}; singular fits "
           f"{sum(r['singular'] for r in results)}; true scale 0: {len(zero)}, of which singular "
-          f"{sum(r['singular'] for r in zero)}")
+          f"{sum(r['singular'] for r in zero)}; failed {failures}")
+    assert not failures
 
 
 def test_issue_gaussian_design_leaves_the_bound():
@@ -325,6 +340,6 @@ def test_optimiser_leaves_a_bound_where_the_objective_is_flat_in_theta():
 
     plain = sopt.minimize(deviance, [1.0, 0.0], method="L-BFGS-B", jac="3-point", bounds=[(0, None), (None, None)])
     assert plain.x[0] == 0.0  # the defect, reproduced
-    res = minimise_variance_components(deviance, np.array([1.0, 0.0]), np.array([True, False]), gtol=1e-10,
+    res = minimise_variance_components(deviance, np.array([1.0, 0.0]), [1], ["full"], n_free=1, gtol=1e-10,
                                        maxiter=100, grad_tol=1e-6)
     assert res.x[0] == pytest.approx(0.2, abs=1e-5) and res.converged

@@ -17,7 +17,7 @@ from bayes_diglm.likelihoods import Gaussian
 
 from ..base import Predictive, as_generator
 from ._head import MixedHeadBase, PLSSystem
-from .blocked import BlockedCholesky, fixed_effect_factor, relative_factors, theta_layout
+from .blocked import BlockedCholesky, fixed_effect_factor, psd_cholesky, relative_factors, theta_layout
 from .design import MixedSufficientStats, block_pattern
 from .optimise import minimise_variance_components, warn_if_singular
 
@@ -182,9 +182,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
                 psi = psi[0, 0] * np.eye(f.q)
             if psi.shape != (f.q, f.q) or not np.allclose(psi, psi.T) or np.any(np.linalg.eigvalsh(psi) < 0):
                 raise ValueError(f"variance_components[{f.name!r}] must be a symmetric PSD {f.q}x{f.q} matrix")
-            evals, evecs = np.linalg.eigh(psi / sigma2)  # PSD square root, then a triangular factor by QR
-            root = evecs * np.sqrt(np.clip(evals, 0, None))
-            lams.append(np.linalg.qr(root.T, mode="r").T if f.q > 1 else np.sqrt(psi / sigma2))
+            lams.append(psd_cholesky(psi / sigma2))
         if vc:
             raise ValueError(f"variance_components names unknown factors: {sorted(vc)}")
         return lams, sigma2
@@ -204,7 +202,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
                 if f.levels.size < 2:
                     raise ValueError(f"factor {f.name!r} has a single level ({f.levels[0]!r}): its variance is "
                                      "not identifiable")
-            start, lower = theta_layout(qs, covs)
+            start, _ = theta_layout(qs, covs)
 
             def objective(theta):
                 return profiled_deviance(stats, relative_factors(theta, qs, covs), reml=self.reml)[0]
@@ -213,7 +211,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
                 warnings.simplefilter("ignore", JitterWarning)
                 # finite-difference gradients stop L-BFGS-B's line search near the optimum ("ABNORMAL"): a
                 # projected gradient below 1e-4 deviance units per unit of phi counts as stationary
-                res = minimise_variance_components(objective, start, lower == 0.0, gtol=self.tol,
+                res = minimise_variance_components(objective, start, qs, covs, gtol=self.tol,
                                                    maxiter=self.max_iter, grad_tol=1e-4)
             theta, n_iter, converged = res.x, res.n_iter, res.converged
             lams, sigma2 = relative_factors(theta, qs, covs), None

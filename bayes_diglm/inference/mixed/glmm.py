@@ -122,7 +122,7 @@ class _LaplaceGLMM(MixedHeadBase):
                      [factors[k].design(Z) for k in order], facs, y, w)
         qs, covs = [f.q for f in facs], [f.spec.covariance for f in facs]
         q_total, p = sum(f.size for f in facs), rows.X.shape[1]
-        start, lower = theta_layout(qs, covs)
+        start, _ = theta_layout(qs, covs)
         nt = start.size
         state = {"u": np.zeros(q_total), "beta": np.zeros(p)}
         with warnings.catch_warnings():  # trial points of the optimiser are not the fitted model
@@ -137,8 +137,7 @@ class _LaplaceGLMM(MixedHeadBase):
                 state["u"], state["beta"] = u, beta
                 return dev
 
-            diag = lower == 0.0
-            res0 = minimise_variance_components(stage0, start, diag, gtol=1e-6, maxiter=200, grad_tol=1e-3,
+            res0 = minimise_variance_components(stage0, start, qs, covs, gtol=1e-6, maxiter=200, grad_tol=1e-3,
                                                 ftol=1e-12)
             state["u"], state["beta"], _, _ = self._mode(rows, relative_factors(res0.x, qs, covs), state["u"],
                                                          state["beta"], joint=True)
@@ -149,9 +148,8 @@ class _LaplaceGLMM(MixedHeadBase):
                 state["u"] = u
                 return dev
 
-            res = minimise_variance_components(stage1, np.concatenate([res0.x, state["beta"]]),
-                                               np.r_[diag, np.zeros(p, dtype=bool)], gtol=self.tol,
-                                               maxiter=self.max_iter, grad_tol=1e-3)
+            res = minimise_variance_components(stage1, np.concatenate([res0.x, state["beta"]]), qs, covs,
+                                               n_free=p, gtol=self.tol, maxiter=self.max_iter, grad_tol=1e-3)
         theta, beta = res.x[:nt], res.x[nt:]
         lams = relative_factors(theta, qs, covs)
         u, beta, dev, system = self._mode(rows, lams, state["u"], beta, joint=False)

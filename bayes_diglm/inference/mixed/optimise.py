@@ -8,10 +8,12 @@ step from lme4's start does) sees a stationary point there and stops, whatever t
 Here the optimiser works in ``phi``: each diagonal entry squared (``phi_ii = theta_ii^2 >= 0``, a relative
 variance where the factor is scalar), the other entries as they are. The one-sided derivative in ``phi_ii`` at 0
 is the derivative of the likelihood in that variance, which is not zero, so L-BFGS-B leaves a bound it should
-leave. Every fit that ends with a diagonal on the bound is then checked by probing: the objective at that diagonal
-raised to relative variances ``1e-8 .. 1`` is compared with the objective at the bound, and a lower probe
-restarts the optimiser from there (a cheap extra start). ``converged`` is true only when the last run stopped at
-a stationary point (projected gradient below ``grad_tol``) and no probe improved on it.
+leave. Every fit that ends with a diagonal on the bound is then checked by probing: the objective at the factor's
+covariance plus ``v a a^T`` (relative variances ``v = 1e-8 .. 1``; directions ``a = e_i`` and, for an unstructured
+covariance, ``e_i +- e_j``, which the diagonal derivative alone cannot see) is compared with the objective at the
+boundary, and the lowest probe restarts the optimiser from there (a cheap extra start). ``converged`` is true
+only when the last run stopped at a stationary point (projected gradient below ``grad_tol``) and no probe
+improved on it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize as sopt
+
+from .blocked import psd_cholesky, relative_factors, theta_from_factors, theta_layout
 
 __all__ = ["SingularFitWarning", "VarianceFit", "minimise_variance_components", "singular_factors",
            "warn_if_singular"]
@@ -63,42 +67,66 @@ def _projected_gradient(grad: np.ndarray, phi: np.ndarray, diag: np.ndarray) -> 
     return np.where(diag & (phi <= 0.0) & (grad > 0), 0.0, grad)
 
 
-def _probe(f, phi: np.ndarray, value: float, diag: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """The best point with one bound diagonal raised to a probe variance, if it beats ``value``; else None."""
+def _covariance_probes(lams: list[np.ndarray], covariances: list[str]):
+    """Per singular factor ``k``: relative factors of ``Psi_k + v a a^T`` for probe variances ``v`` and directions
+    ``a = e_i`` (a zero diagonal ``i``) and, for an unstructured covariance, ``e_i +- e_j``: the directions in
+    which the covariance can leave the boundary, whatever the current (non-unique) Cholesky entries."""
+    for k, (L, cov) in enumerate(zip(lams, covariances, strict=True)):
+        q = L.shape[0]
+        psi = L @ L.T
+        for i in np.flatnonzero(np.abs(np.diag(L)) < SINGULAR_TOL):
+            directions = [np.eye(q)[i]]
+            if cov == "full":
+                directions += [np.eye(q)[i] + s * np.eye(q)[j] for j in range(q) if j != i for s in (1.0, -1.0)]
+            for a in directions:
+                for v in _PROBES:
+                    trial = psi + v * np.outer(a, a)
+                    yield k, psd_cholesky(trial) if cov == "full" else np.diag(np.sqrt(np.diag(trial)))
+
+
+def _probe(f, x: np.ndarray, value: float, qs, covariances, nt: int) -> tuple[np.ndarray, float] | None:
+    """The best probe (:func:`_covariance_probes`, other parameters kept) if it beats ``value``; else None."""
     best, best_value = None, value - 1e-10 * max(1.0, abs(value))
-    for i in np.flatnonzero(diag & (phi <= SINGULAR_TOL**2)):
-        for v in _PROBES:
-            trial = phi.copy()
-            trial[i] = v
-            f_trial = f(trial)
-            if np.isfinite(f_trial) and f_trial < best_value:
-                best, best_value = trial, f_trial
+    lams = relative_factors(x[:nt], qs, covariances)
+    for k, L_new in _covariance_probes(lams, covariances):
+        trial_lams = list(lams)
+        trial_lams[k] = L_new
+        trial = np.concatenate([theta_from_factors(trial_lams, covariances), x[nt:]])
+        f_trial = f(trial)
+        if np.isfinite(f_trial) and f_trial < best_value:
+            best, best_value = trial, f_trial
     return None if best is None else (best, best_value)
 
 
-def minimise_variance_components(objective, x0: np.ndarray, diag: np.ndarray, *, gtol: float, maxiter: int,
-                                 grad_tol: float, ftol: float = 1e-15) -> VarianceFit:
-    """Minimise ``objective(x)`` subject to ``x[diag] >= 0`` by L-BFGS-B in the squared-diagonal parametrisation,
-    probing and restarting from the boundary until no probe improves (at most a few restarts).
+def minimise_variance_components(objective, x0: np.ndarray, qs: list[int], covariances: list[str], *,
+                                 n_free: int = 0, gtol: float, maxiter: int, grad_tol: float,
+                                 ftol: float = 1e-15) -> VarianceFit:
+    """Minimise ``objective(x)`` over ``x = [theta, free]`` (theta >= 0 on the relative factors' diagonals) by
+    L-BFGS-B in the squared-diagonal parametrisation, probing the boundary and restarting until no probe improves
+    (at most a few restarts).
 
     Parameters
     ----------
     objective : callable
-        The deviance as a function of ``x`` (lme4's theta, optionally followed by unbounded parameters).
+        The deviance as a function of ``x``: lme4's theta followed by ``n_free`` unbounded parameters.
     x0 : ndarray
         Start (lme4's: identity relative factors).
-    diag : ndarray of bool
-        Which entries of ``x`` are diagonals of relative factors (bounded below by 0).
+    qs, covariances : list of int, list of str
+        Each factor's number of random effects and covariance structure ("full" or "diag"), block order.
+    n_free : int
+        Number of unbounded parameters after theta (the GLMMs' fixed effects).
     gtol, maxiter, ftol : float, int, float
         L-BFGS-B's options.
     grad_tol : float
         Largest projected finite-difference gradient (deviance per unit of ``phi``) accepted as stationary when
         L-BFGS-B's own test fails (its line search stops early on finite-difference gradients near an optimum).
     """
-    diag = np.asarray(diag, dtype=bool)
+    start, lower = theta_layout(qs, covariances)
+    nt = start.size
+    diag = np.r_[lower == 0.0, np.zeros(n_free, dtype=bool)]
     x0 = np.asarray(x0, dtype=np.float64)
     if x0.shape != diag.shape:
-        raise ValueError(f"x0 has shape {x0.shape} but diag has shape {diag.shape}")
+        raise ValueError(f"x0 has shape {x0.shape}, expected ({diag.size},): theta ({nt}) and {n_free} free")
 
     def f(phi):
         return objective(_to_x(phi, diag))
@@ -111,13 +139,13 @@ def minimise_variance_components(objective, x0: np.ndarray, diag: np.ndarray, *,
         phi, value, n_iter = res.x, float(res.fun), n_iter + int(res.nit)
         stationary = bool(res.success or np.max(np.abs(_projected_gradient(res.jac, phi, diag)), initial=0.0)
                           < grad_tol)
-        better = _probe(f, phi, value, diag)
+        x = _to_x(phi, diag)
+        better = _probe(objective, x, value, qs, covariances, nt)
         if better is None:
-            return VarianceFit(_to_x(phi, diag), value, n_iter, stationary, restarts)
+            return VarianceFit(x, value, n_iter, stationary, restarts)
         if restarts == _MAX_RESTARTS:
-            phi, value = better
-            return VarianceFit(_to_x(phi, diag), value, n_iter, False, restarts)
-        phi, restarts = better[0], restarts + 1
+            return VarianceFit(better[0], better[1], n_iter, False, restarts)
+        phi, restarts = _to_phi(better[0], diag), restarts + 1
 
 
 def singular_factors(lams: list[np.ndarray], names: list[str]) -> list[str]:
