@@ -311,6 +311,12 @@ def test_zero_weights_drop_their_rows_on_cbpp():
     np.testing.assert_allclose(np.r_[full.coef_, full.intercept_], np.r_[kept.coef_, kept.intercept_], atol=1e-8)
     np.testing.assert_allclose(full.re_cov_["group"],
                                kept.re_cov_["group"], atol=1e-8)
+    draws = full.sample(5, generator=0)
+    pointwise = full.pointwise_log_likelihood(draws, Z, y, groups=g, sample_weight=w)
+    assert np.all(pointwise[:, ~keep] == 0.0)
+    np.testing.assert_array_equal(pointwise[:, keep], full.pointwise_log_likelihood(draws, Z[keep], y[keep],
+                                                                                   groups=g[keep],
+                                                                                   sample_weight=w[keep]))
     with pytest.raises(ValueError, match="all zero"):
         MixedEffectsClassifier().fit(Z, y, groups=g, sample_weight=np.zeros(len(y)))
 

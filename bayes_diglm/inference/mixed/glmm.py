@@ -183,12 +183,12 @@ class _LaplaceGLMM(MixedHeadBase):
         return np.asarray(column_or_1d(y), dtype=np.float64)
 
     def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups=None, sample_weight=None) -> np.ndarray:
-        """``w_i log p(y_i | f_s(z_i, g_i))``, shape (S, n)."""
+        """``w_i log p(y_i | f_s(z_i, g_i))``, shape (S, n); a row of weight 0 contributes 0."""
         Z = self._validate_Z(Z)
         y = self._y_index(y)
         if y.shape[0] != Z.shape[0]:
             raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
-        w = self._weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
         f = self._draw_predictor(draws, Z, groups)
         return w[None] * self.likelihood_.log_prob(f[..., None], y[None])
 

@@ -30,7 +30,7 @@ __all__ = ["SingularFitWarning", "VarianceFit", "minimise_variance_components", 
            "warn_if_singular"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4): a relative-factor diagonal below it is on the boundary
-_PROBES = 10.0 ** np.arange(-8.0, 0.5, 1.0)  # relative variances tried for a diagonal sitting on the bound
+_PROBES = 10.0 ** np.arange(-8.0, 0.5, 1.0)  # relative variances v added along each probe direction
 _MAX_RESTARTS = 5
 
 
