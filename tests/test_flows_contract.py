@@ -2,7 +2,8 @@
 
 Each case is checked for: exact inverse, log|det J| against ``slogdet`` of the autograd Jacobian (after
 moving parameters away from their identity initialisation), gradients reaching every parameter, state_dict
-save/load into a freshly built instance, finite samples of the right shape, and a working repr.
+save/load into a freshly built instance, finite samples of the right shape, and a working repr. The cases
+include flows a user builds from Pyro's and zuko's transforms (``as_flow``), read as their libraries read them.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyro.distributions.transforms as T
 import pytest
 import torch
 from pyro.distributions.transforms import GeneralizedChannelPermute
 from torch import nn
 
-from bayes_diglm.flows.base import ActNorm, Flow, call_and_log_det, clear_transform_cache
+from bayes_diglm.flows.base import ActNorm, Flow, SequentialFlow, call_and_log_det, clear_transform_cache
 from bayes_diglm.flows.coupling import BoundedAffineCoupling
 from bayes_diglm.flows.glow import InvertibleConv1x1, Split, glow
 from bayes_diglm.flows.image import Dequantize, Squeeze
 from bayes_diglm.flows.linear import ActNormLinear, InvertibleLinear
 from bayes_diglm.flows.realnvp import Reverse, realnvp
 from bayes_diglm.flows.spline import spline
+from bayes_diglm.flows.user import as_flow
 
 # Dequantize's log-det counts v -> y only; x -> v scales every coordinate by 255/256 (eval mode).
 _DEQUANT_SCALE = math.log(255 / 256)
@@ -46,6 +49,16 @@ def _first(flow, cls):
 def _glow_coupling():
     flow = glow((1, 8, 8), levels=1, steps=1, hidden_channels=8)
     return next(t for t in flow.levels[0] if isinstance(t, BoundedAffineCoupling))
+
+
+def _zuko_nsf():
+    zuko = pytest.importorskip("zuko")
+    return as_flow(zuko.flows.NSF(3, transforms=2, hidden_features=(8,)), (3,))
+
+
+def _pyro_compose():
+    return T.ComposeTransformModule([T.spline_coupling(4, hidden_dims=[8], count_bins=4),
+                                     T.affine_coupling(4, hidden_dims=[8])])
 
 
 CASES = {
@@ -74,6 +87,20 @@ CASES = {
                       _DEQUANT_SCALE),
     "glow_rgb": Case(lambda: glow((3, 4, 4), levels=2, steps=1, hidden_channels=4), (3, 4, 4), True,
                      _DEQUANT_SCALE),
+    # a user's flows (flows/user.py): Pyro transforms read base to data, zuko's data to latent
+    "user_pyro_spline_coupling": Case(lambda: as_flow([T.spline_coupling(4, hidden_dims=[8], count_bins=4)], (4,)),
+                                      (4,)),
+    "user_pyro_affine_coupling_permute": Case(
+        lambda: as_flow([T.affine_coupling(4, hidden_dims=[8]), T.Permute(torch.randperm(4)),
+                         T.affine_coupling(4, hidden_dims=[8])], (4,)), (4,)),
+    "user_pyro_affine_autoregressive": Case(lambda: as_flow([T.affine_autoregressive(3, hidden_dims=[8])], (3,)),
+                                            (3,)),
+    "user_pyro_affine_autoregressive_inv": Case(
+        lambda: as_flow([T.affine_autoregressive(3, hidden_dims=[8]).inv], (3,)), (3,)),
+    "user_pyro_compose": Case(lambda: as_flow(_pyro_compose(), (4,)), (4,)),
+    "user_zuko_nsf": Case(_zuko_nsf, (3,)),
+    # a ComposeTransformModule inside our own SequentialFlow (data to latent): inverted through .inv
+    "sequential_of_compose": Case(lambda: SequentialFlow([_pyro_compose()], event_shape=(4,)), (4,)),
 }
 
 PARAMS = list(CASES)

@@ -11,6 +11,7 @@ from bayes_diglm.evaluation import (
     ClassConditionalGaussian,
     FeatureDensityScore,
     HeadOnFeatures,
+    OODScore,
     TypicalityTest,
     bits_per_dim_score,
     class_probability_draws,
@@ -169,9 +170,9 @@ def test_typicality_false_positive_rate_is_nominal_on_in_distribution_batches(M)
     rng = np.random.default_rng(M)
     model, alpha = GaussianModel(), 0.05
     test = TypicalityTest(batch_size=M, alpha=alpha, n_bootstrap=20000, seed=0).fit(
-        model, rng.normal(size=(20000, 4)), rng.normal(size=(20000, 4)))
+        model, rng.normal(size=(20000, 4)), X_val=rng.normal(size=(20000, 4)))
     n_batches = 4000
-    flagged = test.predict(model, rng.normal(size=(n_batches * M, 4)))
+    flagged = test.predict(rng.normal(size=(n_batches * M, 4)))
     se = np.sqrt(alpha * (1 - alpha) / n_batches)
     assert abs(flagged.mean() - alpha) < 4 * se + 0.01  # binomial noise plus the bootstrap's own error
     # known entropy of N(0, I_4): 2 (1 + log 2 pi)
@@ -180,24 +181,24 @@ def test_typicality_false_positive_rate_is_nominal_on_in_distribution_batches(M)
 
 def test_typicality_flags_batches_that_are_too_unlikely_and_too_likely(gaussian_sets):
     model = GaussianModel()
-    test = TypicalityTest(batch_size=25, alpha=0.01).fit(model, gaussian_sets["train"], gaussian_sets["val"])
-    assert test.predict(model, gaussian_sets["shifted"]).mean() > 0.99
+    test = TypicalityTest(batch_size=25, alpha=0.01).fit(model, gaussian_sets["train"], X_val=gaussian_sets["val"])
+    assert test.predict(gaussian_sets["shifted"]).mean() > 0.99
     too_likely = 0.1 * gaussian_sets["test"]  # every point near the mode: higher density than any typical set
     assert (neg_log_px(model, too_likely) < neg_log_px(model, gaussian_sets["test"]).mean()).all()
-    assert test.predict(model, too_likely).all()
-    assert test.score(model, gaussian_sets["test"][:60]).shape == (2,)
+    assert test.predict(too_likely).all()
+    assert test.score(gaussian_sets["test"][:60]).shape == (2,)
 
 
 def test_typicality_refuses_bad_settings(gaussian_sets):
     with pytest.raises(NotFittedError):
-        TypicalityTest().score(GaussianModel(), gaussian_sets["test"])
+        TypicalityTest().score(gaussian_sets["test"])
     with pytest.raises(ValueError, match="batch_size"):
         TypicalityTest(batch_size=0).fit(GaussianModel(), gaussian_sets["train"])
     with pytest.raises(ValueError, match="alpha"):
         TypicalityTest(alpha=1.5).fit(GaussianModel(), gaussian_sets["train"])
     test = TypicalityTest(batch_size=25).fit(GaussianModel(), gaussian_sets["train"])
     with pytest.raises(ValueError, match="one batch"):
-        test.score(GaussianModel(), gaussian_sets["test"][:10])
+        test.score(gaussian_sets["test"][:10])
 
 
 # ---- likelihood ratio ------------------------------------------------------------------------------------
@@ -264,12 +265,12 @@ def test_feature_density_score_detects_a_shift(gaussian_sets):
     Z_train = np.r_[rng.normal(-1, 1, (1000, 4)), rng.normal(1, 1, (1000, 4))]
     y = np.repeat([0, 1], 1000)
     score = FeatureDensityScore(covariance="full").fit(GaussianModel(), Z_train, y)
-    s_in, s_out = score.score(GaussianModel(), gaussian_sets["test"]), score.score(GaussianModel(), 5 + Z_train)
+    s_in, s_out = score.score(gaussian_sets["test"]), score.score(5 + Z_train)
     assert ood_scores(s_in, s_out)["auroc"] > 0.99
     with pytest.raises(ValueError, match="features"):
-        score.score(GaussianModel(), np.zeros((2, 3)))
+        score.score(np.zeros((2, 3)))
     with pytest.raises(NotFittedError):
-        FeatureDensityScore().score(GaussianModel(), Z_train)
+        FeatureDensityScore().score(Z_train)
     with pytest.raises(ValueError, match="covariance"):
         ClassConditionalGaussian(covariance="spherical").fit(Z_train, y)
 
@@ -332,9 +333,9 @@ def test_scores_run_on_a_fitted_diglm_classifier():
     model = CachedOutputs(clf)
     assert ood_scores(neg_log_px(model, X), neg_log_px(model, far))["auroc"] > 0.95
     density = FeatureDensityScore(covariance="tied").fit(model, X, y)
-    assert ood_scores(density.score(model, X), density.score(model, far))["auroc"] > 0.95
+    assert ood_scores(density.score(X), density.score(far))["auroc"] > 0.95
     typical = TypicalityTest(batch_size=5).fit(model, X)
-    assert typical.score(model, far).shape == (30,)
+    assert typical.score(far).shape == (30,)
     entropy = predictive_entropy_score(model, X)
     assert entropy.shape == (300,) and (entropy >= 0).all() and (entropy <= np.log(2) + 1e-9).all()
     with pytest.raises(TypeError, match="posterior"):  # a point head has no posterior draws
@@ -363,27 +364,32 @@ def _images(n, rng, levels):
     return (rng.integers(0, levels, (n, 1, 8, 8)) * (255 // max(levels - 1, 1)) / 255.0).astype(np.float32)
 
 
+class OffBand(BitsModel):
+    """BitsModel, with 300 more bits for the images marked by a first pixel of 1/255 (off the band)."""
+
+    MARK = np.float32(1 / 255)
+
+    def score_samples(self, X):
+        return super().score_samples(X) - 300 * np.log(2) * (np.asarray(X)[:, 0, 0, 0] == self.MARK)
+
+
 def test_complexity_typicality_flags_both_ends_and_off_the_band():
     from bayes_diglm.evaluation import ComplexityTypicality
 
     rng = np.random.default_rng(0)
     train = np.concatenate([_images(100, rng, k) for k in (3, 4, 6, 8)])
     test = np.concatenate([_images(50, rng, k) for k in (3, 4, 6, 8)])
-    model = BitsModel()
-    pair = ComplexityTypicality(compressor="zlib").fit(model, train)
-    s_test = pair.score(model, test)
+    pair = ComplexityTypicality(compressor="zlib").fit(OffBand(), train)
+    s_test = pair.score(test)
     assert abs(np.median(s_test) - scipy.stats.chi2(2).median()) < 1.5  # roughly chi^2_2 in distribution
     simple, complex_ = np.zeros((50, 1, 8, 8), np.float32), _images(50, rng, 256)  # both ends of the band
-    assert ood_scores(s_test, pair.score(model, simple))["auroc"] > 0.99
-    assert ood_scores(s_test, pair.score(model, complex_))["auroc"] > 0.99
-
-    class OffBand(BitsModel):  # the same images, 300 more bits under the model: S(x) unusual
-        def score_samples(self, X):
-            return super().score_samples(X) - 300 * np.log(2)
-
-    assert ood_scores(s_test, pair.score(OffBand(), test))["auroc"] > 0.99
+    assert ood_scores(s_test, pair.score(simple))["auroc"] > 0.99
+    assert ood_scores(s_test, pair.score(complex_))["auroc"] > 0.99
+    marked = test.copy()
+    marked[:, 0, 0, 0] = OffBand.MARK  # the same images, 300 more bits under the model: S(x) unusual
+    assert ood_scores(s_test, pair.score(marked))["auroc"] > 0.99
     with pytest.raises(NotFittedError):
-        ComplexityTypicality().score(model, test)
+        ComplexityTypicality().score(test)
 
 
 def test_evaluate_ood_rows_cover_every_score_and_set():
@@ -426,7 +432,8 @@ def test_evaluate_ood_rows_cover_every_score_and_set():
     mi = -scipy.special.xlogy(pm, pm) - scipy.special.xlogy(1 - pm, 1 - pm) - h.mean(1)
     assert np.allclose(result["scores"]["mutual information (bayes)"]["test"], mi)
     assert by_score["-log p(x)"]["auroc"] > 0.95 and by_score["typicality (M=5)"]["auroc"] > 0.99
-    assert any("mutual information not available: Model" in n for n in result["notes"])
+    assert any(n.startswith("mutual information not available: needs posterior draws: Model has no posterior draws")
+               for n in result["notes"])
     assert result["selective"]["entropy"]["area"] > result["selective"]["entropy"]["full"]
     with pytest.raises(ValueError, match="test"):
         evaluate_ood(Model(), X_train=X_train, y_train=y_train, X_test=X_test, ood_sets={"test": X_test})
@@ -482,25 +489,39 @@ def test_cached_outputs_store_replaces_the_call():
         cached.store("transform", X, np.zeros((3, 2)))
 
 
+class Column(OODScore):
+    """A stateless score: column ``j`` of the inputs, times ``sign``."""
+
+    name = "column"
+
+    def __init__(self, *, j=0, sign=1.0):
+        self.j, self.sign = j, sign
+
+    def _score(self, X):
+        return self.sign * np.asarray(X)[:, self.j]
+
+
 def test_min_p_value_by_hand_and_its_bonferroni_false_positive_rate():
     from bayes_diglm.evaluation import MinPValue
 
     model = GaussianModel()
-    first = lambda m, X: np.asarray(X)[:, 0]  # noqa: E731
-    second = lambda m, X: -np.asarray(X)[:, 1]  # noqa: E731
-    combo = MinPValue({"a": first, "b": second}).fit(model, np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]))
-    p = combo.p_values(model, np.array([[1.0, 5.0], [3.0, 1.0]]))
+    parts = {"a": Column(j=0), "b": Column(j=1, sign=-1.0)}
+    combo = MinPValue(components=parts).fit(model, np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]))
+    p = combo.p_values(np.array([[1.0, 5.0], [3.0, 1.0]]))
     # a: 1.0 has 2 of 3 references >= it -> (1 + 2) / 4; 3.0 has none -> 1/4.  b = -x1: -5 -> 4/4, -1 -> 3/4
     assert np.allclose(p["a"], [0.75, 0.25]) and np.allclose(p["b"], [1.0, 0.75])
-    assert np.allclose(combo.score(model, np.array([[1.0, 5.0], [3.0, 1.0]])), -np.log([0.75, 0.25]))
+    assert np.allclose(combo.score(np.array([[1.0, 5.0], [3.0, 1.0]])), -np.log([0.75, 0.25]))
+    assert combo.label == "min p-value (a, b)" and combo.requires == ("in-distribution inputs",)
     rng = np.random.default_rng(0)
-    combo = MinPValue({"a": first, "b": second}).fit(model, rng.normal(size=(5000, 2)))
+    combo = MinPValue(components=parts).fit(model, rng.normal(size=(5000, 2)))
     alpha = 0.05
-    flagged = np.exp(-combo.score(model, rng.normal(size=(20000, 2)))) <= alpha / 2
+    flagged = np.exp(-combo.score(rng.normal(size=(20000, 2)))) <= alpha / 2
     assert flagged.mean() <= alpha + 0.005  # Bonferroni: at most alpha (about alpha for independent parts)
     assert flagged.mean() > alpha - 0.01
     with pytest.raises(NotFittedError):
-        MinPValue({"a": first}).score(model, np.zeros((1, 2)))
+        MinPValue(components=parts).score(np.zeros((1, 2)))
+    with pytest.raises(TypeError, match="not OODScore"):
+        MinPValue(components={"a": lambda m, X: X}).fit(model, np.zeros((3, 2)))
 
 
 def test_mutual_information_of_a_laplace_head_grows_far_from_the_data():
@@ -517,3 +538,20 @@ def test_mutual_information_of_a_laplace_head_grows_far_from_the_data():
     draws = class_probability_draws(model, near, n_draws=400, seed=1)
     mc = head.predict_proba(near, method="probit")
     assert np.abs(draws.mean(0) - mc).max() < 0.05  # the draws average to the head's predictive
+
+
+def test_head_on_features_without_draws_is_reported_by_the_heads_name():
+    from bayes_diglm.evaluation import MutualInformation
+
+    class PointHead:  # predict_proba on features, no posterior draws
+        def predict_proba(self, Z):
+            p = scipy.special.expit(np.asarray(Z).sum(1))
+            return np.stack([1 - p, p], 1)
+
+    model = CachedOutputs(HeadOnFeatures(GaussianModel(), PointHead()))
+    assert getattr(model, "sample", None) is None  # absent, not a method that fails when called
+    assert MutualInformation().unmet(model, np.zeros((3, 2))) == [
+        "needs posterior draws: PointHead has no posterior draws (sample); needs a Bayesian head "
+        "(posterior='laplace' or 'svi')"]
+    with pytest.raises(TypeError, match="PointHead has no posterior draws"):
+        MutualInformation().fit(model, np.zeros((3, 2)))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bayes_diglm.cli import main
-from bayes_diglm.evaluation import input_complexity
-from bayes_diglm.experiments.ood import read_inputs, score_inputs
+from bayes_diglm.evaluation import compressor_description, input_complexity, score_inputs
+from bayes_diglm.experiments.ood import read_inputs
 from bayes_diglm.models.estimators import DIGLMClassifier, DIGLMRegressor
 
 
@@ -17,7 +17,7 @@ def _read(path):
     return rows
 
 
-def test_ood_score_on_a_csv_of_rows(tmp_path):
+def test_ood_score_on_a_csv_of_rows(tmp_path, capsys):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 2)).astype(np.float32)
     y = (X[:, 0] - X[:, 1]).astype(np.float32)
@@ -34,7 +34,9 @@ def test_ood_score_on_a_csv_of_rows(tmp_path):
     assert [r["input"] for r in written] == ["0", "1", "2", "3"]
     expected = -reg.score_samples(rows.astype(np.float32))
     assert np.allclose([float(r["-log p(x)"]) for r in written], expected, rtol=1e-5)
-    assert "entropy" not in written[0] and written[3]["typicality flagged"] == "1"
+    assert "entropy" not in written[0] and written[3]["typicality (M=1) flagged"] == "1"
+    said = capsys.readouterr().out  # the scores left out, each with its reason
+    assert "left out feature Gaussian (full): needs labels" in said and "left out entropy: needs probabilities" in said
 
 
 def test_ood_score_on_a_folder_of_images(tmp_path):
@@ -53,7 +55,8 @@ def test_ood_score_on_a_folder_of_images(tmp_path):
     assert main(["ood", "score", "--model", str(tmp_path / "clf.pt"), "--input", str(folder), "--out", str(out)]) == 0
     written = _read(out)
     assert [r["input"] for r in written] == ["im0.png", "im1.png", "im2.png"]
-    assert np.allclose([float(r["input complexity"]) for r in written], input_complexity(clf, X[:3]), rtol=1e-5)
+    column = f"input complexity ({compressor_description().split()[0]})"
+    assert np.allclose([float(r[column]) for r in written], input_complexity(clf, X[:3]), rtol=1e-5)
     assert all(0 <= float(r["entropy"]) <= np.log(2) + 1e-6 for r in written)
     # an image of the wrong size is refused with its name
     Image.fromarray(np.zeros((5, 5), dtype=np.uint8)).save(folder / "small.png")

@@ -7,6 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Pages whose blocks a test of their own runs, with checks (and clean-up) of its own: not run twice.
+OWN_TESTS = {"your_own_flow.md": "test_docs_your_own_flow.py", "bandits.md": "test_bandits_api.py"}
 
 
 def python_blocks(page: Path) -> list[str]:
@@ -18,7 +20,13 @@ def test_readme_shows_a_python_example():
     assert python_blocks(ROOT / "README.md"), "the README should show a Python example"
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_left_out_have_their_own_test():
+    for page, test in OWN_TESTS.items():
+        assert page in (ROOT / "tests" / test).read_text(), (page, test)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p) and p.name not in OWN_TESTS],
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_blocks_run(page, capsys):
     # One namespace per page, as a reader running the blocks top to bottom in one session would have.
     namespace = {"__name__": f"__{page.stem}__"}

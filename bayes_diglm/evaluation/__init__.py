@@ -1,5 +1,6 @@
 """Metrics for predictions; out-of-distribution scores, selective prediction and p(x)-aware predictives."""
 
+from .class_gaussian import ClassConditionalGaussian
 from .density_aware import DensityAwarePredictive, DensityWeighting, conjugate_prior_predictive, fit_density_weighting
 from .metrics import (
     abstention_curve,
@@ -14,12 +15,7 @@ from .metrics import (
 )
 from .ood import (
     CachedOutputs,
-    ClassConditionalGaussian,
-    ComplexityTypicality,
-    FeatureDensityScore,
     HeadOnFeatures,
-    MinPValue,
-    TypicalityTest,
     bits_per_dim_score,
     class_probability_draws,
     compressed_bits,
@@ -33,11 +29,39 @@ from .ood import (
     perturb_pixels,
     predictive_entropy_score,
 )
-from .ood_table import evaluate_ood
+from .ood_methods import (
+    BitsPerDim,
+    ComplexityTypicality,
+    FeatureDensityScore,
+    InputComplexity,
+    LikelihoodRatio,
+    MinPValue,
+    MutualInformation,
+    Negated,
+    NegLogPx,
+    PredictiveEntropy,
+    TypicalityTest,
+)
+from .ood_protocol import REQUIREMENTS, OODScore, fit_scores, get_score, register_score, score_names
+from .ood_table import evaluate_ood, score_inputs
 from .selective import selective_curve
 from .variance_inflation import VarianceInflation, fit_variance_inflation, variance_inflation_against_controls
 
 __all__ = [
+    "REQUIREMENTS",
+    "BitsPerDim",
+    "InputComplexity",
+    "LikelihoodRatio",
+    "MutualInformation",
+    "NegLogPx",
+    "Negated",
+    "OODScore",
+    "PredictiveEntropy",
+    "fit_scores",
+    "get_score",
+    "register_score",
+    "score_inputs",
+    "score_names",
     "CachedOutputs",
     "ClassConditionalGaussian",
     "ComplexityTypicality",

@@ -1,11 +1,10 @@
-"""Out-of-distribution scores for fitted DIGLM estimators: one ``score(model, X) -> ndarray`` per method.
+"""The computations behind the OOD scores: ``f(model, X) -> ndarray`` on a fitted estimator's public outputs.
 
-Every score is *higher for more unusual inputs* and uses only an estimator's public outputs:
-``score_samples(X)`` (the flow's exact ``log p(x)``, nats), ``transform(X)`` (features ``z = f(x)``),
-``predict_proba(X)`` and, for the epistemic term, posterior draws of the head's weights ``sample(n)``.
-Stateless scores are functions; scores that need statistics of the training data are small objects fitted
-once (``fit(model, X_train, ...)``) whose ``score(model, X)`` has the same signature. To run the flow once
-per input set for several scores, wrap the estimator in :class:`CachedOutputs`.
+Every function here is *higher for more unusual inputs* and reads only ``score_samples(X)`` (the flow's exact
+``log p(x)``, nats), ``transform(X)`` (features ``z = f(x)``), ``predict_proba(X)`` and, for the epistemic term,
+posterior draws of the head's weights ``sample(n)``. The scores of :mod:`bayes_diglm.evaluation.ood_methods`
+wrap them in the fit-then-score protocol (:mod:`bayes_diglm.evaluation.ood_protocol`). To run the flow once per
+input set for several scores, wrap the estimator in :class:`CachedOutputs`.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ import zlib
 from collections.abc import Callable
 
 import numpy as np
-import scipy.linalg
-import scipy.special
 
 from ..models.sampling import class_probabilities
 from .active import bald
@@ -27,11 +24,7 @@ from .metrics import predictive_entropy
 
 __all__ = [
     "CachedOutputs",
-    "ClassConditionalGaussian",
-    "FeatureDensityScore",
     "HeadOnFeatures",
-    "ComplexityTypicality",
-    "TypicalityTest",
     "bits_per_dim_score",
     "class_probability_draws",
     "compressed_bits",
@@ -107,6 +100,28 @@ class CachedOutputs:
 
         return cached
 
+    def take(self, X, rows) -> np.ndarray:
+        """``X[rows]``, with every output already cached for ``X`` carried over to it (the flow does not run again).
+
+        Example:
+            >>> class Model:
+            ...     calls = 0
+            ...     def score_samples(self, X):
+            ...         Model.calls += 1
+            ...         return -0.5 * (np.asarray(X) ** 2).sum(1)
+            >>> model, X = CachedOutputs(Model()), np.arange(6.0).reshape(3, 2)
+            >>> log_px = model.score_samples(X)
+            >>> bool(np.array_equal(model.score_samples(model.take(X, [2, 0])), log_px[[2, 0]]))
+            True
+            >>> Model.calls
+            1
+        """
+        subset = np.asarray(X)[rows]
+        for (name, key), (_, values) in list(self._cache.items()):
+            if key == id(X):
+                self._cache[(name, id(subset))] = (subset, values[rows])
+        return subset
+
 
 class HeadOnFeatures:
     """A fitted flow estimator read with another head fitted on its features ``z = model.transform(X)``.
@@ -128,10 +143,18 @@ class HeadOnFeatures:
     def predict_proba(self, X):
         return self.head.predict_proba(self.model.transform(X))
 
-    def sample(self, n, *, generator=None):
-        if not callable(getattr(self.head, "sample", None)):
-            raise TypeError(f"{type(self.head).__name__} has no posterior draws (sample)")
-        return self.head.sample(n, generator=generator)
+    @property
+    def posterior(self):
+        """The head's ``posterior`` setting (``"point"`` for a head without draws), when it has one."""
+        return getattr(self.head, "posterior", None)
+
+    @property
+    def sample(self):
+        """The head's ``sample(n, generator=...)``; absent (``AttributeError``) when the head has no draws."""
+        sample = getattr(self.head, "sample", None)
+        if not callable(sample):
+            raise AttributeError(f"{type(self.head).__name__} has no posterior draws (sample)")
+        return sample
 
 
 def _n_rows(X) -> int:
@@ -307,206 +330,6 @@ def input_complexity(model, X, *, compressor: str = "auto", num_bins: int = _NUM
     return bits_model - compressed_bits(X, compressor=compressor)
 
 
-class ComplexityTypicality:
-    r"""Typicality of the pair (model code length, compressor code length): a two-dimensional typicality test.
-
-    Each input gets :math:`t(x) = \big(-\log_2 P(x),\ L(x)\big)`, the two code lengths whose difference is
-    the input-complexity score :math:`S(x)` of Serra et al. (2020). In-distribution inputs lie along a band
-    (complex images cost more bits under both codes); fitting a Gaussian to :math:`t` on held-out
-    in-distribution inputs, the score is the squared Mahalanobis distance
-
-    .. math:: s(x) = (t(x) - \bar t)^T \hat\Sigma^{-1} (t(x) - \bar t),
-
-    which is large both off the band (:math:`S(x)` unusual, the complexity correction) and at either end of
-    it (code lengths unusually long or short, the typicality test's two-sided view of the likelihood). Under
-    a Gaussian :math:`t` it is :math:`\chi^2_2`-distributed in distribution.
-
-    Args:
-        compressor: as in :func:`compressed_bits`.
-    """
-
-    def __init__(self, *, compressor: str = "auto"):
-        self.compressor = compressor
-
-    def _pairs(self, model, X) -> np.ndarray:
-        model_bits = bits_per_dim_score(model, X) * _dims(X)
-        return np.stack([model_bits, compressed_bits(X, compressor=self.compressor)], axis=1)
-
-    def fit(self, model, X) -> ComplexityTypicality:
-        """Fit the Gaussian of the code-length pairs on in-distribution images ``X``; return ``self``."""
-        t = self._pairs(model, X)
-        if t.shape[0] < 3:
-            raise ValueError(f"need at least 3 in-distribution images, got {t.shape[0]}")
-        self.mean_ = t.mean(axis=0)
-        self.cholesky_ = _cholesky_jittered(np.cov(t, rowvar=False), 0.0)
-        return self
-
-    def score(self, model, X) -> np.ndarray:
-        if not hasattr(self, "mean_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("ComplexityTypicality is not fitted yet; call fit first")
-        diff = self._pairs(model, X) - self.mean_
-        solved = scipy.linalg.solve_triangular(self.cholesky_, diff.T, lower=True, check_finite=False)
-        return (solved**2).sum(axis=0)
-
-
-# ------------------------------------------------------------------------------------------------------
-# typicality test (Nalisnick, Matsukawa, Teh, Lakshminarayanan 2019)
-# ------------------------------------------------------------------------------------------------------
-
-
-class TypicalityTest:
-    r"""The typicality test of Nalisnick, Matsukawa, Teh and Lakshminarayanan (2019) on batches of ``M`` inputs.
-
-    A batch :math:`x_{1..M}` is flagged out-of-distribution when its mean negative log density is far from the
-    model's entropy estimated on training data,
-
-    .. math:: \epsilon(x_{1..M}) = \Big|\frac1M\sum_{m=1}^M -\log p(x_m) - \hat H\Big| > \epsilon_\alpha,
-              \qquad \hat H = \frac1N\sum_{n=1}^N -\log p(x_n^{\mathrm{train}}),
-
-    with :math:`\epsilon_\alpha` the :math:`1 - \alpha` quantile of :math:`\epsilon` over ``n_bootstrap``
-    batches of ``M`` drawn with replacement from held-out in-distribution inputs (``X_val``; the training
-    inputs when none are given). The test is two-sided: a batch that is *too likely* (the digits that a
-    Fashion-MNIST flow prefers) is as atypical as one that is too unlikely. :meth:`score` returns
-    :math:`\epsilon` per batch of ``M`` consecutive inputs (higher = more unusual), :meth:`predict` the
-    decisions; the false-positive rate on in-distribution batches is ``alpha`` by construction.
-
-    Args:
-        batch_size: ``M``, inputs per tested batch (1 tests single inputs).
-        alpha: nominal false-positive rate of :meth:`predict`.
-        n_bootstrap: bootstrap batches for the threshold.
-        seed: seeds the bootstrap.
-
-    Example:
-        >>> class Gauss:
-        ...     def score_samples(self, X):
-        ...         return -0.5 * (X ** 2).sum(1)
-        >>> rng = np.random.default_rng(0)
-        >>> test = TypicalityTest(batch_size=5).fit(Gauss(), rng.normal(size=(2000, 3)))
-        >>> bool(test.predict(Gauss(), rng.normal(size=(500, 3))).mean() < 0.05)
-        True
-        >>> bool(test.predict(Gauss(), 3 + rng.normal(size=(500, 3))).all())
-        True
-    """
-
-    def __init__(self, *, batch_size: int = 1, alpha: float = 0.01, n_bootstrap: int = 5000, seed: int = 0):
-        self.batch_size = batch_size
-        self.alpha = alpha
-        self.n_bootstrap = n_bootstrap
-        self.seed = seed
-
-    def _check_params(self) -> int:
-        M = self.batch_size
-        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {M!r}")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
-        B = self.n_bootstrap
-        if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
-            raise ValueError(f"n_bootstrap must be a positive integer, got {B!r}")
-        return int(M)
-
-    def fit(self, model, X_train, X_val=None) -> TypicalityTest:
-        """Estimate the entropy on ``X_train`` and the threshold by bootstrap on ``X_val``; return ``self``."""
-        return self.fit_log_px(_log_px(model, X_train), None if X_val is None else _log_px(model, X_val))
-
-    def fit_log_px(self, log_px_train, log_px_val=None) -> TypicalityTest:
-        """:meth:`fit` from precomputed ``log p(x)`` values (to share one flow pass between several ``M``)."""
-        M = self._check_params()
-        train = _finite_1d(log_px_train, "log_px_train")
-        val = train if log_px_val is None else _finite_1d(log_px_val, "log_px_val")
-        entropy = float(-train.mean())
-        rng = np.random.default_rng(self.seed)
-        idx = rng.integers(0, val.size, size=(int(self.n_bootstrap), M))
-        boot = np.abs(-val[idx].mean(axis=1) - entropy)
-        self.entropy_ = entropy
-        self.threshold_ = float(np.quantile(boot, 1.0 - self.alpha))
-        self.bootstrap_ = boot
-        return self
-
-    def score(self, model, X) -> np.ndarray:
-        """:math:`\\epsilon` of each batch of ``M`` consecutive rows of ``X`` (a short remainder is left out)."""
-        return self.score_log_px(_log_px(model, X))
-
-    def score_log_px(self, log_px) -> np.ndarray:
-        """:meth:`score` from precomputed ``log p(x)`` values."""
-        if not hasattr(self, "entropy_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("TypicalityTest is not fitted yet; call fit first")
-        M = self._check_params()
-        values = _finite_1d(log_px, "log_px")
-        n_batches = values.size // M
-        if n_batches == 0:
-            raise ValueError(f"{values.size} inputs do not fill one batch of batch_size={M}")
-        means = -values[: n_batches * M].reshape(n_batches, M).mean(axis=1)
-        return np.abs(means - self.entropy_)
-
-    def predict(self, model, X) -> np.ndarray:
-        """``True`` for each batch the test flags as out-of-distribution."""
-        return self.score(model, X) > self.threshold_
-
-
-def _finite_1d(values, name: str) -> np.ndarray:
-    a = np.asarray(values, dtype=np.float64)
-    if a.ndim != 1 or a.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} has non-finite values")
-    return a
-
-
-class MinPValue:
-    r"""Several scores combined by their smallest empirical p-value under held-out in-distribution inputs.
-
-    Each component score :math:`s_j` gets the upper-tail p-value
-    :math:`p_j(x) = \big(1 + \#\{i : s_j(x_i^{\mathrm{val}}) \ge s_j(x)\}\big) / (n + 1)` against the
-    ``n`` held-out inputs of :meth:`fit`, and the combined score is :math:`-\log \min_j p_j(x)`. Flagging
-    when :math:`\min_j p_j \le \alpha / J` is the Bonferroni combination of the ``J`` tests (false-positive
-    rate at most :math:`\alpha`); each component covers the OOD sets the others miss (the typicality test
-    flags inputs that are too likely, the input-complexity score flags simple inputs that the density does not).
-
-    Args:
-        scores: name -> ``score(model, X)`` (fitted score objects' ``score`` methods, or functions).
-
-    Example:
-        >>> class Gauss:
-        ...     def score_samples(self, X):
-        ...         return -0.5 * (X ** 2).sum(1)
-        >>> rng = np.random.default_rng(0)
-        >>> both = MinPValue({"-log p": neg_log_px, "+log p": lambda m, X: -neg_log_px(m, X)})
-        >>> both = both.fit(Gauss(), rng.normal(size=(999, 2)))
-        >>> both.score(Gauss(), np.array([[0.0, 0.0], [9.0, 9.0]])).round(2)  # too likely, too unlikely
-        array([6.91, 6.91])
-    """
-
-    def __init__(self, scores: dict):
-        self.scores = scores
-
-    def fit(self, model, X_val) -> MinPValue:
-        """Score the held-out in-distribution inputs ``X_val`` with every component; return ``self``."""
-        if not isinstance(self.scores, dict) or not self.scores:
-            raise ValueError("scores must be a non-empty dict of name -> score(model, X)")
-        self.reference_ = {k: np.sort(np.asarray(f(model, X_val), dtype=np.float64)) for k, f in self.scores.items()}
-        return self
-
-    def p_values(self, model, X) -> dict[str, np.ndarray]:
-        """The empirical upper-tail p-value of every component at each input."""
-        if not hasattr(self, "reference_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("MinPValue is not fitted yet; call fit first")
-        out = {}
-        for k, f in self.scores.items():
-            ref, s = self.reference_[k], np.asarray(f(model, X), dtype=np.float64)
-            out[k] = (1.0 + ref.size - np.searchsorted(ref, s, side="left")) / (ref.size + 1.0)
-        return out
-
-    def score(self, model, X) -> np.ndarray:
-        return -np.log(np.min(np.stack(list(self.p_values(model, X).values())), axis=0))
-
-
 # ------------------------------------------------------------------------------------------------------
 # likelihood ratio against a background model (Ren et al. 2019)
 # ------------------------------------------------------------------------------------------------------
@@ -560,138 +383,6 @@ def likelihood_ratio(model, X, *, background) -> np.ndarray:
     return _log_px(background, X) - _log_px(model, X)
 
 
-# ------------------------------------------------------------------------------------------------------
-# feature-space class-conditional Gaussian (DDU, Mukhoti et al. 2021)
-# ------------------------------------------------------------------------------------------------------
-
-
-class ClassConditionalGaussian:
-    r"""Gaussian discriminant density on features: :math:`q(z) = \sum_c \pi_c\, N(z; \mu_c, \Sigma_c)`.
-
-    Fitted by maximum likelihood per class (``pi_c = n_c / n``, class means and covariances), in float64, with
-    ``reg`` times the mean feature variance added to every covariance's diagonal (the covariances of
-    high-dimensional features from a few hundred images per class are singular otherwise). ``covariance``:
-    ``"full"`` (one per class, as in DDU), ``"tied"`` (the pooled within-class covariance, as in LDA) or
-    ``"diag"``. Log densities go through Cholesky factors and triangular solves.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> Z = np.r_[rng.normal(-2, 1, (200, 2)), rng.normal(2, 1, (200, 2))]
-        >>> gda = ClassConditionalGaussian(covariance="tied").fit(Z, np.repeat([0, 1], 200))
-        >>> bool(gda.score_samples(np.zeros((1, 2)))[0] < gda.score_samples(np.full((1, 2), 2.0))[0])
-        True
-    """
-
-    _KINDS = ("full", "tied", "diag")
-
-    def __init__(self, *, covariance: str = "full", reg: float = 1e-4):
-        self.covariance = covariance
-        self.reg = reg
-
-    def fit(self, Z, y) -> ClassConditionalGaussian:
-        """Fit class weights, means and covariances on features ``Z`` (n, D) with labels ``y``; return ``self``."""
-        if self.covariance not in self._KINDS:
-            raise ValueError(f"covariance must be one of {self._KINDS}, got {self.covariance!r}")
-        if not (np.isfinite(self.reg) and self.reg >= 0):
-            raise ValueError(f"reg must be a finite non-negative number, got {self.reg!r}")
-        Z = _features(Z, "Z")
-        y = np.asarray(y)
-        if y.shape != (Z.shape[0],):
-            raise ValueError(f"y must have shape ({Z.shape[0]},), got {y.shape}")
-        classes, codes = np.unique(y, return_inverse=True)
-        counts = np.bincount(codes).astype(np.float64)
-        if counts.min() < 2:
-            small = classes[counts < 2].tolist()
-            raise ValueError(f"every class needs at least two rows; classes {small} have fewer")
-        means = np.stack([Z[codes == k].mean(axis=0) for k in range(classes.size)])
-        centred = Z - means[codes]
-        jitter = self.reg * float(centred.var(axis=0).mean())
-        if self.covariance == "tied":
-            cov = centred.T @ centred / Z.shape[0]
-            chol = np.broadcast_to(_cholesky_jittered(cov, jitter), (classes.size, *cov.shape))
-        elif self.covariance == "full":
-            chol = np.stack([_cholesky_jittered(centred[codes == k].T @ centred[codes == k] / counts[k], jitter)
-                             for k in range(classes.size)])
-        else:
-            var = np.stack([(centred[codes == k] ** 2).mean(axis=0) for k in range(classes.size)]) + jitter
-            chol = np.sqrt(var)
-        self.classes_, self.log_prior_ = classes, np.log(counts / counts.sum())
-        self.means_, self.cholesky_, self.n_features_in_ = means, np.asarray(chol), Z.shape[1]
-        return self
-
-    def class_log_density(self, Z) -> np.ndarray:
-        r""":math:`\log \pi_c + \log N(z; \mu_c, \Sigma_c)` for every row and class, shape (n, K)."""
-        if not hasattr(self, "means_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("ClassConditionalGaussian is not fitted yet; call fit first")
-        Z = _features(Z, "Z")
-        if Z.shape[1] != self.n_features_in_:
-            raise ValueError(f"Z has {Z.shape[1]} features, the Gaussians were fitted on {self.n_features_in_}")
-        D = Z.shape[1]
-        out = np.empty((Z.shape[0], self.means_.shape[0]))
-        for k, (mean, L) in enumerate(zip(self.means_, self.cholesky_, strict=True)):
-            diff = Z - mean
-            if self.covariance == "diag":
-                maha, log_det = ((diff / L) ** 2).sum(axis=1), 2.0 * np.log(L).sum()
-            else:
-                solved = scipy.linalg.solve_triangular(L, diff.T, lower=True, check_finite=False)
-                maha, log_det = (solved**2).sum(axis=0), 2.0 * np.log(np.diag(L)).sum()
-            out[:, k] = self.log_prior_[k] - 0.5 * (maha + log_det + D * math.log(2 * math.pi))
-        return out
-
-    def score_samples(self, Z) -> np.ndarray:
-        r"""Log density of the mixture, :math:`\log q(z) = \log\sum_c \pi_c N(z; \mu_c, \Sigma_c)`, shape (n,)."""
-        return scipy.special.logsumexp(self.class_log_density(Z), axis=1)
-
-
-def _features(Z, name: str) -> np.ndarray:
-    Z = np.asarray(Z, dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array (n, D), got shape {Z.shape}")
-    if not np.isfinite(Z).all():
-        raise ValueError(f"{name} has non-finite values")
-    return Z
-
-
-def _cholesky_jittered(cov: np.ndarray, jitter: float) -> np.ndarray:
-    """Lower Cholesky factor of ``cov + jitter I``, growing the jitter tenfold until it succeeds."""
-    eye = np.eye(cov.shape[0])
-    jitter = jitter if jitter > 0 else 1e-12 * max(float(np.trace(cov)) / cov.shape[0], 1.0)
-    for _ in range(12):
-        try:
-            return np.linalg.cholesky(cov + jitter * eye)
-        except np.linalg.LinAlgError:
-            jitter *= 10.0
-    raise ValueError("feature covariance is not positive definite even with a large jitter")
-
-
-class FeatureDensityScore:
-    r"""DDU-style score (Mukhoti et al. 2021) on the DIGLM's features: :math:`s(x) = -\log q(f(x))`.
-
-    :math:`q` is a :class:`ClassConditionalGaussian` fitted on the training features ``z = model.transform(X)``
-    with their labels. Where the flow's own density measures how likely the *input* is, this measures how
-    far the features lie from every class cluster the linear head was trained on.
-    """
-
-    def __init__(self, *, covariance: str = "full", reg: float = 1e-4):
-        self.covariance = covariance
-        self.reg = reg
-
-    def fit(self, model, X, y) -> FeatureDensityScore:
-        """Fit the Gaussians on ``model.transform(X)`` and labels ``y``; return ``self``."""
-        self.gaussian_ = ClassConditionalGaussian(covariance=self.covariance, reg=self.reg).fit(
-            _transform(model, X), y)
-        return self
-
-    def score(self, model, X) -> np.ndarray:
-        if not hasattr(self, "gaussian_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("FeatureDensityScore is not fitted yet; call fit first")
-        return -self.gaussian_.score_samples(_transform(model, X))
-
-
 def _transform(model, X) -> np.ndarray:
     n = _n_rows(X)
     if not callable(getattr(model, "transform", None)):
@@ -701,6 +392,7 @@ def _transform(model, X) -> np.ndarray:
     if Z.ndim != 2 or Z.shape[0] != n:
         raise ValueError(f"transform returned shape {Z.shape} for {n} inputs")
     return Z
+
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -11,21 +11,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from ..evaluation import (
-    CachedOutputs,
-    HeadOnFeatures,
-    TypicalityTest,
-    bits_per_dim_score,
-    evaluate_ood,
-    fit_background,
-    input_complexity,
-    mutual_information,
-    neg_log_px,
-    predictive_entropy_score,
-)
+from ..evaluation import HeadOnFeatures, evaluate_ood, fit_background, score_inputs
 from .common import add_common_arguments, markdown_table, write_results
 
-__all__ = ["CONFIGS", "read_inputs", "run_ood_evaluation", "score_inputs", "register"]
+__all__ = ["CONFIGS", "read_inputs", "run_ood_evaluation", "register"]
 
 # "quick": a couple of minutes per model on 2 shared CPU cores; "default": the medium run (tens of minutes).
 CONFIGS: dict[str, dict] = {
@@ -88,28 +77,6 @@ def read_inputs(path: str | Path, model=None) -> tuple[np.ndarray, list[str]]:
             raise ValueError(f"{path} has no rows")
         return frame.to_numpy(np.float32), [str(i) for i in range(len(frame))]
     raise ValueError(f"input must be a folder of .png images or a .csv file, got {str(path)!r}")
-
-
-def score_inputs(model, X, *, reference=None, n_draws: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
-    """Every score that needs no labelled training data: ``-log p(x)``, bits/dim, input complexity (images),
-    entropy and mutual information (classifiers, the latter with posterior draws), and the typicality test
-    at ``M = 1`` (``|-log p(x) - H|`` and its decision at alpha = 0.01) when ``reference`` in-distribution
-    inputs are given."""
-    cached = CachedOutputs(model)
-    images = np.ndim(X) == 4
-    out = {"-log p(x)": neg_log_px(cached, X),
-           "bits/dim": bits_per_dim_score(cached, X, num_bins=256 if images else None)}
-    if images:
-        out["input complexity"] = input_complexity(cached, X)
-    if callable(getattr(model, "predict_proba", None)):
-        out["entropy"] = predictive_entropy_score(cached, X)
-        with contextlib.suppress(TypeError):
-            out["mutual information"] = mutual_information(cached, X, n_draws=n_draws, seed=seed)
-    if reference is not None:
-        test = TypicalityTest(batch_size=1, alpha=0.01, seed=seed).fit(cached, reference)
-        out["typicality (M=1)"] = test.score(cached, X)
-        out["typicality flagged"] = (out["typicality (M=1)"] > test.threshold_).astype(float)
-    return out
 
 
 def _write_scores_csv(path: Path, names: list[str], scores: dict[str, np.ndarray]) -> Path:
@@ -310,9 +277,11 @@ def _cli_score(args) -> int:
     model = load_estimator(args.model)
     X, names = read_inputs(args.input, model)
     reference = read_inputs(args.reference, model)[0] if args.reference else None
-    scores = score_inputs(model, X, reference=reference, n_draws=args.draws, seed=args.seed)
+    scores, skipped = score_inputs(model, X, reference=reference, n_draws=args.draws, seed=args.seed)
     path = _write_scores_csv(Path(args.out), names, scores)
     print(f"scored {len(names)} inputs ({', '.join(scores)}); wrote {path}")
+    for label, why in skipped.items():
+        print(f"  left out {label}: {why}")
     return 0
 
 

@@ -5,10 +5,12 @@ direction used for DIGLM features and for the density
 
 .. math:: \\log p(x) = \\log p_z(f(x)) + \\log |\\det \\partial f / \\partial x|.
 
-Every Pyro ``Transform`` inside a flow is used in this data-to-latent direction: its ``_call`` is ``x -> z``
-and its ``log_abs_det_jacobian(x, z)`` is the term above. This is the *opposite* of how Pyro's
+Every step inside a :class:`SequentialFlow` is used in this data-to-latent direction: its ``_call`` is
+``x -> z`` and its ``log_abs_det_jacobian(x, z)`` is the term above. This is the *opposite* of how Pyro's
 ``TransformedDistribution`` reads its transforms (base to data); wrap a flow as ``TransformedDistribution(base,
-[t.inv for t in reversed(transforms)])`` if you need one. Sampling uses ``f^{-1}``.
+[t.inv for t in reversed(transforms)])`` if you need one. Sampling uses ``f^{-1}``. Transforms a user brings
+(Pyro's, zuko's) are read the way their own library reads them and adapted to this direction: the rule is
+written in :mod:`bayes_diglm.flows.user`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from pyro.distributions.torch_transform import TransformModule
 from torch import nn
 from torch.distributions import constraints
+from torch.distributions.transforms import ComposeTransform, _InverseTransform
 
 __all__ = ["Flow", "SequentialFlow", "ActNorm", "InverseAccuracyWarning", "call_and_log_det",
            "clear_transform_cache"]
@@ -29,11 +32,29 @@ class InverseAccuracyWarning(RuntimeWarning):
 
 
 def clear_transform_cache(transform) -> None:
-    """Drop a Pyro transform's cached ``(x, y)`` pair (DESIGN.md: stale caches break ``backward``)."""
-    if hasattr(transform, "_cached_x_y"):
-        transform._cached_x_y = (None, None)
-    if hasattr(transform, "_cached_log_scale"):
-        transform._cached_log_scale = None
+    """Drop the cached ``(x, y)`` pairs (and log-dets, log-scales: every ``_cache*`` attribute) of a Pyro transform
+    and of every transform inside it (DESIGN.md: stale caches break ``backward``).
+
+    Inside means: the parts of a ``ComposeTransform``, the transform that ``T.inv`` wraps, submodules, and the
+    items of a list. Call it on transforms trained the Pyro way before handing them over: their caches hold the
+    last batch's graph, which ``copy.deepcopy`` (``sklearn.clone``) refuses.
+    """
+    stack, seen = [transform], set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        for key in [k for k in getattr(t, "__dict__", ()) if k.startswith("_cache") and k != "_cache_size"]:
+            setattr(t, key, (None, None) if key == "_cached_x_y" else None)  # Pyro's _cached_log_scale, ...
+        if isinstance(t, list | tuple):
+            stack.extend(t)
+        if isinstance(t, ComposeTransform):
+            stack.extend(t.parts)
+        if isinstance(t, _InverseTransform):
+            stack.append(t._inv)
+        if isinstance(t, nn.Module):
+            stack.extend(t.children())
 
 
 def _sum_to_batch(log_det: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
@@ -176,7 +197,7 @@ class SequentialFlow(Flow):
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         x = z.reshape(z.shape[0], *self.event_shape)
         for t in reversed(self.transforms):
-            x = t._inverse(x)
+            x = t.inv(x)  # not t._inverse: a ComposeTransform inverts through .inv only
             clear_transform_cache(t)
         return x
 

@@ -32,19 +32,35 @@ Families are found by name: :func:`get` returns the registered class, :func:`nam
 :func:`register` adds a user's own :class:`Likelihood` subclass (see its docstring for what a family provides).
 """
 
-from .base import LOGISTIC_VARIANCE_MATCH, Likelihood, get, multiclass_probit, names, probit_scale, register
+from .base import LOGISTIC_VARIANCE_MATCH, Likelihood, Nuisance, get, multiclass_probit, names, probit_scale, register
 from .bernoulli import Bernoulli
+from .beta import Beta
+from .binomial import Binomial
 from .categorical import Categorical
+from .gamma import Gamma
 from .gaussian import Gaussian, HeteroscedasticGaussian
+from .negative_binomial import NegativeBinomial
+from .ordinal import CumulativeLogit
 from .poisson import Poisson
+from .student_t import HeteroscedasticStudentT, StudentT
+from .zero_inflated_poisson import ZeroInflatedPoisson
 
 __all__ = [
     "Bernoulli",
+    "Beta",
+    "Binomial",
     "Categorical",
+    "CumulativeLogit",
+    "Gamma",
     "Gaussian",
     "HeteroscedasticGaussian",
+    "HeteroscedasticStudentT",
     "Likelihood",
+    "NegativeBinomial",
+    "Nuisance",
     "Poisson",
+    "StudentT",
+    "ZeroInflatedPoisson",
     "LOGISTIC_VARIANCE_MATCH",
     "get",
     "multiclass_probit",

@@ -3,13 +3,18 @@ r"""The ``Likelihood`` base class, the registry of GLM families and the helpers 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.distributions import Categorical as _TorchCategorical
-from torch.distributions import Distribution, MixtureSameFamily
+from torch.distributions import Distribution, MixtureSameFamily, constraints
 
-__all__ = ["Likelihood", "LOGISTIC_VARIANCE_MATCH", "get", "multiclass_probit", "names", "probit_scale", "register"]
+__all__ = [
+    "Likelihood", "Nuisance", "LOGISTIC_VARIANCE_MATCH", "get", "multiclass_probit", "names", "probit_scale",
+    "register",
+]
 
 # rate exp(f) is capped at 1e8 so that one extreme predictor cannot overflow a Poisson (or its gradient)
 _MAX_LOG_RATE = math.log(1e8)
@@ -66,22 +71,117 @@ def multiclass_probit(mean: torch.Tensor, cov: torch.Tensor, *, scale: float = L
     return torch.softmax(-log_odds, dim=-1)
 
 
-class Likelihood:
-    """A GLM family on a linear predictor ``f`` of shape ``(..., num_outputs)``.
+class Nuisance(NamedTuple):
+    """A parameter of a family besides beta (noise variance, degrees of freedom, dispersion, cut-points ...).
 
-    Subclasses implement :meth:`_dist`; they may override :meth:`_grad`, :meth:`_curvature` (closed forms) and
-    :meth:`_predictive`. ``predictive_samples`` sets the Monte Carlo size of the generic predictive and
-    ``quadrature_points`` the Gauss-Hermite order for one-output families.
+    ``constraint`` is a ``torch.distributions.constraints`` object (a point head learns the parameter on the
+    unconstrained scale through ``torch.distributions.transform_to(constraint)``), ``init`` its starting value
+    (a float, or a callable ``init(likelihood) -> tensor`` for shaped parameters such as ordinal cut-points).
+    """
+
+    constraint: constraints.Constraint
+    init: float | Callable
+    doc: str = ""
+
+
+class Likelihood:
+    r"""A GLM family on a linear predictor ``f`` of shape ``(..., num_outputs)``.
+
+    What a family declares (class attributes), so that no head, estimator or experiment switches on its name:
+
+    - ``name``: the registry name (``likelihoods.get(name)``);
+    - ``num_outputs``: the width of the linear predictor (1, 2 for the heteroscedastic Gaussian, K for softmax);
+    - ``task``: ``"regression"`` (real, count, proportion targets) or ``"classification"`` (class indices
+      ``0..num_classes-1``, whose predictive has ``probs``);
+    - ``discrete``: the targets are integers (counts, classes): intervals come from the CDF over the support;
+    - ``link``: the name of the link function, for display;
+    - ``nuisance``: ``{name: Nuisance(constraint, init)}``, the family's parameters besides beta; each is a
+      keyword of ``__init__`` (a float, or a tensor that broadcasts against ``f.shape[:-1]``, e.g. a learned
+      parameter or one value per posterior draw);
+    - ``context``: names of per-row keywords the family needs (``("trials",)`` for the binomial); every method
+      below takes them as keyword arguments, as tensors or arrays broadcasting against ``f.shape[:-1]``.
+
+    Subclasses implement :meth:`_dist`; they may override :meth:`_log_prob`, :meth:`_grad`, :meth:`_curvature`
+    (closed forms), :meth:`_predictive`, :meth:`_sample`, :meth:`_mean` and :meth:`_check_target`; each
+    private method receives the validated context as keyword arguments. ``predictive_samples`` sets the Monte
+    Carlo size of the generic predictive and ``quadrature_points`` the Gauss-Hermite order for one-output
+    families.
     """
 
     name = "abstract"
     num_outputs = 1
+    task = "regression"
+    discrete = False
+    link = "identity"
+    nuisance: dict[str, Nuisance] = {}
+    context: tuple[str, ...] = ()
     predictive_samples = 512
     quadrature_points = 32
 
+    # ---- what a family is made of ------------------------------------------------------------------------
+
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this likelihood (nuisance parameters as floats or lists).
+
+        ``type(lik)(**lik.config())`` is an equal likelihood; a point head passes learned tensors for the
+        ``nuisance`` keywords instead. Families with constructor arguments of their own extend this.
+        """
+        out = {}
+        for key in self.nuisance:
+            value = getattr(self, key)
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu().double()
+                value = float(value) if value.dim() == 0 else value.tolist()
+            out[key] = value
+        return out
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes of a classification family (None for regression)."""
+        return None
+
+    # ---- per-row context and targets ---------------------------------------------------------------------
+
+    def _check_context(self, context: dict, f: torch.Tensor) -> dict:
+        unknown = set(context) - set(self.context)
+        if unknown:
+            raise TypeError(f"a {type(self).__name__} likelihood takes no per-row keyword {sorted(unknown)}; "
+                            f"its context is {list(self.context)}")
+        missing = [k for k in self.context if context.get(k) is None]
+        if missing:
+            raise ValueError(f"a {type(self).__name__} likelihood needs the per-row keyword(s) {missing}")
+        return {k: _to_tensor(v).to(f.dtype) for k, v in context.items()}
+
+    def _check_target(self, y: np.ndarray, **context) -> np.ndarray:
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"y must be finite for a {type(self).__name__} likelihood")
+        return y
+
+    def check_target(self, y, **context) -> np.ndarray:
+        """Validate targets ``y`` for this family and return them as a float64 array.
+
+        Raises ``ValueError`` naming the problem (a negative count, a class index out of range, a proportion
+        outside (0, 1), successes above their trials ...). Per-row context (``trials=``) is checked too.
+        """
+        try:
+            arr = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"y must be numeric for a {type(self).__name__} likelihood: {exc}") from None
+        ctx = {}
+        for key in self.context:
+            if context.get(key) is None:
+                raise ValueError(f"a {type(self).__name__} likelihood needs the per-row keyword {key!r}")
+            value = np.asarray(context[key], dtype=np.float64)
+            if value.shape not in ((), arr.shape):
+                raise ValueError(f"{key} must be a scalar or have y's shape {arr.shape}, got {value.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{key} must be finite")
+            ctx[key] = value
+        return self._check_target(arr, **ctx)
+
     # ---- the distribution --------------------------------------------------------------------------------
 
-    def _dist(self, f: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
+    def _dist(self, f: torch.Tensor, **context) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _check_predictor(self, f: torch.Tensor) -> torch.Tensor:
@@ -90,107 +190,131 @@ class Likelihood:
                              f"(..., {self.num_outputs}), got {tuple(f.shape)}")
         return f
 
-    def dist(self, f) -> Distribution:
-        """``p(y | f)`` as a ``torch.distributions.Distribution`` with batch shape ``f.shape[:-1]``."""
-        return self._dist(self._check_predictor(_to_tensor(f)))
-
-    def _log_prob(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._dist(f).log_prob(y)
-
-    def log_prob(self, f, y):
-        """``log p(y | f)``, shape ``f.shape[:-1]`` (``y`` broadcasts against it)."""
+    def _prepare(self, f, context: dict) -> tuple[torch.Tensor, dict]:
         f_t = self._check_predictor(_to_tensor(f))
-        return _like(self._log_prob(f_t, self._target(y, f_t)), f)
+        return f_t, self._check_context(context, f_t)
+
+    def dist(self, f, **context) -> Distribution:
+        """``p(y | f)`` as a ``torch.distributions.Distribution`` with batch shape ``f.shape[:-1]``."""
+        f_t, ctx = self._prepare(f, context)
+        return self._dist(f_t, **ctx)
+
+    def _mean(self, f: torch.Tensor, **context) -> torch.Tensor:
+        return self._dist(f, **context).mean
+
+    def mean(self, f, **context):
+        """``E[y | f]``, the inverse link applied to ``f``, shape ``f.shape[:-1]``."""
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._mean(f_t, **ctx), f)
+
+    def _probs(self, f: torch.Tensor, **context) -> torch.Tensor:
+        raise TypeError(f"a {type(self).__name__} likelihood is not a classification family")
+
+    def probs(self, f, **context):
+        """Class probabilities of a classification family, shape ``f.shape[:-1] + (num_classes,)``."""
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._probs(f_t, **ctx), f)
+
+    def _log_prob(self, f: torch.Tensor, y: torch.Tensor, **context) -> torch.Tensor:
+        return self._dist(f, **context).log_prob(y)
+
+    def log_prob(self, f, y, **context):
+        """``log p(y | f)``, shape ``f.shape[:-1]`` (``y`` broadcasts against it)."""
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._log_prob(f_t, self._target(y, f_t), **ctx), f)
 
     def _target(self, y, f: torch.Tensor) -> torch.Tensor:
         return _to_tensor(y).to(f.dtype)
 
     # ---- derivatives in the predictor --------------------------------------------------------------------
 
-    def _grad(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _grad(self, f: torch.Tensor, y: torch.Tensor, **context) -> torch.Tensor:
         with torch.enable_grad():
             f = f.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self._log_prob(f, y).sum(), f)
+            (g,) = torch.autograd.grad(self._log_prob(f, y, **context).sum(), f)
         return g
 
-    def grad(self, f, y):
+    def grad(self, f, y, **context):
         r""":math:`\partial \log p(y \mid f) / \partial f`, shape ``f.shape``."""
-        f_t = self._check_predictor(_to_tensor(f))
-        return _like(self._grad(f_t, self._target(y, f_t)), f)
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._grad(f_t, self._target(y, f_t), **ctx), f)
 
-    def _curvature(self, f: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def _curvature(self, f: torch.Tensor, y: torch.Tensor | None, **context) -> torch.Tensor:
         if y is None:
             raise ValueError(f"the curvature of a {type(self).__name__} likelihood depends on y; pass y")
         rows = []
         with torch.enable_grad():
             f = f.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self._log_prob(f, y).sum(), f, create_graph=True)
+            (g,) = torch.autograd.grad(self._log_prob(f, y, **context).sum(), f, create_graph=True)
             for j in range(self.num_outputs):  # rows of the per-observation Hessian (observations independent)
                 (h,) = torch.autograd.grad(g[..., j].sum(), f, retain_graph=True)
                 rows.append(-h)
         return torch.stack(rows, dim=-2).detach()
 
-    def curvature(self, f, y=None):
+    def curvature(self, f, y=None, **context):
         r""":math:`-\partial^2 \log p(y \mid f) / \partial f^2`, shape ``f.shape + (num_outputs,)``.
 
         For the canonical-link families ``y`` is not needed (the curvature does not depend on it).
         """
-        f_t = self._check_predictor(_to_tensor(f))
-        return _like(self._curvature(f_t, None if y is None else self._target(y, f_t)), f)
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._curvature(f_t, None if y is None else self._target(y, f_t), **ctx), f)
 
     # ---- sampling ----------------------------------------------------------------------------------------
 
-    def sample(self, f, generator: torch.Generator | None = None):
+    def sample(self, f, generator: torch.Generator | None = None, **context):
         """One draw of ``y`` per row of ``f`` (``generator``: a ``torch.Generator`` or None)."""
-        f_t = self._check_predictor(_to_tensor(f))
-        return _like(self._sample(f_t, generator), f)
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._sample(f_t, generator, **ctx), f)
 
-    def _sample(self, f: torch.Tensor, generator) -> torch.Tensor:
+    def _sample(self, f: torch.Tensor, generator, **context) -> torch.Tensor:
         with torch.random.fork_rng(devices=[]):
             if generator is not None:
                 torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
-            return self._dist(f).sample()
+            return self._dist(f, **context).sample()
 
     # ---- predictive given a Gaussian over f --------------------------------------------------------------
 
-    def predictive(self, mean, cov, *, generator: torch.Generator | None = None) -> Distribution:
+    def predictive(self, mean, cov, *, generator: torch.Generator | None = None, **context) -> Distribution:
         r""":math:`p(y) = \int p(y \mid f)\, N(f \mid m, S)\, df` for ``mean`` (..., k) and ``cov`` (..., k, k).
 
         Exact or closed-form where a family has one; otherwise a mixture over Gauss-Hermite nodes (k = 1) or
         over ``predictive_samples`` Monte Carlo draws of ``f`` (``generator`` seeds them), whose ``mean``,
         ``variance``, ``log_prob`` and ``sample`` are those of the mixture.
         """
-        m = self._check_predictor(_to_tensor(mean))
+        m, ctx = self._prepare(mean, context)
         S = _to_tensor(cov).to(m.dtype)
         if S.shape != m.shape + (self.num_outputs,):
             raise ValueError(f"cov must have shape {tuple(m.shape) + (self.num_outputs,)}, got {tuple(S.shape)}")
-        return self._predictive(m, S, generator)
+        return self._predictive(m, S, generator, **ctx)
 
-    def _predictive(self, mean: torch.Tensor, cov: torch.Tensor, generator) -> Distribution:
+    def _predictive(self, mean: torch.Tensor, cov: torch.Tensor, generator, **context) -> Distribution:
         if self.num_outputs == 1:
-            return self._quadrature_predictive(mean, cov[..., 0, 0])
-        return self._monte_carlo_predictive(mean, cov, generator)
+            return self._quadrature_predictive(mean, cov[..., 0, 0], **context)
+        return self._monte_carlo_predictive(mean, cov, generator, **context)
 
-    def _quadrature_predictive(self, mean: torch.Tensor, var: torch.Tensor) -> Distribution:
+    def _mixture(self, f: torch.Tensor, probs: torch.Tensor, context: dict) -> Distribution:
+        """A mixture over the second-to-last axis of ``f`` (..., M, k); context gains that axis."""
+        mixing = _TorchCategorical(probs=probs.expand(f.shape[:-1]))
+        ctx = {k: v[..., None] if v.dim() else v for k, v in context.items()}
+        return MixtureSameFamily(mixing, self._dist(f, **ctx))
+
+    def _quadrature_predictive(self, mean: torch.Tensor, var: torch.Tensor, **context) -> Distribution:
         nodes, weights = np.polynomial.hermite.hermgauss(self.quadrature_points)
         nodes = torch.as_tensor(nodes, dtype=mean.dtype)
         probs = torch.as_tensor(weights / math.sqrt(math.pi), dtype=mean.dtype)
         f = mean[..., None, :] + torch.sqrt(2.0 * var.clamp_min(0.0))[..., None, None] * nodes[:, None]  # (..., Q, 1)
-        mixing = _TorchCategorical(probs=probs.expand(f.shape[:-1]))
-        return MixtureSameFamily(mixing, self._dist(f))
+        return self._mixture(f, probs, context)
 
-    def _monte_carlo_predictive(self, mean: torch.Tensor, cov: torch.Tensor, generator) -> Distribution:
+    def _monte_carlo_predictive(self, mean: torch.Tensor, cov: torch.Tensor, generator, **context) -> Distribution:
         S = self.predictive_samples
         chol = torch.linalg.cholesky(cov + 1e-12 * torch.eye(self.num_outputs, dtype=cov.dtype))
         eps = torch.randn(mean.shape[:-1] + (S, self.num_outputs), dtype=mean.dtype, generator=generator)
         f = mean[..., None, :] + torch.einsum("...kl,...sl->...sk", chol, eps)
-        mixing = _TorchCategorical(probs=torch.full(f.shape[:-1], 1.0 / S, dtype=mean.dtype))
-        return MixtureSameFamily(mixing, self._dist(f))
+        return self._mixture(f, torch.full((S,), 1.0 / S, dtype=mean.dtype), context)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
 
 
 _REGISTRY: dict[str, type[Likelihood]] = {}

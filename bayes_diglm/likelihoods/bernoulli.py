@@ -2,6 +2,7 @@ r"""The Bernoulli family (logit link) for binary targets."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.distributions import Bernoulli as _TorchBernoulli
 
@@ -40,6 +41,22 @@ class Bernoulli(Likelihood):
     """
 
     name = "bernoulli"
+    task = "classification"
+    discrete = True
+    link = "logit"
+
+    @property
+    def num_classes(self) -> int:
+        return 2
+
+    def _check_target(self, y, **context):
+        if not np.all((y == 0) | (y == 1)):
+            raise ValueError("y must hold 0 or 1 for a Bernoulli likelihood")
+        return y
+
+    def _probs(self, f):
+        p1 = torch.sigmoid(f[..., 0])
+        return torch.stack([1.0 - p1, p1], dim=-1)
 
     def _dist(self, f):
         return _SoftplusBernoulli(logits=f[..., 0])

@@ -21,6 +21,9 @@ class Categorical(Likelihood):
     """
 
     name = "categorical"
+    task = "classification"
+    discrete = True
+    link = "softmax"
 
     def __init__(self, num_classes: int):
         if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
@@ -30,6 +33,20 @@ class Categorical(Likelihood):
     @property
     def num_classes(self) -> int:
         return self.num_outputs
+
+    def config(self):
+        return {"num_classes": self.num_outputs}
+
+    def _check_target(self, y, **context):
+        if not np.all((y == np.round(y)) & (y >= 0) & (y < self.num_outputs)):
+            raise ValueError(f"y must hold class indices 0..{self.num_outputs - 1} for a Categorical likelihood")
+        return y
+
+    def _probs(self, f):
+        return torch.softmax(f, dim=-1)
+
+    def _mean(self, f):
+        raise TypeError("a Categorical likelihood has no mean of y (its classes are labels); use probs")
 
     def _target(self, y, f):
         return _to_tensor(y).long()
@@ -57,5 +74,3 @@ class Categorical(Likelihood):
     def _predictive(self, mean, cov, generator):
         return _TorchCategorical(probs=multiclass_probit(mean, cov))
 
-    def __repr__(self):
-        return f"Categorical(num_classes={self.num_outputs})"

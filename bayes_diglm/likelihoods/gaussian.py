@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import Normal
+from torch.distributions import Normal, constraints
 
-from .base import Likelihood, _like, _to_tensor, register
+from .base import Likelihood, Nuisance, _like, _to_tensor, register
 
 __all__ = ["Gaussian", "HeteroscedasticGaussian"]
 
@@ -21,6 +21,7 @@ class Gaussian(Likelihood):
     """
 
     name = "gaussian"
+    nuisance = {"noise_variance": Nuisance(constraints.positive, 1.0, "the noise variance sigma^2")}
 
     def __init__(self, noise_variance=1.0):
         if not isinstance(noise_variance, torch.Tensor):
@@ -46,9 +47,6 @@ class Gaussian(Likelihood):
     def _predictive(self, mean, cov, generator):
         return Normal(mean[..., 0], torch.sqrt(cov[..., 0, 0] + self._noise(mean)))
 
-    def __repr__(self):
-        return f"Gaussian(noise_variance={self.noise_variance!r})"
-
 
 @register
 class HeteroscedasticGaussian(Likelihood):
@@ -61,6 +59,7 @@ class HeteroscedasticGaussian(Likelihood):
 
     name = "heteroscedastic"
     num_outputs = 2
+    link = "identity (mean), bounded log (variance)"
 
     def __init__(self, max_log_var: float = 12.0):
         max_log_var = float(max_log_var)
@@ -79,5 +78,5 @@ class HeteroscedasticGaussian(Likelihood):
     def _dist(self, f):
         return Normal(f[..., 0], torch.exp(0.5 * self._noise_log_var(f)))
 
-    def __repr__(self):
-        return f"HeteroscedasticGaussian(max_log_var={self.max_log_var!r})"
+    def config(self):
+        return {"max_log_var": self.max_log_var}

@@ -2,6 +2,7 @@ r"""The Poisson family (log link) for counts."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.distributions import Poisson as _TorchPoisson
 
@@ -19,6 +20,16 @@ class Poisson(Likelihood):
     """
 
     name = "poisson"
+    discrete = True
+    link = "log"
+
+    def _check_target(self, y, **context):
+        if not np.all((y >= 0) & (y == np.round(y))):
+            raise ValueError("y must hold non-negative integer counts for a Poisson likelihood")
+        return y
+
+    def _mean(self, f):
+        return self._rate(f)
 
     def _rate(self, f):
         return torch.exp(f[..., 0].clamp(max=_MAX_LOG_RATE))

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ..flows.base import Flow
+from ..flows.registry import BUILTIN_FLOWS
+from ..flows.spec import build_flow, make_flow
 from .heads import GLMHead, make_head
 
 __all__ = ["DIGLM", "FlowOutputs", "build_flow", "build_diglm", "FLOW_BUILDERS"]
 
-# Builders by name, imported lazily so that a missing optional flow family never breaks the package.
-FLOW_BUILDERS = {
-    "realnvp": "bayes_diglm.flows.realnvp:realnvp",
-    "spline": "bayes_diglm.flows.spline:spline",
-    "glow": "bayes_diglm.flows.glow:glow",
-}
-
-
-def build_flow(config: dict) -> Flow:
-    """Build a flow from a JSON-able config ``{"kind": "realnvp", "dim": 8, ...}`` or ``{"kind": "glow", ...}``."""
-    config = dict(config)
-    kind = config.pop("kind", None)
-    if kind not in FLOW_BUILDERS:
-        raise ValueError(f"unknown flow kind {kind!r}; choose one of {sorted(FLOW_BUILDERS)}")
-    module_name, func_name = FLOW_BUILDERS[kind].split(":")
-    builder = getattr(importlib.import_module(module_name), func_name)
-    if kind == "glow" and "shape" in config:
-        config["shape"] = tuple(config["shape"])
-    if "hidden_dims" in config:
-        config["hidden_dims"] = tuple(config["hidden_dims"])
-    return builder(**config)
+#: the package's own flows by name (kept under this name; the registry of flows lives in ``flows.registry``)
+FLOW_BUILDERS = BUILTIN_FLOWS
 
 
 class FlowOutputs(NamedTuple):
@@ -55,13 +37,19 @@ class DIGLM(nn.Module):
     the flow gives both terms.
 
     Args:
-        flow: the invertible feature map (data to latent).
+        flow: the invertible feature map (data to latent): a ``Flow``, or anything the estimators' ``flow=``
+            takes (Pyro transforms, a ``ComposeTransformModule``, a zuko flow, a factory or a name,
+            :mod:`bayes_diglm.flows.spec`), built for tabular data of ``head.dim`` features; an object is used
+            as it is, not copied. For images, wrap the transforms first:
+            ``bayes_diglm.flows.as_flow(transforms, event_shape=(C, H, W))``.
         head: a GLM head on the flattened latent of dimension ``flow.dim``.
         px_weight: the paper's lambda, a non-negative weight on ``log p(x)``.
     """
 
-    def __init__(self, flow: Flow, head: GLMHead, px_weight: float = 1.0):
+    def __init__(self, flow, head: GLMHead, px_weight: float = 1.0):
         super().__init__()
+        if not isinstance(flow, Flow):
+            flow = make_flow(flow, (head.dim,))
         if head.dim != flow.dim:
             raise ValueError(f"head dimension {head.dim} does not match the flow's latent dimension {flow.dim}")
         if not px_weight >= 0:
@@ -129,9 +117,10 @@ class DIGLM(nn.Module):
         return self.head.dist(self.features(x))
 
 
-def build_diglm(flow_config: dict, head_config: dict, px_weight: float) -> DIGLM:
-    """Build a DIGLM from JSON-able configs (the inverse of what checkpoints store)."""
-    flow = build_flow(flow_config)
+def build_diglm(flow_config: dict, head_config: dict, px_weight: float, *, flow: Flow | None = None) -> DIGLM:
+    """Build a DIGLM from JSON-able configs (the inverse of what checkpoints store); ``flow``, when given, is an
+    already built flow that ``flow_config`` describes (a user's flow object has no config to build it from)."""
+    flow = build_flow(flow_config) if flow is None else flow
     head_config = dict(head_config)
     family = head_config.pop("family")
     head_config.pop("dim", None)

@@ -24,6 +24,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from .. import __version__
 from .._validation import check_positive
+from ..flows.spec import FlowSpec, resolve_flow, saveable_flow_config
+from ..flows.user import check_flow
 from ..inference.base import Predictive, keep_state_on_error
 from ..inference.mixed.design import group_columns
 from ..inference.persistence import from_state, to_state
@@ -87,7 +89,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
 
     def _validate_fit(self, X, y, *, y_numeric: bool):
         X, y = validate_data(self, _host(X), _host(y), dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
-        self._flow_config(X.shape)  # refuse a shape the flow cannot take before training anything
+        self._flow_spec(X.shape)  # refuse a flow or a shape it cannot take before training anything
         return torch.tensor(X), y
 
     @staticmethod
@@ -114,19 +116,9 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
             raise ValueError(f"mismatched validation data: X_val has {X_val.shape[0]} rows, y_val {y_val.shape[0]}")
         return torch.tensor(X_val, dtype=X.dtype), y_val
 
-    def _flow_config(self, shape: tuple[int, ...]) -> dict:
-        kwargs = dict(self.flow_kwargs or {})
-        if self.flow in ("realnvp", "spline"):
-            if len(shape) != 2:
-                raise ValueError(f"flow={self.flow!r} needs 2-D X (n, features), got shape {tuple(shape)}")
-            if shape[1] < 2:
-                raise ValueError(f"flow={self.flow!r} needs at least 2 features, got {shape[1]} feature(s)")
-            return {"kind": self.flow, "dim": int(shape[1]), **kwargs}
-        if self.flow == "glow":
-            if len(shape) != 4:
-                raise ValueError(f"flow='glow' needs images X (n, C, H, W), got shape {tuple(shape)}")
-            return {"kind": "glow", "shape": list(shape[1:]), **kwargs}
-        raise ValueError(f"flow must be 'realnvp', 'spline' or 'glow', got {self.flow!r}")
+    def _flow_spec(self, shape: tuple[int, ...]) -> FlowSpec:
+        """``flow=`` and ``flow_kwargs`` resolved for data of ``shape`` (:func:`bayes_diglm.flows.resolve_flow`)."""
+        return resolve_flow(self.flow, self.flow_kwargs, shape)
 
     def _validation_split(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Row indices of the training part and of the held-out part (``val_fraction``)."""
@@ -209,10 +201,13 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         if groups is not None:
             group_columns(groups, X.shape[0])  # every factor has one label per row, before training
         template = self._posterior_template()
-        flow_config = self._flow_config(tuple(X.shape))
+        spec = self._flow_spec(tuple(X.shape))
+        flow_config = spec.config
         with torch.random.fork_rng(devices=[]):  # seed the initial weights without touching the caller's stream
             torch.manual_seed(self.seed)
-            model = build_diglm(flow_config, head_config, self.px_weight).to(X.dtype)
+            model = build_diglm(flow_config, head_config, self.px_weight, flow=spec.build()).to(X.dtype)
+        if not spec.builtin:
+            check_flow(model.flow, X[:8])  # a step without an inverse or a log-det is named before training
         if y_t.is_floating_point():
             y_t, y_val = y_t.to(X.dtype), None if y_val is None else y_val.to(X.dtype)
         train_rows = np.arange(X.shape[0])
@@ -370,16 +365,24 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         return y
 
     # -- persistence ------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, flow_factory=None) -> Path:
         """Write the fitted estimator atomically to ``path``, checksummed: the flow and point head (``state_dict``),
         the posterior head whatever ``posterior`` is (its fitted state as tensors plus JSON,
         :func:`bayes_diglm.inference.persistence.to_state`), the parameters, the history and a JSON-able config.
 
-        :meth:`load` reads it with ``torch.load(weights_only=True)``: no pickle, no code from the file.
+        :meth:`load` reads it with ``torch.load(weights_only=True)``: no pickle, no code from the file. A user's
+        flow is stored as its weights plus the name of the factory that builds its architecture
+        (:mod:`bayes_diglm.flows.registry`); ``flow_factory`` names it for a flow given as an object (a
+        registered name, a ``"module:function"`` path or a function), checked by building it here.
         """
         check_is_fitted(self)
-        payload = {"model": self.model_.state_dict(), "config": self.config_,
-                   "params": to_state(self.get_params(deep=False)), "history": self.history_.as_dict(),
+        flow_config = saveable_flow_config(self.config_["flow_config"], self.model_.flow, factory=flow_factory,
+                                           argument=self.flow)
+        params = self.get_params(deep=False)
+        if not isinstance(params["flow"], str):
+            params["flow"] = flow_config["factory"]  # the factory's name, never the object
+        payload = {"model": self.model_.state_dict(), "config": {**self.config_, "flow_config": flow_config},
+                   "params": to_state(params), "history": self.history_.as_dict(),
                    "posterior": None if self.posterior_ is None else to_state(self.posterior_)}
         if hasattr(self, "noise_normaliser_"):
             payload["noise_normaliser"] = float(self.noise_normaliser_)
@@ -408,7 +411,10 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
             raise CheckpointError(f"{str(path)!r} holds parameters or a posterior head this version cannot read: "
                                   f"{err}") from err
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
-        model = build_diglm(config["flow_config"], config["head_config"], config["px_weight"])
+        try:
+            model = build_diglm(config["flow_config"], config["head_config"], config["px_weight"])
+        except ValueError as err:  # a factory that is not registered here is never run
+            raise CheckpointError(f"{str(path)!r} cannot be loaded: {err}") from err
         model = model.to(getattr(torch, config.get("dtype", "float32")))
         try:
             model.load_state_dict(ckpt["model"])
@@ -455,8 +461,9 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
 
     Args:
         flow: ``"realnvp"`` or ``"spline"`` (neural spline flow) for tabular X (n, D), D >= 2, or ``"glow"`` for
-            images X (n, C, H, W) in [0, 1].
-        flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
+            images X (n, C, H, W) in [0, 1]; or a user's flow: Pyro transforms (one, a list, a
+            ``ComposeTransformModule``), a zuko flow, or a factory of one (:mod:`bayes_diglm.flows.spec`).
+        flow_kwargs: extra arguments of the flow builder or factory (``num_layers``, ``hidden_dims``, ...).
         head: the jointly trained point head: ``"heteroscedastic"`` (the paper's: mean and log-variance linear
             in ``z``), ``"gaussian"`` (one noise scale) or ``"poisson"`` (log link, counts).
         posterior: ``"point"`` (the trained head as is), ``"conjugate"`` (exact Normal-Inverse-Gamma over
@@ -495,7 +502,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
     def __init__(
         self,
         *,
-        flow: str = "realnvp",
+        flow="realnvp",
         flow_kwargs: dict | None = None,
         head: str = "heteroscedastic",
         posterior="point",
@@ -706,8 +713,9 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
 
     Args:
         flow: ``"realnvp"`` or ``"spline"`` (neural spline flow) for tabular X (n, D), D >= 2, or ``"glow"`` for
-            images X (n, C, H, W) in [0, 1].
-        flow_kwargs: extra arguments of the flow builder (``num_layers``, ``hidden_dims``, ``levels``, ...).
+            images X (n, C, H, W) in [0, 1]; or a user's flow: Pyro transforms (one, a list, a
+            ``ComposeTransformModule``), a zuko flow, or a factory of one (:mod:`bayes_diglm.flows.spec`).
+        flow_kwargs: extra arguments of the flow builder or factory (``num_layers``, ``hidden_dims``, ...).
         posterior: ``"point"`` (the trained head as is), ``"laplace"`` (Laplace over beta, probit predictive),
             ``"svi"`` (variational, Pyro), ``"mixed"`` (random effects per group: pass ``groups``), or a posterior
             head instance (cloned and fitted; nested parameters ``posterior__prior_precision``).
@@ -737,7 +745,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
     def __init__(
         self,
         *,
-        flow: str = "realnvp",
+        flow="realnvp",
         flow_kwargs: dict | None = None,
         posterior="point",
         px_weight: float = 1.0,
