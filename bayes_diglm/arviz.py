@@ -133,6 +133,7 @@ def _forest_figure(idata, var_names, *, hdi_prob: float, title: str | None, xlab
     az = _import_arviz()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     rows = [max(int(np.prod(idata.posterior[v].shape[2:])), 1) for v in var_names]
     fig = Figure(figsize=(6, 0.6 + sum(0.35 * r + 0.75 for r in rows)))
@@ -142,6 +143,7 @@ def _forest_figure(idata, var_names, *, hdi_prob: float, title: str | None, xlab
         az.plot_forest(idata, var_names=[name], combined=True, hdi_prob=hdi_prob, ax=ax)
         if i > 0 or title is not None:
             ax.set_title(name if i > 0 else title, fontsize=11)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))  # ArviZ's large tick labels overlap beyond that
         low, high = ax.get_xlim()
         if low < 0.0 < high:
             ax.axvline(0.0, color="grey", linewidth=0.8, linestyle=":")
