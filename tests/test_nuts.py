@@ -161,3 +161,15 @@ def test_pyro_mcmc_on_the_head_model_agrees_with_the_head():
     ours = head.posterior_["beta"]
     se = np.sqrt(ours.var(axis=0) / az.ess(ours[None]) + theirs.var(axis=0) / az.ess(theirs[None]))
     assert np.all(np.abs(ours.mean(axis=0) - theirs.mean(axis=0)) < 4 * se)
+
+
+def test_docs_page_runs(capsys):
+    """docs/nuts.md's code blocks run as written, in order, in one namespace."""
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "nuts.md"
+    namespace = {"__name__": "__docs__"}
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
+        exec(compile(block, str(page), "exec"), namespace)
+    assert "posterior predictive mean" in capsys.readouterr().out
