@@ -58,8 +58,10 @@ def to_inference_data(
     ``az.plot_ppc`` work. ``groups`` (mixed-effects heads) and ``sample_weight`` (known relative noise precisions,
     for the conjugate head) are passed on to those two methods when given; a head that takes neither refuses
     them with its own error. ``head._arviz_attrs`` (when present) are stored as attributes, e.g. that the draws
-    are i.i.d. from the exact posterior. For i.i.d. draws the chains are just a split of one sample, so
-    ``r_hat`` is about 1 and ``ess`` about the number of draws.
+    are i.i.d. from the exact posterior (for an estimator, its head's attributes). For i.i.d. draws the chains are
+    just a split of one sample, so ``r_hat`` is about 1 and ``ess`` about the number of draws. A head with Markov
+    chains (``posterior_chains()``, the NUTS heads) exports its own chains and their ``sample_stats``
+    (``diverging``, ``energy``, ``tree_depth``, ``step_size``); ``draws`` and ``chains`` are then ignored.
 
     Examples
     --------
@@ -82,7 +84,13 @@ def to_inference_data(
     # a DIGLM estimator holds its fitted head as posterior_ (its own sample() draws (X, y) from p(x, y))
     fitted_head = getattr(head, "posterior_", None)
     source = fitted_head if isinstance(fitted_head, PosteriorHead) else head
-    flat = source.sample(total, generator=rng)
+    sample_stats = None
+    if hasattr(source, "posterior_chains"):  # a Markov chain head: its own chains, not a split of one sample
+        by_chain, sample_stats = source.posterior_chains()
+        chains, draws = next(iter(by_chain.values())).shape[:2]
+        flat = {name: v.reshape((chains * draws,) + v.shape[2:]) for name, v in by_chain.items()}
+    else:
+        flat = source.sample(total, generator=rng)
     dims, coords = head.posterior_dims(feature_names)
     dims = {name: dim for name, dim in dims.items() if name in flat}
     coords = dict(coords)
@@ -91,6 +99,8 @@ def to_inference_data(
         return np.asarray(a).reshape(chains, draws, *np.shape(a)[1:])
 
     data = {"posterior": {name: per_chain(value) for name, value in flat.items()}}
+    if sample_stats is not None:
+        data["sample_stats"] = dict(sample_stats)
     if X is not None:
         y_obs = _as_numpy(y)
         fit_kwargs = {k: v for k, v in (("groups", groups), ("sample_weight", sample_weight)) if v is not None}
@@ -101,7 +111,7 @@ def to_inference_data(
         data["observed_data"] = {"y": y_obs}
         dims["y"] = ["obs"]
         coords["obs"] = np.arange(y_obs.shape[0])
-    attrs = {"head": type(head).__name__, "seed": int(seed), **getattr(head, "_arviz_attrs", {})}
+    attrs = {"head": type(head).__name__, "seed": int(seed), **getattr(source, "_arviz_attrs", {})}
     idata = _from_dict(az, data, dims=dims, coords=coords)
     for group in data:  # on every group, so they survive extracting one group or a netCDF round trip
         idata[group].attrs.update(attrs)

@@ -48,7 +48,7 @@ def test_groups_dims_coords_and_attrs(idata, fitted):
     assert idata.log_likelihood["y"].shape == (4, 250, 60)
     assert idata.posterior_predictive["y"].dims == ("chain", "draw", "obs")
     np.testing.assert_array_equal(idata.observed_data["y"].values, y)
-    assert "i.i.d." in post.attrs["inference"]
+    assert "i.i.d." in post.attrs["draws"] and "exact" in post.attrs["inference"]
     assert post.attrs["head"] == "ConjugateLinearRegression"
 
 

@@ -2,7 +2,8 @@
 
 Heads: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaussian outcomes; streaming, rank-one
 updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplaceRegressor` (Poisson counts,
-log link, or Gaussian with known noise), :class:`SVIClassifier` (Pyro, Gaussian guide), :class:`MixedEffectsRegression`,
+log link, or Gaussian with known noise), :class:`SVIClassifier` (Pyro, Gaussian guide), :class:`NUTSRegressor`
+and :class:`NUTSClassifier` (Pyro's NUTS on any registered family, real chains), :class:`MixedEffectsRegression`,
 :class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or nested random effects per group,
 paper appendix B.1; specified by :class:`RandomEffect`).
 """
@@ -17,6 +18,7 @@ from .mixed import (
     MixedSufficientStats,
     RandomEffect,
 )
+from .nuts import NUTSClassifier, NUTSRegressor
 from .svi import SVIClassifier
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "MixedEffectsRegression",
     "MixedSufficientStats",
     "NIGPosterior",
+    "NUTSClassifier",
+    "NUTSRegressor",
     "PosteriorClassifierMixin",
     "PosteriorHead",
     "Predictive",

@@ -366,7 +366,8 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
     True
     """
 
-    _arviz_attrs = {"inference": "exact conjugate Normal-Inverse-Gamma posterior; draws are i.i.d."}
+    _arviz_attrs = {"inference": "exact conjugate Normal-Inverse-Gamma posterior",
+                    "draws": "i.i.d. from the exact posterior"}
 
     def __init__(
         self,

@@ -776,7 +776,8 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
     True
     """
 
-    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)"}
+    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
+                    "draws": "i.i.d. from an approximate posterior"}
 
     def __init__(
         self,
@@ -864,7 +865,8 @@ class LaplaceRegressor(RegressorMixin, _LaplaceHead):
     (3,)
     """
 
-    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)"}
+    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
+                    "draws": "i.i.d. from an approximate posterior"}
     _LIKELIHOODS = ("poisson", "gaussian")
 
     def __init__(

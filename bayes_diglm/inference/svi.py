@@ -109,7 +109,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     (2, 2)
     """
 
-    _arviz_attrs = {"inference": "stochastic variational inference (Pyro, Gaussian guide)"}
+    _arviz_attrs = {"inference": "stochastic variational inference (Pyro, Gaussian guide)",
+                    "draws": "i.i.d. from an approximate posterior"}
 
     def __init__(
         self,
