@@ -8,7 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Pages whose blocks a test of their own runs, with checks (and clean-up) of its own: not run twice.
-OWN_TESTS = {"your_own_flow.md": "test_docs_your_own_flow.py", "bandits.md": "test_bandits_api.py"}
+OWN_TESTS = {"your_own_flow.md": "test_docs_your_own_flow.py", "bandits.md": "test_bandits_api.py",
+             "nuts.md": "test_nuts.py"}
 
 
 def python_blocks(page: Path) -> list[str]:
