@@ -104,8 +104,8 @@ def _row(n: int, d: int, k: int, cov: str, repeats: int) -> dict:
 def run(quick: bool = False):
     """Ratio = laplace-torch's time / ours (above 1: ours faster), 10,000 training and 10,000 test points.
 
-    Ours: ``LaplaceClassifier.fit`` (MAP by its default solver + posterior) and ``predict_proba`` (probit). laplace-torch:
-    ``fit`` (curvature at our MAP, copied into its model: it does not find the MAP) and the GLM probit
+    Ours: ``LaplaceClassifier.fit`` (MAP by its default solver + posterior) and ``predict_proba`` (probit).
+    laplace-torch: ``fit`` (curvature at our MAP, copied into its model: it does not find the MAP) and the GLM probit
     predictive. Both in float64 on one thread; times are this thread's CPU time. One ``(label, thunk)`` per
     case (benchmarks/run.py reports a failing one and goes on); medians of 3 repeats at D = 64, one run at
     D = 785 (minutes each); ``--quick``: 2,000 points, the D = 64 cases.

@@ -220,8 +220,8 @@ def test_defaults_converge_where_adam_diverged_and_beat_the_laplace_gaussian():
     laplace = LaplaceClassifier().fit(Z, y)
     elbo_svi, se_svi = _monte_carlo_elbo(svi, Z, y)
     elbo_lap, se_lap = _monte_carlo_elbo(laplace, Z, y)
-    print(f"ELBO: natural-gradient SVI {elbo_svi:.2f} +- {se_svi:.2f}, Laplace Gaussian {elbo_lap:.2f} +- {se_lap:.2f}, "
-          f"SVI's own estimate {svi.log_evidence():.2f}, {svi.n_iter_} steps")
+    print(f"ELBO: natural-gradient SVI {elbo_svi:.2f} +- {se_svi:.2f}, Laplace Gaussian {elbo_lap:.2f} +- "
+          f"{se_lap:.2f}, SVI's own estimate {svi.log_evidence():.2f}, {svi.n_iter_} steps")
     assert elbo_svi > elbo_lap + 3 * np.hypot(se_svi, se_lap)
     assert abs(svi.log_evidence() - elbo_svi) < 5 * se_svi + 0.5
 
