@@ -30,9 +30,9 @@ _OPTIMIZERS = ("auto", "natural", "adam")
 _FULL_MAX_WEIGHTS = 2000
 # natural-gradient steps: the draws of the predictor per row rise until n * draws reaches this (the average over
 # rows of a sample-average approximation: 4 draws per row at n = 10,000, 82 at n = 200), and the mean solve stops
-# at max|grad| <= _MEAN_TOL (the full-data gradient: a mean error of about _MEAN_TOL / n posterior sds)
+# where the mean is within _MEAN_SDS posterior sds of its optimum in every direction (see _mean_tol)
 _SAA_DRAWS = 16384
-_MEAN_TOL = 1e-6
+_MEAN_SDS = 0.01
 _MAX_NATURAL_STEPS = 100
 # outputs per block of draws in the sample averages (8 MiB of float64)
 _BLOCK_ELEMENTS = 1 << 20
@@ -199,6 +199,16 @@ def _narrowest_sd(gaussian: _GaussianFromGuide) -> float:
     if gaussian.diag is not None:
         cov[np.diag_indices_from(cov)] += gaussian.diag**2
     return float(np.sqrt(max(np.linalg.eigvalsh(cov)[0], 0.0)))
+
+
+def _mean_tol(prior: np.ndarray) -> float:
+    """The max|grad| at which a mean is within _MEAN_SDS posterior sds of the optimum in every direction.
+
+    Near the optimum the error is ``e = H^{-1} g`` and its size in posterior sds (the Mahalanobis norm) is
+    ``sqrt(g^T H^{-1} g) <= |g|_2 / sqrt(min prior) <= sqrt(P) max|g| / sqrt(min prior)``, since the objective's
+    Hessian ``H`` is at least the prior precision.
+    """
+    return _MEAN_SDS * float(np.sqrt(prior.min() / prior.size))
 
 
 def _settled(before, after, tol: float) -> bool:
@@ -448,7 +458,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged MAP is still a fine start
             posterior = laplace_glm(X, y, likelihood=self.likelihood_, prior_precision=prior, covariance=structure,
-                                    optimizer="auto", sample_weight=w, rank=self.rank, tol=_MEAN_TOL).posterior
+                                    optimizer="auto", sample_weight=w, rank=self.rank,
+                                    tol=_mean_tol(prior)).posterior
         rng = np.random.default_rng(int(self.seed))
         n = X.shape[0]
         rows = n if w is None else float(w.sum())  # as many draws for weighted rows as for the repeated ones
@@ -463,7 +474,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
             else:  # the structure's precision is no Hessian to take Newton steps with: solve for the mean
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    W = _lbfgs(X, y, expected, prior, posterior.mean, _MEAN_TOL, 15000)[0]
+                    W = _lbfgs(X, y, expected, prior, posterior.mean, _mean_tol(prior), 15000)[0]
                 updated = _STRUCTURES[structure](W, X, expected.curvature(X @ W.T), prior, **extra)
             elbo = (float(expected.log_prob(X @ updated.mean.T, y).sum())
                     - _kl_to_prior(posterior, prior, updated.mean))
