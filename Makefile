@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-packages
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+SHUTTLE_RDA := /usr/lib/R/site-library/mlbench/data/Shuttle.rda
 
-.PHONY: setup data data-if-possible demo test test-all bench fuzz lint clean system-packages
+.PHONY: setup data data-if-possible demo test test-all bench fuzz lint docs clean system-packages
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,14 +16,21 @@ $(STAMP): setup.py pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# Debian's Fashion-MNIST package for the image tests and experiment: installed when we run as root with apt,
-# otherwise the tests that need it skip with a reason.
+# Debian's Fashion-MNIST package for the image tests and experiment, and r-cran-mlbench for the Statlog (shuttle)
+# bandit (its data/Shuttle.rda, read without R): installed when we run as root with apt, otherwise the tests that
+# need them skip with a reason.
 $(SYSSTAMP): | $(STAMP)
 	@if [ -d $(FASHION_DIR) ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
 		|| echo "warning: could not install dataset-fashion-mnist; image tests will skip"; \
 	else echo "note: not root or no apt-get: dataset-fashion-mnist not installed; image tests will skip"; fi
+	@if [ -f $(SHUTTLE_RDA) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			r-cran-mlbench >/dev/null) \
+		|| echo "warning: could not install r-cran-mlbench; Statlog tests will skip"; \
+	else echo "note: not root or no apt-get: r-cran-mlbench not installed; Statlog tests will skip"; fi
 	touch $(SYSSTAMP)
 
 system-packages: $(SYSSTAMP)
@@ -68,5 +76,11 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The user guide (docs/*.md) and the API reference from the docstrings, offline, warnings as errors; HTML in
+# docs/_build/html. `make test` builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) results .pytest_cache .ruff_cache
+	rm -rf $(VENV) results .pytest_cache .ruff_cache docs/_build docs/api

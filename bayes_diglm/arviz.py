@@ -60,8 +60,10 @@ def to_inference_data(
     for the conjugate head) are passed on to those two methods when given, and so are ``context``, the family's
     per-row keywords (``trials=`` ...); a head that takes none of them refuses them with its own error.
     ``head._arviz_attrs`` (when present) are stored as attributes, e.g. that the draws
-    are i.i.d. from the exact posterior. For i.i.d. draws the chains are just a split of one sample, so
-    ``r_hat`` is about 1 and ``ess`` about the number of draws.
+    are i.i.d. from the exact posterior (for an estimator, its head's attributes). For i.i.d. draws the chains are
+    just a split of one sample, so ``r_hat`` is about 1 and ``ess`` about the number of draws. A head with Markov
+    chains (``posterior_chains()``, the NUTS heads) exports its own chains and their ``sample_stats``
+    (``diverging``, ``energy``, ``tree_depth``, ``step_size``); ``draws`` and ``chains`` are then ignored.
 
     Examples
     --------
@@ -84,7 +86,13 @@ def to_inference_data(
     # a DIGLM estimator holds its fitted head as posterior_ (its own sample() draws (X, y) from p(x, y))
     fitted_head = getattr(head, "posterior_", None)
     source = fitted_head if isinstance(fitted_head, PosteriorHead) else head
-    flat = source.sample(total, generator=rng)
+    sample_stats = None
+    if hasattr(source, "posterior_chains"):  # a Markov chain head: its own chains, not a split of one sample
+        by_chain, sample_stats = source.posterior_chains()
+        chains, draws = next(iter(by_chain.values())).shape[:2]
+        flat = {name: v.reshape((chains * draws,) + v.shape[2:]) for name, v in by_chain.items()}
+    else:
+        flat = source.sample(total, generator=rng)
     dims, coords = head.posterior_dims(feature_names)
     dims = {name: dim for name, dim in dims.items() if name in flat}
     coords = dict(coords)
@@ -93,6 +101,8 @@ def to_inference_data(
         return np.asarray(a).reshape(chains, draws, *np.shape(a)[1:])
 
     data = {"posterior": {name: per_chain(value) for name, value in flat.items()}}
+    if sample_stats is not None:
+        data["sample_stats"] = dict(sample_stats)
     if X is not None:
         y_obs = _as_numpy(y)
         fit_kwargs = {k: v for k, v in (("groups", groups), ("sample_weight", sample_weight), *context.items())
@@ -104,7 +114,7 @@ def to_inference_data(
         data["observed_data"] = {"y": y_obs}
         dims["y"] = ["obs"]
         coords["obs"] = np.arange(y_obs.shape[0])
-    attrs = {"head": type(head).__name__, "seed": int(seed), **getattr(head, "_arviz_attrs", {})}
+    attrs = {"head": type(head).__name__, "seed": int(seed), **getattr(source, "_arviz_attrs", {})}
     idata = _from_dict(az, data, dims=dims, coords=coords)
     for group in data:  # on every group, so they survive extracting one group or a netCDF round trip
         idata[group].attrs.update(attrs)
@@ -115,22 +125,42 @@ def plot_forest_png(idata, path: str | os.PathLike, var_names=("beta",), *, hdi_
                     title: str | None = None, xlabel: str | None = None) -> str:
     """Write ``az.plot_forest`` of ``var_names`` as a PNG at ``path`` (Agg canvas; backend left alone).
 
-    ``title`` replaces ArviZ's default ("90.0% HDI"); ``xlabel`` names the units of the coefficients.
+    Each variable gets its own axis, stacked top to bottom with heights by its number of rows, so the
+    intervals of the coefficients stay visible beside a noise scale (sigma) of another size. ``title``
+    replaces ArviZ's default ("90.0% HDI") above the first axis; ``xlabel`` names the units of the
+    coefficients, under the first axis. A dotted line marks zero where an axis already spans it.
     """
+    fig = _forest_figure(idata, var_names, hdi_prob=hdi_prob, title=title, xlabel=xlabel)
+    fig.savefig(os.fspath(path), dpi=100)
+    return os.fspath(path)
+
+
+def _forest_figure(idata, var_names, *, hdi_prob: float, title: str | None, xlabel: str | None):
+    """The figure of :func:`plot_forest_png`: one axis per variable, on an Agg canvas."""
+    var_names = [var_names] if isinstance(var_names, str) else list(var_names)
+    if not var_names:
+        raise ValueError("var_names must name at least one variable of idata.posterior")
+    missing = [v for v in var_names if v not in idata.posterior]
+    if missing:
+        raise ValueError(f"var_names {missing} are not in idata.posterior (it has {list(idata.posterior.data_vars)})")
     az = _import_arviz()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    n_rows = sum(int(np.prod(idata.posterior[v].shape[2:])) for v in var_names)
-    fig = Figure(figsize=(6, 1.0 + 0.35 * max(n_rows, 1)))
+    rows = [max(int(np.prod(idata.posterior[v].shape[2:])), 1) for v in var_names]
+    fig = Figure(figsize=(6, 0.6 + sum(0.35 * r + 0.75 for r in rows)))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    az.plot_forest(idata, var_names=list(var_names), combined=True, hdi_prob=hdi_prob, ax=ax)
-    if title is not None:
-        ax.set_title(title, fontsize=11)
+    axes = fig.subplots(len(var_names), 1, squeeze=False, gridspec_kw={"height_ratios": [r + 1.5 for r in rows]})
+    for i, (name, ax) in enumerate(zip(var_names, axes[:, 0], strict=True)):
+        az.plot_forest(idata, var_names=[name], combined=True, hdi_prob=hdi_prob, ax=ax)
+        if i > 0 or title is not None:
+            ax.set_title(name if i > 0 else title, fontsize=11)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))  # ArviZ's large tick labels overlap beyond that
+        low, high = ax.get_xlim()
+        if low < 0.0 < high:
+            ax.axvline(0.0, color="grey", linewidth=0.8, linestyle=":")
     if xlabel is not None:
-        ax.set_xlabel(xlabel)
-    ax.axvline(0.0, color="grey", linewidth=0.8, linestyle=":")
+        axes[0, 0].set_xlabel(xlabel)
     fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=100)
-    return os.fspath(path)
+    return fig

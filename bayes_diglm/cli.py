@@ -2,6 +2,11 @@
 
 Each subcommand lives beside its pipeline: ``bayes_diglm.experiments.<module>.register(subparsers)`` adds a
 parser whose ``func`` default runs it. ``demo`` is the main job's quick configuration.
+
+The experiment modules import torch, Pyro and the data loaders, which takes seconds; ``main`` imports only the
+module of the command it runs, so ``bayes-diglm --help`` (the list of commands, from :data:`COMMANDS`) starts
+in a fraction of a second. ``tests/test_cli.py`` checks that each one-line help below is the one its module
+registers.
 """
 
 from __future__ import annotations
@@ -11,45 +16,93 @@ import importlib
 import sys
 
 from . import __version__
-from .experiments.common import add_common_arguments
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
-# Modules in bayes_diglm.experiments that register subcommands, in the order --help lists them.
-COMMAND_MODULES = ("flights", "classification", "ood", "bandits", "synthetic", "scale", "sampling", "semisupervised",
-                   "active", "mixed")
+#: Each command, the module of ``bayes_diglm.experiments`` that registers it, and its one-line help, in the order
+#: ``--help`` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "flights": ("flights", "flight-delay regression: Bayesian DIGLM vs baselines (the main job)"),
+    "classify": ("classification",
+                 "Glow DIGLM on MNIST (or Fashion-MNIST): hybrid vs discriminative, Bayesian heads, OOD"),
+    "ood": ("ood", "out-of-distribution scores: score inputs against a saved model, or measure every score"),
+    "bandit": ("bandits", "Thompson-sampling contextual bandits (wheel, digits, fashion, statlog)"),
+    "synthetic": ("synthetic", "hybrid vs discriminative DIGLM on two moons"),
+    "scale": ("scale", "streaming 5M rows; distributed training under torchrun"),
+    "sample": ("sampling", "class-conditional MNIST samples from a Glow DIGLM's joint model"),
+    "semisupervised": ("semisupervised", "semi-supervised Glow DIGLM on MNIST with 100 / 1,000 / all labels"),
+    "active": ("active", "active learning on MNIST: BALD vs entropy vs random on a Laplace head"),
+    "mixed": ("mixed", "mixed-effects heads against statsmodels on lme4's data sets"),
+}
+
+DEMO_HELP = ("the main job, quick: US flights 2001 when `make data` has fetched them, otherwise NYC flights 2013 "
+             "(installed with the package)")
 
 
-def _registered(sub) -> dict[str, argparse.ArgumentParser]:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__package__}.experiments.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.experiments.{name}":
-                raise
-            continue
-        module.register(sub)
-    return sub.choices
+def _import_command_module(command: str):
+    """The experiment module behind ``command``, or None where this checkout does not have it."""
+    name = f"{__package__}.experiments.{COMMANDS[command][0]}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise
+        return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: list[str] | tuple[str, ...] | None = None) -> argparse.ArgumentParser:
+    """The argument parser, with the full parsers of ``commands`` (all of them by default).
+
+    Parameters
+    ----------
+    commands : sequence of str, optional
+        Commands whose modules are imported and whose full parsers (options, ``func``) are registered; every
+        other command gets a placeholder with its one-line help, enough for ``bayes-diglm --help``. ``None``
+        registers every command and ``demo``, ``()`` none (no experiment module is imported).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    wanted = ("demo", *COMMANDS) if commands is None else tuple(commands)
+    unknown = [c for c in wanted if c not in COMMANDS and c != "demo"]
+    if unknown:
+        raise ValueError(f"unknown commands {unknown}; expected names from {sorted(COMMANDS)} or 'demo'")
+    if "demo" in wanted:  # the demo runs the main job's quick configuration: flights, or synthetic without it
+        wanted = (*wanted, "flights", "synthetic")
     parser = argparse.ArgumentParser(
         prog="bayes-diglm",
         description="Hybrid models with deep invertible features (DIGLM): flows, Bayesian GLM heads, experiments.",
     )
     parser.add_argument("--version", action="version", version=f"bayes-diglm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="the main job, quick, on data shipped with the install",
-                          description="Run the package's main job in its quick configuration.")
-    add_common_arguments(demo, "results/demo")
-    choices = _registered(sub)
-    main_job = "flights" if "flights" in choices else "synthetic"
-    demo.set_defaults(func=lambda args: choices[main_job].get_default("demo")(args), main_job=main_job)
+    demo = sub.add_parser("demo", help=DEMO_HELP, description="Run the package's main job in its quick configuration.")
+    for name, (_, help_text) in COMMANDS.items():
+        module = _import_command_module(name) if name in wanted else None
+        if module is not None:
+            module.register(sub)
+        elif name not in wanted:
+            sub.add_parser(name, help=help_text, add_help=False)
+    if "demo" in wanted:
+        from .experiments.common import add_common_arguments
+
+        add_common_arguments(demo, "results/demo")
+        main_job = "flights" if "flights" in sub.choices and sub.choices["flights"].get_default("demo") \
+            else "synthetic"
+        demo.set_defaults(func=lambda args: sub.choices[main_job].get_default("demo")(args), main_job=main_job)
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The command named in ``argv``: its first argument that is not an option (the top level takes no values)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    """Run ``bayes-diglm`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    parser = build_parser([command] if command in COMMANDS or command == "demo" else [])
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from bayes_diglm.bandits.agents import LinFullPost, make_agent
+from bayes_diglm.bandits import LinFullPost, make_agent
 from bayes_diglm.bandits.environments import wheel_bandit
 from bayes_diglm.bandits.simulation import run_agent
 from bayes_diglm.experiments.bandits import AGENT_SETTINGS, VARIANTS

@@ -42,7 +42,7 @@ def test_published_protocol_and_variants(tmp_path):
     assert metrics["protocol"] == "riquelme2018" and metrics["wheel"] == {"std": 0.05, "std_outer": 0.01}
     assert metrics["agent_kwargs"]["FlowLinear[fast,px0]"]["px_weight"] == 0.0
     assert "published" in result["table"] and {r["agent"] for r in result["rows"]} >= {"FlowLinear[fast,px0]"}
-    with pytest.raises(ValueError, match="variant"):
+    with pytest.raises(ValueError, match="unknown agent"):
         run_bandits("wheel", agents=["FlowLinear[nope]"], steps=5, seeds=1, out=tmp_path)
     with pytest.raises(ValueError, match="protocol"):
         run_bandits("digits", protocol="riquelme2018", steps=5, seeds=1, out=tmp_path)

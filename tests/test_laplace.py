@@ -112,7 +112,8 @@ def test_diag_variance_is_a_lower_bound_of_full():
     Z, y = _multiclass()
     full = LaplaceClassifier(covariance="full").fit(Z, y)
     diag = LaplaceClassifier(covariance="diag").fit(Z, y)
-    np.testing.assert_allclose(full.posterior_.mean, diag.posterior_.mean)
+    # the same MAP: by Newton (full) and L-BFGS (diag, optimizer="auto"), both to max|grad| <= 1e-8
+    np.testing.assert_allclose(full.posterior_.mean, diag.posterior_.mean, rtol=1e-6, atol=1e-9)
     # 1 / H_jj <= (H^{-1})_jj for any positive definite H
     assert np.all(diag.posterior_.marginal_variance() <= full.posterior_.marginal_variance() * (1 + 1e-12))
 

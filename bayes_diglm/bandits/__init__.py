@@ -1,14 +1,13 @@
 """Thompson-sampling contextual bandits: environments, agents (LinFullPost, NeuralLinear, FlowLinear), the loop."""
 
 from bayes_diglm.bandits.agents import (
-    AGENTS,
+    AGENT_CLASSES,
     BanditAgent,
     FlowLinear,
     LinFullPost,
     NeuralLinear,
     UniformAgent,
     load_agent,
-    make_agent,
 )
 from bayes_diglm.bandits.environments import (
     WHEEL_DELTAS,
@@ -16,12 +15,16 @@ from bayes_diglm.bandits.environments import (
     classification_bandit,
     digits_bandit,
     fashion_bandit,
+    statlog_bandit,
     wheel_bandit,
 )
+from bayes_diglm.bandits.registry import AGENTS, AgentSpec, make_agent
 from bayes_diglm.bandits.simulation import BanditRun, run_agent, simulate, summarize
 
 __all__ = [
     "AGENTS",
+    "AGENT_CLASSES",
+    "AgentSpec",
     "BanditAgent",
     "BanditData",
     "BanditRun",
@@ -37,6 +40,7 @@ __all__ = [
     "make_agent",
     "run_agent",
     "simulate",
+    "statlog_bandit",
     "summarize",
     "wheel_bandit",
 ]

@@ -22,8 +22,7 @@ __all__ = [
     "LinFullPost",
     "NeuralLinear",
     "FlowLinear",
-    "AGENTS",
-    "make_agent",
+    "AGENT_CLASSES",
     "load_agent",
 ]
 
@@ -72,11 +71,27 @@ class _History:
 class BanditAgent:
     """Base class of the online API: ``act(context) -> arm``, ``update(context, arm, reward)``, save/load.
 
-    Subclasses keep every random choice on their own generator (seeded by ``seed``), so a run is
-    reproducible and :meth:`save` / :func:`load_agent` resume it with identical subsequent choices.
+    A user's loop calls ``arm = agent.act(x)`` with a context ``x`` of shape ``(context_dim,)``, plays
+    ``arm`` in their own environment, and reports the reward with ``agent.update(x, arm, reward)``; nothing
+    else is needed (docs/bandits.md has a complete loop). Subclasses keep every random choice on their own
+    generator (seeded by ``seed``), so a run is reproducible and :meth:`save` / :func:`load_agent` resume it
+    with identical subsequent choices.
+
+    Attributes
+    ----------
+    num_arms, context_dim, seed : int
+        The constructor's arguments.
+    rng : numpy.random.Generator
+        The agent's generator (saved with it).
+    steps_ : int
+        Number of updates so far.
+    label : str or None
+        The name it was built by (``make_agent("FlowLinear[fast]", ...)`` sets it); :attr:`name` falls back
+        to the class's name when it is None.
     """
 
     kind = "abstract"
+    label: str | None = None
 
     def __init__(self, num_arms: int, context_dim: int, *, seed: int = 0) -> None:
         self.num_arms = _positive_int(num_arms, "num_arms")
@@ -89,6 +104,10 @@ class BanditAgent:
 
     @property
     def name(self) -> str:
+        """What tables and saved files call the agent: its :attr:`label`, else e.g. ``"LinGreedy"``."""
+        return self.label or self._default_name()
+
+    def _default_name(self) -> str:
         return self.kind
 
     def config(self) -> dict:
@@ -126,7 +145,8 @@ class BanditAgent:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the agent (config + state: tensors, numbers, dicts) atomically; read with :func:`load_agent`."""
-        save_checkpoint({"kind": self.kind, "config": self.config(), "state": self.state_dict()}, path)
+        save_checkpoint({"kind": self.kind, "name": self.name, "config": self.config(), "state": self.state_dict()},
+                        path)
 
 
 class UniformAgent(BanditAgent):
@@ -154,6 +174,21 @@ class _PosteriorAgent(BanditAgent):
     the posterior mean with ``greedy``) and pulls ``argmax_a x^T beta_a``, ``x = [z, 1]`` (``fit_intercept``)
     or ``z``. Feature learners retrain every ``train_every`` updates and then refit the posteriors from the
     stored history; between retrainings each update is rank one.
+
+    Attributes
+    ----------
+    posterior : NormalInverseGamma
+        The per-arm posteriors over the head's weights, one batched float64 state with arm ``a`` as model
+        ``a``: ``posterior.mean (k, P)`` the posterior means, ``posterior.precision_cholesky (k, P, P)`` the
+        lower Cholesky factors of the precisions, ``posterior.a``, ``posterior.b (k,)`` the Inverse-Gamma
+        parameters of each arm's noise variance, ``posterior.counts (k,)`` the rewards seen per arm;
+        ``posterior.sample(rng)`` draws one ``beta_a`` per arm (what :meth:`act` does),
+        ``posterior.predictive(features(X))`` gives each arm's Student-t predictive reward. ``P`` is the
+        feature dimension plus one with ``fit_intercept``; the features are :meth:`features` of the context
+        (the context itself for LinFullPost). Read it, do not write it: :meth:`update` keeps it current.
+    history
+        The contexts, arms and rewards seen (``history.data()`` returns the three arrays); feature learners
+        refit the posteriors from it after each retraining.
     """
 
     def __init__(self, num_arms: int, context_dim: int, *, feature_dim: int, prior_precision: float = 0.25,
@@ -171,8 +206,7 @@ class _PosteriorAgent(BanditAgent):
 
     greedy_name = "Greedy"
 
-    @property
-    def name(self) -> str:
+    def _default_name(self) -> str:
         return self.greedy_name if self.greedy else self.kind
 
     def config(self) -> dict:
@@ -245,7 +279,9 @@ class LinFullPost(_PosteriorAgent):
 
     Defaults follow the paper: ``a0 = b0 = 6``, ``lambda = 0.25`` (prior precision of every coefficient,
     intercept included), 2 initial pulls per arm. ``greedy=True`` is the posterior-mean ablation
-    ("LinGreedy"). Per decision: one batched draw over arms, O(k P^2); per update O(P^2).
+    ("LinGreedy"). Per decision: one batched draw over arms, O(k P^2); per update O(P^2). ``agent.posterior``
+    is the per-arm :class:`~bayes_diglm.inference.nig.NormalInverseGamma` state over ``[x, 1]`` (``P = d + 1``;
+    its fields are described in the ``Attributes`` of the base class ``_PosteriorAgent``).
 
     Examples
     --------
@@ -386,7 +422,8 @@ class NeuralLinear(_NetworkAgent):
     TensorFlow 1 runs it, lr 0.1 with inverse-time decay 0.5, gradient norm clipped at 5, 100 minibatches of
     512 every 50 steps, ``a0 = b0 = 6``, ``lambda = 0.25``. Their ``reset_lr=True`` builds a new learning-rate
     tensor that the already-built optimiser never reads, so their learning rate decays over *all* steps:
-    ``reset_lr=False`` here reproduces what ran.
+    ``reset_lr=False`` here reproduces what ran. ``agent.posterior`` is the per-arm NIG state over the last
+    hidden layer (``P = hidden_dims[-1]``), ``agent.features(X)`` those features, ``agent.module`` the network.
 
     Examples
     --------
@@ -478,6 +515,9 @@ class FlowLinear(_NetworkAgent):
     linear heads. With ``augment_dims = m > 0`` the flow runs on ``[x, e]``, ``e ~ N(0, I_m)`` (an augmented
     flow): the density term uses the one-sample bound ``log p(x) >= log p_f([x, e]) - log N(e; 0, I)``, and the
     features are the deterministic slice ``z = f([x, 0])`` of dimension ``d + m``.
+
+    ``agent.posterior`` is the per-arm NIG state over ``[z, 1]`` (``P = d + m + 1``), ``agent.features(X)``
+    the flow features, ``agent.log_px(X)`` the flow's ``log p(x)`` and ``agent.module["flow"]`` the flow.
 
     Examples
     --------
@@ -622,34 +662,26 @@ class FlowLinear(_NetworkAgent):
         self._score_ref = tuple(float(v) for v in state["score_ref"])
 
 
-AGENTS = {cls.kind: cls for cls in (UniformAgent, LinFullPost, NeuralLinear, FlowLinear)}
-
-
-def make_agent(name: str, num_arms: int, context_dim: int, *, seed: int = 0, **kwargs) -> BanditAgent:
-    """Build an agent by name: ``AGENTS``' keys, or ``"LinGreedy"`` / ``"FlowGreedy"`` (posterior-mean ablations).
-
-    Examples
-    --------
-    >>> make_agent("LinGreedy", 3, 2).name
-    'LinGreedy'
-    """
-    greedy = {"LinGreedy": "LinFullPost", "FlowGreedy": "FlowLinear", "NeuralGreedy": "NeuralLinear"}
-    if name in greedy:
-        return AGENTS[greedy[name]](num_arms, context_dim, seed=seed, greedy=True, **kwargs)
-    if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; choose one of {sorted([*AGENTS, *greedy])}")
-    return AGENTS[name](num_arms, context_dim, seed=seed, **kwargs)
+#: The agent classes by their ``kind``, what a saved agent records (the names users pick from are
+#: :data:`bayes_diglm.bandits.registry.AGENTS`).
+AGENT_CLASSES = {cls.kind: cls for cls in (UniformAgent, LinFullPost, NeuralLinear, FlowLinear)}
 
 
 def load_agent(path: str | os.PathLike) -> BanditAgent:
-    """Rebuild an agent written by :meth:`BanditAgent.save` (``torch.load(weights_only=True)``: no code runs)."""
+    """Rebuild an agent written by :meth:`BanditAgent.save` (``torch.load(weights_only=True)``: no code runs).
+
+    The agent comes back with its name (e.g. ``"FlowLinear[fast]"``), settings, posterior, history, network
+    and random generator, so it goes on with exactly the choices the saved agent would have made.
+    """
     ckpt = load_checkpoint(path)
     kind = ckpt.get("kind")
-    if kind not in AGENTS:
+    if kind not in AGENT_CLASSES:
         raise CheckpointError(f"{str(path)!r} does not hold a bandit agent (kind {kind!r})")
     config = dict(ckpt["config"])
     if "hidden_dims" in config:
         config["hidden_dims"] = tuple(config["hidden_dims"])
-    agent = AGENTS[kind](config.pop("num_arms"), config.pop("context_dim"), **config)
+    agent = AGENT_CLASSES[kind](config.pop("num_arms"), config.pop("context_dim"), **config)
     agent.load_state_dict(ckpt["state"])
+    label = ckpt.get("name")
+    agent.label = label if isinstance(label, str) and label != agent.name else None
     return agent

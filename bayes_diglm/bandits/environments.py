@@ -1,4 +1,5 @@
-"""Contextual bandit environments: the wheel bandit and classification data sets played as bandits."""
+"""Contextual bandit environments: the wheel bandit and classification data sets (digits, Fashion-MNIST, Statlog
+shuttle) played as bandits."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ __all__ = [
     "classification_bandit",
     "digits_bandit",
     "fashion_bandit",
+    "statlog_bandit",
 ]
 
 # The exploration parameters of Riquelme, Tucker and Snoek (2018), table 2.
@@ -211,3 +213,22 @@ def fashion_bandit(
     ref = pca.transform(pixels[:pca_rows])
     X = _standardise(pca.transform(pixels[pca_rows:]), ref)
     return classification_bandit(X, labels[pca_rows:], num_steps, seed=seed, name="fashion")
+
+
+def statlog_bandit(num_steps: int | None = None, *, seed: int = 0, path=None, split: str = "train") -> BanditData:
+    """Statlog (shuttle) as a 7-armed bandit, the real-data bandit of Riquelme et al. (2018).
+
+    Their protocol (``sample_statlog_data``): the rows of UCI's ``shuttle.trn`` in a random order, d = 9
+    standardised sensor readings as the context, one arm per radiator state (class), reward 1 for the true
+    class and 0 otherwise. The data are read from Debian's ``r-cran-mlbench`` (:func:`bayes_diglm.data.load_shuttle`:
+    ``split="train"`` is ``shuttle.trn``'s 43,500 rows, ``"all"`` adds ``shuttle.tst``); the standardisation
+    uses the split's mean and standard deviation (theirs those of the rows played). Raises
+    ``FileNotFoundError`` when the file is missing. ``Rad.Flow`` (arm 0) is the true class of 78% of the rows,
+    so always pulling it has regret 0.22 per step against Uniform's 0.86.
+    """
+    from ..data import load_shuttle
+
+    if num_steps is not None:
+        _check_steps(num_steps)
+    data = load_shuttle(path, split=split)
+    return classification_bandit(_standardise(data.X, data.X), data.y, num_steps, seed=seed, name="statlog")

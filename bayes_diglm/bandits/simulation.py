@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .agents import BanditAgent, make_agent
+from .agents import BanditAgent
 from .environments import BanditData
+from .registry import AGENTS, make_agent
 
 __all__ = ["BanditRun", "run_agent", "simulate", "summarize"]
 
@@ -95,12 +96,15 @@ def simulate(
 ) -> dict[str, list[BanditRun]]:
     """Every agent on the episode ``make_data(seed)`` of every seed (all agents see the same episode).
 
-    ``agent_kwargs[name]`` are extra constructor arguments for that agent. A name of the form
-    ``"Kind[label]"`` (e.g. ``"FlowLinear[fast]"``) builds a variant of agent ``Kind`` (its settings in
-    ``agent_kwargs["Kind[label]"]``) reported under that name. Agent ``i`` of seed ``s`` is
-    seeded with ``s``. One progress bar counts steps over all seeds and agents (hidden when ``quiet`` or when
+    ``agents`` are names of :data:`~bayes_diglm.bandits.registry.AGENTS` (e.g. ``"FlowLinear[fast]"``), built by
+    :func:`~bayes_diglm.bandits.registry.make_agent` and reported under that name; ``agent_kwargs[name]`` are
+    extra constructor arguments for that agent. Every agent of seed ``s`` is seeded with ``s``. One progress
+    bar counts steps over all seeds and agents (hidden when ``quiet`` or when
     stderr is not a terminal and ``quiet`` is None).
     """
+    unknown = [name for name in agents if name not in AGENTS]
+    if unknown:
+        raise ValueError(f"unknown agent(s) {unknown}; choose from {list(AGENTS)}")
     agent_kwargs = agent_kwargs or {}
     runs: dict[str, list[BanditRun]] = {name: [] for name in agents}
     episodes = None
@@ -114,11 +118,8 @@ def simulate(
                 bar.refresh()
             for name in agents:
                 bar.set_postfix(seed=f"{i + 1}/{len(seeds)}", agent=name)
-                kind = name.split("[", 1)[0]
-                agent = make_agent(kind, data.num_arms, data.context_dim, seed=int(seed), **agent_kwargs.get(name, {}))
-                run = run_agent(data, agent, seed=int(seed), on_step=bar.update)
-                run.agent = name
-                runs[name].append(run)
+                agent = make_agent(name, data.num_arms, data.context_dim, seed=int(seed), **agent_kwargs.get(name, {}))
+                runs[name].append(run_agent(data, agent, seed=int(seed), on_step=bar.update))
     return runs
 
 

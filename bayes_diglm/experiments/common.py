@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
+import sys
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_common_arguments", "markdown_table", "write_results", "machine_description", "json_ready"]
+__all__ = ["add_common_arguments", "markdown_table", "write_results", "machine_description", "json_ready",
+           "summarized_warnings"]
 
 
 def add_common_arguments(p: argparse.ArgumentParser, out: str) -> None:
@@ -68,3 +73,40 @@ def write_results(out_dir: str | Path, metrics: dict, table: str) -> Path:
     (out / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2) + "\n")
     (out / "table.md").write_text(table + "\n")
     return out
+
+
+@contextlib.contextmanager
+def summarized_warnings(label: str, category: type[Warning] = RuntimeWarning, stream=None):
+    """Collect the ``category`` warnings raised inside; on exit print one summary of them to ``stream``.
+
+    A long pipeline repeats the same numerical warning (an overflow in one metric, a log of zero) once per
+    model and data set, each with its source line; the summary gives each distinct message once, with its
+    count and where it came from. Warnings of other categories are shown as usual. Yields the list that the
+    distinct messages are appended to, ``{"message", "category", "where", "count"}`` each (for
+    ``metrics.json``).
+    """
+    summary: list[dict] = []
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always", category)
+            try:
+                yield summary
+            finally:
+                caught = list(record)
+    finally:
+        # After the recording has stopped: inside it, showwarning appends to the record being read.
+        _report_warnings(caught, label, category, summary, stream)
+
+
+def _report_warnings(caught: list, label: str, category: type[Warning], summary: list[dict], stream) -> None:
+    for w in caught:
+        if not issubclass(w.category, category):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    mine = [w for w in caught if issubclass(w.category, category)]
+    counts = Counter((str(w.message), w.category.__name__, f"{Path(w.filename).name}:{w.lineno}") for w in mine)
+    summary.extend({"message": m, "category": c, "where": where, "count": n} for (m, c, where), n in counts.items())
+    if summary:
+        lines = [f"{label}: {len(mine)} {category.__name__}s, {len(summary)} distinct:"]
+        lines += [f"  {d['count']} x {d['category']}: {d['message']} ({d['where']})" for d in summary]
+        print("\n".join(lines), file=stream if stream is not None else sys.stderr, flush=True)

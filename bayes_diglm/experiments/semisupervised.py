@@ -27,7 +27,7 @@ import torch
 from ..evaluation import accuracy, mean_nll, ood_scores, predictive_entropy
 from ..flows.image import bits_per_dim
 from ..training.loop import semi_supervised_split
-from .common import markdown_table, write_results
+from .common import markdown_table, summarized_warnings, write_results
 from .joint_data import DigitData, glow_classifier, load_digit_data, single_threaded, subset_rows
 
 __all__ = ["CONFIGS", "MODELS", "run_semisupervised", "register"]
@@ -133,7 +133,7 @@ def run_semisupervised(out: str | Path = "results/semisupervised", *, quick: boo
     cfg = {**CONFIGS[name], **(config or {})}
     out = Path(out)
     rows, timings = [], {}
-    with single_threaded(num_threads):
+    with single_threaded(num_threads), summarized_warnings("semisupervised") as numerical_warnings:
         if data is None:
             data = load_digit_data(data_dir, seed=seed, n_ood=int(cfg["n_ood"]))
         train = subset_rows(data.train_labels, cfg["n_train"], seed)[: cfg["n_train"] or None]
@@ -166,7 +166,7 @@ def run_semisupervised(out: str | Path = "results/semisupervised", *, quick: boo
     ])
     metrics = {"experiment": "semisupervised", "configuration": name, "config": cfg, "seed": seed,
                "data": data.description or "injected arrays", "rows": rows, "timings": timings,
-               "figures": figures, "seconds": time.perf_counter() - t0}
+               "figures": figures, "warnings": numerical_warnings, "seconds": time.perf_counter() - t0}
     write_results(out, metrics, table)
     return {"rows": rows, "table": table, "out": str(out), "seconds": metrics["seconds"]}
 

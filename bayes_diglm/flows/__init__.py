@@ -1,4 +1,4 @@
-"""Invertible feature extractors built from Pyro ``TransformModule``s, each mapping data to latent."""
+"""Invertible feature extractors built from Pyro ``TransformModule`` objects, each mapping data to latent."""
 
 from .adapters import PlainTransform, PyroStep, ZukoTransform
 from .base import ActNorm, Flow, InverseAccuracyWarning, SequentialFlow, clear_transform_cache

@@ -1,4 +1,4 @@
-"""Other libraries' transforms as data-to-latent ``TransformModule``s that a :class:`SequentialFlow` chains.
+"""Other libraries' transforms as data-to-latent ``TransformModule`` steps that a :class:`SequentialFlow` chains.
 
 Three adapters, each turning a user's object into a step ``x -> z`` with its log-det, its inverse for sampling,
 and a :meth:`probe` that runs every operation once and names the one that is missing:

@@ -171,7 +171,7 @@ def _warn_if_inaccurate(got: torch.Tensor, want: torch.Tensor, rtol: float, what
 
 
 class SequentialFlow(Flow):
-    """A flow made of a chain of Pyro ``TransformModule``s, each used data-to-latent.
+    """A flow made of a chain of Pyro ``TransformModule`` objects, each used data-to-latent.
 
     Example:
         >>> import torch

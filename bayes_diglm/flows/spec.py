@@ -79,7 +79,7 @@ def resolve_flow(flow, flow_kwargs: dict | None, shape: tuple[int, ...]) -> Flow
 
 def make_flow(flow, event_shape: tuple[int, ...], flow_kwargs: dict | None = None) -> Flow:
     """A ``Flow`` from anything ``flow=`` takes, for data points of ``event_shape``; an object is used as it is
-    (no copy, as ``nn.Module``s are), names and factories are built."""
+    (no copy, as for any ``nn.Module``), names and factories are built."""
     if isinstance(flow, str) or _is_factory(flow):
         return resolve_flow(flow, flow_kwargs, (0, *event_shape)).build()
     if flow_kwargs:

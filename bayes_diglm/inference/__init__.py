@@ -3,9 +3,10 @@
 Heads: :class:`ConjugateLinearRegression` (exact Normal-Inverse-Gamma, Gaussian outcomes; streaming, rank-one
 updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`LaplaceRegressor` (any registered
 regression family: Poisson counts, Gaussian with known noise, a user's own ...), :class:`SVIClassifier` and
-:class:`SVIRegressor` (Pyro, Gaussian guide; the regressor in any registered family),
-:class:`MixedEffectsRegression`, :class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or
-nested random effects per group, paper appendix B.1; specified by :class:`RandomEffect`).
+:class:`SVIRegressor` (Pyro, Gaussian guide; the regressor in any registered family), :class:`NUTSRegressor`
+and :class:`NUTSClassifier` (Pyro's NUTS on any registered family, real chains), :class:`MixedEffectsRegression`,
+:class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or nested random effects per group,
+paper appendix B.1; specified by :class:`RandomEffect`).
 """
 
 from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive
@@ -18,6 +19,7 @@ from .mixed import (
     MixedSufficientStats,
     RandomEffect,
 )
+from .nuts import NUTSClassifier, NUTSRegressor
 from .svi import SVIClassifier
 from .svi_regression import SVIRegressor
 
@@ -32,6 +34,8 @@ __all__ = [
     "MixedEffectsRegression",
     "MixedSufficientStats",
     "NIGPosterior",
+    "NUTSClassifier",
+    "NUTSRegressor",
     "PosteriorClassifierMixin",
     "PosteriorHead",
     "Predictive",

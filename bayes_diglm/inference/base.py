@@ -311,6 +311,9 @@ class PosteriorHead(BaseEstimator):
     (n, k, k) of the linear predictor under the posterior), or override the methods built on them.
     """
 
+    #: attributes of an ArviZ export: how the posterior was computed and what kind of draws ``sample`` gives
+    _arviz_attrs = {"draws": "i.i.d. from an approximate posterior"}
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False

@@ -317,6 +317,10 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
     Only :meth:`fit_stats` from bare statistics has no accurate value to start from and uses
     ``y^T W y - 2 mu^T Z^T W y + mu^T G mu`` (it loses about ``log10(y^T W y / RSS)`` digits).
 
+    ``sample_weight`` (in :meth:`fit`, :meth:`partial_fit`, :meth:`predict`, :meth:`predict_dist`) holds known
+    relative noise precisions ``w_i``; a zero weight is infinite noise, i.e. a row that carries no information
+    (it is dropped, so integer weights are equivalent to repeating rows, as scikit-learn expects).
+
     Parameters
     ----------
     prior_precision : float, array of shape (D,) or (D, D)
@@ -330,10 +334,6 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         and precision ``intercept_prior_precision``.
     intercept_prior_precision : float
         Prior precision of the intercept, relative to ``sigma^2`` (default ``1e-6``: nearly flat).
-
-    ``sample_weight`` (in :meth:`fit`, :meth:`partial_fit`, :meth:`predict`, :meth:`predict_dist`) holds known
-    relative noise precisions ``w_i``; a zero weight is infinite noise, i.e. a row that carries no information
-    (it is dropped, so integer weights are equivalent to repeating rows, as scikit-learn expects).
 
     Attributes
     ----------
@@ -366,7 +366,8 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
     True
     """
 
-    _arviz_attrs = {"inference": "exact conjugate Normal-Inverse-Gamma posterior; draws are i.i.d."}
+    _arviz_attrs = {"inference": "exact conjugate Normal-Inverse-Gamma posterior",
+                    "draws": "i.i.d. from the exact posterior"}
 
     def __init__(
         self,

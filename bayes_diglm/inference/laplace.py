@@ -35,7 +35,11 @@ __all__ = [
 ]
 
 _COVARIANCES = COVARIANCES
-_OPTIMIZERS = ("newton", "lbfgs")
+_OPTIMIZERS = ("auto", "newton", "lbfgs")
+# optimizer="auto": Newton (a full Hessian per step, quadratic convergence) where the posterior needs the full
+# Hessian anyway ("full", "lowrank") and it has at most this many entries per side; L-BFGS (gradients only)
+# otherwise: 2-3.5x faster MAPs for "kron" at K(D+1) of 650-786 on 10,000 rows (docs/scale.md)
+_NEWTON_MAX_WEIGHTS = 2000
 _PREDICTIVES = ("probit", "map", "mc")
 _PRIOR_GROUPINGS = ("scalar", "class", "feature")
 # evidence maximisation may drive a group's precision to 0 or infinity (e.g. a redundant softmax row)
@@ -331,7 +335,7 @@ class _Objective:
         g = -self.likelihood.grad(logits, y, **self.context)
         return g if self.w is None else g * self.w[:, None]
 
-    def curvature(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def curvature(self, logits: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         c = self.likelihood.curvature(logits, y, **self.context)
         return c if self.w is None else c * self.w[:, None, None]
 
@@ -431,7 +435,7 @@ def laplace_glm(
     likelihood: str | Likelihood,
     prior_precision: float | np.ndarray = 1.0,
     covariance: str = "full",
-    optimizer: str = "newton",
+    optimizer: str = "auto",
     num_classes: int | None = None,
     noise_variance: float | None = None,
     sample_weight: np.ndarray | None = None,
@@ -473,11 +477,12 @@ def laplace_glm(
         Per-row weights of the log-likelihood (frequency weights: an integer weight equals repeating the row).
     rank : int or None
         Rank of ``covariance="lowrank"`` (default 20, at most the number of weights).
-    optimizer : {"newton", "lbfgs"}
+    optimizer : {"auto", "newton", "lbfgs"}
         Newton (IRLS with backtracking, uses the full Hessian) or scipy's L-BFGS-B; both stop at
         ``max|grad| <= tol``. Only ``covariance="full"`` and ``"lowrank"`` need the full Hessian at the MAP;
         for ``"kron"`` and ``"diag"`` L-BFGS avoids forming it every step (2-3.5x faster MAP at K(D+1) of
-        650-786 on 10,000 rows).
+        650-786 on 10,000 rows). ``"auto"``: Newton for ``"full"`` and ``"lowrank"`` up to 2,000 weights,
+        L-BFGS otherwise.
     context : dict or None
         The family's per-row keywords (e.g. ``{"trials": n_i}`` for the binomial), arrays of shape (n,).
 
@@ -496,6 +501,9 @@ def laplace_glm(
         raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
     lik = _Objective(_make_likelihood(likelihood, num_classes, noise_variance), sample_weight, context)
     prior = _prior_array(prior_precision, (lik.num_outputs, X.shape[1]))
+    if optimizer == "auto":
+        newton = covariance in ("full", "lowrank") and prior.size <= _NEWTON_MAX_WEIGHTS
+        optimizer = "newton" if newton else "lbfgs"
     if max_iter is None:
         max_iter = 100 if optimizer == "newton" else 15000
     W0 = np.zeros(prior.shape) if init is None else np.array(init, dtype=np.float64).reshape(prior.shape)
@@ -734,9 +742,10 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         (:class:`_LowRankPosterior`, ``rank`` eigenpairs).
     rank : int or None
         Rank of ``covariance="lowrank"`` (default 20).
-    optimizer : {"newton", "lbfgs"}
+    optimizer : {"auto", "newton", "lbfgs"}
         MAP solver; Newton uses the full Hessian at every step, L-BFGS only gradients (large K*D, or
-        ``covariance="kron"``/``"diag"``, whose posterior needs no full Hessian).
+        ``covariance="kron"``/``"diag"``, whose posterior needs no full Hessian). ``"auto"`` (default): Newton
+        for ``covariance="full"``/``"lowrank"`` up to 2,000 weights, L-BFGS otherwise.
     tol : float
         Stop when the largest absolute gradient entry of the negative log posterior is <= tol.
     max_iter : int or None
@@ -768,7 +777,8 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
     True
     """
 
-    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)"}
+    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
+                    "draws": "i.i.d. from an approximate posterior"}
 
     def __init__(
         self,
@@ -778,7 +788,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         fit_intercept: bool = True,
         covariance: str = "full",
         rank: int | None = None,
-        optimizer: str = "newton",
+        optimizer: str = "auto",
         tol: float = 1e-8,
         max_iter: int | None = None,
         classes=None,
@@ -945,7 +955,8 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
     (3,)
     """
 
-    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)"}
+    _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
+                    "draws": "i.i.d. from an approximate posterior"}
 
     def __init__(
         self,
@@ -958,7 +969,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
         fit_intercept: bool = True,
         covariance: str = "full",
         rank: int | None = None,
-        optimizer: str = "newton",
+        optimizer: str = "auto",
         tol: float = 1e-8,
         max_iter: int | None = None,
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -9,6 +10,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer import SVI, Trace_ELBO
+from scipy import linalg as sla
+from scipy.special import ndtri
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from torch.distributions import constraints
@@ -17,9 +20,22 @@ from torch.distributions.transforms import ReshapeTransform
 from bayes_diglm._validation import check_positive
 
 from .base import COVARIANCES, as_generator
-from .laplace import _GaussianPosteriorClassifier, laplace_glm
+from .laplace import _STRUCTURES, _GaussianPosteriorClassifier, _lbfgs, _neg_log_posterior, _Objective, laplace_glm
 
 __all__ = ["SVIClassifier"]
+
+_OPTIMIZERS = ("auto", "natural", "adam")
+# covariance="auto": the full covariance up to this many weights (its precision is a P x P Cholesky per step;
+# Laplace's Newton MAP is the start there too), the Kronecker-factored one above it
+_FULL_MAX_WEIGHTS = 2000
+# natural-gradient steps: the draws of the predictor per row rise until n * draws reaches this (the average over
+# rows of a sample-average approximation: 4 draws per row at n = 10,000, 82 at n = 200), and the mean solve stops
+# where the mean is within _MEAN_SDS posterior sds of its optimum in every direction (see _mean_tol)
+_SAA_DRAWS = 16384
+_MEAN_SDS = 0.01
+_MAX_NATURAL_STEPS = 100
+# outputs per block of draws in the sample averages (8 MiB of float64)
+_BLOCK_ELEMENTS = 1 << 20
 
 # the ELBO estimate behind log_evidence(): up to this many particles at the fitted guide (full data), fewer
 # when particles * n * k would exceed _EVIDENCE_ELEMENTS logits
@@ -71,6 +87,136 @@ class _GaussianFromGuide:
         return var.reshape(self.mean.shape)
 
 
+class _ExpectedLikelihood:
+    """The likelihood terms averaged over fixed draws ``delta`` (S, n, K) of the logits' noise under the guide.
+
+    ``logits + delta[s]`` are draws of the linear predictor under ``q(W) = N(m, Sigma)`` when ``logits = X m^T``
+    and ``delta`` are draws of ``N(0, x_n^T Sigma x_n)`` per row, so ``log_prob``, ``grad`` and ``curvature`` are
+    sample averages of ``E_q`` over the predictor (a sample-average approximation: fixed draws make the objective
+    in ``m`` deterministic and smooth, so L-BFGS can solve it). The draws come in antithetic pairs (``+delta``,
+    ``-delta``), which makes the gradient's average exact for a likelihood that is quadratic in the predictor.
+    """
+
+    def __init__(self, base: _Objective, delta: np.ndarray):
+        self.base = base
+        self.num_outputs = base.num_outputs
+        self.delta = delta
+
+    def _average(self, fn, elements_per_draw: int) -> np.ndarray:
+        """Mean over the draws of ``fn(noise)``, ``fn`` taking a block (B, n, K) of them at once: blocks of about
+        _BLOCK_ELEMENTS outputs, so that few draws of many rows and many draws of few rows both cost few calls."""
+        step = max(1, _BLOCK_ELEMENTS // max(elements_per_draw, 1))
+        total = sum(fn(self.delta[i:i + step]).sum(axis=0) for i in range(0, self.delta.shape[0], step))
+        return total / self.delta.shape[0]
+
+    def log_prob(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self._average(lambda noise: self.base.log_prob(logits + noise, y), logits.size)
+
+    def grad(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self._average(lambda noise: self.base.grad(logits + noise, y), logits.size)
+
+    def curvature(self, logits: np.ndarray) -> np.ndarray:
+        return self._average(lambda noise: self.base.curvature(logits + noise), logits.size * logits.shape[-1])
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """Steele, Lea and Flood's SplitMix64 mixing function on uint64 arrays (wrapping arithmetic)."""
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _row_normals(X: np.ndarray, y: np.ndarray, num: int, k_out: int, seed: int) -> np.ndarray:
+    """Standard normal draws (num, n, K), each row's a function of that row's bits, its label and ``seed`` only.
+
+    A row repeated w times then gets w copies of the draws that the same row with weight w gets, in any order,
+    so an integer ``sample_weight`` is exactly a repetition of rows (scikit-learn's contract), which
+    independent draws per row would only give up to Monte Carlo error.
+    """
+    bits = np.ascontiguousarray(X, dtype=np.float64).view(np.uint64)
+    salt = _splitmix64(np.arange(bits.shape[1] + 1, dtype=np.uint64) + np.uint64(seed))
+    key = _splitmix64((bits * salt[:-1]).sum(axis=1, dtype=np.uint64) + y.astype(np.uint64) * salt[-1])
+    counters = np.arange(1, num * k_out + 1, dtype=np.uint64) * _GOLDEN
+    uniform = ((_splitmix64(key[None, :] ^ counters[:, None]) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+    return ndtri(uniform).reshape(num, k_out, -1).transpose(0, 2, 1)
+
+
+def _logit_noise(posterior, X: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Antithetic draws (2 S, n, K) of ``x_n^T (W - m)`` under the Gaussian ``posterior`` from ``eps`` (S, n, K)."""
+    cov = posterior.logit_cov(X)
+    # the Cholesky factor, not an eigendecomposition: it is continuous in the covariance, so the noise (and the
+    # fixed point of the steps) moves smoothly with the guide; eigenvectors may swap or flip sign between steps
+    try:
+        root = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:  # a row whose covariance is singular to rounding
+        root = np.linalg.cholesky(cov + 1e-12 * np.trace(cov, axis1=1, axis2=2)[:, None, None] * np.eye(cov.shape[1]))
+    half = np.einsum("nkl,snl->snk", root, eps)
+    return np.concatenate([half, -half])
+
+
+def _kl_to_prior(posterior, prior: np.ndarray, mean: np.ndarray | None = None) -> float:
+    """``KL(N(m, H^{-1}) || N(0, diag(prior)^{-1}))`` in closed form (``m``: ``mean``, else the posterior's)."""
+    m = posterior.mean if mean is None else mean
+    return 0.5 * float((prior * posterior.marginal_variance()).sum() + (prior * m**2).sum()
+                       - prior.size - np.log(prior).sum() + posterior.log_det_precision())
+
+
+def _full_step(X: np.ndarray, y: np.ndarray, expected: _ExpectedLikelihood, prior: np.ndarray, W: np.ndarray):
+    """The full Gaussian after one natural-gradient step of length 1 from mean ``W`` (the guide's draws fixed).
+
+    The new precision is ``diag(prior) + sum_n E_q[Lambda_n] kron x_n x_n^T``, the Hessian of the expected
+    negative log joint at ``W``, and the new mean is Newton's step on that objective, halved while it does not
+    decrease it (Armijo; a full step where the decrease is below the objective's rounding).
+    """
+    value, grad, logits = _neg_log_posterior(W, X, y, expected, prior)
+    posterior = _STRUCTURES["full"](W, X, expected.curvature(logits), prior)
+    step = -sla.cho_solve((posterior.chol, True), grad.ravel()).reshape(W.shape)
+    slope = float((grad * step).sum())
+    measurable = -slope > 1e3 * np.finfo(float).eps * (1.0 + abs(value))
+    t = 1.0
+    for _ in range(30):
+        if not measurable or _neg_log_posterior(W + t * step, X, y, expected, prior)[0] <= value + 1e-4 * t * slope:
+            break
+        t *= 0.5
+    posterior.mean = W + t * step
+    return posterior
+
+
+def _narrowest_sd(gaussian: _GaussianFromGuide) -> float:
+    """The sd of ``gaussian`` along its narrowest direction (the smallest marginal sd beyond 4,000 weights).
+
+    For the over-parametrised softmax the marginal sds are those of the unidentified shift shared by all classes
+    (about the prior's), while the class contrasts the data pin down are far narrower.
+    """
+    var = gaussian.marginal_variance().ravel()
+    if gaussian.factor is None or var.size > 4000:
+        return float(np.sqrt(var.min()))
+    cov = gaussian.factor @ gaussian.factor.T
+    if gaussian.diag is not None:
+        cov[np.diag_indices_from(cov)] += gaussian.diag**2
+    return float(np.sqrt(max(np.linalg.eigvalsh(cov)[0], 0.0)))
+
+
+def _mean_tol(prior: np.ndarray) -> float:
+    """The max|grad| at which a mean is within _MEAN_SDS posterior sds of the optimum in every direction.
+
+    Near the optimum the error is ``e = H^{-1} g`` and its size in posterior sds (the Mahalanobis norm) is
+    ``sqrt(g^T H^{-1} g) <= |g|_2 / sqrt(min prior) <= sqrt(P) max|g| / sqrt(min prior)``, since the objective's
+    Hessian ``H`` is at least the prior precision.
+    """
+    return _MEAN_SDS * float(np.sqrt(prior.min() / prior.size))
+
+
+def _settled(before, after, tol: float) -> bool:
+    """No mean moved by more than ``tol`` posterior sds and no sd changed by more than a fraction ``tol``."""
+    sd_a, sd_b = np.sqrt(before.marginal_variance()), np.sqrt(after.marginal_variance())
+    return bool(np.all(np.abs(before.mean - after.mean) <= tol * sd_b) and np.all(np.abs(sd_a - sd_b) <= tol * sd_b))
+
+
 def _seed_from(generator: np.random.Generator) -> int:
     return int(generator.integers(0, 2**62))
 
@@ -83,17 +229,37 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     ``Categorical(softmax(W [z_i; 1]))`` (the log-likelihood of :mod:`bayes_diglm.likelihoods`, entered by
     ``pyro.factor``) inside ``pyro.plate("data", n, subsample_size=batch_size)``. The guide is a Gaussian over
     the flattened weights with the covariance structure ``covariance``: ``"full"`` (lower Cholesky factor),
-    ``"diag"`` (mean-field), ``"lowrank"`` (``rank`` factors plus a diagonal) or ``"kron"``
-    (``L_class kron L_feature``, a matrix-normal guide).
+    ``"diag"`` (mean-field), ``"lowrank"`` (``rank`` factors plus a diagonal), ``"kron"``
+    (``L_class kron L_feature``, a matrix-normal guide) or ``"auto"`` (the default: ``"full"`` up to 2,000
+    weights, ``"kron"`` above; the choice is ``covariance_``).
 
-    **Initialisation and convergence.** The guide starts at the Laplace approximation (MAP by Newton, covariance
-    from the Hessian), so SVI only has to move from a nearby Gaussian to the ELBO optimum. ClippedAdam runs with a
-    learning rate decaying to ``lr / 10`` over ``num_steps`` and ``num_particles`` vectorised particles. Every
-    ``plateau_window`` steps the window averages of the guide's means and standard deviations are compared with
-    the previous window's; training stops when no mean moved by more than ``plateau_tol`` posterior sds and no sd
-    changed by more than a fraction ``plateau_tol`` (``plateau_tol=None`` always runs ``num_steps``). The final
-    guide is the average of the parameters over the last window (Polyak averaging, which removes most of the
-    step-to-step noise). ``converged_`` says whether the rule was met; when not, a ``ConvergenceWarning`` says so.
+    **Optimisers.** ``optimizer="natural"`` (what ``"auto"`` picks without ``batch_size``) runs closed-form steps
+    on the full data. The ELBO of a Gaussian ``q = N(m, Sigma)`` in a GLM is stationary where (Opper and
+    Archambeau 2009) ``E_q[grad log p(y | W)] = prior * m`` and ``Sigma^{-1} = diag(prior) + sum_n E_q[Lambda_n]
+    kron x_n x_n^T``, ``Lambda_n`` the curvature of the negative log-likelihood in the predictor. Each step solves
+    the first condition for ``m`` at the current ``Sigma`` (L-BFGS on the expected log joint, the expectation a
+    sample average over fixed antithetic draws of each row's predictor, so the objective is deterministic), then
+    sets ``Sigma^{-1}`` by the second, stored in the structure ``covariance`` as the Laplace head stores its
+    precision: exact for ``"full"`` (a natural-gradient step of length 1, the Bayesian learning rule's Newton
+    form) and ``"diag"`` (the mean-field fixed point), the Kronecker (K-FAC) or low-rank projection of the same
+    expected curvature for ``"kron"`` and ``"lowrank"``. It starts at the Laplace approximation (the same
+    equations with the expectations taken at the mode) and stops when, in two steps in a row, no mean moved by
+    more than ``plateau_tol`` posterior sds and no sd changed by more than a fraction ``plateau_tol``
+    (``plateau_tol=None``: 1e-8), after at most ``min(num_steps, 100)`` steps; ``num_particles`` is the least
+    number of draws per row (raised until ``n * draws`` reaches 16,384). ``lr``, ``plateau_window`` and
+    ``batch_size`` are Adam's.
+
+    ``optimizer="adam"`` (what ``"auto"`` picks with ``batch_size``) is Pyro's ``SVI`` with ``Trace_ELBO`` on a
+    Pyro guide started at the Laplace approximation. ClippedAdam runs with a learning rate decaying to ``lr / 10``
+    over ``num_steps`` and ``num_particles`` vectorised particles, on minibatches of ``batch_size`` rows (the
+    plate scales their log-likelihood by ``n / batch_size``). Every ``plateau_window`` steps the window averages
+    of the guide's means and standard deviations are compared with the previous window's, with the rule above
+    (``plateau_tol=None`` always runs ``num_steps``). The final guide is the average of the parameters over the
+    last window (Polyak averaging). Adam moves every parameter by about ``lr`` per step whatever the posterior's
+    scale, so ``lr`` must be well below the posterior sds (about ``1 / sqrt(n)``); when the ELBO turns
+    non-finite the error says by how much ``lr`` exceeds the smallest sd of the Laplace start.
+
+    ``converged_`` says whether the stopping rule was met; when not, a ``ConvergenceWarning`` says so.
 
     Each instance keeps its parameters in its own Pyro parameter-store scope, restored around every call, so
     several heads never share or overwrite each other's parameters and the global store is left as it was.
@@ -109,7 +275,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     (2, 2)
     """
 
-    _arviz_attrs = {"inference": "stochastic variational inference (Pyro, Gaussian guide)"}
+    _arviz_attrs = {"inference": "stochastic variational inference (Pyro, Gaussian guide)",
+                    "draws": "i.i.d. from an approximate posterior"}
 
     def __init__(
         self,
@@ -117,8 +284,9 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         prior_precision: float = 1.0,
         intercept_prior_precision: float | None = None,
         fit_intercept: bool = True,
-        covariance: str = "full",
+        covariance: str = "auto",
         rank: int | None = None,
+        optimizer: str = "auto",
         num_steps: int = 5000,
         lr: float = 0.01,
         batch_size: int | None = None,
@@ -133,6 +301,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         self.fit_intercept = fit_intercept
         self.covariance = covariance
         self.rank = rank
+        self.optimizer = optimizer
         self.num_steps = num_steps
         self.lr = lr
         self.batch_size = batch_size
@@ -145,8 +314,10 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     # ---- checks ----------------------------------------------------------------------------------------
 
     def _check_params(self, n: int) -> None:
-        if self.covariance not in COVARIANCES:
-            raise ValueError(f"covariance must be one of {COVARIANCES}, got {self.covariance!r}")
+        if self.covariance not in ("auto", *COVARIANCES):
+            raise ValueError(f"covariance must be 'auto' or one of {COVARIANCES}, got {self.covariance!r}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("num_steps", "num_particles", "plateau_window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -160,6 +331,9 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         if self.batch_size is not None and not (isinstance(self.batch_size, (int, np.integer))
                                                 and 1 <= self.batch_size <= n):
             raise ValueError(f"batch_size must be in 1..{n} or None, got {self.batch_size!r}")
+        if self.batch_size is not None and self.optimizer == "natural":
+            raise ValueError(f"batch_size={self.batch_size!r} needs optimizer='adam' (or 'auto'): the natural-gradient "
+                             "steps use the full data")
 
     def _prior(self, k_out: int, D_aug: int) -> np.ndarray:
         prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
@@ -202,11 +376,11 @@ class SVIClassifier(_GaussianPosteriorClassifier):
             cov = np.diag(var)
         cov = 0.5 * (cov + cov.T)
         params = {"loc": loc}
-        if self.covariance == "full":
+        if self.covariance_ == "full":
             params["scale_tril"] = torch.from_numpy(np.linalg.cholesky(cov + 1e-12 * np.eye(P)))
-        elif self.covariance == "diag":
+        elif self.covariance_ == "diag":
             params["scale"] = torch.from_numpy(np.sqrt(var))
-        elif self.covariance == "lowrank":
+        elif self.covariance_ == "lowrank":
             r = min(self.rank if self.rank is not None else max(1, int(round(P**0.5))), P)
             s, u = np.linalg.eigh(cov)
             s, u = np.clip(s[::-1][:r], 0.0, None), u[:, ::-1][:, :r]
@@ -220,11 +394,11 @@ class SVIClassifier(_GaussianPosteriorClassifier):
 
     def _guide_distribution(self, params: dict[str, torch.Tensor], shape: tuple[int, int]):
         loc = params["loc"]
-        if self.covariance == "full":
+        if self.covariance_ == "full":
             base = dist.MultivariateNormal(loc, scale_tril=params["scale_tril"])
-        elif self.covariance == "diag":
+        elif self.covariance_ == "diag":
             base = dist.Normal(loc, params["scale"]).to_event(1)
-        elif self.covariance == "lowrank":
+        elif self.covariance_ == "lowrank":
             base = dist.LowRankMultivariateNormal(loc, params["cov_factor"], params["cov_diag"])
         else:
             base = dist.MultivariateNormal(loc, scale_tril=torch.kron(params["class_tril"], params["feature_tril"]))
@@ -244,11 +418,11 @@ class SVIClassifier(_GaussianPosteriorClassifier):
 
     def _gaussian(self, params: dict[str, np.ndarray], shape) -> _GaussianFromGuide:
         mean = params["loc"].reshape(shape)
-        if self.covariance == "full":
+        if self.covariance_ == "full":
             return _GaussianFromGuide(mean, params["scale_tril"], None)
-        if self.covariance == "diag":
+        if self.covariance_ == "diag":
             return _GaussianFromGuide(mean, None, params["scale"])
-        if self.covariance == "lowrank":
+        if self.covariance_ == "lowrank":
             return _GaussianFromGuide(mean, params["cov_factor"], np.sqrt(params["cov_diag"]))
         return _GaussianFromGuide(mean, np.kron(params["class_tril"], params["feature_tril"]), None)
 
@@ -257,8 +431,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     def fit(self, Z, y, *, sample_weight=None) -> SVIClassifier:
         """Maximise the ELBO from the Laplace start; see the class notes for the stopping rule.
 
-        ``sample_weight`` weights each row's log-likelihood (an integer weight equals repeating the row). The
-        negative loss per step (the ELBO, full-data scale) is kept in ``elbo_history_``.
+        ``sample_weight`` weights each row's log-likelihood (an integer weight equals repeating the row; Adam takes
+        integer weights only). The ELBO per step (full-data scale) is kept in ``elbo_history_``.
         """
         with self._keep_state_on_error():
             Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=False)
@@ -266,13 +440,77 @@ class SVIClassifier(_GaussianPosteriorClassifier):
             classes, index = self._encode_train_labels(y)
             self.classes_ = classes
             self.likelihood_ = self._likelihood_for(classes.size)
-            self._run_svi(self._design(Z), index, w)
+            X = self._design(Z)
+            prior = self._prior(self.likelihood_.num_outputs, X.shape[1])
+            auto = "full" if prior.size <= _FULL_MAX_WEIGHTS else "kron"
+            self.covariance_ = auto if self.covariance == "auto" else self.covariance
+            self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
+                               .get(self.optimizer, self.optimizer))
+            run = self._run_natural if self.optimizer_ == "natural" else self._run_svi
+            posterior, history, converged, evidence = run(X, index, w, prior)
+            self._set_fitted(X, prior, posterior, history, converged, evidence)
         return self
 
-    def _run_svi(self, X: np.ndarray, y: np.ndarray, w) -> None:
+    def _run_natural(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray):
+        """Natural-gradient (closed-form) steps from the Laplace approximation; see the class notes."""
+        structure = self.covariance_
+        base = _Objective(self.likelihood_, w)
+        extra = {"lowrank": {"rank": self.rank}, "kron": {"weights": w}}.get(structure, {})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged MAP is still a fine start
+            posterior = laplace_glm(X, y, likelihood=self.likelihood_, prior_precision=prior, covariance=structure,
+                                    optimizer="auto", sample_weight=w, rank=self.rank,
+                                    tol=_mean_tol(prior)).posterior
+        rng = np.random.default_rng(int(self.seed))
+        n = X.shape[0]
+        rows = n if w is None else float(w.sum())  # as many draws for weighted rows as for the repeated ones
+        pairs = max(math.ceil(int(self.num_particles) / 2), math.ceil(_SAA_DRAWS / (2 * rows)))
+        eps = _row_normals(X, y, pairs, prior.shape[0], int(self.seed))
+        tol = 1e-8 if self.plateau_tol is None else float(self.plateau_tol)
+        history, converged, settled = [], False, False
+        for _ in range(min(int(self.num_steps), _MAX_NATURAL_STEPS)):
+            expected = _ExpectedLikelihood(base, _logit_noise(posterior, X, eps))
+            if structure == "full":
+                updated = _full_step(X, y, expected, prior, posterior.mean)
+            else:  # the structure's precision is no Hessian to take Newton steps with: solve for the mean
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    W = _lbfgs(X, y, expected, prior, posterior.mean, _mean_tol(prior), 15000)[0]
+                updated = _STRUCTURES[structure](W, X, expected.curvature(X @ W.T), prior, **extra)
+            elbo = (float(expected.log_prob(X @ updated.mean.T, y).sum())
+                    - _kl_to_prior(posterior, prior, updated.mean))
+            if not np.isfinite(elbo):
+                raise FloatingPointError(self._diverged_message(len(history), elbo, posterior))
+            history.append(elbo)
+            # two settled steps in a row: the mean answers a change of the covariance one step later (it is
+            # solved at the previous step's draws), so one small step can be a pause, not the end
+            settled, previous_settled = _settled(posterior, updated, tol), settled
+            posterior = updated
+            if settled and previous_settled:
+                converged = True
+                break
+        particles = int(max(8, min(_EVIDENCE_PARTICLES, _EVIDENCE_ELEMENTS // (n * prior.shape[0]))))
+        fresh = _ExpectedLikelihood(base, _logit_noise(posterior, X, rng.standard_normal((particles // 2, n,
+                                                                                        prior.shape[0]))))
+        evidence = float(fresh.log_prob(X @ posterior.mean.T, y).sum()) - _kl_to_prior(posterior, prior)
+        return posterior, history, converged, evidence
+
+    def _diverged_message(self, step: int, value: float, start) -> str:
+        """Why the ELBO turned non-finite, in the units that matter (the posterior's width against Adam's steps)."""
+        where = f"the ELBO became {value} at step {step} of {self.optimizer_!r}"
+        if self.optimizer_ == "adam":
+            sd = _narrowest_sd(start)
+            return (f"SVI diverged ({where}): Adam moves every weight by about lr={self.lr:g} per step, "
+                    f"{self.lr / sd:.3g} times the posterior sd in its narrowest direction at the Laplace start "
+                    f"({sd:.3g}); use lr <= {0.1 * sd:.2g} or optimizer='natural'")
+        return (f"SVI diverged ({where}): the expected log-likelihood under the Gaussian guide is not finite; the "
+                f"features may be too large, or the classes separable under a weak prior: standardise the features "
+                f"or raise prior_precision")
+
+    def _run_svi(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray):
+        """Pyro's SVI with ClippedAdam from the Laplace start; see the class notes."""
         k_out = self.likelihood_.num_outputs
         shape = (k_out, X.shape[1])
-        prior = self._prior(*shape)
         init = self._init_guide(X, y, w, prior)
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
         if w is not None:  # weights enter the log-likelihood: fold them into the factor via the targets' plate
@@ -291,9 +529,15 @@ class SVIClassifier(_GaussianPosteriorClassifier):
             svi = SVI(model, guide, optim, loss=loss)
             sums, previous, converged = None, None, False
             for step in range(steps):
-                value = svi.step(Xt, yt, self.batch_size)
+                try:
+                    value = svi.step(Xt, yt, self.batch_size)
+                except ValueError as err:  # a distribution's argument check on NaN parameters
+                    if "nan" not in str(err).lower():
+                        raise
+                    value = math.nan
                 if not np.isfinite(value):
-                    raise FloatingPointError(f"the ELBO became {value} at step {step}; lower lr")
+                    start = self._gaussian({k: v.detach().numpy() for k, v in init.items()}, shape)
+                    raise FloatingPointError(self._diverged_message(step, value, start)) from None
                 history.append(-float(value))
                 current = self._snapshot(store)
                 sums = current if sums is None else {k: sums[k] + current[k] for k in sums}
@@ -309,14 +553,18 @@ class SVIClassifier(_GaussianPosteriorClassifier):
                 final = {k: v / (len(history) % window) for k, v in sums.items()}
             gaussian = self._gaussian(self._constrained(final), shape)
             evidence = self._elbo_estimate(model, final, shape, Xt, yt)
+        return gaussian, history, converged, evidence
+
+    def _set_fitted(self, X: np.ndarray, prior: np.ndarray, posterior, history, converged: bool, evidence) -> None:
         if not converged and self.plateau_tol is not None:
-            warnings.warn(f"SVIClassifier stopped at num_steps={steps} before its parameters settled (window "
-                          f"averages still moved by more than plateau_tol={self.plateau_tol}); raise num_steps "
-                          f"or lr", ConvergenceWarning, stacklevel=3)
+            what = "window averages" if self.optimizer_ == "adam" else "steps"
+            warnings.warn(f"SVIClassifier stopped after {len(history)} {self.optimizer_} steps (num_steps="
+                          f"{self.num_steps}) before its parameters settled ({what} still moved by more than "
+                          f"plateau_tol={self.plateau_tol}); raise num_steps", ConvergenceWarning, stacklevel=4)
         d = X.shape[1] - int(self.fit_intercept)
-        self.posterior_ = gaussian
-        self.coef_ = gaussian.mean[:, :d]
-        self.intercept_ = gaussian.mean[:, -1] if self.fit_intercept else np.zeros(k_out)
+        self.posterior_ = posterior
+        self.coef_ = posterior.mean[:, :d]
+        self.intercept_ = posterior.mean[:, -1] if self.fit_intercept else np.zeros(prior.shape[0])
         self.prior_precision_ = prior
         self.elbo_history_ = np.asarray(history)
         self.n_iter_ = len(history)
@@ -339,11 +587,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         return {name.removeprefix("svi."): value.numpy().copy() for name, value in params.items()}
 
     def _settled(self, before: dict, after: dict, shape) -> bool:
-        a = self._gaussian(self._constrained(before), shape)
-        b = self._gaussian(self._constrained(after), shape)
-        sd_a, sd_b = np.sqrt(a.marginal_variance()), np.sqrt(b.marginal_variance())
-        tol = float(self.plateau_tol)
-        return bool(np.all(np.abs(a.mean - b.mean) <= tol * sd_b) and np.all(np.abs(sd_a - sd_b) <= tol * sd_b))
+        return _settled(self._gaussian(self._constrained(before), shape),
+                        self._gaussian(self._constrained(after), shape), float(self.plateau_tol))
 
     def _elbo_estimate(self, model, params: dict[str, torch.Tensor], shape, Xt, yt) -> float:
         fixed = {name.removeprefix("svi."): value for name, value in params.items()}

@@ -10,14 +10,14 @@ from .svi import SVIClassifier
 
 __all__ = ["SVIRegressor"]
 
-# SVIClassifier's machinery (Gaussian guide from the Laplace start, ClippedAdam, plateau rule, Polyak averaging,
-# ELBO) does not depend on the task: it reads only ``likelihood_`` and the hyper-parameters below. It is taken
-# from the class itself (not copied) so that both heads run the same optimisation.
-_SVI_MACHINERY = (
-    "_check_params", "_prior", "_model_fn", "_init_guide", "_guide_distribution", "_CONSTRAINTS", "_guide_fn",
-    "_gaussian", "_run_svi", "_weighted", "_snapshot", "_constrained", "_settled", "_elbo_estimate",
-    "log_evidence", "_sample_weights", "_arviz_attrs",
-)
+# SVIClassifier's machinery (Laplace start, natural-gradient or Adam steps, stopping rule, ELBO) does not depend on
+# the task: it reads only ``likelihood_`` and the hyper-parameters. Every method of the class except its
+# constructor, its fit and its documentation is taken from the class itself (not copied), so that both heads run
+# the same optimisation whatever it becomes.
+_CLASSIFIER_ONLY = {"__init__", "fit", "__doc__", "__module__", "__qualname__", "__dict__", "__weakref__",
+                    "__firstlineno__", "__static_attributes__"}
+_SVI_MACHINERY = tuple(name for name in vars(SVIClassifier)
+                       if name not in _CLASSIFIER_ONLY and not name.startswith("set_"))  # sklearn's own request setters
 
 
 class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
@@ -29,7 +29,8 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
     ``noise_variance``). Guide, initialisation at the Laplace approximation, stopping rule and evidence are
     :class:`~bayes_diglm.inference.SVIClassifier`'s, with the same parameters (less ``classes``). Per-row context
     keywords of the family (``trials=`` ...) go to ``predict_dist``, ``predict`` and the ArviZ methods; ``fit``
-    takes none yet (the Pyro model has no context).
+    takes none yet (the Pyro model has no context). The natural-gradient optimiser averages the family's curvature
+    without ``y``: a family whose curvature needs ``y`` takes ``optimizer="adam"``.
 
     Examples
     --------
@@ -52,8 +53,9 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
         prior_precision: float = 1.0,
         intercept_prior_precision: float | None = None,
         fit_intercept: bool = True,
-        covariance: str = "full",
+        covariance: str = "auto",
         rank: int | None = None,
+        optimizer: str = "auto",
         num_steps: int = 5000,
         lr: float = 0.01,
         batch_size: int | None = None,
@@ -70,6 +72,7 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
         self.fit_intercept = fit_intercept
         self.covariance = covariance
         self.rank = rank
+        self.optimizer = optimizer
         self.num_steps = num_steps
         self.lr = lr
         self.batch_size = batch_size
@@ -89,5 +92,11 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
             self._check_params(Z.shape[0])
             y = self._check_y(lik, np.asarray(y, dtype=np.float64), self._validate_context(lik, {}, Z.shape[0]))
             self.likelihood_ = lik
-            self._run_svi(self._design(Z), y, w)
+            X = self._design(Z)
+            prior = self._prior(lik.num_outputs, X.shape[1])
+            self.covariance_ = "full" if self.covariance == "auto" else self.covariance  # one output: P = D + 1
+            self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
+                               .get(self.optimizer, self.optimizer))
+            run = self._run_natural if self.optimizer_ == "natural" else self._run_svi
+            self._set_fitted(X, prior, *run(X, y, w, prior))
         return self

@@ -281,6 +281,19 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         """The flow features ``z = f(x)`` (n, D), float64."""
         return self._outputs(self._validate_X(X))[0]
 
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the columns of :meth:`transform`: ``z0 ... z{D-1}`` (so ``set_output(transform="pandas")``
+        works); ``input_features``, if given, must match the inputs seen in ``fit``."""
+        check_is_fitted(self)
+        if input_features is not None:
+            names = np.asarray(input_features, dtype=object)
+            seen = getattr(self, "feature_names_in_", None)
+            if names.ndim != 1 or len(names) != self.n_features_in_ or (
+                    seen is not None and not np.array_equal(names, seen)):
+                raise ValueError(f"input_features={list(names)} do not match the {self.n_features_in_} inputs "
+                                 f"seen in fit{'' if seen is None else f' ({list(seen)})'}")
+        return np.asarray([f"z{i}" for i in range(self.model_.head.dim)], dtype=object)
+
     def flow_outputs(self, X) -> FlowOutputs:
         """Features ``z = f(x)`` (n, D), ``log p(x)`` (n,) and the point head's noise precisions (n,; None unless
         heteroscedastic) from one pass through the flow, as float64 NumPy arrays."""

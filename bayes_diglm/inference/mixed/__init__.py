@@ -2,12 +2,14 @@
 
 :class:`MixedEffectsRegression` (Gaussian, exact REML/ML as lme4's ``lmer``), :class:`MixedEffectsClassifier`
 (logit) and :class:`MixedEffectsPoisson` (log link), both by the Laplace approximation of ``glmer`` (``nAGQ=1``);
-random effects specified by :class:`RandomEffect`; :class:`MixedSufficientStats` streams large data sets.
+random effects specified by :class:`RandomEffect`; a fit whose covariance is singular warns
+:class:`SingularFitWarning`; :class:`MixedSufficientStats` streams large data sets.
 """
 
 from .design import MixedSufficientStats, RandomEffect
 from .gaussian import MixedEffectsRegression
 from .glmm import MixedEffectsClassifier, MixedEffectsPoisson
+from .optimise import SingularFitWarning
 
 __all__ = ["MixedEffectsClassifier", "MixedEffectsPoisson", "MixedEffectsRegression", "MixedSufficientStats",
-           "RandomEffect"]
+           "RandomEffect", "SingularFitWarning"]

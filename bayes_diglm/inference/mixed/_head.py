@@ -53,6 +53,16 @@ class PLSSystem:
         return self.scale * P.T @ P
 
 
+def drop_zero_weights(w: np.ndarray, Z: np.ndarray, y, labels: list[np.ndarray]):
+    """``(Z, y, w, labels)`` without the rows of weight 0: they carry no information (no trials, or infinite noise),
+    and ``log w`` would be -inf. Factor levels are built before, so a level seen only in such rows stays a level
+    whose random effect keeps its prior."""
+    keep = w > 0
+    if keep.all():
+        return Z, y, w, labels
+    return Z[keep], None if y is None else y[keep], w[keep], [lab[keep] for lab in labels]
+
+
 def default_effects(cols: dict) -> list[RandomEffect]:
     """A random intercept for every grouping column (crossed)."""
     return [RandomEffect(group=key) for key in cols]
@@ -73,9 +83,10 @@ class MixedHeadBase(PosteriorHead):
         check_is_fitted(self)
         return validate_data(self, Z, dtype=np.float64, reset=False, ensure_min_features=0)
 
-    def _weights(self, sample_weight, n: int) -> np.ndarray:
-        """Positive weights (ones when None), checked by the contract's validator."""
-        w = self._validate_weights(sample_weight, n, positive=True)
+    def _weights(self, sample_weight, n: int, *, allow_zero: bool = False) -> np.ndarray:
+        """Positive weights (non-negative, not all zero, with ``allow_zero``; ones when None), checked by the
+        contract's validator."""
+        w = self._validate_weights(sample_weight, n, positive=not allow_zero)
         return np.ones(n) if w is None else w
 
     def _X(self, Z: np.ndarray) -> np.ndarray:
@@ -109,6 +120,7 @@ class MixedHeadBase(PosteriorHead):
         return factors, labels
 
     def _stats(self, Z, y, w, factors, labels, *, allow_unseen=False):
+        Z, y, w, labels = drop_zero_weights(w, Z, y, labels)
         order = block_order(factors)
         codes = [factors[k].codes(labels[k], allow_unseen=allow_unseen) for k in order]
         designs = [factors[k].design(Z) for k in order]

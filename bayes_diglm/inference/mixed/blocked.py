@@ -17,7 +17,8 @@ from scipy import sparse
 
 from bayes_diglm.inference.linalg import JitterWarning, robust_cholesky
 
-__all__ = ["BlockedCholesky", "BlockPattern", "apply_lambda", "fixed_effect_factor", "relative_factors", "theta_layout"]
+__all__ = ["BlockedCholesky", "BlockPattern", "apply_lambda", "fixed_effect_factor", "psd_cholesky", "relative_factors",
+           "theta_from_factors", "theta_layout"]
 
 # F = A21 L11^{-T} is kept dense (BLAS) below this many entries, sparse above
 _DENSE_F_ENTRIES = 1 << 22
@@ -47,6 +48,28 @@ def relative_factors(theta: np.ndarray, qs: list[int], covariances: list[str]) -
             pos += q
         out.append(L)
     return out
+
+
+def theta_from_factors(lams: list[np.ndarray], covariances: list[str]) -> np.ndarray:
+    """lme4's theta from lower-triangular ``L_k``: the inverse of :func:`relative_factors`."""
+    parts = []
+    for L, cov in zip(lams, covariances, strict=True):
+        if cov == "full":
+            rows, cols = np.tril_indices(L.shape[0])
+            order = np.lexsort((rows, cols))
+            parts.append(L[rows[order], cols[order]])
+        else:
+            parts.append(np.diag(L).copy())
+    return np.concatenate(parts)
+
+
+def psd_cholesky(psi: np.ndarray) -> np.ndarray:
+    """A lower-triangular ``L`` with non-negative diagonal and ``L L^T = psi`` for a symmetric PSD ``psi``,
+    singular ones included (a symmetric square root, then QR to triangular form; no jitter)."""
+    evals, evecs = np.linalg.eigh(psi)
+    root = evecs * np.sqrt(np.clip(evals, 0.0, None))
+    L = np.linalg.qr(root.T, mode="r").T
+    return L * np.where(np.diag(L) < 0, -1.0, 1.0)[None, :]
 
 
 def theta_layout(qs: list[int], covariances: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from scipy import linalg as sla
-from scipy import optimize as sopt
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -18,8 +17,9 @@ from bayes_diglm.likelihoods import Gaussian
 
 from ..base import Predictive, as_generator
 from ._head import MixedHeadBase, PLSSystem
-from .blocked import BlockedCholesky, fixed_effect_factor, relative_factors, theta_layout
+from .blocked import BlockedCholesky, fixed_effect_factor, psd_cholesky, relative_factors, theta_layout
 from .design import MixedSufficientStats, block_pattern
+from .optimise import minimise_variance_components, warn_if_singular
 
 __all__ = ["MixedEffectsRegression", "profiled_deviance"]
 
@@ -68,7 +68,8 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
     unstructured or diagonal covariance ``Psi_k = sigma^2 L_k L_k^T``). As lme4's ``lmer``: the marginal
     likelihood is exact, beta and ``sigma^2`` are profiled out of the penalised least-squares system, and theta
     (the entries of each Cholesky factor ``L_k``, diagonals bounded below by 0) maximises the REML criterion
-    (``reml=True``, the default of lme4 and statsmodels) or the likelihood, by L-BFGS-B.
+    (``reml=True``, the default of lme4 and statsmodels) or the likelihood, by L-BFGS-B over the squared
+    diagonals, with the boundary probed (:func:`~bayes_diglm.inference.mixed.optimise.minimise_variance_components`).
 
     The system ``Lambda^T Z_r^T W Z_r Lambda + I`` is factorised blockwise
     (:class:`~bayes_diglm.inference.mixed.blocked.BlockedCholesky`): the largest factor's groups as a batch of
@@ -79,7 +80,10 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
     Fitted: ``coef_``, ``intercept_``, ``bse_`` (standard errors, ``sigma^2 (X^T V^{-1} X)^{-1}``),
     ``sigma2_``, ``re_cov_`` (per factor ``Psi_k``), ``random_effects_`` (BLUPs, per factor (G, q)),
     ``random_effects_cov_`` (their conditional covariances given beta, lme4's ``condVar``),
-    ``log_likelihood_`` (the maximised REML criterion or log-likelihood), ``theta_``.
+    ``log_likelihood_`` (the maximised REML criterion or log-likelihood), ``theta_``, ``converged_`` (true only
+    at a verified optimum, :mod:`~bayes_diglm.inference.mixed.optimise`), ``singular_`` (lme4's "boundary
+    (singular) fit": a variance at 0 or a correlation at +-1, also announced by a
+    :class:`~bayes_diglm.inference.mixed.SingularFitWarning`). Rows of weight 0 are dropped.
 
     Posterior draws (:meth:`sample`) treat beta under a flat prior and the random effects jointly with it
     (``N(mode, sigma^2 M^{-1})`` for the whole PLS system); the variance components are plug-in estimates,
@@ -129,7 +133,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         and optional precision weights ``sample_weight`` (``Var(eps_i) = sigma^2 / w_i``)."""
         with self._keep_state_on_error():
             Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=True, reset=True, ensure_min_features=0)
-            w = self._weights(sample_weight, Z.shape[0])
+            w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
             factors, labels = self._build_factors(Z, groups)
             stats = self._stats(Z, y, w, factors, labels)
             self._fit_stats(stats)
@@ -146,7 +150,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         y = np.asarray(y, dtype=np.float64).ravel()
         if y.shape[0] != Z.shape[0] or not np.all(np.isfinite(y)):
             raise ValueError(f"y must hold {Z.shape[0]} finite values, got shape {y.shape}")
-        w = self._weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
         factors, labels = self._build_factors(Z, groups, levels=levels)
         return self._stats(Z, y, w, factors, labels)
 
@@ -178,9 +182,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
                 psi = psi[0, 0] * np.eye(f.q)
             if psi.shape != (f.q, f.q) or not np.allclose(psi, psi.T) or np.any(np.linalg.eigvalsh(psi) < 0):
                 raise ValueError(f"variance_components[{f.name!r}] must be a symmetric PSD {f.q}x{f.q} matrix")
-            evals, evecs = np.linalg.eigh(psi / sigma2)  # PSD square root, then a triangular factor by QR
-            root = evecs * np.sqrt(np.clip(evals, 0, None))
-            lams.append(np.linalg.qr(root.T, mode="r").T if f.q > 1 else np.sqrt(psi / sigma2))
+            lams.append(psd_cholesky(psi / sigma2))
         if vc:
             raise ValueError(f"variance_components names unknown factors: {sorted(vc)}")
         return lams, sigma2
@@ -200,21 +202,18 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
                 if f.levels.size < 2:
                     raise ValueError(f"factor {f.name!r} has a single level ({f.levels[0]!r}): its variance is "
                                      "not identifiable")
-            start, lower = theta_layout(qs, covs)
+            start, _ = theta_layout(qs, covs)
 
             def objective(theta):
                 return profiled_deviance(stats, relative_factors(theta, qs, covs), reml=self.reml)[0]
 
             with warnings.catch_warnings():  # the optimiser's trial points are not the fitted model
                 warnings.simplefilter("ignore", JitterWarning)
-                res = sopt.minimize(objective, start, method="L-BFGS-B", jac="3-point",
-                                    bounds=list(zip(lower, np.full(start.size, np.inf), strict=True)),
-                                    options={"gtol": self.tol, "ftol": 1e-15, "maxiter": self.max_iter})
-            theta, n_iter = res.x, int(res.nit)
-            # finite-difference gradients stop L-BFGS-B's line search near the optimum ("ABNORMAL"): accept a
-            # projected gradient below 1e-4 deviance units per unit of theta as converged
-            grad = np.where((theta <= lower) & (res.jac > 0), 0.0, res.jac)
-            converged = bool(res.success or np.max(np.abs(grad)) < 1e-4)
+                # finite-difference gradients stop L-BFGS-B's line search near the optimum ("ABNORMAL"): a
+                # projected gradient below 1e-4 deviance units per unit of phi counts as stationary
+                res = minimise_variance_components(objective, start, qs, covs, gtol=self.tol,
+                                                   maxiter=self.max_iter, grad_tol=1e-4)
+            theta, n_iter, converged = res.x, res.n_iter, res.converged
             lams, sigma2 = relative_factors(theta, qs, covs), None
         dev, pls = profiled_deviance(stats, lams, reml=self.reml, scale=sigma2)
         chol, RZX, RX = pls["chol"], pls["RZX"], pls["RX"]
@@ -228,6 +227,10 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         self.n_iter_, self.converged_ = n_iter, converged
         self._fixed_attributes(self.n_features_in_)
         self._set_random_effects(lams)
+        if theta is None:  # fixed components are given, not estimated: nothing to flag
+            self.singular_ = False
+        else:
+            warn_if_singular(self, lams, [factors[k].name for k in order])
 
     # ---- contract --------------------------------------------------------------------------------------
 

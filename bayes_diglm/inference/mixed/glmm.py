@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import torch
 from scipy import linalg as sla
-from scipy import optimize as sopt
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -16,9 +15,10 @@ from bayes_diglm.inference.linalg import JitterWarning
 from bayes_diglm.likelihoods import Bernoulli, Poisson
 
 from ..base import Predictive, as_generator
-from ._head import MixedHeadBase, PLSSystem
+from ._head import MixedHeadBase, PLSSystem, drop_zero_weights
 from .blocked import BlockedCholesky, BlockPattern, apply_lambda, fixed_effect_factor, relative_factors, theta_layout
 from .design import RowPattern, _block_sums, block_order
+from .optimise import minimise_variance_components, warn_if_singular
 
 __all__ = ["MixedEffectsClassifier", "MixedEffectsPoisson"]
 
@@ -115,13 +115,14 @@ class _LaplaceGLMM(MixedHeadBase):
             if f.levels.size < 2:
                 raise ValueError(f"factor {f.name!r} has a single level ({f.levels[0]!r}): its variance is not "
                                  "identifiable")
+        Z, y, w, labels = drop_zero_weights(w, Z, y, labels)
         order = block_order(factors)
         facs = [factors[k] for k in order]
         rows = _Rows(self._X(Z), [factors[k].codes(labels[k], allow_unseen=False) for k in order],
                      [factors[k].design(Z) for k in order], facs, y, w)
         qs, covs = [f.q for f in facs], [f.spec.covariance for f in facs]
         q_total, p = sum(f.size for f in facs), rows.X.shape[1]
-        start, lower = theta_layout(qs, covs)
+        start, _ = theta_layout(qs, covs)
         nt = start.size
         state = {"u": np.zeros(q_total), "beta": np.zeros(p)}
         with warnings.catch_warnings():  # trial points of the optimiser are not the fitted model
@@ -136,9 +137,8 @@ class _LaplaceGLMM(MixedHeadBase):
                 state["u"], state["beta"] = u, beta
                 return dev
 
-            bounds0 = list(zip(lower, np.full(nt, np.inf), strict=True))
-            res0 = sopt.minimize(stage0, start, method="L-BFGS-B", jac="3-point", bounds=bounds0,
-                                 options={"gtol": 1e-6, "ftol": 1e-12, "maxiter": 200})
+            res0 = minimise_variance_components(stage0, start, qs, covs, gtol=1e-6, maxiter=200, grad_tol=1e-3,
+                                                ftol=1e-12)
             state["u"], state["beta"], _, _ = self._mode(rows, relative_factors(res0.x, qs, covs), state["u"],
                                                          state["beta"], joint=True)
 
@@ -148,22 +148,20 @@ class _LaplaceGLMM(MixedHeadBase):
                 state["u"] = u
                 return dev
 
-            x0 = np.concatenate([res0.x, state["beta"]])
-            bounds1 = bounds0 + [(None, None)] * p
-            res = sopt.minimize(stage1, x0, method="L-BFGS-B", jac="3-point", bounds=bounds1,
-                                options={"gtol": self.tol, "ftol": 1e-15, "maxiter": self.max_iter})
+            res = minimise_variance_components(stage1, np.concatenate([res0.x, state["beta"]]), qs, covs,
+                                               n_free=p, gtol=self.tol, maxiter=self.max_iter, grad_tol=1e-3)
         theta, beta = res.x[:nt], res.x[nt:]
         lams = relative_factors(theta, qs, covs)
         u, beta, dev, system = self._mode(rows, lams, state["u"], beta, joint=False)
-        grad = np.where((res.x <= np.r_[lower, np.full(p, -np.inf)]) & (res.jac > 0), 0.0, res.jac)
         self.factors_, self.order_ = factors, order
         self.system_ = system
         self.theta_ = theta
         self.log_likelihood_ = -0.5 * dev
-        self.n_iter_ = int(res.nit)
-        self.converged_ = bool(res.success or np.max(np.abs(grad)) < 1e-3)
+        self.n_iter_ = res.n_iter
+        self.converged_ = res.converged
         self._fixed_attributes(Z.shape[1])
         self._set_random_effects(lams)
+        warn_if_singular(self, lams, [f.name for f in facs])
 
     # ---- contract --------------------------------------------------------------------------------------
 
@@ -185,12 +183,12 @@ class _LaplaceGLMM(MixedHeadBase):
         return np.asarray(column_or_1d(y), dtype=np.float64)
 
     def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups=None, sample_weight=None) -> np.ndarray:
-        """``w_i log p(y_i | f_s(z_i, g_i))``, shape (S, n)."""
+        """``w_i log p(y_i | f_s(z_i, g_i))``, shape (S, n); a row of weight 0 contributes 0."""
         Z = self._validate_Z(Z)
         y = self._y_index(y)
         if y.shape[0] != Z.shape[0]:
             raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
-        w = self._weights(sample_weight, Z.shape[0])
+        w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
         f = self._draw_predictor(draws, Z, groups)
         return w[None] * self.likelihood_.log_prob(f[..., None], y[None])
 
@@ -216,11 +214,13 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
     conditional mode (penalised IRLS with the blocked Cholesky of the Gaussian head); theta and beta maximise it
     (L-BFGS-B, started from the nAGQ=0 fit where beta sits at the joint mode). The random-effect scales are
     estimated (the previous default fixed them). ``sample_weight`` are frequency weights (a binomial row with
-    ``k`` successes of ``m`` becomes a 1-row of weight ``k`` and a 0-row of weight ``m - k``).
+    ``k`` successes of ``m`` becomes a 1-row of weight ``k`` and a 0-row of weight ``m - k``; rows of weight 0, as
+    when ``k = 0`` or ``k = m``, are dropped).
 
     Fitted: ``classes_``, ``coef_``, ``intercept_``, ``bse_`` (from the joint curvature at the mode),
     ``re_cov_``, ``random_effects_`` (conditional modes), ``random_effects_cov_`` (conditional covariances, lme4's
-    ``condVar``), ``log_likelihood_`` (Laplace), ``theta_``. :meth:`sample` draws (beta, b) from the joint
+    ``condVar``), ``log_likelihood_`` (Laplace), ``theta_``, ``converged_`` and ``singular_`` (as
+    :class:`MixedEffectsRegression`). :meth:`sample` draws (beta, b) from the joint
     Laplace posterior (flat prior on beta); the variance components are plug-ins.
 
     Examples
@@ -254,7 +254,8 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
                                  f"{classes[:5].tolist()}")
             self.classes_ = classes
             self.likelihood_ = Bernoulli()
-            self._fit_rows(Z, index.astype(np.float64), self._weights(sample_weight, Z.shape[0]), groups)
+            self._fit_rows(Z, index.astype(np.float64), self._weights(sample_weight, Z.shape[0], allow_zero=True),
+                           groups)
         return self
 
     def _y_index(self, y):
@@ -303,7 +304,7 @@ class MixedEffectsPoisson(RegressorMixin, _LaplaceGLMM):
             if np.any(y < 0) or np.any(y != np.round(y)):
                 raise ValueError("y must hold non-negative integer counts")
             self.likelihood_ = Poisson()
-            self._fit_rows(Z, y, self._weights(sample_weight, Z.shape[0]), groups)
+            self._fit_rows(Z, y, self._weights(sample_weight, Z.shape[0], allow_zero=True), groups)
         return self
 
     def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False):

@@ -1,0 +1,176 @@
+"""The NUTS heads: Pyro model sites, chains and sample statistics, and posteriors against exact answers."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import MCMC, NUTS, Predictive
+
+from bayes_diglm.arviz import to_inference_data
+from bayes_diglm.inference import LaplaceClassifier, NUTSClassifier, NUTSRegressor
+
+SMALL = {"num_chains": 2, "num_warmup": 100, "num_samples": 150, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def regression():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(80, 2))
+    y = Z @ np.array([1.0, -0.5]) + 0.5 + 0.3 * rng.normal(size=80)
+    return Z, y, NUTSRegressor(**SMALL).fit(Z, y)
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(80, 2))
+    y = rng.poisson(np.exp(0.4 * Z[:, 0] - 0.3 * Z[:, 1] + 0.5)).astype(float)
+    return Z, y, NUTSRegressor(likelihood="poisson", **SMALL).fit(Z, y)
+
+
+def test_chains_sites_and_sample_stats(regression):
+    Z, y, head = regression
+    draws, stats = head.posterior_chains()
+    assert draws["beta"].shape == (2, 150, 2)
+    assert draws["intercept"].shape == (2, 150)
+    assert draws["noise_variance"].shape == (2, 150) and np.all(draws["noise_variance"] > 0)
+    assert set(stats) == {"diverging", "energy", "tree_depth", "step_size"}
+    assert all(v.shape == (2, 150) for v in stats.values())
+    assert np.all(np.isfinite(stats["energy"])) and np.all(stats["tree_depth"] >= 1)
+    # the noise draws centre on the residual variance of the least-squares fit (0.3^2 here)
+    X = np.hstack([Z, np.ones((len(Z), 1))])
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    assert abs(np.median(draws["noise_variance"]) / resid.var() - 1.0) < 0.3
+
+
+def test_arviz_export_keeps_chains_and_sample_stats(regression):
+    Z, y, head = regression
+    idata = to_inference_data(head, X=Z, y=y)
+    assert idata.posterior["beta"].shape == (2, 150, 2)
+    assert "diverging" in idata.sample_stats and "energy" in idata.sample_stats
+    assert "Markov" in idata.posterior.attrs["draws"]
+    summary = az.summary(idata, var_names=["beta"])
+    assert np.all(summary["r_hat"] < 1.1)
+    assert np.isfinite(az.bfmi(idata)).all()
+
+
+@pytest.mark.parametrize("fixture", ["regression", "counts"])
+def test_pyro_predictive_on_the_model_matches_predict_dist(fixture, request):
+    """``pyro.infer.Predictive`` on ``head.pyro_model`` with the head's draws gives predict_dist's moments."""
+    Z, y, head = request.getfixturevalue(fixture)
+    draws, _ = head.posterior_chains()
+    samples = {k: torch.as_tensor(v.reshape((-1,) + v.shape[2:])) for k, v in draws.items()}
+    pyro.set_rng_seed(0)
+    replicated = Predictive(head.pyro_model, posterior_samples=samples)(Z[:10])["y"].numpy()  # (S, 10)
+    pred = head.predict_dist(Z[:10])
+    S = replicated.shape[0]
+    se = np.sqrt(pred.variance / S)
+    assert np.all(np.abs(replicated.mean(axis=0) - pred.mean) < 5 * se)
+    assert np.allclose(replicated.var(axis=0), pred.variance, rtol=0.3)
+
+
+def test_classifier_labels_and_predictive():
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(120, 2))
+    y = np.where(Z @ np.array([2.0, -1.0]) + rng.logistic(size=120) > 0, "yes", "no")
+    clf = NUTSClassifier(**SMALL).fit(Z, y)
+    assert list(clf.classes_) == ["no", "yes"]
+    proba = clf.predict_proba(Z[:5])
+    assert proba.shape == (5, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert clf.score(Z, y) > 0.7
+    assert clf.sample_predictive(clf.sample(3, generator=0), Z[:4], generator=0).dtype.kind == "U"
+
+
+def test_refuses_bad_settings_without_changing_state(regression):
+    Z, y, head = regression
+    before = head.predict(Z[:3])
+    for bad in ({"num_chains": 0}, {"target_accept": 1.5}, {"prior": "flat"}, {"likelihood": "nope"}):
+        with pytest.raises((ValueError, TypeError)):
+            head.set_params(**bad).fit(Z, y)
+        head.set_params(**{k: v for k, v in SMALL.items()}, likelihood="gaussian", prior=None, target_accept=0.8)
+    assert np.array_equal(head.predict(Z[:3]), before)
+    with pytest.raises(ValueError, match="classification family"):
+        NUTSRegressor(likelihood="bernoulli", **SMALL).fit(Z, (y > 0).astype(float))
+
+
+def _nig_posterior(X, y, m0, v0, a0, b0):
+    """Textbook Normal-Inverse-Gamma posterior: beta's marginal (a Student t) mean and sd, and E[sigma^2]."""
+    prec = np.diag(1.0 / v0) + X.T @ X
+    cov = np.linalg.solve(prec, np.eye(len(m0)))
+    mean = cov @ (m0 / v0 + X.T @ y)
+    an = a0 + len(y) / 2.0
+    bn = b0 + 0.5 * (y @ y + m0 @ (m0 / v0) - mean @ prec @ mean)
+    return mean, np.sqrt(bn / (an - 1.0) * np.diag(cov)), bn / (an - 1.0)
+
+
+@pytest.mark.slow
+def test_nuts_matches_the_exact_conjugate_posterior():
+    """Gaussian family with the conjugate prior written as Pyro distributions: NUTS means and sds within four
+    Monte Carlo standard errors of the exact Normal-Inverse-Gamma posterior, r_hat <= 1.01."""
+    rng = np.random.default_rng(3)
+    n = 60
+    X = np.hstack([rng.normal(size=(n, 2)), np.ones((n, 1))])
+    y = X @ np.array([0.8, -0.4, 1.0]) + 0.7 * rng.normal(size=n)
+    m0, v0, a0, b0 = np.zeros(3), np.full(3, 4.0), 3.0, 2.0
+
+    def prior(noise_variance):
+        return dist.Normal(torch.as_tensor(m0), torch.sqrt(noise_variance * torch.as_tensor(v0))).to_event(1)
+
+    head = NUTSRegressor(prior=prior, nuisance_priors={"noise_variance": dist.InverseGamma(a0, b0)},
+                         fit_intercept=False, num_chains=4, num_warmup=500, num_samples=1000, seed=1).fit(X, y)
+    idata = to_inference_data(head)
+    mean, sd, noise = _nig_posterior(X, y, m0, v0, a0, b0)
+    beta = idata.posterior["beta"]
+    assert float(az.rhat(idata)["beta"].max()) <= 1.01
+    mcse_mean = az.mcse(idata, method="mean")["beta"].values
+    mcse_sd = az.mcse(idata, method="sd")["beta"].values
+    assert np.all(np.abs(beta.mean(("chain", "draw")).values - mean) < 4 * mcse_mean)
+    assert np.all(np.abs(beta.std(("chain", "draw")).values - sd) < 4 * mcse_sd)
+    nv = idata.posterior["noise_variance"]
+    assert abs(float(nv.mean()) - noise) < 4 * float(az.mcse(idata, method="mean")["noise_variance"])
+
+
+@pytest.mark.slow
+def test_laplace_within_a_tenth_of_a_nuts_sd_on_logistic_regression():
+    rng = np.random.default_rng(4)
+    n = 2000
+    Z = rng.normal(size=(n, 3))
+    y = (Z @ np.array([1.0, -0.5, 0.25]) + 0.3 + rng.logistic(size=n) > 0).astype(int)
+    nuts = NUTSClassifier(num_chains=2, num_warmup=300, num_samples=500, seed=0).fit(Z, y)
+    lap = LaplaceClassifier(prior_precision=1.0, intercept_prior_precision=1.0).fit(Z, y)
+    sd = nuts.posterior_["beta"].std(axis=0)
+    assert np.all(np.abs(lap.coef_.ravel() - nuts.coef_) < 0.1 * sd)
+
+
+@pytest.mark.slow
+def test_pyro_mcmc_on_the_head_model_agrees_with_the_head():
+    """Pyro's own NUTS on ``head.pyro_model`` (traced model) and the head's sampler (direct potential) target
+    the same posterior: means within 4 combined Monte Carlo standard errors."""
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(60, 2))
+    y = rng.poisson(np.exp(0.5 * Z[:, 0] + 0.2)).astype(float)
+    head = NUTSRegressor(likelihood="poisson", num_chains=2, num_warmup=300, num_samples=600, seed=0).fit(Z, y)
+    pyro.set_rng_seed(1)
+    mcmc = MCMC(NUTS(head.pyro_model), num_samples=600, warmup_steps=300, disable_progbar=True)
+    mcmc.run(Z, y)
+    theirs = mcmc.get_samples()["beta"].numpy()
+    ours = head.posterior_["beta"]
+    ess = [np.array([az.ess(a[None, :, j]) for j in range(a.shape[1])]) for a in (ours, theirs)]
+    se = np.sqrt(ours.var(axis=0) / ess[0] + theirs.var(axis=0) / ess[1])
+    assert np.all(np.abs(ours.mean(axis=0) - theirs.mean(axis=0)) < 4 * se)
+
+
+def test_docs_page_runs(capsys):
+    """docs/nuts.md's code blocks run as written, in order, in one namespace."""
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "nuts.md"
+    namespace = {"__name__": "__docs__"}
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
+        exec(compile(block, str(page), "exec"), namespace)
+    assert "posterior predictive mean" in capsys.readouterr().out
