@@ -115,8 +115,8 @@ class _ExpectedLikelihood:
     def grad(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
         return self._average(lambda noise: self.base.grad(logits + noise, y), logits.size)
 
-    def curvature(self, logits: np.ndarray) -> np.ndarray:
-        return self._average(lambda noise: self.base.curvature(logits + noise), logits.size * logits.shape[-1])
+    def curvature(self, logits: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        return self._average(lambda noise: self.base.curvature(logits + noise, y), logits.size * logits.shape[-1])
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -173,7 +173,7 @@ def _full_step(X: np.ndarray, y: np.ndarray, expected: _ExpectedLikelihood, prio
     decrease it (Armijo; a full step where the decrease is below the objective's rounding).
     """
     value, grad, logits = _neg_log_posterior(W, X, y, expected, prior)
-    posterior = _STRUCTURES["full"](W, X, expected.curvature(logits), prior)
+    posterior = _STRUCTURES["full"](W, X, expected.curvature(logits, y), prior)
     step = -sla.cho_solve((posterior.chol, True), grad.ravel()).reshape(W.shape)
     slope = float((grad * step).sum())
     measurable = -slope > 1e3 * np.finfo(float).eps * (1.0 + abs(value))
@@ -476,7 +476,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     W = _lbfgs(X, y, expected, prior, posterior.mean, _mean_tol(prior), 15000)[0]
-                updated = _STRUCTURES[structure](W, X, expected.curvature(X @ W.T), prior, **extra)
+                updated = _STRUCTURES[structure](W, X, expected.curvature(X @ W.T, y), prior, **extra)
             elbo = (float(expected.log_prob(X @ updated.mean.T, y).sum())
                     - _kl_to_prior(posterior, prior, updated.mean))
             if not np.isfinite(elbo):

@@ -30,7 +30,7 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
     :class:`~bayes_diglm.inference.SVIClassifier`'s, with the same parameters (less ``classes``). Per-row context
     keywords of the family (``trials=`` ...) go to ``predict_dist``, ``predict`` and the ArviZ methods; ``fit``
     takes none yet (the Pyro model has no context). The natural-gradient optimiser averages the family's curvature
-    without ``y``: a family whose curvature needs ``y`` takes ``optimizer="adam"``.
+    at the observed ``y`` (the observed curvature where a family's depends on ``y``).
 
     Examples
     --------
