@@ -174,3 +174,33 @@ def test_docs_page_runs(capsys):
     for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
         exec(compile(block, str(page), "exec"), namespace)
     assert "posterior predictive mean" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_estimators_take_posterior_nuts_and_save_it(task, tmp_path):
+    """``posterior="nuts"`` on the DIGLM estimators: chains on the flow's features, ArviZ chains, save/load."""
+    from bayes_diglm import DIGLMClassifier, DIGLMRegressor, load_estimator
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(120, 2))
+    common = {"epochs": 2, "quiet": True, "seed": 0, "flow_kwargs": {"num_layers": 2},
+              "posterior": NUTSRegressor(**SMALL) if task == "regression" else NUTSClassifier(**SMALL)}
+    if task == "regression":
+        est = DIGLMRegressor(head="gaussian", **common).fit(X, X[:, 0] - X[:, 1] + 0.3 * rng.normal(size=120))
+    else:
+        est = DIGLMClassifier(**common).fit(X, (X[:, 0] > 0).astype(int))
+    idata = to_inference_data(est)
+    assert idata.posterior["beta"].shape[:2] == (2, 150) and "diverging" in idata.sample_stats
+    assert "Markov" in idata.posterior.attrs["draws"]
+    back = load_estimator(est.save(tmp_path / "nuts.pt"))
+    assert np.array_equal(back.predict(X[:5]), est.predict(X[:5]))
+
+
+def test_estimators_name_nuts_and_refuse_it_for_per_row_noise():
+    from bayes_diglm import DIGLMRegressor
+    from bayes_diglm.models.estimators import CLASSIFICATION_POSTERIORS, REGRESSION_POSTERIORS
+
+    assert "nuts" in REGRESSION_POSTERIORS and "nuts" in CLASSIFICATION_POSTERIORS
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(ValueError, match="per-row noise"):
+        DIGLMRegressor(head="heteroscedastic", posterior="nuts", epochs=1, quiet=True).fit(X, X[:, 0])

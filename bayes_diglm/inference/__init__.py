@@ -18,6 +18,7 @@ from .mixed import (
     MixedEffectsRegression,
     MixedSufficientStats,
     RandomEffect,
+    SingularFitWarning,
 )
 from .nuts import NUTSClassifier, NUTSRegressor
 from .svi import SVIClassifier
@@ -41,6 +42,7 @@ __all__ = [
     "Predictive",
     "RandomEffect",
     "SVIClassifier",
+    "SingularFitWarning",
     "SVIRegressor",
     "SufficientStats",
     "fit_on_features",

@@ -38,8 +38,8 @@ __all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator", "REGRESSION_PO
 _TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "clip_grad", "warmup_steps", "patience", "on_nonfinite")
 
 #: ``posterior=`` strings of each estimator (or pass a fitted-to-be head instance).
-REGRESSION_POSTERIORS = ("point", "conjugate", "laplace", "mixed")
-CLASSIFICATION_POSTERIORS = ("point", "laplace", "svi", "mixed")
+REGRESSION_POSTERIORS = ("point", "conjugate", "laplace", "nuts", "mixed")
+CLASSIFICATION_POSTERIORS = ("point", "laplace", "svi", "nuts", "mixed")
 
 _OUTPUT_BATCH = 1024
 # As scikit-learn's MLPs: float32 inputs train a float32 network, all others (float64, int, object) float64.
@@ -480,7 +480,8 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             Gaussian heads), ``"laplace"`` (Laplace over beta in the head's family, its trained nuisance values
             taken as known, ``LaplaceRegressor(likelihood=head)``; for the heteroscedastic head the Gaussian
             posterior with the trained noise variances as known, ``LaplaceRegressor(likelihood="gaussian")``;
-            conjugate also integrates sigma^2 out), ``"mixed"``
+            conjugate also integrates sigma^2 out), ``"nuts"`` (Pyro's NUTS over beta and the family's nuisance
+            parameters, ``NUTSRegressor(likelihood=head)``; not for per-row-noise heads), ``"mixed"``
             (random effects per group: pass ``groups`` to fit and predict), or a posterior head instance
             (cloned and fitted; its parameters are nested, ``posterior__prior_precision``).
         px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
@@ -581,6 +582,14 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
             from ..inference.laplace import LaplaceRegressor
 
             return LaplaceRegressor(likelihood=_KNOWN_NOISE_FAMILY if _per_row_noise(family) else self.head)
+        if name == "nuts":
+            if _per_row_noise(family):
+                raise ValueError(f"posterior='nuts' samples beta and the family's nuisance parameters; head="
+                                 f"{self.head!r} gives each row its own noise from the features: use posterior="
+                                 f"'conjugate' or 'laplace', or a head without per-row noise")
+            from ..inference.nuts import NUTSRegressor
+
+            return NUTSRegressor(likelihood=self.head)
         from ..inference.mixed import MixedEffectsRegression
 
         return MixedEffectsRegression()
@@ -740,7 +749,8 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
             for more) or any registered classification family (built with ``num_classes=K`` where it takes
             one); ``posterior="laplace"`` puts the posterior in the same family.
         posterior: ``"point"`` (the trained head as is), ``"laplace"`` (Laplace over beta, probit predictive),
-            ``"svi"`` (variational, Pyro), ``"mixed"`` (random effects per group: pass ``groups``), or a posterior
+            ``"svi"`` (variational, Pyro), ``"nuts"`` (Pyro's NUTS, real chains), ``"mixed"`` (random effects per
+            group: pass ``groups``), or a posterior
             head instance (cloned and fitted; nested parameters ``posterior__prior_precision``).
         px_weight: the paper's lambda, the weight of ``log p(x)`` in the objective (0 = discriminative).
         epochs, batch_size, lr, weight_decay, clip_grad, warmup_steps, patience: training settings.
@@ -839,6 +849,10 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
             from ..inference.svi import SVIClassifier
 
             return SVIClassifier()
+        if name == "nuts":
+            from ..inference.nuts import NUTSClassifier
+
+            return NUTSClassifier(likelihood=self.head)
         from ..inference.mixed import MixedEffectsClassifier
 
         return MixedEffectsClassifier()
