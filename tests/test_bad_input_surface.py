@@ -212,3 +212,24 @@ def test_semi_supervised_fit_refuses_bad_unlabelled_rows_and_keeps_the_model(fit
     with pytest.raises((ValueError, TypeError), match=_either(pattern, r"X_unlabeled")):
         est.fit(X_TRAIN, y, X_unlabeled=make_bad())
     _assert_unchanged(est, before, f"fit(X_unlabeled={bad})")
+
+
+def test_predictive_refuses_bad_targets_whatever_torch_validation_says():
+    """zuko turns torch's argument validation off for the whole process when imported; the predictive's own
+    support check still refuses a NaN target and a count outside the support by name."""
+    import torch
+
+    from bayes_diglm.inference import Predictive
+
+    previous = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        normal = Predictive(torch.distributions.Normal(torch.zeros(3, dtype=torch.float64), 1.0))
+        with pytest.raises(ValueError, match="finite"):
+            normal.log_prob([0.0, float("nan"), 1.0])
+        counts = Predictive(torch.distributions.Poisson(torch.ones(3, dtype=torch.float64)))
+        with pytest.raises(ValueError, match="support"):
+            counts.log_prob([0.0, -1.0, 2.5])
+        assert np.all(np.isfinite(counts.log_prob([0.0, 1.0, 2.0])))
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(previous)

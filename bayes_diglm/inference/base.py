@@ -162,6 +162,8 @@ class Predictive:
             target = target.to(d.probs.dtype)
         elif isinstance(d, torch.distributions.Categorical):
             target = target.long()
+        else:
+            _check_support(d, target)
         return _numpy(d.log_prob(target))
 
     def interval(self, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
@@ -206,6 +208,21 @@ class Predictive:
 
     def __repr__(self) -> str:
         return f"Predictive({type(self.distribution).__name__}, n={len(self)})"
+
+
+def _check_support(d: torch.distributions.Distribution, target: torch.Tensor) -> None:
+    """Refuse targets outside the predictive's support by name, whatever torch's global validation setting (a
+    library such as zuko turns it off for the whole process when imported, and torch then returns NaN)."""
+    bad = ~torch.isfinite(target)
+    if bool(bad.any()):
+        raise ValueError(f"y must be finite: NaN or infinite at rows {torch.nonzero(bad)[:5, 0].tolist()}")
+    try:
+        inside = d.support.check(target)
+    except NotImplementedError:
+        return
+    if not bool(inside.all()):
+        rows = torch.nonzero(~inside)[:5, 0].tolist()
+        raise ValueError(f"y lies outside the predictive's support ({d.support}) at rows {rows}")
 
 
 def _has_discrete_support(d) -> bool:
