@@ -79,7 +79,7 @@ def test_scikit_learn_repr_and_nested_posterior_parameters():
 def test_a_bad_posterior_is_refused_before_training():
     X, y = _regression(60)
     with pytest.raises(ValueError, match="posterior must be one of"):
-        DIGLMRegressor(posterior="nuts", epochs=1, quiet=True).fit(X, y)
+        DIGLMRegressor(posterior="hmc", epochs=1, quiet=True).fit(X, y)
     with pytest.raises(TypeError, match="posterior head"):
         DIGLMRegressor(posterior=3.0, epochs=1, quiet=True).fit(X, y)
     with pytest.raises(ValueError, match="head='poisson' takes posterior='laplace'"):
