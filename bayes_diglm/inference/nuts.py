@@ -410,9 +410,9 @@ class NUTSRegressor(_NUTSHead, RegressorMixin, PosteriorHead):
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> Z = rng.normal(size=(100, 2)); y = Z @ [1.0, -0.5] + 0.3 * rng.normal(size=100)
-    >>> head = NUTSRegressor(num_chains=2, num_warmup=200, num_samples=200, seed=0).fit(Z, y)
+    >>> head = NUTSRegressor(num_chains=2, num_warmup=100, num_samples=100, seed=0).fit(Z, y)
     >>> head.posterior_chains()[0]["beta"].shape
-    (2, 200, 2)
+    (2, 100, 2)
     >>> bool(np.allclose(head.coef_, [1.0, -0.5], atol=0.1))
     True
     """
