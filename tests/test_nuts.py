@@ -226,3 +226,21 @@ def test_simulation_based_calibration_of_the_poisson_nuts_head():
     coverage = float(np.mean(hits))
     print(f"SBC coverage of 90% intervals: {coverage:.3f} over {len(hits)} parameter-data sets")
     assert 0.87 <= coverage <= 0.93
+
+
+def test_a_fixed_nuisance_value_reaches_every_predictive():
+    """``nuisance_priors={"noise_variance": v}`` fixes sigma^2: the draws hold no noise site, and the pointwise
+    log-likelihood and the predictive both use v (checked against scipy at the posterior draws)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(8)
+    Z = rng.normal(size=(60, 1))
+    y = 0.7 * Z[:, 0] + 0.5 * rng.normal(size=60)
+    head = NUTSRegressor(nuisance_priors={"noise_variance": 0.25}, **SMALL).fit(Z, y)
+    draws = head.sample(5, generator=0)
+    assert "noise_variance" not in draws
+    f = Z[:3] @ draws["beta"].T + draws["intercept"]  # (3, 5)
+    np.testing.assert_allclose(head.pointwise_log_likelihood(draws, Z[:3], y[:3]),
+                               stats.norm.logpdf(y[:3, None], f, 0.5).T, rtol=1e-10)
+    f_all = Z[:3] @ head.posterior_["beta"].T + head.posterior_["intercept"]  # every stored draw
+    np.testing.assert_allclose(head.predict_dist(Z[:3]).variance, 0.25 + f_all.var(axis=1), rtol=1e-6)

@@ -174,6 +174,16 @@ class _NUTSHead:
 
     # ---- the Pyro model ----------------------------------------------------------------------------------
 
+    def _initial(self, spec: likelihoods.Nuisance) -> torch.Tensor:
+        """A nuisance parameter's starting value (its family's ``init``), float64."""
+        init = spec.init(self.likelihood_) if callable(spec.init) else spec.init
+        return torch.as_tensor(init, dtype=torch.float64)
+
+    def _likelihood_with(self, values: dict) -> likelihoods.Likelihood:
+        """The fitted family with nuisance parameters ``values`` (tensors: sampled or per draw), the fixed ones
+        of ``nuisance_priors`` filling the rest."""
+        return type(self.likelihood_)(**{**self.likelihood_.config(), **self._fixed_nuisance(), **values})
+
     def _nuisance_site(self, name: str, spec: likelihoods.Nuisance):
         given = (self.nuisance_priors or {}).get(name)
         if given is not None and not isinstance(given, torch.distributions.Distribution):
@@ -211,7 +221,7 @@ class _NUTSHead:
             intercept = pyro.sample("intercept", dist.Normal(loc[0], scale[0]) if k == 1
                                     else dist.Normal(loc, scale).to_event(1))
             f = f + intercept.reshape(k)
-        lik = type(self.likelihood_)(**{**self.likelihood_.config(), **nuisance})
+        lik = self._likelihood_with(nuisance)
         obs = None if y is None else torch.as_tensor(np.asarray(y, dtype=np.float64))
         if obs is not None and self.likelihood_.task == "classification":
             obs = obs.long() if k > 1 else obs
@@ -230,14 +240,12 @@ class _NUTSHead:
         for name, spec in self.likelihood_.nuisance.items():
             given = (self.nuisance_priors or {}).get(name)
             if given is None or isinstance(given, torch.distributions.Distribution):
-                init = spec.init(self.likelihood_) if callable(spec.init) else spec.init
-                sites[name] = (tuple(torch.as_tensor(init).shape), transform_to(spec.constraint))
+                sites[name] = (tuple(self._initial(spec).shape), transform_to(spec.constraint))
         return sites
 
     def _potential(self, Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> Callable:
         """The model's negative log joint on the unconstrained scale, written directly (no Pyro trace per
         gradient: the model is traced only by users; a test checks that the two agree)."""
-        lik_type, config = type(self.likelihood_), self.likelihood_.config()
         k, D = self.likelihood_.num_outputs, Z.shape[1]
         sites = self._sites(D)
         fixed = self._fixed_nuisance()
@@ -247,7 +255,7 @@ class _NUTSHead:
 
         def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
             log_joint = torch.zeros((), dtype=torch.float64)
-            nuisance = dict(fixed)
+            nuisance = dict(fixed)  # a prior over beta may depend on a fixed nuisance value too
             for name, prior in priors.items():
                 u = params[name]
                 transform = sites[name][1]
@@ -261,7 +269,7 @@ class _NUTSHead:
                 b = params["intercept"]
                 log_joint = log_joint + dist.Normal(0.0, intercept_scale).log_prob(b).sum()
                 f = f + b.reshape(k)
-            log_lik = lik_type(**{**config, **nuisance}).log_prob(f, y)
+            log_lik = self._likelihood_with(nuisance).log_prob(f, y)
             return -(log_joint + (log_lik.sum() if w is None else (w * log_lik).sum()))
 
         return potential
@@ -270,8 +278,7 @@ class _NUTSHead:
         given = (self.nuisance_priors or {}).get(name)
         if isinstance(given, torch.distributions.Distribution):
             return given
-        init = spec.init(self.likelihood_) if callable(spec.init) else spec.init
-        loc = transform_to(spec.constraint).inv(torch.as_tensor(init, dtype=torch.float64))
+        loc = transform_to(spec.constraint).inv(self._initial(spec))
         base = dist.Normal(loc, torch.full_like(loc, 2.0)).to_event(loc.dim())
         return dist.TransformedDistribution(base, [transform_to(spec.constraint)])
 
@@ -283,9 +290,7 @@ class _NUTSHead:
         for name, (shape, transform) in sites.items():
             start[name] = torch.zeros(shape, dtype=torch.float64)
             if transform is not None:
-                spec = self.likelihood_.nuisance[name]
-                init = spec.init(self.likelihood_) if callable(spec.init) else spec.init
-                start[name] = transform.inv(torch.as_tensor(init, dtype=torch.float64)).reshape(shape)
+                start[name] = transform.inv(self._initial(self.likelihood_.nuisance[name])).reshape(shape)
         sizes = {name: v.numel() for name, v in start.items()}
 
         def unflatten(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -360,11 +365,7 @@ class _NUTSHead:
             raise ValueError(f"{type(self).__name__}: sample_weight at prediction time is not supported")
         values = {name: torch.as_tensor(np.asarray(draws[name], dtype=np.float64))[:, None]
                   for name in self.likelihood_.nuisance if name in draws}
-        if not values:
-            return self.likelihood_
-        fixed = {name: float((self.nuisance_priors or {})[name]) for name in self.likelihood_.nuisance
-                 if name not in draws}
-        return type(self.likelihood_)(**{**self.likelihood_.config(), **fixed, **values})
+        return self._likelihood_with(values)
 
     def _fixed_nuisance(self) -> dict:
         return {name: float(v) for name, v in (self.nuisance_priors or {}).items()
@@ -375,8 +376,7 @@ class _NUTSHead:
         flat = self._flat_draws()
         f = self._draw_predictor(flat, Z).transpose(1, 0, 2)  # (n, S, k)
         values = {name: torch.as_tensor(flat[name]) for name in self.likelihood_.nuisance if name in flat}
-        lik = type(self.likelihood_)(**{**self.likelihood_.config(), **self._fixed_nuisance(), **values})
-        return torch.from_numpy(np.ascontiguousarray(f)), lik
+        return torch.from_numpy(np.ascontiguousarray(f)), self._likelihood_with(values)
 
 
 class NUTSRegressor(_NUTSHead, RegressorMixin, PosteriorHead):
