@@ -18,7 +18,6 @@ distribution, or a number that fixes it.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 
@@ -160,17 +159,6 @@ class _NUTSHead:
             raise TypeError(f"prior must be a Pyro distribution over beta or a callable, got {self.prior!r}")
         if self.nuisance_priors is not None and not isinstance(self.nuisance_priors, dict):
             raise TypeError(f"nuisance_priors must be a dict, got {type(self.nuisance_priors).__name__}")
-
-    def _resolve_likelihood(self, num_classes: int | None = None) -> likelihoods.Likelihood:
-        spec = self.likelihood
-        if isinstance(spec, likelihoods.Likelihood):
-            return spec
-        cls = likelihoods.get(spec) if isinstance(spec, str) else spec
-        if not (isinstance(cls, type) and issubclass(cls, likelihoods.Likelihood)):
-            raise TypeError(f"likelihood must be a registered name, a Likelihood class or instance, got {spec!r}")
-        if num_classes is not None and "num_classes" in inspect.signature(cls).parameters:
-            return cls(num_classes=num_classes)
-        return cls()
 
     # ---- the Pyro model ----------------------------------------------------------------------------------
 
@@ -384,7 +372,7 @@ class NUTSRegressor(_NUTSHead, RegressorMixin, PosteriorHead):
 
     Parameters
     ----------
-    likelihood : str, Likelihood class or instance
+    likelihood : str or Likelihood
         The family (``likelihoods.names()``); its nuisance parameters (noise variance, dispersion, ...) are
         sampled with beta unless fixed through ``nuisance_priors``.
     prior_precision, intercept_prior_precision : float
@@ -452,7 +440,7 @@ class NUTSRegressor(_NUTSHead, RegressorMixin, PosteriorHead):
         """Run the chains on features ``Z`` (n, D) and targets ``y`` (n,)."""
         with self._keep_state_on_error():
             self._check_settings()
-            likelihood = self._resolve_likelihood()
+            likelihood = likelihoods.build(self.likelihood)
             if likelihood.task != "regression":
                 raise ValueError(f"{likelihood.name!r} is a classification family: use NUTSClassifier")
             Z, y, w = self._validate_train(Z, y, sample_weight)
@@ -514,20 +502,13 @@ class NUTSClassifier(_NUTSHead, PosteriorClassifierMixin, ClassifierMixin, Poste
         self.progress = progress
         self.classes = classes
 
-    def _resolve_likelihood(self, num_classes: int | None = None) -> likelihoods.Likelihood:
-        if self.likelihood is None:
-            return likelihoods.get("bernoulli")() if num_classes == 2 else likelihoods.get("categorical")(num_classes)
-        return super()._resolve_likelihood(num_classes)
-
     def fit(self, Z, y, *, sample_weight=None) -> NUTSClassifier:
         """Run the chains on features ``Z`` (n, D) and labels ``y`` (n,) of any sortable type."""
         with self._keep_state_on_error():
             self._check_settings()
             Z, _, w = self._validate_train(Z, np.zeros(len(y)), sample_weight)
             classes, index = self._encode_train_labels(y)
-            likelihood = self._resolve_likelihood(classes.size)
-            if likelihood.task != "classification" or likelihood.num_classes != classes.size:
-                raise ValueError(f"likelihood {likelihood!r} does not classify {classes.size} classes")
+            likelihood = likelihoods.for_classes(self.likelihood, int(classes.size))
             self.classes_ = classes
             self.likelihood_ = likelihood
             self._run_chains(Z, index.astype(np.float64), w)
