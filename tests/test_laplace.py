@@ -311,9 +311,10 @@ def test_symmetric_products_by_syrk_equal_the_gemm(monkeypatch):
     """From _SYRK_MIN_COLUMNS columns on, X^T diag(c) X comes from BLAS syrk: equal to the GEMM, exactly symmetric,
     and a whole Laplace fit (Newton Hessians, Kronecker factor) agrees with the all-GEMM one."""
     from bayes_diglm.inference import laplace as lp
+    from bayes_diglm.inference.laplace import kernels
 
     rng = np.random.default_rng(3)
-    X = rng.standard_normal((400, lp._SYRK_MIN_COLUMNS + 5)) / 10
+    X = rng.standard_normal((400, kernels._SYRK_MIN_COLUMNS + 5)) / 10
     c = rng.random(400)
     for design in (X, np.asfortranarray(X)):
         for weights in (None, c):
@@ -323,8 +324,8 @@ def test_symmetric_products_by_syrk_equal_the_gemm(monkeypatch):
             np.testing.assert_array_equal(G, G.T)
     y = (X[:, 0] + X[:, 1] + 0.3 * rng.logistic(size=400) > 0).astype(int)
     fits = {}
-    for name, threshold in (("syrk", lp._SYRK_MIN_COLUMNS), ("gemm", 10**9)):
-        monkeypatch.setattr(lp, "_SYRK_MIN_COLUMNS", threshold)
+    for name, threshold in (("syrk", kernels._SYRK_MIN_COLUMNS), ("gemm", 10**9)):
+        monkeypatch.setattr(kernels, "_SYRK_MIN_COLUMNS", threshold)
         fits[name] = [lp.laplace_glm(X, y, likelihood="bernoulli", covariance=cov) for cov in ("full", "kron")]
     for a, b in zip(fits["syrk"], fits["gemm"], strict=True):
         np.testing.assert_allclose(a.mean, b.mean, rtol=1e-10, atol=1e-12)
@@ -337,8 +338,9 @@ def test_full_hessian_equals_autograd_with_sample_weights(monkeypatch, path):
     """The softmax Hessian (both ways of forming it) equals autograd's Hessian of the weighted negative log
     posterior; the two logit-covariance routes agree with the brute-force J H^{-1} J^T."""
     from bayes_diglm.inference import laplace as lp
+    from bayes_diglm.inference.laplace import kernels
 
-    monkeypatch.setattr(lp, "_PAIR_GEMM_MIN_CLASSES", 2 if path == "pairs" else 10**9)
+    monkeypatch.setattr(kernels, "_PAIR_GEMM_MIN_CLASSES", 2 if path == "pairs" else 10**9)
     rng = np.random.default_rng(5)
     n, d, k = 40, 5, 3
     X, W = rng.standard_normal((n, d)), rng.standard_normal((k, d))

@@ -95,15 +95,19 @@ def _encode(obj, tensors: dict, path: str):
 
 def _class_path(obj, path: str) -> str:
     cls = type(obj)
-    if not (cls.__module__ == _PACKAGE or cls.__module__.startswith(_PACKAGE + ".")):
+    if not _in_package(cls.__module__):
         raise TypeError(f"cannot store {path}: a {cls.__module__}.{cls.__qualname__} (only bayes_diglm's own "
                         "classes, NumPy arrays, tensors and plain data are stored)")
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def _in_package(module_name: str) -> bool:
+    return module_name == _PACKAGE or module_name.startswith(_PACKAGE + ".")
+
+
 def _resolve(cls_path: str) -> type:
     module_name, _, qualname = cls_path.partition(":")
-    if not (module_name == _PACKAGE or module_name.startswith(_PACKAGE + ".")) or not qualname:
+    if not _in_package(module_name) or not qualname:
         raise ValueError(f"refused to rebuild {cls_path!r}: not a bayes_diglm class")
     # Importing a module runs it: bayes_diglm.__main__ would run the command line (with this process's argv)
     # and exit. Only plain identifiers, none of them dunder names, so no such module and no attribute such as
@@ -117,8 +121,10 @@ def _resolve(cls_path: str) -> type:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"the state names {cls_path!r}, which this bayes_diglm does not have") from err
-    if not isinstance(obj, type) or obj.__module__ != module_name:
-        raise ValueError(f"refused to rebuild {cls_path!r}: not a class defined in {module_name}")
+    # a class may be named through the module that re-exports it since a split (files saved before it name
+    # bayes_diglm.inference.laplace:LaplaceClassifier): it must still be one of bayes_diglm's own classes
+    if not isinstance(obj, type) or not _in_package(obj.__module__):
+        raise ValueError(f"refused to rebuild {cls_path!r}: not a class defined in bayes_diglm")
     return obj
 
 

@@ -20,7 +20,10 @@ from torch.distributions.transforms import ReshapeTransform
 from bayes_diglm._validation import check_positive
 
 from .base import COVARIANCES, as_generator
-from .laplace import _STRUCTURES, _GaussianPosteriorClassifier, _lbfgs, _neg_log_posterior, _Objective, laplace_glm
+from .gaussian_posterior import _GaussianPosteriorClassifier
+from .laplace.fit import laplace_glm
+from .laplace.solvers import _lbfgs, _neg_log_posterior, _Objective
+from .laplace.structures import _STRUCTURES
 
 __all__ = ["SVIClassifier"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import PosteriorHead
-from .laplace import _GaussianWeights, _RegressionFamily
+from .gaussian_posterior import _GaussianWeights, _RegressionFamily
 from .svi import SVIClassifier
 
 __all__ = ["SVIRegressor"]
