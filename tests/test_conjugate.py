@@ -245,7 +245,7 @@ def test_optimize_prior_precision_close_to_bayesian_ridge():
     assert gap < 0.01 * y.std()
     # per-feature precisions can only raise the evidence further
     scalar_evidence = head.log_evidence()
-    assert head.optimize_prior_precision(per_feature=True).log_evidence() >= scalar_evidence - 1e-8
+    assert head.optimize_prior_precision(per="feature").log_evidence() >= scalar_evidence - 1e-8
 
 
 # ---- simulation-based calibration -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ result, and a rejected call must leave the head's predictions bit-identical.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -34,16 +35,20 @@ def heads():
         }
 
 
+def _mc(head, n_samples: int):
+    """A copy of the fitted head whose predictive is Monte Carlo with ``n_samples`` draws (an option of the head)."""
+    return copy.deepcopy(head).set_params(predictive="mc", n_predictive_samples=n_samples, predictive_seed=0)
+
+
 def _snapshot(head):
     return head.predict_proba(Z[:5]) if hasattr(head, "predict_proba") else head.predict(Z[:5])
 
 
 REFUSED = {
     "fit on strings": ("laplace", lambda h: h.fit(Z.astype(str), Y), r"(?i)string|numeric|convert|float"),
-    "mc with negative n_samples": ("laplace", lambda h: h.predict_proba(Z, method="mc", n_samples=-3),
-                                   r"n_samples"),
-    "mc with zero n_samples": ("laplace", lambda h: h.predict_proba(Z, method="mc", n_samples=0), r"n_samples"),
-    "svi with zero n_samples": ("svi", lambda h: h.predict_proba(Z, method="mc", n_samples=0), r"n_samples"),
+    "mc with negative n_samples": ("laplace", lambda h: _mc(h, -3).predict_proba(Z), r"n_predictive_samples"),
+    "mc with zero n_samples": ("laplace", lambda h: _mc(h, 0).predict_proba(Z), r"n_predictive_samples"),
+    "svi with zero n_samples": ("svi", lambda h: _mc(h, 0).predict_proba(Z), r"n_predictive_samples"),
     "ArviZ with y one short": ("laplace", lambda h: to_inference_data(h, X=Z, y=Y[:-1], draws=10, chains=1),
                                r"(?i)y.*(rows|length|samples)|(rows|length|samples).*y"),
     "update with a string target": ("conjugate", lambda h: h.update(Z[0], "abc"), r"(?i)\by\b|target|number"),
@@ -76,7 +81,7 @@ def test_bad_call_is_refused_by_name_and_changes_nothing(heads, case):
 
 @pytest.mark.parametrize("name", ["laplace", "laplace3", "svi"])
 def test_monte_carlo_probabilities_are_probabilities(heads, name):
-    proba = heads[name].predict_proba(Z, method="mc", n_samples=50, generator=0)
+    proba = _mc(heads[name], 50).predict_proba(Z)
     assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1.0)
 
 

@@ -7,6 +7,8 @@ checks run on the same list, with each expected failure named and justified in `
 
 from __future__ import annotations
 
+import copy
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayes_diglm.arviz import to_inference_data
@@ -29,6 +32,7 @@ from bayes_diglm.inference import (
     Predictive,
     SVIClassifier,
 )
+from bayes_diglm.inference.base import HeadTags, context_tags
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -184,7 +188,8 @@ def test_predict_dist_moments_match_monte_carlo_of_sample(case):
             e = np.exp(logits - logits.max(axis=-1, keepdims=True))
             probs = e / e.sum(axis=-1, keepdims=True)
         mc, se = probs.mean(axis=0), probs.std(axis=0) / np.sqrt(S) + 1e-12
-        exact = head.predict_dist(Zq, method="mc", n_samples=S, generator=2).mean
+        exact = copy.deepcopy(head).set_params(predictive="mc", n_predictive_samples=S, predictive_seed=2)
+        exact = exact.predict_dist(Zq).mean
         z = (exact - mc) / (np.sqrt(2) * se)
         assert np.max(np.abs(z)) < 5.0, z  # two independent Monte Carlo estimates of the same integral
         # the closed-form (probit) predictive: approximation error, not just Monte Carlo noise (it grows with
@@ -252,3 +257,76 @@ def test_sklearn_compatible_estimator(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a MAP that stops at max_iter on the checks' odd data
         check(estimator)
+
+
+# ---- one contract: the base class's fit, one predict_dist signature, per-row context declared in tags ----------
+
+
+def test_every_head_has_the_base_fit_and_one_predict_dist_signature(case):
+    head = case.make()
+    assert type(head).fit is PosteriorHead.fit  # validation and the state kept on failure live in one place
+    params = list(inspect.signature(head.predict_dist).parameters.values())
+    kinds = inspect.Parameter
+    assert [(p.name, p.kind) for p in params] == [("Z", kinds.POSITIONAL_OR_KEYWORD), ("context", kinds.VAR_KEYWORD)]
+
+
+def test_per_row_context_is_declared_in_tags_and_others_are_refused_by_name(case):
+    Z, y = case.data()
+    head = case.make()
+    tags = get_tags(head)
+    assert isinstance(tags, HeadTags) and context_tags(head) == tags.context_tags
+    assert tags.context_tags.sample_weight in ("frequency", "noise")
+    with pytest.raises(TypeError, match="trials"):
+        head.fit(Z, y, trials=np.ones(len(y)))
+    with pytest.raises(TypeError, match="groups"):
+        head.fit(Z, y, groups=np.zeros(len(y)))
+    head.fit(Z, y, sample_weight=np.ones(len(y)))
+    before = head.predict_dist(Z[:5]).mean.copy()
+    w = np.full(5, 4.0)
+    if tags.context_tags.sample_weight == "noise":  # known noise precisions: the predictive narrows with w
+        assert np.all(head.predict_dist(Z[:5], sample_weight=w).variance < head.predict_dist(Z[:5]).variance)
+    else:  # frequency weights belong to fit only
+        with pytest.raises(ValueError, match="sample_weight"):
+            head.predict_dist(Z[:5], sample_weight=w)
+    with pytest.raises(TypeError, match="trials"):
+        head.predict_dist(Z[:5], trials=np.ones(5))
+    np.testing.assert_array_equal(head.predict_dist(Z[:5]).mean, before)
+
+
+class _FailingHead(PosteriorHead):
+    """A head whose ``_fit`` sets some state, then fails: the base class's fit must restore the previous one."""
+
+    def __init__(self, *, fail: bool = False):
+        self.fail = fail
+
+    def _fit(self, Z, y, sample_weight):
+        self.coef_ = np.full(Z.shape[1], np.nan)
+        if self.fail:
+            raise RuntimeError("failed part-way")
+        self.coef_ = np.zeros(Z.shape[1])
+
+
+def test_the_base_fit_keeps_the_state_when_a_subclass_fit_fails():
+    Z, y = _regression()
+    head = _FailingHead().fit(Z, y)
+    head.set_params(fail=True)
+    with pytest.raises(RuntimeError, match="part-way"):
+        head.fit(Z[:, :2], y)
+    np.testing.assert_array_equal(head.coef_, np.zeros(3))
+    assert head.n_features_in_ == 3
+
+
+def test_optimize_prior_precision_has_one_signature_and_does_not_lower_the_evidence(case):
+    Z, y = case.data()
+    head = case.make().fit(Z, y)
+    params = inspect.signature(head.optimize_prior_precision).parameters
+    assert list(params) == ["per", "tol", "max_iter"] and params["per"].default == "scalar"
+    before = head.log_evidence()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SVI's short runs may not settle
+        assert head.optimize_prior_precision(per="feature", max_iter=5) is head
+    # type-II maximum likelihood, MacKay's fixed point and variational EM all climb the evidence; SVI's ELBO is
+    # a Monte Carlo estimate (a few tenths of a nat of noise on these data)
+    assert head.log_evidence() >= before - (1.0 if isinstance(head, SVIClassifier) else 1e-8 * abs(before))
+    with pytest.raises(ValueError, match="per"):
+        head.optimize_prior_precision(per="everything")

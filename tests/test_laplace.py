@@ -1,5 +1,7 @@
 """Laplace heads: MAP against scikit-learn, exactness in the Gaussian case, coverage, predictives, errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -40,7 +42,7 @@ def test_binary_map_matches_sklearn(optimizer, fit_intercept):
     ref = LogisticRegression(C=0.5, tol=1e-12, max_iter=10_000, fit_intercept=fit_intercept).fit(Z, y)
     np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-4, rtol=0)
     np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(ours.predict_proba(Z, method="map"), ref.predict_proba(Z), atol=1e-5)
+    np.testing.assert_allclose(ours.set_params(predictive="map").predict_proba(Z), ref.predict_proba(Z), atol=1e-5)
 
 
 @pytest.mark.parametrize("optimizer", ["newton", "lbfgs"])
@@ -148,18 +150,20 @@ def test_logistic_posterior_covers_truth():
 def test_probit_matches_monte_carlo_binary(covariance):
     Z, y, _ = _binary(n=60, seed=4)  # few observations: a wide posterior, so the correction matters
     clf = LaplaceClassifier(covariance=covariance).fit(Z, y)
-    probit = clf.predict_proba(Z, method="probit")
-    mc = clf.predict_proba(Z, method="mc", n_samples=40_000, generator=np.random.default_rng(0))
+    probit = clf.predict_proba(Z)
+    mc = copy.deepcopy(clf).set_params(predictive="mc", n_predictive_samples=40_000,
+                                       predictive_seed=np.random.default_rng(0)).predict_proba(Z)
     assert np.abs(probit - mc).max() < 0.02  # MacKay's approximation error plus MC noise (sd < 0.003)
-    assert np.abs(clf.predict_proba(Z, method="map") - mc).max() > 0.02  # the integral is not trivial
+    plug_in = copy.deepcopy(clf).set_params(predictive="map").predict_proba(Z)
+    assert np.abs(plug_in - mc).max() > 0.02  # the integral is not trivial
     np.testing.assert_allclose(probit.sum(axis=1), 1.0)
 
 
 def test_probit_matches_monte_carlo_multiclass():
     Z, y = _multiclass(n=200)
     clf = LaplaceClassifier().fit(Z, y)
-    probit = clf.predict_proba(Z, method="probit")
-    mc = clf.predict_proba(Z, method="mc", n_samples=20_000, generator=1)
+    probit = clf.predict_proba(Z)
+    mc = copy.deepcopy(clf).set_params(predictive="mc", n_predictive_samples=20_000, predictive_seed=1).predict_proba(Z)
     # pairwise mean-field probit (measured: max 0.010, mean 0.0018; the softmax(kappa * mu) version
     # that ignores logit correlations is off by 0.12 here)
     assert np.abs(probit - mc).max() < 0.025
@@ -225,8 +229,10 @@ def test_bad_input_errors_and_state_kept():
         clf.predict_proba(Z[:, :2])
     with pytest.raises(ValueError, match="covariance"):
         LaplaceClassifier(covariance="kfac").fit(Z, y)
-    with pytest.raises(ValueError, match="method"):
-        clf.predict_proba(Z, method="bridge")
+    with pytest.raises(ValueError, match="predictive"):
+        copy.deepcopy(clf).set_params(predictive="bridge").predict_proba(Z)
+    with pytest.raises(ValueError, match="predictive"):
+        LaplaceClassifier(predictive="bridge").fit(Z, y)
     with pytest.raises(ValueError, match="prior_precision"):
         LaplaceClassifier(prior_precision=-1.0).fit(Z, y)
     with pytest.raises(ValueError, match="intercept_prior_precision"):
@@ -278,7 +284,8 @@ def _digits_predictives(pool: bool, n_train: int | None):
     scaler = StandardScaler().fit(X_tr)
     clf = LaplaceClassifier(covariance="full").fit(scaler.transform(X_tr), y_tr)
     Z_te = scaler.transform(X_te)
-    mc = clf.predict_proba(Z_te, method="mc", n_samples=20_000, generator=0)
+    mc = copy.deepcopy(clf).set_params(predictive="mc", n_predictive_samples=20_000, predictive_seed=0)
+    mc = mc.predict_proba(Z_te)
     closed = clf.predict_proba(Z_te)
     design = clf._design(clf._validate_Z(Z_te))
     mackay = multiclass_probit(torch.from_numpy(design @ clf.posterior_.mean.T),

@@ -63,6 +63,20 @@ def test_a_state_saved_before_the_split_loads_with_the_same_predictions():
     np.testing.assert_array_equal(loaded.sample(5, generator=1)["beta"], head.sample(5, generator=1)["beta"])
 
 
+def test_a_head_saved_before_a_parameter_was_added_takes_its_default():
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(60, 2))
+    y = (Z[:, 0] + rng.logistic(size=60) > 0).astype(int)
+    head = LaplaceClassifier().fit(Z, y)
+    state = to_state(head)
+    tree = json.loads(state["json"])
+    for name in ("predictive", "n_predictive_samples", "predictive_seed"):
+        del tree["attrs"][name]  # as a file written before the predictive became an option of the head
+    loaded = from_state({"json": json.dumps(tree), "tensors": state["tensors"]})
+    assert loaded.get_params() == LaplaceClassifier().get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(Z), head.predict_proba(Z))
+
+
 def test_a_class_from_outside_the_package_is_refused_even_through_a_bayes_diglm_module():
     # svi.py imports Pyro's SVI: reachable as bayes_diglm.inference.svi:SVI, but not a class of bayes_diglm
     state = {"json": json.dumps({"object": "bayes_diglm.inference.svi:SVI", "attrs": {}}), "tensors": {}}

@@ -51,7 +51,7 @@ def test_multiclass_lowrank_and_minibatches():
     Z = rng.normal(size=(300, 2))
     y = np.argmax(Z @ rng.normal(size=(3, 2)).T * 2 + rng.gumbel(size=(300, 3)), axis=1)
     svi = SVIClassifier(covariance="lowrank", rank=2, num_steps=300, lr=0.05, batch_size=64, seed=0).fit(Z, y)
-    p = svi.predict_proba(Z, method="mc", n_samples=200, generator=0)
+    p = svi.set_params(predictive="mc", n_predictive_samples=200, predictive_seed=0).predict_proba(Z)
     assert p.shape == (300, 3)
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     assert svi.score(Z, y) > 0.6

@@ -4,13 +4,21 @@ A head puts a posterior on the weights ``beta`` of a GLM on fixed features ``Z``
 
 - has a keyword-only ``__init__`` that only stores its hyper-parameters (so ``clone``, ``get_params``,
   ``set_params``, ``GridSearchCV`` and pipelines work as for any scikit-learn estimator);
-- ``fit(Z, y, *, sample_weight=None)`` returns ``self`` and accepts integer, float and object-numeric ``Z``
-  (scikit-learn's ``validate_data`` conventions); a failed ``fit`` leaves the previous state intact;
+- ``fit(Z, y, *, sample_weight=None, **context)`` returns ``self`` and accepts integer, float and object-numeric
+  ``Z`` (scikit-learn's ``validate_data`` conventions); a failed ``fit`` leaves the previous state intact. The
+  base class owns ``fit`` (hyper-parameter checks, input validation, the state kept on failure) and calls the
+  head's ``_fit`` with validated arrays;
+- per-row context is passed the same way to every method (``fit``, ``predict_dist``, ``predict``,
+  ``pointwise_log_likelihood``, ...): the keywords ``sample_weight=``, ``groups=`` and the family's own
+  (``trials=`` ...), each an array of one value per row; a head declares which it takes through scikit-learn's
+  tags (``get_tags(head).context_tags``, a :class:`ContextTags`), and refuses others by name;
 - after ``fit`` has ``coef_``, ``intercept_``, ``posterior_``, ``n_features_in_`` (and ``classes_`` for classifiers);
   before it, every method raises ``sklearn.exceptions.NotFittedError``;
-- ``predict``, ``predict_dist(Z)`` (a :class:`Predictive`), ``sample(n, generator=)`` (named posterior draws),
-  ``log_evidence()``, and the two methods ArviZ export and diagnostics use,
-  ``pointwise_log_likelihood(draws, Z, y)`` and ``sample_predictive(draws, Z, generator=)``.
+- ``predict``, ``predict_dist(Z, **context)`` (a :class:`Predictive`; how it is computed, e.g. a classifier's
+  probit or Monte Carlo predictive, is an option of the head, never of the call), ``sample(n, generator=)``
+  (named posterior draws), ``log_evidence()`` and, on every head with an evidence,
+  ``optimize_prior_precision(per=, *, tol=, max_iter=)``, and the two methods ArviZ export and diagnostics use,
+  ``pointwise_log_likelihood(draws, Z, y, **context)`` and ``sample_predictive(draws, Z, generator=, **context)``.
 
 Classifiers encode any hashable labels through ``classes_`` (sorted, as scikit-learn does) and refuse continuous
 targets ("Unknown label type: continuous").
@@ -19,18 +27,20 @@ targets ("Unknown label type: continuous").
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 import scipy.stats
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from bayes_diglm.likelihoods import Likelihood
 
-__all__ = ["COVARIANCES", "PosteriorHead", "PosteriorClassifierMixin", "Predictive", "as_generator",
-           "check_probability"]
+__all__ = ["COVARIANCES", "ContextTags", "HeadTags", "PosteriorHead", "PosteriorClassifierMixin", "Predictive",
+           "as_generator", "check_prior_grouping", "check_probability", "context_tags"]
 
 #: the one vocabulary of posterior covariance structures (Laplace and SVI)
 COVARIANCES = ("full", "diag", "kron", "lowrank")
@@ -56,6 +66,13 @@ def check_probability(prob) -> float:
     if not 0.0 < float(prob) < 1.0:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
     return float(prob)
+
+
+def check_prior_grouping(per, allowed: tuple[str, ...]) -> str:
+    """``per`` of ``optimize_prior_precision`` (which weights share a prior precision), one of ``allowed``."""
+    if per not in allowed:
+        raise ValueError(f"per must be one of {allowed}, got {per!r}")
+    return per
 
 
 def _check_num_draws(n) -> int:
@@ -315,6 +332,55 @@ def _bisect_cdf(d, q: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# per-row context, declared through scikit-learn tags
+# ----------------------------------------------------------------------------------------------------------
+
+#: what a head reads ``sample_weight`` as: frequency weights of the rows' log-likelihood (fit only), or known
+#: relative noise precisions ``y_i ~ N(f_i, sigma^2 / w_i)`` (fit and prediction alike), or nothing
+SAMPLE_WEIGHT_KINDS = ("frequency", "noise", None)
+
+
+@dataclasses.dataclass
+class ContextTags:
+    """The per-row context a head's methods take, beside ``Z`` (and ``y``): one value per row each.
+
+    Attributes
+    ----------
+    sample_weight : {"frequency", "noise"} or None
+        ``"frequency"``: ``fit`` weights each row's log-likelihood (an integer weight equals repeating the row);
+        ``"noise"``: known relative noise precisions, taken by ``fit`` and by every predictive method;
+        None: no ``sample_weight``.
+    groups : bool
+        Whether the head takes ``groups=`` (random effects per group).
+    family : tuple of str
+        The likelihood family's own per-row keywords (``("trials",)`` for the binomial), taken by every method.
+    """
+
+    sample_weight: str | None = "frequency"
+    groups: bool = False
+    family: tuple[str, ...] = ()
+
+    def keywords(self, *, fitting: bool) -> tuple[str, ...]:
+        """The keywords a method takes: ``fit``'s (``fitting=True``) or a predictive method's."""
+        weight = self.sample_weight == "noise" or (fitting and self.sample_weight is not None)
+        return ("sample_weight",) * weight + ("groups",) * self.groups + tuple(self.family)
+
+
+@dataclasses.dataclass
+class HeadTags(Tags):
+    """scikit-learn's tags of a posterior head, with the per-row context it takes (:class:`ContextTags`)."""
+
+    context_tags: ContextTags = dataclasses.field(default_factory=ContextTags)
+
+
+def context_tags(head) -> ContextTags:
+    """The per-row context ``head`` declares (scikit-learn tags; the default :class:`ContextTags` for an object
+    with plain scikit-learn tags)."""
+    tags = head.__sklearn_tags__()
+    return getattr(tags, "context_tags", ContextTags())
+
+
+# ----------------------------------------------------------------------------------------------------------
 # the head base class
 # ----------------------------------------------------------------------------------------------------------
 
@@ -322,10 +388,13 @@ def _bisect_cdf(d, q: float) -> np.ndarray:
 class PosteriorHead(BaseEstimator):
     """Base class of every Bayesian head over GLM weights; see the module docstring for the contract.
 
-    Subclasses implement ``fit`` (inside :meth:`_keep_state_on_error`), ``_sample_params(n, rng)`` (the named
-    draws of :meth:`sample`), ``_draw_predictor(draws, Z)`` (linear predictors per draw, shape (S, n, k)),
-    ``_draw_likelihood(draws, n, sample_weight)`` and ``_predictor_moments(Z)`` (mean (n, k) and covariance
-    (n, k, k) of the linear predictor under the posterior), or override the methods built on them.
+    Subclasses implement ``_fit(Z, y, sample_weight, **context)`` (validated arrays; :meth:`fit` checks the
+    hyper-parameters by ``_check_params`` first and restores the state when it raises), ``_sample_params(n, rng)``
+    (the named draws of :meth:`sample`), ``_draw_predictor(draws, Z)`` (linear predictors per draw, shape
+    (S, n, k)), ``_draw_likelihood(draws, n, sample_weight)`` and ``_predictor_moments(Z)`` (mean (n, k) and
+    covariance (n, k, k) of the linear predictor under the posterior), or override the methods built on them
+    (``_predict_dist(Z, **context)`` for a predictive of another form). Per-row context is declared by
+    ``_context_tags()``.
     """
 
     #: attributes of an ArviZ export: how the posterior was computed and what kind of draws ``sample`` gives
@@ -334,7 +403,61 @@ class PosteriorHead(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        return tags
+        fields = {f.name: getattr(tags, f.name) for f in dataclasses.fields(tags) if f.name != "context_tags"}
+        return HeadTags(**fields, context_tags=self._context_tags())
+
+    def _context_tags(self) -> ContextTags:
+        """The per-row context this head takes (frequency weights, the family's keywords)."""
+        return ContextTags(family=self._family_context())
+
+    def _family_context(self) -> tuple[str, ...]:
+        """The family's per-row keywords: the fitted family's, else none (heads whose family is known before
+        ``fit`` override this)."""
+        return tuple(getattr(getattr(self, "likelihood_", None), "context", ()))
+
+    # ---- fitting ---------------------------------------------------------------------------------------
+
+    def fit(self, Z, y, *, sample_weight=None, **context):
+        """Fit the posterior over the weights to features ``Z`` (n, D) and targets ``y`` (n,); return ``self``.
+
+        ``sample_weight`` and ``context`` are the per-row context the head declares (:func:`context_tags`).
+        The hyper-parameters are checked before any work; a rejected or failed fit leaves the head as it was.
+        """
+        with self._keep_state_on_error():
+            self._check_params()
+            Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=not is_classifier(self))
+            context = self._validate_context(context, Z.shape[0], fitting=True, sample_weight=w)
+            self._fit(Z, y, w, **context)
+        return self
+
+    def _check_params(self) -> None:
+        """Check the hyper-parameters (before any data are read); a ``ValueError`` / ``TypeError`` names the bad one."""
+
+    def _fit(self, Z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, **context) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _validate_context(self, context: dict, n: int, *, fitting: bool, sample_weight=None) -> dict:
+        """The per-row keywords checked against the declared ones: the family's as float64 arrays of shape (n,),
+        ``groups`` as given (its head checks it); a keyword the head does not take is a ``TypeError`` naming it."""
+        tags = context_tags(self)
+        allowed = tags.keywords(fitting=fitting)
+        given = set(context) | ({"sample_weight"} if sample_weight is not None else set())
+        unknown = sorted(given - set(allowed))
+        if unknown == ["sample_weight"] and not fitting and tags.sample_weight == "frequency":
+            raise ValueError(f"{type(self).__name__} has no per-observation noise precisions: pass no sample_weight "
+                             "(its sample_weight weights the rows of fit)")
+        if unknown:
+            raise TypeError(f"{type(self).__name__} takes no per-row keyword {unknown} here; it takes "
+                            f"{list(allowed) or 'none'}")
+        out = {key: value for key, value in context.items() if key not in tags.family}
+        for key in tags.family:
+            if context.get(key) is None:
+                raise ValueError(f"{type(self).__name__} needs the per-row keyword {key!r} (its family's)")
+            value = np.broadcast_to(np.asarray(context[key], dtype=np.float64), (n,)).copy()
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{key} must be finite")
+            out[key] = value
+        return out
 
     # ---- validation ------------------------------------------------------------------------------------
 
@@ -447,21 +570,25 @@ class PosteriorHead(BaseEstimator):
             raise TypeError("draws must be a dict of named posterior draws with a 'beta' entry (from sample())")
         return draws
 
-    def pointwise_log_likelihood(self, draws: dict, Z, y, *, sample_weight=None, **context) -> np.ndarray:
+    def pointwise_log_likelihood(self, draws: dict, Z, y, **context) -> np.ndarray:
         """``log p(y_i | z_i, draw_s)`` for every draw and observation, shape (S, n) (for ``az.loo``);
-        ``context``: the family's per-row keywords (``trials=`` ...)."""
+        ``context``: the per-row keywords the head declares (``sample_weight=`` noise precisions, ``trials=`` ...)."""
         Z = self._validate_Z(Z)
         draws = self._check_draws(draws)
         y = self._encode_y(y)
         if y.shape[0] != Z.shape[0]:
             raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
+        context = self._validate_context(context, Z.shape[0], fitting=False)
+        sample_weight = context.pop("sample_weight", None)
         f = self._draw_predictor(draws, Z)
         return self._draw_likelihood(draws, Z.shape[0], sample_weight).log_prob(f, y, **context)
 
-    def sample_predictive(self, draws: dict, Z, *, generator=None, sample_weight=None, **context) -> np.ndarray:
+    def sample_predictive(self, draws: dict, Z, *, generator=None, **context) -> np.ndarray:
         """One replicate ``y ~ p(y | z_i, draw_s)`` per draw and input, shape (S, n) (posterior predictive)."""
         Z = self._validate_Z(Z)
         draws = self._check_draws(draws)
+        context = self._validate_context(context, Z.shape[0], fitting=False)
+        sample_weight = context.pop("sample_weight", None)
         f = self._draw_predictor(draws, Z)
         lik = self._draw_likelihood(draws, Z.shape[0], sample_weight)
         g = torch.Generator().manual_seed(_torch_seed(as_generator(generator)))
@@ -476,9 +603,20 @@ class PosteriorHead(BaseEstimator):
     def _predictor_moments(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
 
-    def predict_dist(self, Z) -> Predictive:
-        """The predictive distribution at the rows of ``Z``: the likelihood integrated over the posterior."""
-        return self._predictive_of(self._validate_Z(Z), self.likelihood_)
+    def predict_dist(self, Z, **context) -> Predictive:
+        """The predictive distribution at the rows of ``Z``: the likelihood integrated over the posterior
+        (``context``: the per-row keywords the head declares, at those rows)."""
+        Z, context = self._validate_rows(Z, context)
+        return self._predict_dist(Z, **context)
+
+    def _validate_rows(self, Z, context: dict) -> tuple[np.ndarray, dict]:
+        """Validated features of a fitted head and the per-row keywords of a predictive method at those rows."""
+        Z = self._validate_Z(Z)
+        return Z, self._validate_context(context, Z.shape[0], fitting=False)
+
+    def _predict_dist(self, Z: np.ndarray, sample_weight=None, **context) -> Predictive:
+        """The predictive at validated rows ``Z`` with validated context."""
+        return self._predictive_of(Z, self._draw_likelihood({}, Z.shape[0], sample_weight), **context)
 
     def _predictive_of(self, Z: np.ndarray, likelihood: Likelihood, **context) -> Predictive:
         """``likelihood`` integrated over the posterior of the linear predictor at validated rows ``Z``
@@ -576,16 +714,16 @@ class PosteriorClassifierMixin:
     def _decode_samples(self, y: np.ndarray) -> np.ndarray:
         return self.classes_[y.astype(np.int64)]
 
-    def predict_proba(self, Z) -> np.ndarray:
+    def predict_proba(self, Z, **context) -> np.ndarray:
         """Predictive class probabilities ``p(y | z, data)``, shape (n, K), columns in ``classes_`` order."""
-        return self.predict_dist(Z).probs
+        return self.predict_dist(Z, **context).probs
 
-    def predict(self, Z) -> np.ndarray:
+    def predict(self, Z, **context) -> np.ndarray:
         """The most probable label under the predictive."""
-        index = np.argmax(self.predict_proba(Z), axis=1)
+        index = np.argmax(self.predict_proba(Z, **context), axis=1)
         return self.classes_[index]
 
-    def log_predictive(self, Z, y) -> np.ndarray:
+    def log_predictive(self, Z, y, **context) -> np.ndarray:
         """Pointwise log predictive probability of the labels ``y``, shape (n,)."""
-        return self.predict_dist(Z).log_prob(column_or_1d(y))
+        return self.predict_dist(Z, **context).log_prob(column_or_1d(y))
 

@@ -19,7 +19,15 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from bayes_diglm._validation import as_float_tensor, check_positive, check_same_length
 from bayes_diglm.likelihoods import Gaussian
 
-from .base import PosteriorHead, Predictive, _refuse_overflow, _refuse_strings, check_probability
+from .base import (
+    ContextTags,
+    PosteriorHead,
+    Predictive,
+    _refuse_overflow,
+    _refuse_strings,
+    check_prior_grouping,
+    check_probability,
+)
 from .nig import NormalInverseGamma
 
 __all__ = ["ConjugateLinearRegression", "NIGPosterior", "SufficientStats", "fit_on_features"]
@@ -465,16 +473,19 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
             self.n_features_in_ = Zt.shape[1]
         return Zt, yt, wt
 
-    def fit(self, Z, y, *, sample_weight=None) -> ConjugateLinearRegression:
+    def _context_tags(self) -> ContextTags:
+        return ContextTags(sample_weight="noise")  # known relative noise precisions, in fit and prediction
+
+    def _validate_train(self, Z, y, sample_weight=None, **_) -> tuple:
+        return self._training_tensors(Z, y, sample_weight, reset=True)
+
+    def _fit(self, Zt, yt, wt) -> None:
         """Exact posterior given features ``Z`` (n, D), targets ``y`` (n,) and optional noise precisions."""
-        with self._keep_state_on_error():
-            Zt, yt, wt = self._training_tensors(Z, y, sample_weight, reset=True)
-            prior = self._prior_from_params(Zt.shape[1])
-            intercept = bool(self.fit_intercept)
-            stats = _stats_from_tensors(Zt, yt, wt, intercept)
-            state = self._posterior(stats, prior, lambda m: _weighted_rss(Zt, yt, wt, m, intercept))
-            self._set_state(state, Zt.shape[1])
-        return self
+        prior = self._prior_from_params(Zt.shape[1])
+        intercept = bool(self.fit_intercept)
+        stats = _stats_from_tensors(Zt, yt, wt, intercept)
+        state = self._posterior(stats, prior, lambda m: _weighted_rss(Zt, yt, wt, m, intercept))
+        self._set_state(state, Zt.shape[1])
 
     def partial_fit(self, Z, y, *, sample_weight=None) -> ConjugateLinearRegression:
         """Add a chunk of data; the result equals :meth:`fit` on all chunks together (up to rounding)."""
@@ -573,15 +584,19 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         check_is_fitted(self)
         return float(self.state_.log_evidence(self.stats_.sum_log_w)[0])
 
-    def optimize_prior_precision(self, per_feature: bool = False) -> ConjugateLinearRegression:
+    def optimize_prior_precision(self, per: str = "scalar", *, tol: float | None = None,
+                                 max_iter: int | None = None) -> ConjugateLinearRegression:
         """Maximise :meth:`log_evidence` over the prior precision(s) and ``(a0, b0)`` (type-II ML).
 
-        The feature prior precision becomes ``exp(t) I`` (or ``diag(exp(t_j))`` with ``per_feature``);
-        the intercept's precision and the prior mean stay fixed. L-BFGS-B on log-parameters, each bounded
-        to ``[1e-8, 1e8]``; the posterior is recomputed from the statistics (with the accurate residual sum
-        moved to each trial mean). Stores ``hyperparameter_result_`` (scipy's ``OptimizeResult``).
+        The feature prior precision becomes ``exp(t) I`` (``per="scalar"``) or ``diag(exp(t_j))``
+        (``per="feature"``); the intercept's precision and the prior mean stay fixed. L-BFGS-B on log-parameters,
+        each bounded to ``[1e-8, 1e8]`` (``tol``: its gradient tolerance, ``max_iter``: its iterations; None:
+        scipy's defaults); the posterior is recomputed from the statistics (with the accurate residual sum moved
+        to each trial mean). Stores ``hyperparameter_result_`` (scipy's ``OptimizeResult``).
         """
         check_is_fitted(self)
+        per_feature = check_prior_grouping(per, ("scalar", "feature")) == "feature"
+        options = {key: value for key, value in (("gtol", tol), ("maxiter", max_iter)) if value is not None}
         d = self.n_features_in_
         stats, ref, rss_ref, base = self.stats_, self.posterior_.mean, self.rss_, self.state_
         n_prec = d if per_feature else 1
@@ -601,7 +616,8 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         theta0 = np.concatenate([start_prec, [math.log(base.a0), math.log(base.b0)]])
         bound = math.log(1e8)
         theta0 = np.clip(theta0, -bound, bound)
-        result = scipy.optimize.minimize(objective, theta0, method="L-BFGS-B", bounds=[(-bound, bound)] * theta0.size)
+        result = scipy.optimize.minimize(objective, theta0, method="L-BFGS-B", bounds=[(-bound, bound)] * theta0.size,
+                                         options=options)
         best = result.x if result.fun <= objective(theta0) else theta0
         self._set_state(state_of(best), d)
         self.hyperparameter_result_ = result
@@ -632,12 +648,12 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         half = scipy.stats.t.ppf(0.5 + prob / 2, df=2 * post.a) * scale
         return post.mean - half, post.mean + half
 
-    def _features(self, Z) -> np.ndarray:
+    def _validate_Z(self, Z) -> np.ndarray:
         """Validated float64 features; float tensors of the right shape skip scikit-learn's conversion."""
         check_is_fitted(self)
         if isinstance(Z, torch.Tensor):
             return _to_numpy_rows(Z, "Z", self.n_features_in_)
-        return self._validate_Z(Z)
+        return super()._validate_Z(Z)
 
     def _noise_weights(self, sample_weight, n: int):
         if sample_weight is None:
@@ -645,37 +661,38 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         w = self._validate_weights(sample_weight, n, positive=True)
         return w
 
-    def _predictive_params(self, Z, sample_weight=None) -> tuple[float, np.ndarray, np.ndarray]:
+    def _predictive_params(self, Zf: np.ndarray, sample_weight=None) -> tuple[float, np.ndarray, np.ndarray]:
         """(df, loc, scale) of the Student-t predictive of new targets at rows of ``Z``.
 
         With known relative noise precisions ``w*`` (``y* ~ N(x*^T beta, sigma^2 / w*)``) the squared scale is
-        ``(b_n / a_n)(1 / w* + x*^T Lambda_n^{-1} x*)``; ``sample_weight=None`` means ``w* = 1``.
+        ``(b_n / a_n)(1 / w* + x*^T Lambda_n^{-1} x*)``; no ``sample_weight`` means ``w* = 1``.
         """
-        Zf = self._features(Z)
         w = self._noise_weights(sample_weight, Zf.shape[0])
         loc, scale, df = self.state_.predictive(Zf, 1.0 if w is None else 1.0 / w)
         return float(df[0]), loc[0], scale[0]
 
-    def predict(self, Z, return_std: bool = False, sample_weight=None):
+    def predict(self, Z, return_std: bool = False, **context):
         """Predictive mean (and standard deviation, ``inf`` when ``2 a_n <= 2``) as float64 arrays.
 
         ``sample_weight``: known relative noise precisions of the new rows (as in ``fit``); default 1.
         """
-        df, loc, scale = self._predictive_params(Z, sample_weight)
+        Z, context = self._validate_rows(Z, context)
+        df, loc, scale = self._predictive_params(Z, **context)
         if not return_std:
             return loc
         std = scale * math.sqrt(df / (df - 2.0)) if df > 2 else np.full_like(scale, np.inf)
         return loc, std
 
-    def predict_dist(self, Z, sample_weight=None) -> Predictive:
+    def _predict_dist(self, Z: np.ndarray, sample_weight=None) -> Predictive:
         """The exact predictive: Student-t with ``2 a_n`` degrees of freedom (beta and sigma^2 integrated out)."""
         df, loc, scale = self._predictive_params(Z, sample_weight)
         loc_t = torch.from_numpy(loc)
         return Predictive(torch.distributions.StudentT(torch.full_like(loc_t, df), loc_t, torch.from_numpy(scale)))
 
-    def log_predictive(self, Z, y, sample_weight=None) -> np.ndarray:
+    def log_predictive(self, Z, y, **context) -> np.ndarray:
         """Pointwise log predictive density ``log p(y_i | z_i, data)`` (float64, shape (n,))."""
-        df, loc, scale = self._predictive_params(Z, sample_weight)
+        Z, context = self._validate_rows(Z, context)
+        df, loc, scale = self._predictive_params(Z, **context)
         y_arr = as_float_tensor(np.asarray(y, dtype=np.float64) if not isinstance(y, torch.Tensor) else y,
                                 "y", ndim=1).detach().cpu().to(torch.float64).numpy()
         check_same_length(Z=loc, y=y_arr)

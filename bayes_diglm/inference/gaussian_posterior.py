@@ -10,7 +10,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from bayes_diglm import likelihoods
 from bayes_diglm.likelihoods import Likelihood
 
-from .base import PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
+from .base import ContextTags, PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
 from .laplace.solvers import _make_likelihood
 
 __all__ = ["_GaussianPosteriorClassifier", "_GaussianWeights", "_RegressionFamily"]
@@ -43,9 +43,11 @@ class _GaussianWeights:
 class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, ClassifierMixin, PosteriorHead):
     """Predictives of a classifier whose posterior over the weights is a Gaussian (Laplace and SVI).
 
-    ``method="probit"`` (default): closed form, MacKay's probit for K = 2 and
+    Which predictive is the head's option ``predictive`` (a constructor parameter, the same for every call):
+    ``"probit"`` (default): closed form, MacKay's probit for K = 2 and
     :func:`bayes_diglm.likelihoods.multiclass_probit` for K > 2; ``"map"``: plug in the posterior mean;
-    ``"mc"``: average the likelihood over ``n_samples`` posterior draws (``generator`` seeds them).
+    ``"mc"``: average the likelihood over ``n_predictive_samples`` posterior draws (seeded by ``predictive_seed``,
+    an int, a NumPy Generator, or None for fresh entropy).
     """
 
     def _likelihood_for(self, K: int) -> Likelihood:
@@ -53,41 +55,35 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
         family for two classes and the softmax for more."""
         return likelihoods.for_classes(getattr(self, "likelihood", None), K)
 
-    def predict_dist(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> Predictive:
+    def _check_predictive(self) -> None:
+        if self.predictive not in _PREDICTIVES:
+            raise ValueError(f"predictive must be one of {_PREDICTIVES}, got {self.predictive!r}")
+        n = self.n_predictive_samples
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n_predictive_samples must be a positive integer, got {n!r}")
+
+    def _predict_dist(self, Z: np.ndarray, **context) -> Predictive:
         """Predictive over ``classes_``: the class probabilities with the weights integrated out."""
-        if method not in _PREDICTIVES:
-            raise ValueError(f"method must be one of {_PREDICTIVES}, got {method!r}")
-        Z = self._validate_Z(Z)
+        self._check_predictive()
         X = self._design(Z)
-        if method == "probit":
+        if self.predictive == "probit":
             mean, cov = X @ self.posterior_.mean.T, self.posterior_.logit_cov(X)
-            probs = Predictive(self.likelihood_.predictive(torch.from_numpy(mean), torch.from_numpy(cov)),
+            probs = Predictive(self.likelihood_.predictive(torch.from_numpy(mean), torch.from_numpy(cov), **context),
                                classes=self.classes_).probs
-        elif method == "map":
-            probs = self._probs(X @ self.posterior_.mean.T)
+        elif self.predictive == "map":
+            probs = self._probs(X @ self.posterior_.mean.T, context)
         else:
-            if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-                raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-            draws = self._sample_weights(int(n_samples), as_generator(generator))
-            probs = self._probs(np.einsum("nd,skd->snk", X, draws)).mean(axis=0)
+            draws = self._sample_weights(int(self.n_predictive_samples), as_generator(self.predictive_seed))
+            probs = self._probs(np.einsum("nd,skd->snk", X, draws), context).mean(axis=0)
         dist = torch.distributions.Categorical(probs=torch.from_numpy(np.ascontiguousarray(probs)))
         return Predictive(dist, classes=self.classes_)
 
-    def _probs(self, logits: np.ndarray) -> np.ndarray:
-        return self.likelihood_.probs(logits)
+    def _probs(self, logits: np.ndarray, context: dict) -> np.ndarray:
+        return self.likelihood_.probs(logits, **context)
 
-    def predict_proba(self, Z, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
-        """Predictive class probabilities (n, K), columns in ``classes_`` order (``method`` as in predict_dist)."""
-        return self.predict_dist(Z, method=method, n_samples=n_samples, generator=generator).probs
-
-    def predict(self, Z, method: str = "probit") -> np.ndarray:
-        """Most probable label under the predictive."""
-        index = np.argmax(self.predict_proba(Z, method=method), axis=1)
-        return self.classes_[index]
-
-    def log_predictive(self, Z, y, method: str = "probit", n_samples: int = 1000, generator=None) -> np.ndarray:
+    def log_predictive(self, Z, y, **context) -> np.ndarray:
         """Log predictive probability ``log p(y_i | z_i, data)`` of each label, shape (n,)."""
-        pred = self.predict_dist(Z, method=method, n_samples=n_samples, generator=generator)
+        pred = self.predict_dist(Z, **context)
         return np.log(np.clip(np.take_along_axis(pred.probs, self._encode_y(y)[:, None], axis=1)[:, 0],
                               1e-300, None))
 
@@ -128,24 +124,25 @@ class _RegressionFamily(RegressorMixin):
             return y
         return lik.check_target(y, **context)
 
-    @staticmethod
-    def _validate_context(lik: Likelihood, context: dict, n: int) -> dict:
-        """The family's per-row keywords as float64 arrays of shape (n,) (a TypeError for others)."""
-        unknown = sorted(set(context) - set(lik.context))
-        if unknown:
-            raise TypeError(f"a {type(lik).__name__} likelihood takes no per-row keyword {unknown}; its context is "
-                            f"{list(lik.context)}")
-        out = {}
-        for key in lik.context:
-            if context.get(key) is None:
-                raise ValueError(f"a {type(lik).__name__} likelihood needs the per-row keyword {key!r}")
-            value = np.broadcast_to(np.asarray(context[key], dtype=np.float64), (n,)).copy()
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"{key} must be finite")
-            out[key] = value
-        return out
+    def _family_context(self) -> tuple[str, ...]:
+        lik = getattr(self, "likelihood_", None)
+        if lik is None:
+            try:
+                lik = self._family()
+            except (TypeError, ValueError):
+                return ()
+        return tuple(lik.context)
 
-    def predict_dist(self, Z, sample_weight=None, **context) -> Predictive:
+    def _context_tags(self) -> ContextTags:
+        """Frequency weights in ``fit``, or known noise precisions everywhere for a family with a
+        ``noise_variance``; the family's per-row keywords."""
+        try:
+            noise = "noise_variance" in self._family().nuisance
+        except (TypeError, ValueError):
+            noise = False
+        return ContextTags(sample_weight="noise" if noise else "frequency", family=self._family_context())
+
+    def _predict_dist(self, Z: np.ndarray, sample_weight=None, **context) -> Predictive:
         """The predictive at the rows of ``Z``: the family integrated over the Gaussian of the linear predictor
         (Poisson-lognormal by quadrature, exactly ``N(m, v + noise_variance / w)`` for the Gaussian ...).
 
@@ -153,9 +150,7 @@ class _RegressionFamily(RegressorMixin):
         noise precisions ``w`` of the new rows, as in ``fit`` (``y ~ N(beta^T z, noise_variance / w)``); default 1.
         ``context``: the family's per-row keywords at the new rows.
         """
-        Z = self._validate_Z(Z)
-        lik = self._draw_likelihood({}, Z.shape[0], sample_weight)
-        return self._predictive_of(Z, lik, **self._validate_context(lik, context, Z.shape[0]))
+        return self._predictive_of(Z, self._draw_likelihood({}, Z.shape[0], sample_weight), **context)
 
     def _draw_likelihood(self, draws: dict, n: int, sample_weight) -> Likelihood:
         if sample_weight is None:

@@ -143,7 +143,7 @@ class _NUTSHead:
 
     _arviz_attrs = {"inference": "NUTS (Pyro)", "draws": "Markov chains (r_hat and ess are meaningful)"}
 
-    def _check_settings(self) -> None:
+    def _check_params(self) -> None:
         check_positive(self.prior_precision, "prior_precision")
         if self.intercept_prior_precision is not None:
             check_positive(self.intercept_prior_precision, "intercept_prior_precision")
@@ -436,29 +436,29 @@ class NUTSRegressor(_NUTSHead, RegressorMixin, PosteriorHead):
         self.seed = seed
         self.progress = progress
 
-    def fit(self, Z, y, *, sample_weight=None) -> NUTSRegressor:
-        """Run the chains on features ``Z`` (n, D) and targets ``y`` (n,)."""
-        with self._keep_state_on_error():
-            self._check_settings()
-            likelihood = likelihoods.build(self.likelihood)
-            if likelihood.task != "regression":
-                raise ValueError(f"{likelihood.name!r} is a classification family: use NUTSClassifier")
-            Z, y, w = self._validate_train(Z, y, sample_weight)
-            y = likelihood.check_target(y)
-            self.likelihood_ = likelihood
-            self._run_chains(Z, y, w)
-        return self
+    def _check_params(self) -> None:
+        super()._check_params()
+        likelihood = likelihoods.build(self.likelihood)
+        if likelihood.task != "regression":
+            raise ValueError(f"{likelihood.name!r} is a classification family: use NUTSClassifier")
 
-    def predict_dist(self, Z) -> Predictive:
+    def _fit(self, Z, y, w) -> None:
+        """Run the chains on features ``Z`` (n, D) and targets ``y`` (n,)."""
+        likelihood = likelihoods.build(self.likelihood)
+        y = likelihood.check_target(y)
+        self.likelihood_ = likelihood
+        self._run_chains(Z, y, w)
+
+    def _predict_dist(self, Z: np.ndarray) -> Predictive:
         """The posterior predictive: the family's ``p(y | f)`` averaged over every stored draw."""
-        f, lik = self._mixture_parts(self._validate_Z(Z))
+        f, lik = self._mixture_parts(Z)
         S = f.shape[1]
         mixing = torch.distributions.Categorical(probs=torch.full(f.shape[:2], 1.0 / S, dtype=torch.float64))
         return Predictive(torch.distributions.MixtureSameFamily(mixing, lik.dist(f)))
 
-    def predict(self, Z) -> np.ndarray:
+    def predict(self, Z, **context) -> np.ndarray:
         """The posterior predictive mean."""
-        return self.predict_dist(Z).mean
+        return self.predict_dist(Z, **context).mean
 
 
 class NUTSClassifier(_NUTSHead, PosteriorClassifierMixin, ClassifierMixin, PosteriorHead):
@@ -502,20 +502,16 @@ class NUTSClassifier(_NUTSHead, PosteriorClassifierMixin, ClassifierMixin, Poste
         self.progress = progress
         self.classes = classes
 
-    def fit(self, Z, y, *, sample_weight=None) -> NUTSClassifier:
+    def _fit(self, Z, y, w) -> None:
         """Run the chains on features ``Z`` (n, D) and labels ``y`` (n,) of any sortable type."""
-        with self._keep_state_on_error():
-            self._check_settings()
-            Z, _, w = self._validate_train(Z, np.zeros(len(y)), sample_weight)
-            classes, index = self._encode_train_labels(y)
-            likelihood = likelihoods.for_classes(self.likelihood, int(classes.size))
-            self.classes_ = classes
-            self.likelihood_ = likelihood
-            self._run_chains(Z, index.astype(np.float64), w)
-        return self
+        classes, index = self._encode_train_labels(y)
+        likelihood = likelihoods.for_classes(self.likelihood, int(classes.size))
+        self.classes_ = classes
+        self.likelihood_ = likelihood
+        self._run_chains(Z, index.astype(np.float64), w)
 
-    def predict_dist(self, Z) -> Predictive:
+    def _predict_dist(self, Z: np.ndarray) -> Predictive:
         """The posterior predictive over ``classes_``: class probabilities averaged over every stored draw."""
-        f, lik = self._mixture_parts(self._validate_Z(Z))
+        f, lik = self._mixture_parts(Z)
         probs = lik.probs(f).mean(dim=1)
         return Predictive(torch.distributions.Categorical(probs=probs), classes=self.classes_)

@@ -14,11 +14,13 @@ line) are refused before any import.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 
 import numpy as np
 import scipy.optimize
 import torch
+from sklearn.base import BaseEstimator
 
 from bayes_diglm import likelihoods
 
@@ -200,6 +202,16 @@ def _decode(node, tensors: dict):
         else:
             for k, v in attrs.items():
                 object.__setattr__(obj, k, v)
+        _default_new_params(obj)
         return obj
     raise ValueError(f"unexpected node in a posterior head's state: {sorted(node)}")
 
+
+def _default_new_params(obj) -> None:
+    """A head saved by an earlier version lacks the constructor parameters added since (a classifier's
+    ``predictive``, say): they take their defaults, read from the class's own signature."""
+    if not isinstance(obj, BaseEstimator):
+        return
+    for name, param in inspect.signature(type(obj).__init__).parameters.items():
+        if param.kind is param.KEYWORD_ONLY and param.default is not param.empty and name not in vars(obj):
+            setattr(obj, name, param.default)

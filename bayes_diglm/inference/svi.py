@@ -19,8 +19,9 @@ from torch.distributions.transforms import ReshapeTransform
 
 from bayes_diglm._validation import check_positive
 
-from .base import COVARIANCES, as_generator
+from .base import COVARIANCES, as_generator, check_prior_grouping
 from .gaussian_posterior import _GaussianPosteriorClassifier
+from .laplace.evidence import PRIOR_GROUPINGS, em_prior_precision, prior_groups
 from .laplace.fit import laplace_glm
 from .laplace.solvers import _lbfgs, _neg_log_posterior, _Objective
 from .laplace.structures import _STRUCTURES
@@ -220,10 +221,6 @@ def _settled(before, after, tol: float) -> bool:
     return bool(np.all(np.abs(before.mean - after.mean) <= tol * sd_b) and np.all(np.abs(sd_a - sd_b) <= tol * sd_b))
 
 
-def _seed_from(generator: np.random.Generator) -> int:
-    return int(generator.integers(0, 2**62))
-
-
 class SVIClassifier(_GaussianPosteriorClassifier):
     r"""Bayesian logistic (K=2) or softmax (K>2) regression on features by SVI with a Gaussian guide (Pyro).
 
@@ -264,6 +261,11 @@ class SVIClassifier(_GaussianPosteriorClassifier):
 
     ``converged_`` says whether the stopping rule was met; when not, a ``ConvergenceWarning`` says so.
 
+    ``likelihood`` is a registered classification family (or an instance for K classes), as
+    :class:`~bayes_diglm.inference.LaplaceClassifier`'s; None: the logistic family for two classes, the softmax for
+    more. ``predictive``, ``n_predictive_samples`` and ``predictive_seed`` choose how the predictive integrates over
+    the weights, as :class:`~bayes_diglm.inference.LaplaceClassifier`'s.
+
     Each instance keeps its parameters in its own Pyro parameter-store scope, restored around every call, so
     several heads never share or overwrite each other's parameters and the global store is left as it was.
     Random numbers come from a forked torch RNG seeded by ``seed`` (the global torch RNG is not touched).
@@ -298,6 +300,10 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         plateau_tol: float | None = 0.05,
         seed: int = 0,
         classes=None,
+        likelihood=None,
+        predictive: str = "probit",
+        n_predictive_samples: int = 1000,
+        predictive_seed=None,
     ):
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
@@ -313,10 +319,18 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         self.plateau_tol = plateau_tol
         self.seed = seed
         self.classes = classes
+        self.likelihood = likelihood
+        self.predictive = predictive
+        self.n_predictive_samples = n_predictive_samples
+        self.predictive_seed = predictive_seed
 
     # ---- checks ----------------------------------------------------------------------------------------
 
-    def _check_params(self, n: int) -> None:
+    def _check_params(self) -> None:
+        self._check_settings()
+        self._check_predictive()
+
+    def _check_settings(self) -> None:
         if self.covariance not in ("auto", *COVARIANCES):
             raise ValueError(f"covariance must be 'auto' or one of {COVARIANCES}, got {self.covariance!r}")
         if self.optimizer not in _OPTIMIZERS:
@@ -331,12 +345,14 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         if self.rank is not None and (isinstance(self.rank, bool) or not isinstance(self.rank, (int, np.integer))
                                       or self.rank < 1):
             raise ValueError(f"rank must be a positive integer or None, got {self.rank!r}")
-        if self.batch_size is not None and not (isinstance(self.batch_size, (int, np.integer))
-                                                and 1 <= self.batch_size <= n):
-            raise ValueError(f"batch_size must be in 1..{n} or None, got {self.batch_size!r}")
         if self.batch_size is not None and self.optimizer == "natural":
             raise ValueError(f"batch_size={self.batch_size!r} needs optimizer='adam' (or 'auto'): the natural-gradient "
                              "steps use the full data")
+
+    def _check_batch_size(self, n: int) -> None:
+        if self.batch_size is not None and not (isinstance(self.batch_size, (int, np.integer))
+                                                and 1 <= self.batch_size <= n):
+            raise ValueError(f"batch_size must be in 1..{n} or None, got {self.batch_size!r}")
 
     def _prior(self, k_out: int, D_aug: int) -> np.ndarray:
         prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
@@ -431,27 +447,52 @@ class SVIClassifier(_GaussianPosteriorClassifier):
 
     # ---- fitting ---------------------------------------------------------------------------------------
 
-    def fit(self, Z, y, *, sample_weight=None) -> SVIClassifier:
+    def _fit(self, Z, y, w) -> None:
         """Maximise the ELBO from the Laplace start; see the class notes for the stopping rule.
 
         ``sample_weight`` weights each row's log-likelihood (an integer weight equals repeating the row; Adam takes
         integer weights only). The ELBO per step (full-data scale) is kept in ``elbo_history_``.
         """
-        with self._keep_state_on_error():
-            Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=False)
-            self._check_params(Z.shape[0])
-            classes, index = self._encode_train_labels(y)
-            self.classes_ = classes
-            self.likelihood_ = self._likelihood_for(classes.size)
-            X = self._design(Z)
-            prior = self._prior(self.likelihood_.num_outputs, X.shape[1])
-            auto = "full" if prior.size <= _FULL_MAX_WEIGHTS else "kron"
-            self.covariance_ = auto if self.covariance == "auto" else self.covariance
-            self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
-                               .get(self.optimizer, self.optimizer))
-            run = self._run_natural if self.optimizer_ == "natural" else self._run_svi
-            posterior, history, converged, evidence = run(X, index, w, prior)
-            self._set_fitted(X, prior, posterior, history, converged, evidence)
+        self._check_batch_size(Z.shape[0])
+        classes, index = self._encode_train_labels(y)
+        self.classes_ = classes
+        self.likelihood_ = self._likelihood_for(classes.size)
+        X = self._design(Z)
+        prior = self._prior(self.likelihood_.num_outputs, X.shape[1])
+        auto = "full" if prior.size <= _FULL_MAX_WEIGHTS else "kron"
+        self.covariance_ = auto if self.covariance == "auto" else self.covariance
+        self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
+                           .get(self.optimizer, self.optimizer))
+        self._optimise(X, index, w, prior)
+
+    def _optimise(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray) -> None:
+        """Fit the guide at the prior precisions ``prior`` on the design ``X`` (the optimiser ``optimizer_``)."""
+        run = self._run_natural if self.optimizer_ == "natural" else self._run_svi
+        self._set_fitted(X, prior, *run(X, y, w, prior))
+        self._train = (X, y, w)
+
+    def optimize_prior_precision(self, per: str = "scalar", *, tol: float | None = None, max_iter: int | None = None):
+        """Maximise the ELBO (:meth:`log_evidence`) over the prior precisions by variational EM, then keep the fit.
+
+        At the fitted guide ``q = N(m, S)`` the ELBO's prior term is maximised in closed form
+        (:func:`~bayes_diglm.inference.laplace.evidence.em_prior_precision`, precisions shared as ``per`` says:
+        ``"scalar"``, ``"class"`` rows or ``"feature"`` columns, the bias its own feature); the guide is refitted
+        at the new precisions, until every precision changes by less than ``tol`` (default 1e-3) relative, or
+        ``max_iter`` refits (default 20). Each step cannot lower the ELBO, up to the optimiser's own accuracy.
+        """
+        check_is_fitted(self)
+        check_prior_grouping(per, PRIOR_GROUPINGS)
+        tol, max_iter = 1e-3 if tol is None else tol, 20 if max_iter is None else max_iter
+        X, y, w = self._train
+        prior = self.prior_precision_
+        groups = prior_groups(prior, per)
+        for _ in range(int(max_iter)):
+            new = em_prior_precision(self.posterior_.mean, self.posterior_.marginal_variance(), prior, groups)
+            change = float(np.max(np.abs(new - prior) / np.maximum(prior, 1e-300)))
+            prior = new
+            self._optimise(X, y, w, prior)
+            if change < tol:
+                break
         return self
 
     def _run_natural(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray):

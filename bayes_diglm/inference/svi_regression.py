@@ -12,10 +12,10 @@ __all__ = ["SVIRegressor"]
 
 # SVIClassifier's machinery (Laplace start, natural-gradient or Adam steps, stopping rule, ELBO) does not depend on
 # the task: it reads only ``likelihood_`` and the hyper-parameters. Every method of the class except its
-# constructor, its fit and its documentation is taken from the class itself (not copied), so that both heads run
-# the same optimisation whatever it becomes.
-_CLASSIFIER_ONLY = {"__init__", "fit", "__doc__", "__module__", "__qualname__", "__dict__", "__weakref__",
-                    "__firstlineno__", "__static_attributes__"}
+# constructor, its parameter checks, its _fit and its documentation is taken from the class itself (not copied), so
+# that both heads run the same optimisation whatever it becomes.
+_CLASSIFIER_ONLY = {"__init__", "_check_params", "_fit", "__doc__", "__module__", "__qualname__", "__dict__",
+                    "__weakref__", "__firstlineno__", "__static_attributes__"}
 _SVI_MACHINERY = tuple(name for name in vars(SVIClassifier)
                        if name not in _CLASSIFIER_ONLY and not name.startswith("set_"))  # sklearn's own request setters
 
@@ -81,22 +81,25 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
         self.plateau_tol = plateau_tol
         self.seed = seed
 
-    def fit(self, Z, y, *, sample_weight=None) -> SVIRegressor:
+    def _check_params(self) -> None:
+        self._check_settings()
+        self._family()
+
+    def _fit(self, Z, y, w, **context) -> None:
         """Maximise the ELBO from the Laplace start for features ``Z`` (n, D) and targets ``y`` of the family.
 
         ``sample_weight``: integer frequency weights. The ELBO per step is kept in ``elbo_history_``.
         """
-        with self._keep_state_on_error():
-            lik = self._family()
-            Z, y, w = self._validate_train(Z, y, sample_weight)
-            self._check_params(Z.shape[0])
-            y = self._check_y(lik, np.asarray(y, dtype=np.float64), self._validate_context(lik, {}, Z.shape[0]))
-            self.likelihood_ = lik
-            X = self._design(Z)
-            prior = self._prior(lik.num_outputs, X.shape[1])
-            self.covariance_ = "full" if self.covariance == "auto" else self.covariance  # one output: P = D + 1
-            self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
-                               .get(self.optimizer, self.optimizer))
-            run = self._run_natural if self.optimizer_ == "natural" else self._run_svi
-            self._set_fitted(X, prior, *run(X, y, w, prior))
-        return self
+        if context:
+            raise TypeError(f"SVIRegressor.fit takes no per-row context yet (its Pyro model has none), got "
+                            f"{sorted(context)}: use LaplaceRegressor for a family with {sorted(context)}")
+        self._check_batch_size(Z.shape[0])
+        lik = self._family()
+        y = self._check_y(lik, np.asarray(y, dtype=np.float64), {})
+        self.likelihood_ = lik
+        X = self._design(Z)
+        prior = self._prior(lik.num_outputs, X.shape[1])
+        self.covariance_ = "full" if self.covariance == "auto" else self.covariance  # one output: P = D + 1
+        self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
+                           .get(self.optimizer, self.optimizer))
+        self._optimise(X, y, w, prior)

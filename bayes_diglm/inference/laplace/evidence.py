@@ -1,4 +1,5 @@
-"""Empirical Bayes for the Laplace heads: MacKay's fixed point for prior precisions shared within groups."""
+"""Empirical Bayes for the Gaussian-posterior heads: MacKay's fixed point (Laplace evidence) and variational EM
+(SVI's ELBO) for prior precisions shared within groups."""
 
 from __future__ import annotations
 
@@ -8,10 +9,37 @@ import numpy as np
 
 from .fit import LaplaceFit
 
-__all__ = ["mackay_prior_precision"]
+__all__ = ["em_prior_precision", "mackay_prior_precision", "prior_groups"]
+
+#: ``per=`` of ``optimize_prior_precision``: which weights share one prior precision
+PRIOR_GROUPINGS = ("scalar", "class", "feature")
 
 # evidence maximisation may drive a group's precision to 0 or infinity (e.g. a redundant softmax row)
 _PRECISION_RANGE = (1e-8, 1e8)
+
+
+def prior_groups(prior: np.ndarray, per: str) -> np.ndarray:
+    """An integer group id per weight of a (k, D) prior: one group (``"scalar"``), one per class row or one per
+    feature column; -1 for weights with a flat prior (precision 0), which stay flat."""
+    rows, cols = np.indices(prior.shape)
+    groups = {"scalar": np.zeros(prior.shape, dtype=int), "class": rows, "feature": cols}[per]
+    return np.where(prior > 0, groups, -1)
+
+
+def em_prior_precision(mean: np.ndarray, marginal_variance: np.ndarray, prior: np.ndarray,
+                       groups: np.ndarray) -> np.ndarray:
+    r"""The prior precisions that maximise ``E_q[log N(W | 0, diag(alpha)^{-1})]`` under a Gaussian ``q`` with
+    ``mean`` and ``marginal_variance``, shared within ``groups`` (the M-step of variational EM):
+
+    .. math:: \alpha_g = \frac{|g|}{\sum_{j \in g} (m_j^2 + S_{jj})},
+
+    kept in [1e-8, 1e8]; weights of group -1 keep their precision."""
+    second = mean**2 + marginal_variance
+    new = prior.copy()
+    for g in np.unique(groups[groups >= 0]):
+        mask = groups == g
+        new[mask] = np.clip(mask.sum() / max(float(second[mask].sum()), 1e-300), *_PRECISION_RANGE)
+    return new
 
 
 def mackay_prior_precision(

@@ -8,15 +8,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from bayes_diglm._validation import check_positive
 
-from ..base import PosteriorHead
+from ..base import PosteriorHead, check_prior_grouping
 from ..gaussian_posterior import _GaussianPosteriorClassifier, _GaussianWeights, _RegressionFamily
-from .evidence import mackay_prior_precision
+from .evidence import PRIOR_GROUPINGS, mackay_prior_precision, prior_groups
 from .fit import _COVARIANCES, LaplaceFit, laplace_glm
 from .solvers import _OPTIMIZERS
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
-_PRIOR_GROUPINGS = ("scalar", "class", "feature")
 
 
 def _check_options(head) -> None:
@@ -62,26 +61,21 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
         check_is_fitted(self)
         return self.fit_.log_evidence
 
-    def optimize_prior_precision(
-        self, method: str = "evidence", per: str = "scalar", *, tol: float = 1e-6, max_iter: int = 200
-    ):
+    def optimize_prior_precision(self, per: str = "scalar", *, tol: float | None = None, max_iter: int | None = None):
         """Set the prior precision by maximising the Laplace evidence on the training data, then refit.
 
         ``per="scalar"`` shares one precision across all weights, ``"class"`` one per class row, and
         ``"feature"`` one per feature column (the bias is its own feature).  A flat bias prior
         (``intercept_prior_precision=0``) stays flat; otherwise the bias joins the scalar/class groups.
-        Uses :func:`mackay_prior_precision` (refits the MAP at each step).
+        Uses :func:`mackay_prior_precision` (refits the MAP at each step) with relative tolerance ``tol``
+        (default 1e-6) and at most ``max_iter`` steps (default 200).
         """
         check_is_fitted(self)
-        if method != "evidence":
-            raise ValueError(f"method must be 'evidence', got {method!r}")
-        if per not in _PRIOR_GROUPINGS:
-            raise ValueError(f"per must be one of {_PRIOR_GROUPINGS}, got {per!r}")
+        check_prior_grouping(per, PRIOR_GROUPINGS)
+        tol, max_iter = 1e-6 if tol is None else tol, 200 if max_iter is None else max_iter
         X, y, w, context = self._train
         prior = self.fit_.prior_precision
-        rows, cols = np.indices(prior.shape)
-        groups = {"scalar": np.zeros(prior.shape, dtype=int), "class": rows, "feature": cols}[per]
-        groups = np.where(prior > 0, groups, -1)
+        groups = prior_groups(prior, per)
         fit = mackay_prior_precision(lambda p, init: self._run(X, y, w, p, init, context), prior, groups,
                                      tol=tol, max_iter=max_iter)
         self._set_fitted(fit, X, y, w, context)
@@ -125,6 +119,13 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
     likelihood : str, Likelihood or None
         A registered classification family (built with ``num_classes=K`` where it takes one) or an instance for
         K classes; None: the logistic family for two classes, the softmax for more.
+    predictive : {"probit", "map", "mc"}
+        How :meth:`predict_dist` (and ``predict_proba``, ``predict``) integrates over the weights: closed form
+        (MacKay's probit, its multiclass extension), plug-in at the posterior mean, or Monte Carlo.
+    n_predictive_samples : int
+        Posterior draws of ``predictive="mc"``.
+    predictive_seed : int, numpy Generator or None
+        Seeds the draws of ``predictive="mc"`` (None: fresh entropy).
 
     Attributes
     ----------
@@ -163,6 +164,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         max_iter: int | None = None,
         classes=None,
         likelihood=None,
+        predictive: str = "probit",
+        n_predictive_samples: int = 1000,
+        predictive_seed=None,
     ):
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
@@ -174,6 +178,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         self.max_iter = max_iter
         self.classes = classes
         self.likelihood = likelihood
+        self.predictive = predictive
+        self.n_predictive_samples = n_predictive_samples
+        self.predictive_seed = predictive_seed
 
     def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
         prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
@@ -187,19 +194,17 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
             prior[:, -1] = b
         return prior
 
-    def fit(self, Z, y, *, sample_weight=None) -> LaplaceClassifier:
-        """Find the MAP and the Laplace posterior for features ``Z`` (n, D) and labels ``y``.
+    def _check_params(self) -> None:
+        _check_options(self)
+        self._check_predictive()
 
-        ``sample_weight`` weights each row's log-likelihood (an integer weight equals repeating the row).
-        """
-        with self._keep_state_on_error():
-            _check_options(self)
-            Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=False)
-            classes, index = self._encode_train_labels(y)
-            self.classes_ = classes
-            self.likelihood_ = self._likelihood_for(classes.size)
-            self._fit_design(self._design(Z), index, w)
-        return self
+    def _fit(self, Z, y, sample_weight) -> None:
+        """The MAP and the Laplace posterior for labels ``y``; ``sample_weight`` weights each row's
+        log-likelihood (an integer weight equals repeating the row)."""
+        classes, index = self._encode_train_labels(y)
+        self.classes_ = classes
+        self.likelihood_ = self._likelihood_for(classes.size)
+        self._fit_design(self._design(Z), index, sample_weight)
 
 
 class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
@@ -281,15 +286,13 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
                                           allow_zero=True)
         return prior
 
-    def fit(self, Z, y, *, sample_weight=None, **context) -> LaplaceRegressor:
-        """MAP and Laplace posterior for features ``Z`` (n, D) and targets ``y`` (n,) of the family (``context``:
-        its per-row keywords, arrays of shape (n,))."""
-        with self._keep_state_on_error():
-            _check_options(self)
-            lik = self._family()
-            Z, y, w = self._validate_train(Z, y, sample_weight)
-            context = self._validate_context(lik, context, Z.shape[0])
-            y = self._check_y(lik, np.asarray(y, dtype=np.float64), context)
-            self.likelihood_ = lik
-            self._fit_design(self._design(Z), y, w, context or None)
-        return self
+    def _check_params(self) -> None:
+        _check_options(self)
+        self._family()
+
+    def _fit(self, Z, y, sample_weight, **context) -> None:
+        """The MAP and the Laplace posterior for targets ``y`` of the family (``context``: its per-row keywords)."""
+        lik = self._family()
+        y = self._check_y(lik, np.asarray(y, dtype=np.float64), context)
+        self.likelihood_ = lik
+        self._fit_design(self._design(Z), y, sample_weight, context or None)

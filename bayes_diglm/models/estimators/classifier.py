@@ -24,7 +24,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         flow_kwargs: extra arguments of the flow builder or factory (``num_layers``, ``hidden_dims``, ...).
         head: the jointly trained point head's family: None (the logistic family for two classes, the softmax
             for more) or any registered classification family (built with ``num_classes=K`` where it takes
-            one); ``posterior="laplace"`` puts the posterior in the same family.
+            one); ``posterior="laplace"``, ``"svi"`` and ``"nuts"`` put the posterior in the same family.
         posterior: ``"point"`` (the trained head as is), ``"laplace"`` (Laplace over beta, probit predictive),
             ``"svi"`` (variational, Pyro), ``"nuts"`` (Pyro's NUTS, real chains), ``"mixed"`` (random effects per
             group: pass ``groups``), or a posterior
@@ -100,8 +100,6 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         if self.head not in classification:
             raise ValueError(f"head must be None or one of the registered classification families {classification}, "
                              f"got {self.head!r}")
-        if self.posterior == "svi":
-            raise ValueError("posterior='svi' has the logistic/softmax family only; with head= use 'laplace'")
 
     def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:
         check_classification_targets(y)
@@ -125,7 +123,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
         if name == "svi":
             from ...inference.svi import SVIClassifier
 
-            return SVIClassifier()
+            return SVIClassifier(likelihood=self.head)
         if name == "nuts":
             from ...inference.nuts import NUTSClassifier
 

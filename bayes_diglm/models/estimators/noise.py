@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from ... import likelihoods
 
-__all__ = ["_KNOWN_NOISE_FAMILY", "_known_gaussian_noise", "_per_row_noise"]
+__all__ = ["_KNOWN_NOISE_FAMILY", "_per_row_noise"]
 
 #: the family of the Bayesian heads of a point head whose noise variance is given per row (the heteroscedastic
 #: head): a Gaussian whose noise, known per row, enters as weights
 _KNOWN_NOISE_FAMILY = "gaussian"
-
-
-def _known_gaussian_noise(template) -> bool:
-    from ...inference.laplace import LaplaceRegressor
-
-    return isinstance(template, LaplaceRegressor) and template.likelihood == _KNOWN_NOISE_FAMILY
 
 
 def _per_row_noise(lik: likelihoods.Likelihood) -> bool:

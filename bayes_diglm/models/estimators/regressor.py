@@ -8,8 +8,9 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ... import likelihoods
+from ...inference.base import context_tags
 from .base import REGRESSION_POSTERIORS, _DIGLMEstimator
-from .noise import _KNOWN_NOISE_FAMILY, _known_gaussian_noise, _per_row_noise
+from .noise import _KNOWN_NOISE_FAMILY, _per_row_noise
 from .streaming import _StreamedPosterior
 
 __all__ = ["DIGLMRegressor"]
@@ -147,23 +148,22 @@ class DIGLMRegressor(RegressorMixin, _StreamedPosterior, _DIGLMEstimator):
         return MixedEffectsRegression()
 
     def _uses_noise_weights_for(self, template) -> bool:
-        from ...inference.conjugate import ConjugateLinearRegression
-
-        return _per_row_noise(self._family()) and (isinstance(template, ConjugateLinearRegression)
-                                                   or _known_gaussian_noise(template))
+        """Whether ``template`` reads the per-row noise of the point head (heteroscedastic) as known noise
+        precisions: it declares ``sample_weight`` as noise precisions in its tags (the conjugate head, a Gaussian
+        Laplace or SVI head)."""
+        return _per_row_noise(self._family()) and context_tags(template).sample_weight == "noise"
 
     def _set_known_noise(self, template) -> None:
-        """A Laplace head takes the trained point head's nuisance as known: in the head's own family its trained
-        values (the Gaussian head's ``sigma^2``, a Student-t's scale ...), or, for a head with per-row noise
-        (heteroscedastic), noise ``1 / noise_normaliser_``, so that with the weights ``w_i = precision_i /
-        noise_normaliser_`` each row's variance is the learned ``sigma^2(z_i)``."""
-        from ...inference.laplace import LaplaceRegressor
-
-        if not isinstance(template, LaplaceRegressor):
-            return
+        """A head with known nuisance values (``likelihood_kwargs``, ``noise_variance``: Laplace, SVI) takes the
+        trained point head's: in the head's own family its trained values (the Gaussian head's ``sigma^2``, a
+        Student-t's scale ...), or, for a head with per-row noise (heteroscedastic), noise ``1 /
+        noise_normaliser_``, so that with the weights ``w_i = precision_i / noise_normaliser_`` each row's variance
+        is the learned ``sigma^2(z_i)``."""
+        params = template.get_params(deep=False)
         if self._uses_noise_weights_for(template):
-            template.set_params(noise_variance=1.0 / self.noise_normaliser_)
-        elif template.likelihood == self.head:
+            if "noise_variance" in params:
+                template.set_params(noise_variance=1.0 / self.noise_normaliser_)
+        elif params.get("likelihood") == self.head and "likelihood_kwargs" in params:
             template.set_params(likelihood_kwargs=self._fixed_point_likelihood().config() or None)
 
     def _uses_noise_weights(self) -> bool:
