@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from bayes_diglm.likelihoods import Likelihood
 
 __all__ = ["COVARIANCES", "ContextTags", "HeadTags", "PosteriorHead", "PosteriorClassifierMixin", "Predictive",
-           "as_generator", "check_prior_grouping", "check_probability", "context_tags"]
+           "as_generator", "check_prior_grouping", "check_probability", "context_tags", "encode_labels"]
 
 #: the one vocabulary of posterior covariance structures (Laplace and SVI)
 COVARIANCES = ("full", "diag", "kron", "lowrank")
@@ -79,6 +79,17 @@ def _check_num_draws(n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     return int(n)
+
+
+def encode_labels(y, classes: np.ndarray, *, error: str) -> np.ndarray:
+    """Indices of the labels ``y`` (1-D) in the sorted array ``classes``; labels not among them raise
+    ``ValueError(f"{error}: [the first ten]")``. The one label encoder of heads, predictives and estimators."""
+    y = column_or_1d(y)
+    index = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    unknown = classes[index] != y
+    if np.any(unknown):
+        raise ValueError(f"{error}: {np.unique(y[unknown])[:10].tolist()}")
+    return index
 
 
 def _numpy(t) -> np.ndarray:
@@ -164,11 +175,7 @@ class Predictive:
             raise ValueError(f"y must have shape ({len(self)},), got {y.shape}")
         if self.classes is None:
             return torch.as_tensor(y.astype(np.float64))
-        index = np.searchsorted(self.classes, y)
-        index = np.clip(index, 0, len(self.classes) - 1)
-        if not np.all(self.classes[index] == y):
-            unknown = np.unique(y[self.classes[index] != y])
-            raise ValueError(f"y contains labels not seen in fit: {unknown[:5].tolist()}")
+        index = encode_labels(y, self.classes, error="y contains labels not seen in fit")
         return torch.as_tensor(index.astype(np.float64 if self.classes.size == 2 else np.int64))
 
     def log_prob(self, y) -> np.ndarray:
@@ -693,10 +700,7 @@ class PosteriorClassifierMixin:
             classes = np.unique(np.asarray(given))
             if classes.size != np.asarray(given).size:
                 raise ValueError(f"classes must hold distinct labels, got {given!r}")
-            index = np.searchsorted(classes, y)
-            index = np.clip(index, 0, classes.size - 1)
-            if not np.all(classes[index] == y):
-                raise ValueError(f"y contains labels outside classes={given!r}")
+            index = encode_labels(y, classes, error=f"y contains labels outside classes={given!r}")
         if classes.size < 2 or np.unique(index).size < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes in the data, but the data contain "
@@ -705,11 +709,7 @@ class PosteriorClassifierMixin:
         return classes, index.astype(np.int64)
 
     def _encode_y(self, y) -> np.ndarray:
-        y = column_or_1d(y)
-        index = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
-        if not np.all(self.classes_[index] == y):
-            raise ValueError(f"y contains labels not seen in fit: {np.unique(y[self.classes_[index] != y])[:5]}")
-        return index
+        return encode_labels(y, self.classes_, error="y contains labels not seen in fit")
 
     def _decode_samples(self, y: np.ndarray) -> np.ndarray:
         return self.classes_[y.astype(np.int64)]

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from ... import likelihoods
+from ...inference.base import encode_labels
 from .base import CLASSIFICATION_POSTERIORS, _DIGLMEstimator
 
 __all__ = ["DIGLMClassifier"]
@@ -140,12 +141,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
 
     @staticmethod
     def _encode(y, classes, name) -> np.ndarray:
-        y = column_or_1d(y)
-        index = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
-        unknown = y[classes[index] != y]
-        if unknown.size:
-            raise ValueError(f"{name} has labels not seen in training: {np.unique(unknown).tolist()[:10]}")
-        return index
+        return encode_labels(y, classes, error=f"{name} has labels not seen in training")
 
     def _encode_head_y(self, y) -> np.ndarray:
         return self._encode(y, self.classes_, "y")
