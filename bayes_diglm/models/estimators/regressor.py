@@ -151,7 +151,8 @@ class DIGLMRegressor(RegressorMixin, _StreamedPosterior, _DIGLMEstimator):
         """Whether ``template`` reads the per-row noise of the point head (heteroscedastic) as known noise
         precisions: it declares ``sample_weight`` as noise precisions in its tags (the conjugate head, a Gaussian
         Laplace or SVI head)."""
-        return _per_row_noise(self._family()) and context_tags(template).sample_weight == "noise"
+        return (template is not None and _per_row_noise(self._family())
+                and context_tags(template).sample_weight == "noise")
 
     def _set_known_noise(self, template) -> None:
         """A head with known nuisance values (``likelihood_kwargs``, ``noise_variance``: Laplace, SVI) takes the
