@@ -379,21 +379,22 @@ def test_every_family_trains_in_an_estimator_with_a_laplace_posterior(name):
     are learned with beta, the Laplace head is in the same family (the heteroscedastic head's in the Gaussian
     with known per-row noise), and the point and posterior predictives score the training targets."""
     lik = _instance(name)
-    if lik.context:
-        pytest.skip(f"the estimators take no per-row context ({list(lik.context)}) yet")
     rng = np.random.default_rng(7)
     X = rng.normal(size=(80, 2))
-    y = np.asarray(lik.sample(torch.zeros(80, lik.num_outputs, dtype=torch.float64), torch.Generator().manual_seed(0)))
+    ctx = {key: rng.integers(1, 8, size=80).astype(float) for key in lik.context}  # trials, exposure ... per row
+    y = np.asarray(lik.sample(torch.zeros(80, lik.num_outputs, dtype=torch.float64), torch.Generator().manual_seed(0),
+                              **{key: torch.from_numpy(v) for key, v in ctx.items()}))
     kw = dict(epochs=2, batch_size=40, quiet=True, posterior="laplace",
               flow_kwargs={"num_layers": 2, "hidden_dims": (8,)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a two-epoch fit is not a converged one
-        est = (DIGLMRegressor if lik.task == "regression" else DIGLMClassifier)(head=name, **kw).fit(X, y)
+        est = (DIGLMRegressor if lik.task == "regression" else DIGLMClassifier)(head=name, **kw).fit(X, y, **ctx)
     learned = {key.removeprefix("nuisance.") for key, p in est.model_.head.named_parameters()
                if p.requires_grad and key.startswith("nuisance.")}
     assert learned == set(lik.nuisance)
     assert est.posterior_.likelihood_.name in (name, "gaussian")
-    for pred in (est.predict_dist(X[:10]), est.predict_dist(X[:10], point=True)):
+    ctx10 = {key: v[:10] for key, v in ctx.items()}
+    for pred in (est.predict_dist(X[:10], **ctx10), est.predict_dist(X[:10], point=True, **ctx10)):
         assert np.all(np.isfinite(pred.log_prob(y[:10])))
         lo, hi = pred.interval(0.9)
         assert np.all(lo <= hi)

@@ -330,3 +330,11 @@ def test_optimize_prior_precision_has_one_signature_and_does_not_lower_the_evide
     assert head.log_evidence() >= before - (1.0 if isinstance(head, SVIClassifier) else 1e-8 * abs(before))
     with pytest.raises(ValueError, match="per"):
         head.optimize_prior_precision(per="everything")
+
+
+def test_the_mixed_heads_declare_groups_in_their_tags():
+    from bayes_diglm.inference import MixedEffectsClassifier, MixedEffectsPoisson, MixedEffectsRegression
+
+    for head in (MixedEffectsRegression(), MixedEffectsClassifier(), MixedEffectsPoisson()):
+        assert context_tags(head).groups, type(head).__name__
+    assert not any(context_tags(case.make()).groups for case in HEADS)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 
 import numpy as np
 import scipy.stats
@@ -40,7 +41,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from bayes_diglm.likelihoods import Likelihood
 
 __all__ = ["COVARIANCES", "ContextTags", "HeadTags", "PosteriorHead", "PosteriorClassifierMixin", "Predictive",
-           "as_generator", "check_prior_grouping", "check_probability", "context_tags", "encode_labels"]
+           "as_generator", "check_prior_grouping", "check_probability", "context_tags", "encode_labels",
+           "family_context"]
 
 #: the one vocabulary of posterior covariance structures (Laplace and SVI)
 COVARIANCES = ("full", "diag", "kron", "lowrank")
@@ -380,6 +382,25 @@ class HeadTags(Tags):
     context_tags: ContextTags = dataclasses.field(default_factory=ContextTags)
 
 
+def family_context(names: tuple[str, ...], context: dict, n: int, owner: str) -> dict[str, np.ndarray]:
+    """A family's per-row keywords ``names`` from ``context`` as float64 arrays of shape (n,) (a scalar is
+    broadcast); each is required and finite (``ValueError`` naming it)."""
+    out = {}
+    for key in names:
+        if context.get(key) is None:
+            raise ValueError(f"{owner} needs the per-row keyword {key!r} (its family's)")
+        value = context[key]
+        value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        try:
+            value = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
+        except ValueError as err:
+            raise ValueError(f"{key} must hold one value per row ({n}), got shape {np.shape(value)}") from err
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{key} must be finite")
+        out[key] = value
+    return out
+
+
 def context_tags(head) -> ContextTags:
     """The per-row context ``head`` declares (scikit-learn tags; the default :class:`ContextTags` for an object
     with plain scikit-learn tags)."""
@@ -414,8 +435,10 @@ class PosteriorHead(BaseEstimator):
         return HeadTags(**fields, context_tags=self._context_tags())
 
     def _context_tags(self) -> ContextTags:
-        """The per-row context this head takes (frequency weights, the family's keywords)."""
-        return ContextTags(family=self._family_context())
+        """The per-row context this head takes: frequency weights, the family's keywords, and ``groups`` when a
+        head that still defines its own ``fit`` (the mixed-effects heads) names it there."""
+        groups = type(self).fit is not PosteriorHead.fit and "groups" in inspect.signature(type(self).fit).parameters
+        return ContextTags(groups=groups, family=self._family_context())
 
     def _family_context(self) -> tuple[str, ...]:
         """The family's per-row keywords: the fitted family's, else none (heads whose family is known before
@@ -457,14 +480,7 @@ class PosteriorHead(BaseEstimator):
             raise TypeError(f"{type(self).__name__} takes no per-row keyword {unknown} here; it takes "
                             f"{list(allowed) or 'none'}")
         out = {key: value for key, value in context.items() if key not in tags.family}
-        for key in tags.family:
-            if context.get(key) is None:
-                raise ValueError(f"{type(self).__name__} needs the per-row keyword {key!r} (its family's)")
-            value = np.broadcast_to(np.asarray(context[key], dtype=np.float64), (n,)).copy()
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"{key} must be finite")
-            out[key] = value
-        return out
+        return {**out, **family_context(tags.family, context, n, type(self).__name__)}
 
     # ---- validation ------------------------------------------------------------------------------------
 

@@ -66,20 +66,21 @@ class DIGLM(nn.Module):
         """Exact ``log p(x)`` (nats) per row."""
         return self.flow.log_prob(x)
 
-    def log_py_given_x(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``log p(y | x)`` per row under the point-estimate head."""
-        return self.head.log_prob(self.features(x), y)
+    def log_py_given_x(self, x: torch.Tensor, y: torch.Tensor, **context) -> torch.Tensor:
+        """``log p(y | x)`` per row under the point-estimate head (``context``: the family's per-row keywords)."""
+        return self.head.log_prob(self.features(x), y, **context)
 
-    def terms(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def terms(self, x: torch.Tensor, y: torch.Tensor, **context) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log p(y|x), log p(x))`` per row from a single pass through the flow.
 
         ``y`` may be shorter than ``x`` (semi-supervised minibatches): its ``m`` targets belong to the first
-        ``m`` rows, so ``log p(y|x)`` has ``m`` entries and ``log p(x)`` one per row of ``x``.
+        ``m`` rows, so ``log p(y|x)`` has ``m`` entries and ``log p(x)`` one per row of ``x``. ``context``: the
+        family's per-row keywords (``trials=`` ...) of the labelled rows.
         """
         if y.shape[0] > x.shape[0]:
             raise ValueError(f"y has {y.shape[0]} targets for {x.shape[0]} rows of x")
         z, log_det = self.flow(x)
-        return self.head.log_prob(z[: y.shape[0]], y), self.flow.base_log_prob(z) + log_det
+        return self.head.log_prob(z[: y.shape[0]], y, **context), self.flow.base_log_prob(z) + log_det
 
     def outputs(self, x: torch.Tensor) -> FlowOutputs:
         """Features, ``log p(x)`` and the point head's noise precision ``exp(-log sigma^2(z))`` (heteroscedastic
@@ -89,7 +90,7 @@ class DIGLM(nn.Module):
         precision = torch.exp(-noise_log_var(z)) if noise_log_var is not None else None
         return FlowOutputs(z, self.flow.base_log_prob(z) + log_det, precision)
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def objective(self, x: torch.Tensor, y: torch.Tensor, **context) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The hybrid objective ``mean(log p(y|x) + px_weight * log p(x))`` (to maximise) and its parts
         (batch means of ``log_py``, ``log_px`` and ``nats_per_dim``), the protocol of
         :func:`bayes_diglm.training.train_module`.
@@ -100,17 +101,17 @@ class DIGLM(nn.Module):
         With ``px_weight = 0`` (the discriminative model) ``log p(x)`` is still reported but kept out of the
         graph, so no gradient work is spent on it.
         """
-        log_py, log_px = self.terms(x, y)
+        log_py, log_px = self.terms(x, y, **context)
         value = log_py.mean()
         if self.px_weight > 0:
             value = value + self.px_weight * log_px.mean()
         log_px = log_px.detach().mean()
         return value, {"log_py": log_py.detach().mean(), "log_px": log_px, "nats_per_dim": -log_px / self.flow.dim}
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, **context) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Same as :meth:`objective`; training calls the module itself so that DistributedDataParallel's
         gradient hooks see the forward pass."""
-        return self.objective(x, y)
+        return self.objective(x, y, **context)
 
     def predict_dist(self, x: torch.Tensor):
         """The head's predictive distribution over ``y`` given ``x`` (point estimate of beta)."""

@@ -64,24 +64,32 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, batch_s
 
 
 def evaluate_module(module: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-                    device: str | torch.device = "cpu") -> dict[str, float]:
+                    device: str | torch.device = "cpu", *, context: dict | None = None) -> dict[str, float]:
     """The module's mean ``objective`` and mean ``parts`` over a data set, in eval mode, in batches.
 
     For a DIGLM: ``objective`` (mean log p(y|x) + px_weight * mean log p(x)), ``log_py``, ``log_px`` and
-    ``nats_per_dim``.
+    ``nats_per_dim``. ``context``: per-row keywords of the objective beside ``y`` (see :func:`train_module`).
     """
     was_training = module.training
     module.eval()
     sums: dict[str, float] = {}
     with torch.no_grad():
         for start in range(0, X.shape[0], batch_size):
-            xb, yb = X[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
-            value, parts = module(xb, yb)
+            rows = slice(start, start + batch_size)
+            xb, yb = X[rows].to(device), y[rows].to(device)
+            value, parts = module(xb, yb, **_rows_of(context, rows, device))
             for key, v in {"objective": value, **parts}.items():
                 sums[key] = sums.get(key, 0.0) + float(v) * xb.shape[0]
     module.train(was_training)
     n = X.shape[0]
     return {key: total / n for key, total in sums.items()}
+
+
+def _rows_of(context: dict | None, rows, device=None) -> dict[str, torch.Tensor]:
+    """The per-row context tensors at ``rows`` (an index tensor or a slice), on ``device``."""
+    if not context:
+        return {}
+    return {key: value[rows] if device is None else value[rows].to(device) for key, value in context.items()}
 
 
 def _epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
@@ -181,6 +189,8 @@ def train_module(
     optimizer: torch.optim.Optimizer | None = None,
     lr_schedule: Callable[[int], float] | None = None,
     batch_sampler: Callable[[int, torch.Generator], Iterable[torch.Tensor]] | None = None,
+    context: dict[str, torch.Tensor] | None = None,
+    context_val: dict[str, torch.Tensor] | None = None,
 ) -> TrainHistory:
     """Train ``model`` by maximising its objective (``model(x, y) -> (objective, parts)``) with Adam (or the
     given optimiser).
@@ -231,6 +241,9 @@ def train_module(
             epoch's seeded generator; default a shuffled pass over the rows in batches of ``batch_size``.
             :class:`WithReplacement` draws a fixed number of minibatches with replacement. Not combined with
             ``X_unlabeled`` or ``distributed``.
+        context, context_val: per-row keywords of the objective carried beside ``y`` (and ``y_val``), e.g.
+            ``{"trials": n}`` for a binomial head: tensors of one value per row, sliced with ``y`` into every
+            minibatch and passed as ``model(x, y, **context)``.
 
     Returns:
         TrainHistory with one record per epoch: ``loss`` (negative objective) and the means of the module's
@@ -243,6 +256,8 @@ def train_module(
                               weight_decay=weight_decay, clip_grad=clip_grad, warmup_steps=warmup_steps,
                               patience=patience, on_nonfinite=on_nonfinite, resume=resume,
                               checkpoint_path=checkpoint_path)
+    _check_context(context, y, "context")
+    _check_context(context_val, y_val, "context_val")
     per_batch = None
     if X_unlabeled is not None:
         if distributed:
@@ -302,7 +317,7 @@ def train_module(
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
                 torch.manual_seed(seed * 1_000_003 + epoch)
                 if per_batch is not None:
-                    pairs = ((torch.cat([X[li], X_unlabeled[ui]]), y[li]) for li, ui in
+                    pairs = ((torch.cat([X[li], X_unlabeled[ui]]), y[li], _rows_of(context, li)) for li, ui in
                              _semi_supervised_batches(n, X_unlabeled.shape[0], per_batch, generator))
                 else:
                     if ctx is not None:
@@ -312,10 +327,10 @@ def train_module(
                         batches = batch_sampler(n, generator)
                     else:
                         batches = _epoch_batches(n, batch_size, generator)
-                    pairs = ((X[idx], y[idx]) for idx in batches)
+                    pairs = ((X[idx], y[idx], _rows_of(context, idx)) for idx in batches)
                 record = run.epoch(net, pairs, epoch=epoch, device=device, bar=bar, ctx=ctx)
                 stop_early = run.validate(record, X_val, y_val, epoch=epoch, patience=patience,
-                                          batch_size=max(batch_size, 1024), device=device)
+                                          batch_size=max(batch_size, 1024), device=device, context=context_val)
                 record["seconds"] = time.perf_counter() - t0
                 if checkpoint_path is not None and main_process:
                     save_checkpoint(run.checkpoint(epoch, config), checkpoint_path)
@@ -365,6 +380,20 @@ def _check_training_arguments(X, y, X_val, y_val, *, epochs, batch_size, lr, wei
         raise ValueError("patience (early stopping) needs a validation set: pass X_val and y_val")
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
+
+
+def _check_context(context, y, name: str) -> None:
+    """Per-row context: a dict of tensors with one value per row of ``y``."""
+    if context is None:
+        return
+    if not isinstance(context, dict) or not all(isinstance(v, torch.Tensor) for v in context.values()):
+        raise TypeError(f"{name} must be a dict of tensors (one value per row), got {type(context).__name__}")
+    if y is None and context:
+        raise ValueError(f"{name} was given without its targets")
+    for key, value in context.items():
+        if value.dim() < 1 or value.shape[0] != y.shape[0]:
+            raise ValueError(f"{name}[{key!r}] must have one value per row ({y.shape[0]}), got shape "
+                             f"{tuple(value.shape)}")
 
 
 def _architecture(config: dict) -> dict:
@@ -433,7 +462,7 @@ class _TrainingRun:
             "best_value": self.best_value, "bad_epochs": self.bad_epochs, "config": config or {},
         }
 
-    def _update(self, net, xb, yb, epoch: int):
+    def _update(self, net, xb, yb, epoch: int, context: dict):
         """One optimizer step; returns the batch's parts, or None when a non-finite batch was skipped."""
         if self.lr_schedule is not None:
             lr = self.lr_schedule(self.step)
@@ -444,7 +473,7 @@ class _TrainingRun:
         elif self.warmup_steps > 0:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup_steps)
-        value, parts = net(xb, yb)
+        value, parts = net(xb, yb, **context)
         self.part_names.update(parts)
         loss = -value
         self.optimizer.zero_grad(set_to_none=True)
@@ -472,12 +501,12 @@ class _TrainingRun:
         return {**parts, "loss": loss.detach()}
 
     def epoch(self, net, pairs, *, epoch: int, device, bar, ctx) -> dict:
-        """Train over the ``(x, y)`` minibatches ``pairs``; return the epoch's record (means over the rows
+        """Train over the ``(x, y, context)`` minibatches ``pairs``; return the epoch's record (means over the rows
         actually trained on)."""
         sums: dict[str, float] = {}
         seen = 0
-        for xb, yb in pairs:
-            parts = self._update(net, xb.to(device), yb.to(device), epoch)
+        for xb, yb, cb in pairs:
+            parts = self._update(net, xb.to(device), yb.to(device), epoch, {k: v.to(device) for k, v in cb.items()})
             bar.update(1)
             if parts is None:
                 continue
@@ -495,10 +524,11 @@ class _TrainingRun:
             totals, seen = [math.nan] * len(keys), 1
         return {"epoch": epoch, **{k: t / seen for k, t in zip(keys, totals, strict=True)}}
 
-    def validate(self, record: dict, X_val, y_val, *, epoch: int, patience, batch_size: int, device) -> bool:
+    def validate(self, record: dict, X_val, y_val, *, epoch: int, patience, batch_size: int, device,
+                 context=None) -> bool:
         """Add validation figures to ``record``, track the best state, append the record; True to stop early."""
         if X_val is not None:
-            val = evaluate_module(self.model, X_val, y_val, batch_size=batch_size, device=device)
+            val = evaluate_module(self.model, X_val, y_val, batch_size=batch_size, device=device, context=context)
             record.update({f"val_{k}": v for k, v in val.items()})
             if val["objective"] > self.best_value:
                 self.best_value, self.bad_epochs, self.history.best_epoch = val["objective"], 0, epoch

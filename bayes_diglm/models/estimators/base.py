@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from ... import __version__, likelihoods
 from ..._validation import check_positive
 from ...flows.user import check_flow
-from ...inference.base import Predictive, keep_state_on_error
+from ...inference.base import Predictive, family_context, keep_state_on_error
 from ...inference.mixed.design import group_columns
 from ...training import train_module
 from ..diglm import FlowOutputs, build_diglm
@@ -66,14 +66,28 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
     def _make_posterior(self, name: str):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _head_kwargs(self, precision: np.ndarray | None, groups) -> dict:
-        """Keyword arguments of the posterior head's fit / predict_dist / ArviZ methods at given rows."""
-        kw = {}
+    def _head_kwargs(self, precision: np.ndarray | None, groups, context: dict | None = None) -> dict:
+        """The per-row context of the posterior head's fit / predict_dist / ArviZ methods at given rows: noise
+        precisions (for a head that declares ``sample_weight`` as such), groups, the family's keywords."""
+        kw = dict(context or {})
         if precision is not None and self._uses_noise_weights():
             kw["sample_weight"] = precision / self.noise_normaliser_
         if groups is not None:
             kw["groups"] = groups
         return kw
+
+    def _context_names(self) -> tuple[str, ...]:
+        """The point head's family's per-row keywords (``("trials",)`` for the binomial)."""
+        return tuple(likelihoods.get(self.head).context) if isinstance(self.head, str) else ()
+
+    def _family_context(self, context: dict, n: int) -> dict[str, np.ndarray]:
+        """The family's per-row keywords checked (float64, shape (n,)); any other keyword is a ``TypeError``."""
+        names = self._context_names()
+        unknown = sorted(set(context) - set(names))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} with head={self.head!r} takes no per-row keyword {unknown}; "
+                            f"its family's are {list(names)}")
+        return family_context(names, context, n, f"head={self.head!r}")
 
     def _uses_noise_weights(self) -> bool:
         return False
@@ -82,10 +96,12 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
     _numeric_target = True
 
     def fit(self, X, y, *, X_unlabeled=None, groups=None, X_val=None, y_val=None, checkpoint_path=None,
-            resume=False):
+            resume=False, **context):
         """Train flow and point head by maximum likelihood of the hybrid objective, then fit the posterior head
         on the training features; return ``self``. ``groups`` (one label per row: an array, or a mapping /
-        DataFrame of several grouping factors) is for ``posterior="mixed"``.
+        DataFrame of several grouping factors) is for ``posterior="mixed"``. ``context``: the head family's
+        per-row keywords (``trials=`` for ``head="binomial"``), one value per row, carried beside ``y`` through
+        training and into the posterior head (not combined with ``X_val``: use ``val_fraction``).
 
         ``X_unlabeled`` (inputs without targets) makes it semi-supervised: every minibatch holds
         ``labeled_fraction`` labelled rows and the rest unlabelled, and the objective is
@@ -94,18 +110,22 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         with keep_state_on_error(self):
             self._check_params()
             X, y = self._validate_fit(X, y, y_numeric=self._numeric_target)
-            y_t, y_head, head_config = self._training_targets(y)
+            context = self._family_context(context, X.shape[0])
+            y_t, y_head, head_config = self._training_targets(y, context)
+            if X_val is not None and context:
+                raise ValueError(f"X_val with per-row context {sorted(context)}: give val_fraction instead (the "
+                                 "held-out rows then keep their context)")
             if X_val is not None:
                 X_val, y_val = self._validate_val(X_val, y_val, X)
                 y_val = self._validation_targets(y_val)
             return self._fit(X, y_t, y_head, head_config, groups=groups, X_val=X_val, y_val=y_val,
                              checkpoint_path=checkpoint_path, resume=resume,
-                             X_unlabeled=self._validate_unlabeled(X_unlabeled, X))
+                             X_unlabeled=self._validate_unlabeled(X_unlabeled, X), context=context)
 
     def _check_params(self) -> None:
         pass
 
-    def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:  # pragma: no cover - abstract
+    def _training_targets(self, y, context: dict) -> tuple[torch.Tensor, np.ndarray, dict]:  # pragma: no cover
         """``(targets for training, targets for the posterior head, the point head's config)``."""
         raise NotImplementedError
 
@@ -113,7 +133,7 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         raise NotImplementedError
 
     def _fit(self, X: torch.Tensor, y_t: torch.Tensor, y_head: np.ndarray, head_config: dict, *, groups, X_val,
-             y_val, checkpoint_path, resume, X_unlabeled=None):
+             y_val, checkpoint_path, resume, X_unlabeled=None, context: dict):
         check_positive(self.px_weight, "px_weight", allow_zero=True)
         if groups is not None:
             group_columns(groups, X.shape[0])  # every factor has one label per row, before training
@@ -127,11 +147,13 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
             check_flow(model.flow, X[:8])  # a step without an inverse or a log-det is named before training
         if y_t.is_floating_point():
             y_t, y_val = y_t.to(X.dtype), None if y_val is None else y_val.to(X.dtype)
-        train_rows = np.arange(X.shape[0])
+        train_rows, context_val = np.arange(X.shape[0]), None
+        context_t = {key: torch.from_numpy(value).to(X.dtype) for key, value in context.items()}
         if X_val is None:
             train_rows, val_rows = self._validation_split(X.shape[0])
             if val_rows is not None:
                 X_val, y_val = X[val_rows], y_t[val_rows]
+                context_val = {key: value[val_rows] for key, value in context_t.items()}
         config = {"version": __version__, "estimator": type(self).__name__, "flow_config": flow_config,
                   "head_config": head_config, "px_weight": float(self.px_weight),
                   "dtype": str(X.dtype).removeprefix("torch."), **self._extra_config()}
@@ -139,6 +161,7 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
             model, X[train_rows], y_t[train_rows], X_val=X_val, y_val=y_val, seed=self.seed, quiet=self.quiet,
             device=self.device, checkpoint_path=checkpoint_path, resume=resume, config=config,
             X_unlabeled=X_unlabeled, labeled_fraction=self.labeled_fraction,
+            context={key: value[train_rows] for key, value in context_t.items()}, context_val=context_val,
             **{k: getattr(self, k) for k in _TRAIN_PARAMS},
         )
         model = model.cpu().eval()
@@ -152,7 +175,8 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
             self._set_known_noise(template)
             head_groups = None if groups is None else _group_rows(groups, train_rows)
             self.posterior_ = template
-            self.posterior_.fit(Z, y_head[train_rows], **self._head_kwargs(precision, head_groups))
+            head_context = {key: value[train_rows] for key, value in context.items()}
+            self.posterior_.fit(Z, y_head[train_rows], **self._head_kwargs(precision, head_groups, head_context))
         return self
 
     def _uses_noise_weights_for(self, template) -> bool:
@@ -184,9 +208,10 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
             precision = torch.cat([p.noise_precision for p in parts]).double().numpy()
         return z, log_px, precision
 
-    def _features_and_kwargs(self, X, groups) -> tuple[np.ndarray, dict]:
+    def _features_and_kwargs(self, X, groups, context: dict) -> tuple[np.ndarray, dict]:
+        """Features at the rows of ``X`` and the head's per-row context there, from one pass through the flow."""
         Z, _, precision = self._outputs(self._validate_X(X))
-        return Z, self._head_kwargs(precision, groups)
+        return Z, self._head_kwargs(precision, groups, self._family_context(context, Z.shape[0]))
 
     def _bayesian(self, what: str):
         check_is_fitted(self)
@@ -230,37 +255,37 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         heteroscedastic) from one pass through the flow, as float64 NumPy arrays."""
         return FlowOutputs(*self._outputs(self._validate_X(X)))
 
-    def predict_dist(self, X, *, groups=None, point: bool = False) -> Predictive:
+    def predict_dist(self, X, *, groups=None, point: bool = False, **context) -> Predictive:
         """The predictive distribution of ``y`` at the rows of ``X``.
 
         With a Bayesian head it integrates over the posterior of ``beta`` (e.g. Student-t for
         ``posterior="conjugate"``, with the heteroscedastic head's noise precisions at these rows as known
         weights); with ``posterior="point"``, or ``point=True`` whatever the posterior, it is the jointly
-        trained head's likelihood at its point estimate.
+        trained head's likelihood at its point estimate. ``context``: the family's per-row keywords at these rows.
         """
-        Z, kw = self._features_and_kwargs(X, groups)
+        Z, kw = self._features_and_kwargs(X, groups, context)
         classes = getattr(self, "classes_", None)
         if point or self.posterior_ is None:
-            return self._point_predictive(Z, classes)
+            return self._point_predictive(Z, classes, {key: kw[key] for key in self._context_names()})
         pred = self.posterior_.predict_dist(Z, **kw)
         return pred if classes is None else Predictive(pred.distribution, classes=classes)
 
-    def _point_predictive(self, Z: np.ndarray, classes) -> Predictive:
+    def _point_predictive(self, Z: np.ndarray, classes, context: dict) -> Predictive:
         """The trained head's likelihood at its point estimate, in float64 (its nuisance values as floats)."""
         head = self.model_.head
         with torch.no_grad():
             f = head.predictor(torch.from_numpy(Z).to(self._dtype())).double()
             lik = self._fixed_point_likelihood()
-        return Predictive(lik.dist(f), classes=classes, discrete=lik.discrete)
+        return Predictive(lik.dist(f, **context), classes=classes, discrete=lik.discrete)
 
     def _fixed_point_likelihood(self) -> likelihoods.Likelihood:
         """The point head's family with its trained nuisance parameters as plain numbers (float64)."""
         lik = self.model_.head.likelihood
         return type(lik)(**lik.config())
 
-    def log_predictive(self, X, y, *, groups=None) -> np.ndarray:
+    def log_predictive(self, X, y, *, groups=None, **context) -> np.ndarray:
         """``log p(y | x)`` per row under :meth:`predict_dist`."""
-        return self.predict_dist(X, groups=groups).log_prob(column_or_1d(y))
+        return self.predict_dist(X, groups=groups, **context).log_prob(column_or_1d(y))
 
     def sample(self, n: int, *, generator=None) -> dict[str, np.ndarray]:
         """``n`` draws from the posterior over the head's weights, named as the head names them
@@ -274,16 +299,16 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
             feature_names = [f"z{j}" for j in range(self.model_.flow.dim)]
         return head.posterior_dims(feature_names)
 
-    def pointwise_log_likelihood(self, draws: dict, X, y, *, groups=None) -> np.ndarray:
+    def pointwise_log_likelihood(self, draws: dict, X, y, *, groups=None, **context) -> np.ndarray:
         """``log p(y_i | x_i, draw_s)`` (S, n): the head's, on the features of ``X`` (for ``az.loo``)."""
         head = self._bayesian("pointwise_log_likelihood")
-        Z, kw = self._features_and_kwargs(X, groups)
+        Z, kw = self._features_and_kwargs(X, groups, context)
         return head.pointwise_log_likelihood(draws, Z, self._encode_head_y(y), **kw)
 
-    def sample_predictive(self, draws: dict, X, *, generator=None, groups=None) -> np.ndarray:
+    def sample_predictive(self, draws: dict, X, *, generator=None, groups=None, **context) -> np.ndarray:
         """One replicate of ``y`` per draw and row of ``X``, shape (S, n) (the posterior predictive)."""
         head = self._bayesian("sample_predictive")
-        Z, kw = self._features_and_kwargs(X, groups)
+        Z, kw = self._features_and_kwargs(X, groups, context)
         return self._decode_head_y(head.sample_predictive(draws, Z, generator=generator, **kw))
 
     def _encode_head_y(self, y) -> np.ndarray:

@@ -102,7 +102,7 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
             raise ValueError(f"head must be None or one of the registered classification families {classification}, "
                              f"got {self.head!r}")
 
-    def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:
+    def _training_targets(self, y, context: dict) -> tuple[torch.Tensor, np.ndarray, dict]:
         check_classification_targets(y)
         classes, index = np.unique(y, return_inverse=True)
         if classes.size < 2:
@@ -181,11 +181,11 @@ class DIGLMClassifier(ClassifierMixin, _DIGLMEstimator):
                                         temperature=temperature)
         return self._sampled_inputs(draw.x), np.repeat(self.classes_[k], draw.x.shape[0])
 
-    def predict_proba(self, X, *, groups=None) -> np.ndarray:
+    def predict_proba(self, X, *, groups=None, **context) -> np.ndarray:
         """Class probabilities (n, K), columns in ``classes_`` order, under :meth:`predict_dist`."""
-        return self.predict_dist(X, groups=groups).probs
+        return self.predict_dist(X, groups=groups, **context).probs
 
-    def predict(self, X, *, groups=None) -> np.ndarray:
+    def predict(self, X, *, groups=None, **context) -> np.ndarray:
         """The most probable class label per row."""
-        proba = self.predict_proba(X, groups=groups)
+        proba = self.predict_proba(X, groups=groups, **context)
         return self.classes_[proba.argmax(axis=1)]

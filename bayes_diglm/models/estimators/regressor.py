@@ -115,8 +115,8 @@ class DIGLMRegressor(RegressorMixin, _StreamedPosterior, _DIGLMEstimator):
             raise ValueError(f"head must be one of the registered regression families {regression}, got {self.head!r}")
         return likelihoods.build(self.head)
 
-    def _training_targets(self, y) -> tuple[torch.Tensor, np.ndarray, dict]:
-        y = self._family().check_target(y)
+    def _training_targets(self, y, context: dict) -> tuple[torch.Tensor, np.ndarray, dict]:
+        y = self._family().check_target(y, **context)
         return torch.tensor(y), y, {"family": self.head}
 
     def _validation_targets(self, y_val) -> torch.Tensor:
@@ -184,7 +184,7 @@ class DIGLMRegressor(RegressorMixin, _StreamedPosterior, _DIGLMEstimator):
         s = sample_joint(self.model_.flow, sample_y, n, generator=generator, temperature=temperature)
         return self._sampled_inputs(s.x), s.y
 
-    def predict(self, X, return_std: bool = False, *, groups=None):
+    def predict(self, X, return_std: bool = False, *, groups=None, **context):
         """Predictive mean of ``y`` (and its standard deviation with ``return_std``) under :meth:`predict_dist`."""
-        pred = self.predict_dist(X, groups=groups)
+        pred = self.predict_dist(X, groups=groups, **context)
         return (pred.mean, pred.stddev) if return_std else pred.mean
