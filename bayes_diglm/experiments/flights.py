@@ -46,7 +46,7 @@ from ..evaluation import (
 )
 from ..flows.dequantize import TabularDequantizer
 from ..inference.base import Predictive
-from ..inference.conjugate import ConjugateLinearRegression
+from ..inference.conjugate import ConjugateLinearRegression, fit_in_chunks
 from ..inference.mixed import MixedEffectsRegression
 from ..models.estimators import DIGLMRegressor
 from .common import add_common_arguments, markdown_table, write_results
@@ -259,10 +259,8 @@ def _train_ensemble(split, config, bar) -> list[HeteroscedasticMLP]:
 
 def _stream_blr(chunks) -> ConjugateLinearRegression:
     """Bayesian linear regression on the raw attributes, by sufficient statistics over a stream of chunks."""
-    head = _bayesian_head()
-    for X, y in chunks:
-        head.partial_fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
-    return head
+    return fit_in_chunks(_bayesian_head(), ((np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
+                                            for X, y in chunks))
 
 
 def _stream_heads(us: USFlightsSplit, regs, bar) -> tuple[ConjugateLinearRegression, dict]:

@@ -30,7 +30,7 @@ from .base import (
 )
 from .nig import NormalInverseGamma
 
-__all__ = ["ConjugateLinearRegression", "NIGPosterior", "SufficientStats", "fit_on_features"]
+__all__ = ["ConjugateLinearRegression", "NIGPosterior", "SufficientStats", "fit_in_chunks", "fit_on_features"]
 
 # Elements per chunk of rows (16M: 64 MiB of float32): Z^T Z is summed in float64 over chunks, so float32
 # input accumulates rounding over one chunk only (about 3x less error than one GEMM over 1e6 x 64 rows),
@@ -742,11 +742,40 @@ def fit_on_features(
     check_same_length(X=X_t, y=y_t, sample_weight=w_t)
     if X_t.shape[0] == 0:
         raise ValueError("X is empty: no rows to fit the head on")
-    work = clone(head) if reset else copy.deepcopy(head)
-    with torch.no_grad():
+
+    def batches():
         for start in range(0, X_t.shape[0], batch_size):
             rows = slice(start, start + batch_size)
-            work.partial_fit(feature_fn(X_t[rows]), y_t[rows], sample_weight=None if w_t is None else w_t[rows])
+            with torch.no_grad():
+                Z = feature_fn(X_t[rows])
+            yield Z, y_t[rows], None if w_t is None else w_t[rows]
+
+    return fit_in_chunks(head, batches(), reset=reset)
+
+
+def fit_in_chunks(head, chunks, *, reset: bool = True):
+    """The one streamed fit of a head with ``partial_fit``: every ``(Z, y)`` or ``(Z, y, sample_weight)`` chunk is
+    added in turn to a copy of ``head`` (a fresh clone with ``reset``, else a copy of its current posterior), whose
+    state replaces ``head``'s only when every chunk succeeded; memory is one chunk plus the head's statistics.
+    Returns ``head``; a stream without rows is a ``ValueError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Z = rng.normal(size=(90, 2)); y = Z @ np.array([1.0, -1.0]) + 0.1 * rng.normal(size=90)
+    >>> head = fit_in_chunks(ConjugateLinearRegression(), ((Z[i:i + 30], y[i:i + 30]) for i in range(0, 90, 30)))
+    >>> bool(np.allclose(head.coef_, ConjugateLinearRegression().fit(Z, y).coef_))
+    True
+    """
+    work = clone(head) if reset else copy.deepcopy(head)
+    rows = 0
+    for Z, y, *weights in chunks:
+        weight = {"sample_weight": weights[0]} if weights and weights[0] is not None else {}
+        work.partial_fit(Z, y, **weight)
+        rows += len(y)
+    if rows == 0:
+        raise ValueError("chunks is empty: no rows to fit the head on")
     head.__dict__.clear()
     head.__dict__.update(work.__dict__)
     return head

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from sklearn.base import clone
 
-from .conjugate import ConjugateLinearRegression, SufficientStats
+from .conjugate import ConjugateLinearRegression, SufficientStats, fit_in_chunks
 
 __all__ = ["as_chunk_tensors", "stream_features", "stream_sufficient_stats", "stream_fit_conjugate",
            "stream_predict", "stream_evaluate"]
@@ -96,16 +94,7 @@ def stream_fit_conjugate(head: ConjugateLinearRegression, feature_fn: FeatureFn,
     """
     if not isinstance(head, ConjugateLinearRegression):
         raise TypeError(f"head must be a ConjugateLinearRegression, got {type(head).__name__}")
-    work = clone(head) if reset else copy.deepcopy(head)
-    seen = 0
-    for Z, y in stream_features(feature_fn, chunks, dtype=dtype):
-        work.partial_fit(Z, y)
-        seen += len(y)
-    if seen == 0:
-        raise ValueError("chunks is empty: no rows to fit the head on")
-    head.__dict__.clear()
-    head.__dict__.update(work.__dict__)
-    return head
+    return fit_in_chunks(head, stream_features(feature_fn, chunks, dtype=dtype), reset=reset)
 
 
 def stream_predict(head: ConjugateLinearRegression, feature_fn: FeatureFn, chunks: Iterable, *,

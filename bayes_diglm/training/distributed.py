@@ -216,9 +216,17 @@ def fit_conjugate_distributed(head: ConjugateLinearRegression, feature_fn: Calla
 
     Each rank streams its chunks into sufficient statistics, :func:`all_reduce_stats` sums them, and every
     rank computes the same exact posterior with :meth:`ConjugateLinearRegression.fit_stats`. Every rank
-    needs at least one row.
+    needs at least one row. The statistics are :func:`bayes_diglm.training.accumulate_stats`'s with
+    ``all_reduce=True``.
     """
-    from ..inference.streaming import stream_sufficient_stats
+    from ..inference.streaming import as_chunk_tensors
+    from .stream import accumulate_stats
 
-    local = stream_sufficient_stats(feature_fn, chunks, fit_intercept=bool(head.fit_intercept), dtype=dtype)
-    return head.fit_stats(all_reduce_stats(local))
+    intercept = bool(head.fit_intercept)
+
+    def stats_of(chunk) -> SufficientStats:
+        with torch.no_grad():
+            features = feature_fn(chunk[0]).detach().cpu()
+        return SufficientStats.from_data(features, chunk[1], fit_intercept=intercept)
+
+    return head.fit_stats(accumulate_stats(stats_of, as_chunk_tensors(chunks, dtype), all_reduce=True))

@@ -1,4 +1,5 @@
-"""Sums of conjugate sufficient statistics over a stream of chunks that resume after a crash."""
+"""The one accumulation of conjugate sufficient statistics over a stream of chunks: checkpoints to resume after a
+crash and the sum over the ranks of a process group are options."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ _KIND = "stream-stats"
 
 def accumulate_stats(stats_fn: Callable[[tuple], SufficientStats], chunks: Iterable, *,
                      checkpoint_path: str | os.PathLike | None = None, checkpoint_every: int = 1,
-                     resume: bool = False) -> SufficientStats:
+                     resume: bool = False, all_reduce: bool = False) -> SufficientStats:
     r"""Sum ``stats_fn(chunk)`` over ``chunks``, resumable after a crash from a checkpoint of the running sum.
 
     Every ``checkpoint_every`` chunks the running sum (float64, exact), the number of chunks and of rows done
@@ -33,6 +34,9 @@ def accumulate_stats(stats_fn: Callable[[tuple], SufficientStats], chunks: Itera
         checkpoint_path: where to keep the running sum (None: no checkpoints).
         checkpoint_every: chunks between checkpoints (a checkpoint always follows the last chunk).
         resume: continue from ``checkpoint_path`` when it exists.
+        all_reduce: sum the result over the ranks of the initialised process group
+            (:func:`bayes_diglm.training.distributed.all_reduce_stats`), each rank streaming its own shard; the
+            checkpoints stay per rank (pass each rank its own ``checkpoint_path``).
 
     Raises:
         CheckpointError: the checkpoint is unreadable, altered, of another kind, or covers chunks this stream
@@ -65,6 +69,10 @@ def accumulate_stats(stats_fn: Callable[[tuple], SufficientStats], chunks: Itera
         raise ValueError("chunks is empty: no rows to compute statistics from")
     if checkpoint_path is not None and done % checkpoint_every:
         _save(checkpoint_path, total, done, rows)
+    if all_reduce:
+        from .distributed import all_reduce_stats
+
+        total = all_reduce_stats(total)
     return total
 
 

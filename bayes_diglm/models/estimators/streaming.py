@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ...inference.base import keep_state_on_error
+from ...inference.conjugate import fit_in_chunks
 from .inputs import _host
 from .noise import _per_row_noise
 
@@ -65,19 +66,17 @@ class _StreamedPosterior:
                                  "none (fit it in memory with fit)")
             weighted = self._uses_noise_weights_for(head)
             normaliser = getattr(self, "noise_normaliser_", None)
-            rows = 0
-            for k, chunk in enumerate(chunks):
-                X, y = self._check_chunk(chunk, k)
-                Z, _, precision = self._outputs(self._validate_X(X))
-                kw = {}
-                if weighted:
-                    normaliser = float(precision.mean()) if normaliser is None else normaliser
-                    kw["sample_weight"] = precision / normaliser
-                head.partial_fit(Z, y, **kw)
-                rows += y.shape[0]
-            if rows == 0:
-                raise ValueError("chunks held no rows: fit_posterior needs at least one (X, y) chunk")
-            self.posterior_ = head
+
+            def features():
+                nonlocal normaliser
+                for k, chunk in enumerate(chunks):
+                    X, y = self._check_chunk(chunk, k)
+                    Z, _, precision = self._outputs(self._validate_X(X))
+                    if weighted:
+                        normaliser = float(precision.mean()) if normaliser is None else normaliser
+                    yield Z, y, precision / normaliser if weighted else None
+
+            self.posterior_ = fit_in_chunks(head, features())
             if weighted:
                 self.noise_normaliser_ = normaliser
         return self
