@@ -338,3 +338,20 @@ def test_the_mixed_heads_declare_groups_in_their_tags():
     for head in (MixedEffectsRegression(), MixedEffectsClassifier(), MixedEffectsPoisson()):
         assert context_tags(head).groups, type(head).__name__
     assert not any(context_tags(case.make()).groups for case in HEADS)
+
+
+def test_every_head_class_outside_the_mixed_package_follows_the_contract():
+    """Without fitting (NUTS is slow): the base class's fit, one predict_dist signature, and an
+    optimize_prior_precision of one signature wherever there is a log_evidence."""
+    from bayes_diglm.inference import NUTSClassifier, NUTSRegressor, SVIRegressor
+
+    kinds = inspect.Parameter
+    for cls in (ConjugateLinearRegression, LaplaceClassifier, LaplaceRegressor, SVIClassifier, SVIRegressor,
+                NUTSClassifier, NUTSRegressor):
+        assert cls.fit is PosteriorHead.fit, cls.__name__
+        params = inspect.signature(cls.predict_dist).parameters.values()
+        assert [(p.name, p.kind) for p in params][1:] == [("Z", kinds.POSITIONAL_OR_KEYWORD),
+                                                          ("context", kinds.VAR_KEYWORD)], cls.__name__
+        if hasattr(cls, "log_evidence"):
+            assert list(inspect.signature(cls.optimize_prior_precision).parameters) == [
+                "self", "per", "tol", "max_iter"], cls.__name__
