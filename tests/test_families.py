@@ -318,3 +318,38 @@ def test_binomial_logit_curvature_does_not_need_y():
     np.testing.assert_allclose(Binomial().curvature(f, **ctx), Binomial().curvature(f, y, **ctx))
     with pytest.raises(ValueError, match="pass y"):
         Binomial(link="probit").curvature(f, **ctx)
+
+
+def _expected_curvature(lik, f, ctx, draws=40_000, seed=5):
+    """``E_y[curvature(f, y)]`` by Monte Carlo over ``y ~ p(y | f)``, with its standard error (independent of
+    :meth:`fisher`, which uses closed forms or the score's outer product)."""
+    f_rep = np.broadcast_to(f, (draws,) + f.shape).copy()
+    ctx_rep = {k: np.broadcast_to(v, (draws,) + v.shape).copy() for k, v in ctx.items()}
+    y = lik.sample(f_rep, torch.Generator().manual_seed(seed), **ctx_rep)
+    curv = np.asarray(lik.curvature(f_rep, y, **ctx_rep))
+    return curv.mean(0), curv.std(0) / np.sqrt(draws)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fisher_is_the_expected_curvature_and_positive_semidefinite(case):
+    lik = CASES[case]()
+    f, _, ctx = _data(lik, n=5, scale=1.2)
+    fisher = np.asarray(lik.fisher(f, **ctx))
+    assert fisher.shape == f.shape + (lik.num_outputs,)
+    np.testing.assert_allclose(fisher, np.swapaxes(fisher, -1, -2), atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(fisher) >= -1e-12)
+    mean, se = _expected_curvature(lik, f, ctx)
+    assert np.all(np.abs(fisher - mean) <= 5.0 * se + 1e-9), (fisher, mean, se)
+
+
+def test_generic_fisher_without_a_closed_form_agrees_with_the_closed_form():
+    """A user's family that gives no ``_fisher`` gets the score's outer product over draws of ``y``."""
+
+    class NoClosedForm(StudentT):
+        _fisher = likelihoods.Likelihood._fisher
+
+    f = np.random.default_rng(3).normal(size=(6, 1))
+    closed = StudentT(df=5.0, scale=0.7).fisher(f)
+    generic = NoClosedForm(df=5.0, scale=0.7).fisher(f)
+    np.testing.assert_allclose(generic, closed, rtol=0.15)
+    np.testing.assert_array_equal(generic, NoClosedForm(df=5.0, scale=0.7).fisher(f))  # seeded: repeatable

@@ -9,7 +9,7 @@ from scipy import optimize, stats
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
-from bayes_diglm.inference.laplace import LaplaceClassifier, laplace_glm
+from bayes_diglm.inference.laplace import LaplaceClassifier, LaplaceRegressor, laplace_glm
 from bayes_diglm.likelihoods import Categorical
 
 
@@ -370,3 +370,35 @@ def test_full_hessian_equals_autograd_with_sample_weights(monkeypatch, path):
     ref = jac @ np.linalg.solve(brute, jac.transpose(0, 2, 1))
     np.testing.assert_allclose(post.logit_cov(X), ref, rtol=1e-10, atol=1e-13)  # by L^{-1}
     np.testing.assert_allclose(post.logit_cov(X[:1]), ref[:1], rtol=1e-10, atol=1e-13)  # by solves
+
+
+def test_fisher_hessian_fits_where_the_exact_hessian_is_indefinite():
+    """Student-t regression with outliers: the exact Newton Hessian is indefinite (refused, naming
+    ``hessian="fisher"``); with ``hessian="fisher"`` the MAP equals scipy's minimum of the negative log posterior
+    and the precision is ``X^T diag((nu + 1) / ((nu + 3) s^2)) X + prior`` (the t location's Fisher
+    information), both assembled here independently."""
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(300, 2))
+    y = Z @ np.array([1.0, -0.5]) + 0.3 + 0.5 * rng.standard_t(3, size=300)
+    y[:5] += 30.0
+    kw = dict(likelihood="student_t", likelihood_kwargs={"df": 3.0, "scale": 0.5}, prior_precision=0.1)
+    with pytest.raises(ValueError, match="hessian='fisher'"):
+        LaplaceRegressor(**kw).fit(Z, y)
+    fisher = LaplaceRegressor(**kw, hessian="fisher").fit(Z, y)
+    X = np.column_stack([Z, np.ones(len(Z))])
+    prior = np.array([0.1, 0.1, fisher.intercept_prior_precision])
+
+    def neg_log_post(w):
+        return -stats.t.logpdf(y, 3.0, loc=X @ w, scale=0.5).sum() + 0.5 * (prior * w**2).sum()
+
+    ref = optimize.minimize(neg_log_post, np.zeros(3), method="BFGS", options={"gtol": 1e-10}).x
+    np.testing.assert_allclose(np.r_[fisher.coef_.ravel(), fisher.intercept_], ref, atol=1e-5)
+    precision = (3.0 + 1.0) / ((3.0 + 3.0) * 0.25) * X.T @ X + np.diag(prior)
+    np.testing.assert_allclose(fisher.posterior_.log_det_precision(), np.linalg.slogdet(precision)[1], rtol=1e-10)
+    np.testing.assert_allclose(fisher.posterior_.marginal_variance().ravel(),
+                               np.diag(np.linalg.solve(precision, np.eye(3))), rtol=1e-8)
+
+
+def test_hessian_option_is_validated_and_named_in_the_indefinite_error():
+    with pytest.raises(ValueError, match="hessian"):
+        LaplaceRegressor(likelihood="student_t", hessian="ggn").fit(np.zeros((3, 1)), np.zeros(3))

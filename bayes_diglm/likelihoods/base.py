@@ -105,11 +105,11 @@ class Likelihood:
       nuisance parameter or, with a ``noise_log_var(f)`` method, given per row: the Normal-Inverse-Gamma
       (conjugate) head and the known-noise Gaussian Laplace head apply to it.
 
-    Subclasses implement :meth:`_dist`; they may override :meth:`_log_prob`, :meth:`_grad`, :meth:`_curvature`
-    (closed forms), :meth:`_predictive`, :meth:`_sample`, :meth:`_mean` and :meth:`_check_target`; each
-    private method receives the validated context as keyword arguments. ``predictive_samples`` sets the Monte
-    Carlo size of the generic predictive and ``quadrature_points`` the Gauss-Hermite order for one-output
-    families.
+    Subclasses implement :meth:`_dist`; they may override :meth:`_log_prob`, :meth:`_grad`, :meth:`_curvature`,
+    :meth:`_fisher` (closed forms), :meth:`_predictive`, :meth:`_sample`, :meth:`_mean` and
+    :meth:`_check_target`; each private method receives the validated context as keyword arguments.
+    ``predictive_samples`` sets the Monte Carlo size of the generic predictive, ``fisher_samples`` that of the
+    generic :meth:`fisher`, and ``quadrature_points`` the Gauss-Hermite order for one-output families.
     """
 
     name = "abstract"
@@ -122,6 +122,7 @@ class Likelihood:
     gaussian_mean = False
     predictive_samples = 512
     quadrature_points = 32
+    fisher_samples = 1024
 
     # ---- what a family is made of ------------------------------------------------------------------------
 
@@ -263,6 +264,34 @@ class Likelihood:
         """
         f_t, ctx = self._prepare(f, context)
         return _like(self._curvature(f_t, None if y is None else self._target(y, f_t), **ctx), f)
+
+    def _fisher(self, f: torch.Tensor, **context) -> torch.Tensor:
+        try:  # canonical links: the curvature does not depend on y, so it is its own expectation
+            return self._curvature(f, None, **context)
+        except ValueError:
+            pass
+        # E[g g^T] over draws of y: positive semi-definite for any number of draws, seeded so calls agree
+        generator = torch.Generator().manual_seed(0)
+        total, block = 0.0, 16
+        for _ in range(self.fisher_samples // block):
+            f_rep = f.expand((block,) + f.shape)
+            g = self._grad(f_rep, self._sample(f_rep, generator, **context), **context)
+            total = total + (g[..., :, None] * g[..., None, :]).sum(0)
+        return total / (block * (self.fisher_samples // block))
+
+    def fisher(self, f, **context):
+        r"""The Fisher information in the predictor, :math:`E_{y \sim p(y \mid f)}[-\partial^2 \log p(y \mid f)
+        / \partial f^2]`, shape ``f.shape + (num_outputs,)``.
+
+        Positive semi-definite for every family, unlike :meth:`curvature` at an observed ``y`` for a family
+        whose log-density is not concave in ``f`` (Student-t, Beta, zero-inflated Poisson): the curvature a
+        Laplace head uses with ``hessian="fisher"`` (the generalized Gauss-Newton matrix of laplace-torch for
+        these likelihoods). Canonical links give the curvature itself (it does not depend on ``y``); families
+        override :meth:`_fisher` with a closed form; otherwise it is the mean outer product of the score over
+        ``fisher_samples`` draws of ``y`` (seeded, so repeated calls agree).
+        """
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._fisher(f_t, **ctx), f)
 
     # ---- sampling ----------------------------------------------------------------------------------------
 

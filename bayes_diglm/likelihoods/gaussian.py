@@ -82,3 +82,11 @@ class HeteroscedasticGaussian(Likelihood):
 
     def config(self):
         return {"max_log_var": self.max_log_var}
+
+    def _fisher(self, f):
+        """Mean and log-variance are orthogonal: :math:`e^{-s}` and :math:`s'^2 / 2`."""
+        th = torch.tanh(f[..., 1] / self.max_log_var)
+        c_00 = torch.exp(-self.max_log_var * th)
+        c_11 = 0.5 * (1.0 - th**2) ** 2
+        zero = torch.zeros_like(c_00)
+        return torch.stack([torch.stack([c_00, zero], -1), torch.stack([zero, c_11], -1)], -2)

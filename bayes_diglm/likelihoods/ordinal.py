@@ -139,6 +139,11 @@ class CumulativeLogit(NuisanceFamily):
         sa, sb = (torch.sigmoid(t) for t in self._observed_bounds(f, y))
         return (sa * (1.0 - sa) + sb * (1.0 - sb))[..., None, None]
 
+    def _fisher(self, f):
+        a, b = self._bounds(f)
+        score = torch.sigmoid(a) + torch.sigmoid(b) - 1.0  # the gradient at each class
+        return (self._probs(f) * score**2).sum(-1)[..., None, None]
+
     def _sample(self, f, generator):
         u = torch.rand(f.shape[:-1] + (1,), dtype=f.dtype, generator=generator)
         cdf = torch.cumsum(self._probs(f), dim=-1)[..., :-1]

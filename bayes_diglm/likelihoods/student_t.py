@@ -85,6 +85,10 @@ class StudentT(NuisanceFamily):
         _, curv = _score_terms(y - f[..., 0], self._param("df", f), self._param("scale", f) ** 2)
         return curv[..., None, None]
 
+    def _fisher(self, f):
+        df, var = self._param("df", f), self._param("scale", f) ** 2
+        return ((df + 1.0) / ((df + 3.0) * var)).expand(f.shape[:-1])[..., None, None]
+
 
 @register
 class HeteroscedasticStudentT(NuisanceFamily):
@@ -170,3 +174,14 @@ class HeteroscedasticStudentT(NuisanceFamily):
         if y is None:
             raise ValueError("the curvature of a HeteroscedasticStudentT likelihood depends on y; pass y")
         return self._derivatives(f, y)[1]
+
+    def _fisher(self, f):
+        r"""Location and log-scale are orthogonal: :math:`(\nu + 1) / ((\nu + 3)\sigma^2)` and
+        :math:`s'^2\, 2\nu / (\nu + 3)`."""
+        df = self._param("df", f).expand(f.shape[:-1])
+        th = torch.tanh(f[..., 1] / self.max_log_scale)
+        var = torch.exp(2.0 * self.max_log_scale * th)
+        c_00 = (df + 1.0) / ((df + 3.0) * var)
+        c_11 = (1.0 - th**2) ** 2 * 2.0 * df / (df + 3.0)
+        zero = torch.zeros_like(c_00)
+        return torch.stack([torch.stack([c_00, zero], -1), torch.stack([zero, c_11], -1)], -2)

@@ -86,3 +86,10 @@ class ZeroInflatedPoisson(NuisanceFamily):
             raise ValueError("the curvature of a ZeroInflatedPoisson likelihood depends on y; pass y")
         rate, w = self._zero_weight(f)
         return torch.where(y > 0, rate, rate * w - rate**2 * w * (1.0 - w))[..., None, None]
+
+    def _fisher(self, f):
+        r""":math:`(1 - \pi)\lambda - (1 - \pi) e^{-\lambda} \lambda^2 (1 - w)`: the score's variance over the
+        Poisson counts above zero and the zeros of both kinds."""
+        rate, w = self._zero_weight(f)
+        keep = 1.0 - self._param("zero_prob", f)
+        return (keep * rate - keep * torch.exp(-rate) * rate**2 * (1.0 - w))[..., None, None]

@@ -70,6 +70,7 @@ def laplace_glm(
     max_iter: int | None = None,
     init: np.ndarray | None = None,
     context: dict | None = None,
+    hessian: str = "exact",
 ) -> LaplaceFit:
     r"""Laplace approximation ``N(W*, H^{-1})`` of a GLM posterior under a ``N(0, diag(prior)^{-1})`` prior.
 
@@ -111,6 +112,13 @@ def laplace_glm(
         L-BFGS otherwise.
     context : dict or None
         The family's per-row keywords (e.g. ``{"trials": n_i}`` for the binomial), arrays of shape (n,).
+    hessian : {"exact", "fisher"}
+        The likelihood's curvature in ``H`` (and in Newton's steps): the exact Hessian at the observed ``y``, or
+        its expectation over ``y``, the Fisher information (:meth:`~bayes_diglm.likelihoods.Likelihood.fisher`;
+        Fisher scoring for the MAP, the generalized Gauss-Newton posterior). The two agree for canonical links.
+        For a family whose log-density is not concave in the predictor (Student-t, Beta, zero-inflated Poisson)
+        the exact Hessian can be indefinite where outliers pull against the fit; the Fisher information is
+        positive semi-definite always. The MAP is the same; the evidence uses ``H`` as chosen.
 
     Examples
     --------
@@ -125,7 +133,7 @@ def laplace_glm(
         raise ValueError(f"covariance must be one of {_COVARIANCES}, got {covariance!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
-    lik = _Objective(_make_likelihood(likelihood, num_classes, noise_variance), sample_weight, context)
+    lik = _Objective(_make_likelihood(likelihood, num_classes, noise_variance), sample_weight, context, hessian)
     prior = _prior_array(prior_precision, (lik.num_outputs, X.shape[1]))
     if optimizer == "auto":
         newton = covariance in ("full", "lowrank") and prior.size <= _NEWTON_MAX_WEIGHTS
@@ -134,7 +142,13 @@ def laplace_glm(
         max_iter = 100 if optimizer == "newton" else 15000
     W0 = np.zeros(prior.shape) if init is None else np.array(init, dtype=np.float64).reshape(prior.shape)
     solver = _newton if optimizer == "newton" else _lbfgs
-    W, n_iter, converged = solver(X, y, lik, prior, W0, tol, max_iter)
+    try:
+        W, n_iter, converged = solver(X, y, lik, prior, W0, tol, max_iter)
+    except ValueError as err:
+        if hessian == "exact" and "not positive definite" in str(err):
+            raise ValueError(f"{err}; for a family whose log-density is not concave in the predictor (Student-t, "
+                             f"Beta, zero-inflated Poisson) use hessian='fisher'") from err
+        raise
     if not converged:
         warnings.warn(f"Laplace MAP ({optimizer}) stopped after {n_iter} iterations before reaching "
                       f"max|grad| <= {tol}", RuntimeWarning, stacklevel=2)

@@ -12,7 +12,7 @@ from ..base import PosteriorHead, check_prior_grouping
 from ..gaussian_posterior import _GaussianPosteriorClassifier, _GaussianWeights, _RegressionFamily
 from .evidence import PRIOR_GROUPINGS, mackay_prior_precision, prior_groups
 from .fit import _COVARIANCES, LaplaceFit, laplace_glm
-from .solvers import _OPTIMIZERS
+from .solvers import _HESSIANS, _OPTIMIZERS
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
@@ -23,6 +23,8 @@ def _check_options(head) -> None:
         raise ValueError(f"covariance must be one of {_COVARIANCES}, got {head.covariance!r}")
     if head.optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {head.optimizer!r}")
+    if head.hessian not in _HESSIANS:
+        raise ValueError(f"hessian must be one of {_HESSIANS}, got {head.hessian!r}")
     if head.rank is not None and (isinstance(head.rank, bool) or not isinstance(head.rank, (int, np.integer))
                                   or head.rank < 1):
         raise ValueError(f"rank must be a positive integer or None, got {head.rank!r}")
@@ -38,7 +40,7 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
         return laplace_glm(
             X, y, likelihood=self.likelihood_, prior_precision=prior, covariance=self.covariance,
             optimizer=self.optimizer, sample_weight=w, rank=self.rank, tol=self.tol, max_iter=self.max_iter,
-            init=init, context=context,
+            init=init, context=context, hessian=self.hessian,
         )
 
     def _fit_design(self, X, y, w, context=None) -> None:
@@ -114,6 +116,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         Stop when the largest absolute gradient entry of the negative log posterior is <= tol.
     max_iter : int or None
         Defaults to 100 for Newton, 15000 for L-BFGS.
+    hessian : {"exact", "fisher"}
+        The likelihood curvature of the posterior precision: the exact Hessian (default) or the Fisher
+        information (see :func:`laplace_glm`); equal for the canonical links of the classification families.
     classes : array-like or None
         All labels, when the training data may miss some; inferred from ``y`` when None.
     likelihood : str, Likelihood or None
@@ -167,6 +172,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         predictive: str = "probit",
         n_predictive_samples: int = 1000,
         predictive_seed=None,
+        hessian: str = "exact",
     ):
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
@@ -181,6 +187,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         self.predictive = predictive
         self.n_predictive_samples = n_predictive_samples
         self.predictive_seed = predictive_seed
+        self.hessian = hessian
 
     def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
         prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))
@@ -227,6 +234,10 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
     ``N(m, v + noise_variance)``. Poisson ``y`` must be non-negative; non-integer values use the continuous extension
     ``y eta - exp(eta) - log Gamma(y + 1)`` of the log-likelihood (as scikit-learn's ``PoissonRegressor``).
 
+    ``hessian="fisher"`` uses the Fisher information in place of the exact Hessian of the likelihood (in the
+    Newton steps and in ``H``): the choice for families whose log-density is not concave in the predictor
+    (Student-t, Beta, zero-inflated Poisson), where outlying rows can make the exact Hessian indefinite.
+
     ``sample_weight`` weights each row's log-likelihood; for ``likelihood="gaussian"`` that is a known relative
     noise precision (``y_i ~ N(beta^T z_i + beta_0, noise_variance / w_i)``, the form in which a DIGLM's
     heteroscedastic head hands over its learned variances), and :meth:`predict_dist` takes the new rows' ``w``.
@@ -266,6 +277,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
         optimizer: str = "auto",
         tol: float = 1e-8,
         max_iter: int | None = None,
+        hessian: str = "exact",
     ):
         self.likelihood = likelihood
         self.noise_variance = noise_variance
@@ -278,6 +290,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
         self.optimizer = optimizer
         self.tol = tol
         self.max_iter = max_iter
+        self.hessian = hessian
 
     def _initial_prior(self, k_out: int, D_aug: int) -> np.ndarray:
         prior = np.full((k_out, D_aug), check_positive(self.prior_precision, "prior_precision"))

@@ -16,6 +16,7 @@ from .kernels import _full_hessian
 __all__ = ["_Objective", "_lbfgs", "_make_likelihood", "_neg_log_posterior", "_newton"]
 
 _OPTIMIZERS = ("auto", "newton", "lbfgs")
+_HESSIANS = ("exact", "fisher")
 # optimizer="auto": Newton (a full Hessian per step, quadratic convergence) where the posterior needs the full
 # Hessian anyway ("full", "lowrank") and it has at most this many entries per side; L-BFGS (gradients only)
 # otherwise: 2-3.5x faster MAPs for "kron" at K(D+1) of 650-786 on 10,000 rows (docs/scale.md)
@@ -35,15 +36,20 @@ class _Objective:
     """The likelihood terms of the MAP and the curvature in NumPy: rows weighted by ``sample_weight``.
 
     ``grad`` is the gradient of the *negative* log-likelihood in the logits; ``curvature`` is the (weighted)
-    per-row Hessian of the negative log-likelihood, from :mod:`bayes_diglm.likelihoods`. ``context`` holds the
-    family's per-row keywords (``trials=`` ...), passed to every call.
+    per-row Hessian of the negative log-likelihood, from :mod:`bayes_diglm.likelihoods`, or with
+    ``hessian="fisher"`` its expectation over ``y`` (:meth:`~bayes_diglm.likelihoods.Likelihood.fisher`).
+    ``context`` holds the family's per-row keywords (``trials=`` ...), passed to every call.
     """
 
-    def __init__(self, likelihood: Likelihood, sample_weight: np.ndarray | None, context: dict | None = None):
+    def __init__(self, likelihood: Likelihood, sample_weight: np.ndarray | None, context: dict | None = None,
+                 hessian: str = "exact"):
+        if hessian not in _HESSIANS:
+            raise ValueError(f"hessian must be one of {_HESSIANS}, got {hessian!r}")
         self.likelihood = likelihood
         self.num_outputs = likelihood.num_outputs
         self.w = sample_weight
         self.context = context or {}
+        self.hessian = hessian
 
     def log_prob(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
         lp = self.likelihood.log_prob(logits, y, **self.context)
@@ -54,7 +60,10 @@ class _Objective:
         return g if self.w is None else g * self.w[:, None]
 
     def curvature(self, logits: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        c = self.likelihood.curvature(logits, y, **self.context)
+        if self.hessian == "fisher":
+            c = self.likelihood.fisher(logits, **self.context)
+        else:
+            c = self.likelihood.curvature(logits, y, **self.context)
         return c if self.w is None else c * self.w[:, None, None]
 
 
