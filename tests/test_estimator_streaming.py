@@ -101,13 +101,19 @@ def test_failed_fit_posterior_leaves_the_fitted_state(fitted):
         np.testing.assert_array_equal(reg.predict_dist(X[:10]).log_prob(y[:10]), before)
 
 
-def test_fit_posterior_refuses_heads_that_do_not_stream():
+def test_fit_posterior_fits_a_head_without_partial_fit_once_on_every_chunk():
+    """A Laplace head has no ``partial_fit``: it is fitted once on the features of all chunks, equal to the
+    same head fitted directly on ``transform(X)`` with the point head's nuisance as known values."""
+    from bayes_diglm.inference import LaplaceRegressor
+
     rng = np.random.default_rng(2)
     X = rng.normal(size=(120, 2))
     y = rng.poisson(2.0, size=120)
     reg = DIGLMRegressor(head="poisson", posterior="laplace", epochs=1, flow_kwargs={"num_layers": 2},
                          quiet=True).fit(X, y)
-    with pytest.raises(ValueError, match="LaplaceRegressor has none"):
-        reg.fit_posterior([(X, y)])
+    reg.fit_posterior(_chunks(X, y, 50))
+    direct = LaplaceRegressor(likelihood="poisson").fit(reg.transform(X), y)
+    np.testing.assert_allclose(reg.posterior_.coef_, direct.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(reg.posterior_.intercept_, direct.intercept_, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="head='heteroscedastic' only"):
         reg.noise_weights(X)

@@ -25,7 +25,9 @@ class _StreamedPosterior:
         Each chunk goes through the flow once (:meth:`flow_outputs`: features ``z = f(x)`` and, for the
         heteroscedastic head, the noise precisions) and is added to a fresh clone of the ``posterior`` head
         with its ``partial_fit``; memory is one chunk plus the head's statistics. The result equals
-        ``fit``'s one-pass head on the same rows concatenated (the conjugate head's statistics add).
+        ``fit``'s one-pass head on the same rows concatenated (the conjugate head's statistics add). A head
+        without ``partial_fit`` (Laplace, SVI, NUTS) is fitted once on the features of every chunk, held in
+        memory (the flow still runs one chunk at a time).
 
         Noise weights (``head="heteroscedastic"`` with the conjugate head): as in ``fit``, the known relative
         precisions are the point head's :math:`\exp(-\log\sigma^2(z))` divided by ``noise_normaliser_``, the
@@ -61,9 +63,7 @@ class _StreamedPosterior:
             if head is None:
                 raise ValueError("fit_posterior needs a Bayesian head: this estimator has posterior='point' (set "
                                  "posterior='conjugate' or a head instance with set_params first)")
-            if not hasattr(head, "partial_fit"):
-                raise ValueError(f"fit_posterior streams into heads with partial_fit; {type(head).__name__} has "
-                                 "none (fit it in memory with fit)")
+            self._set_known_noise(head)
             weighted = self._uses_noise_weights_for(head)
             normaliser = getattr(self, "noise_normaliser_", None)
 
@@ -76,7 +76,14 @@ class _StreamedPosterior:
                         normaliser = float(precision.mean()) if normaliser is None else normaliser
                     yield Z, y, precision / normaliser if weighted else None
 
-            self.posterior_ = fit_in_chunks(head, features())
+            if hasattr(head, "partial_fit"):
+                self.posterior_ = fit_in_chunks(head, features())
+            else:  # one fit on every chunk's features (memory grows with the rows; the flow runs chunk by chunk)
+                held = list(features())
+                if not held:
+                    raise ValueError("chunks is empty: no rows to fit the head on")
+                Z, y, w = (None if part[0] is None else np.concatenate(part) for part in zip(*held, strict=True))
+                self.posterior_ = head.fit(Z, y, **({} if w is None else {"sample_weight": w}))
             if weighted:
                 self.noise_normaliser_ = normaliser
         return self
