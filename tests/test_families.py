@@ -353,3 +353,26 @@ def test_generic_fisher_without_a_closed_form_agrees_with_the_closed_form():
     generic = NoClosedForm(df=5.0, scale=0.7).fisher(f)
     np.testing.assert_allclose(generic, closed, rtol=0.15)
     np.testing.assert_array_equal(generic, NoClosedForm(df=5.0, scale=0.7).fisher(f))  # seeded: repeatable
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES
+                                         if CASES[c]().task == "regression" and not CASES[c]().discrete))
+def test_predictive_cdf_matches_the_share_of_draws_below(case):
+    """``Predictive.cdf`` of every continuous family's predictive (mixtures included, Student-t components by
+    scipy) against the share of Monte Carlo draws of ``f`` then ``y`` below the point."""
+    from bayes_diglm.inference.base import Predictive
+
+    lik = CASES[case]()
+    rng = np.random.default_rng(7)
+    mean, cov = _gaussian_over_f(lik.num_outputs, rng)
+    pred = Predictive(lik.predictive(mean, cov, generator=torch.Generator().manual_seed(1)))
+    draws = 40_000
+    points = np.array([float(pred.mean[i]) + (i - 1) * 0.5 * float(pred.stddev[i]) for i in range(len(mean))])
+    if lik.name == "beta":
+        points = np.clip(points, 0.05, 0.95)
+    cdf = pred.cdf(points)
+    for i in range(len(mean)):
+        f = rng.multivariate_normal(mean[i], cov[i], size=draws)
+        share = float(np.mean(lik.sample(f, torch.Generator().manual_seed(i)) <= points[i]))
+        # the predictive's own 512 draws of f count as much as these
+        assert abs(cdf[i] - share) < 5 * np.sqrt(share * (1 - share) * (1 / draws + 1 / 512)) + 1e-3, (cdf[i], share)

@@ -192,6 +192,22 @@ class Predictive:
             _check_support(d, target)
         return _numpy(d.log_prob(target))
 
+    def cdf(self, y) -> np.ndarray:
+        """``P(Y <= y)`` per input, shape (n,), for a regression predictive whose distribution (or each mixture
+        component) has a CDF in torch or scipy (a ValueError names the distribution otherwise).
+
+        Mixtures (the Monte Carlo and quadrature predictives) are the weighted sum of their components' CDFs;
+        components without a CDF in torch (the Student-t) use scipy's. The coverage of every central interval
+        follows from one call: ``y`` lies in the central ``p`` interval when ``|cdf(y) - 1/2| <= p / 2``
+        (continuous predictives), far cheaper than :meth:`interval` on large mixtures.
+        """
+        if self.classes is not None:
+            raise AttributeError("cdf exists for a regression predictive only (a classifier's has probs)")
+        target = self._encode(y)
+        if not bool(torch.isfinite(target).all()):
+            raise ValueError("y must be finite to evaluate the predictive CDF")
+        return _cdf(self.distribution, target)
+
     def interval(self, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed predictive interval ``(lo, hi)`` with probability ``prob`` (each tail ``(1 - prob) / 2``)."""
         prob = check_probability(prob)
@@ -280,6 +296,30 @@ _SCIPY_QUANTILES = {
     torch.distributions.StudentT: lambda d, q: scipy.stats.t.ppf(q, df=_numpy(d.df), loc=_numpy(d.loc),
                                                                  scale=_numpy(d.scale)),
 }
+#: CDFs of components that torch gives none
+_SCIPY_CDFS = {
+    torch.distributions.StudentT: lambda d, x: scipy.stats.t.cdf(x, df=_numpy(d.df), loc=_numpy(d.loc),
+                                                                 scale=_numpy(d.scale)),
+    torch.distributions.Beta: lambda d, x: scipy.stats.beta.cdf(x, _numpy(d.concentration1),
+                                                                _numpy(d.concentration0)),
+}
+
+
+def _cdf(d, x: torch.Tensor) -> np.ndarray:
+    """``P(Y <= x)`` of a distribution with batch shape (n,) at ``x`` (n,)."""
+    if isinstance(d, torch.distributions.MixtureSameFamily):
+        component = d.component_distribution
+        return (_numpy(d.mixture_distribution.probs) * _cdf(component, x[..., None].expand(component.batch_shape)
+                                                             .to(torch.float64))).sum(-1)
+    scipy_cdf = _SCIPY_CDFS.get(type(d))
+    if scipy_cdf is not None:
+        return np.asarray(scipy_cdf(d, _numpy(x)), dtype=np.float64)
+    try:
+        return _numpy(d.cdf(x.to(d.mean.dtype)))
+    except NotImplementedError as err:
+        raise ValueError(f"the predictive's {type(d).__name__} distribution has no CDF") from err
+
+
 _BISECTION_STEPS = 200
 _MONTE_CARLO_QUANTILE_DRAWS = 20_000
 
