@@ -47,6 +47,7 @@ from ..evaluation import (
 from ..flows.dequantize import TabularDequantizer
 from ..inference.base import Predictive
 from ..inference.conjugate import ConjugateLinearRegression, fit_in_chunks
+from ..inference.laplace import LaplaceRegressor
 from ..inference.mixed import MixedEffectsRegression
 from ..models.estimators import DIGLMRegressor
 from .common import add_common_arguments, markdown_table, write_results
@@ -97,6 +98,12 @@ class FlightsConfig:
     ``mlp_hidden``; ``ensemble_size`` MLPs with different seeds form the deep ensemble (the first is the
     single-MLP row). ``None`` sizes use every available flight.
 
+    ``student_t`` (default on) adds the robust counterpart of the paper's head: flow and heteroscedastic
+    Student-t head (location, log-scale and the degrees of freedom learned) trained together at the hybrid's
+    chosen lambda and at lambda = 0, each with a Laplace posterior over both halves of beta (Fisher curvature:
+    the t log-density is not concave) fitted on the same rows as the conjugate heads, the learned degrees of
+    freedom held as known.
+
     ``dequantize`` (default on): every attribute is integer-valued in its raw units (months, days, minutes,
     miles, years), so the flows train on uniformly dequantised inputs (one seeded draw per training row, each
     value spread over its unit cell) and every reported ``log p(x)`` is the dequantised estimate
@@ -134,6 +141,7 @@ class FlightsConfig:
     mlp_epochs: int = 8
     ensemble_size: int = 5
     logpx_rows: int = 20_000
+    student_t: bool = True
     dequantize: bool = True
     logpx_draws: int = 4
     seed: int = 0
@@ -212,13 +220,21 @@ def _dequantized(dq: TabularDequantizer | None, X: np.ndarray, seed: int) -> np.
     return dq(torch.from_numpy(X), generator=torch.Generator().manual_seed(seed)).numpy()
 
 
+def _student_t_head() -> LaplaceRegressor:
+    """The unfitted Laplace head over both halves of a heteroscedastic Student-t head's beta (unit prior
+    precision on features of unit scale, a flat intercept, the Fisher curvature)."""
+    return LaplaceRegressor(likelihood="heteroscedastic_t", hessian="fisher")
+
+
 def _train_diglm(split: FlightsSplit, config: FlightsConfig, px_weight: float, quiet,
-                 dq: TabularDequantizer | None = None) -> DIGLMRegressor:
-    """Flow and heteroscedastic head trained together (on dequantised inputs with ``dq``), then the exact
-    conjugate head over beta on the training flights' features as recorded, with the learned noise precisions
-    as known weights."""
+                 dq: TabularDequantizer | None = None, *, head: str = "heteroscedastic",
+                 posterior=None) -> DIGLMRegressor:
+    """Flow and heteroscedastic head trained together (on dequantised inputs with ``dq``), then the Bayesian
+    head over beta (default: the exact conjugate head, with the learned noise precisions as known weights) on
+    the training flights' features as recorded."""
     reg = DIGLMRegressor(
-        flow="realnvp", head="heteroscedastic", posterior=_bayesian_head(), px_weight=px_weight,
+        flow="realnvp", head=head, posterior=_bayesian_head() if posterior is None else posterior,
+        px_weight=px_weight,
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, quiet=quiet,
         flow_kwargs={"num_layers": config.num_layers, "hidden_dims": tuple(config.hidden_dims)},
     ).fit(_dequantized(dq, split.X_train, config.seed), split.y_train,
@@ -248,6 +264,19 @@ def _train_diglms(split, config, quiet, bar, dq) -> tuple[DIGLMRegressor, DIGLMR
     discriminative = _train_diglm(split, config, 0.0, quiet, dq)
     bar.update(1)
     return best[1], discriminative, tuning
+
+
+def _train_student_t(split, config, px_weight: float, quiet, bar, dq) -> dict[float, DIGLMRegressor]:
+    """The heteroscedastic Student-t DIGLMs at the hybrid's lambda and at 0 (none without ``student_t``)."""
+    if not config.student_t:
+        return {}
+    out = {}
+    for weight in dict.fromkeys((px_weight, 0.0)):
+        _stage(bar, f"Student-t DIGLM px_weight={weight:.3g}")
+        out[weight] = _train_diglm(split, config, weight, quiet, dq, head="heteroscedastic_t",
+                                   posterior=_student_t_head())
+        bar.update(1)
+    return out
 
 
 def _train_ensemble(split, config, bar) -> list[HeteroscedasticMLP]:
@@ -372,12 +401,18 @@ def _log_px_columns(reg: DIGLMRegressor, split: FlightsSplit, rows: int, seed: i
              "AUROC train/test": auroc}, {"train": train, "test": test})
 
 
-def _predictives(split, hybrid, discriminative, blr, mixed, members) -> tuple[dict, dict]:
+def _student_t_name(weight: float) -> str:
+    kind = f"hybrid (lambda={weight:.3g})" if weight > 0 else "discriminative (lambda=0)"
+    return f"DIGLM {kind}, Student-t head, Bayesian"
+
+
+def _predictives(split, hybrid, discriminative, blr, mixed, members, student) -> tuple[dict, dict]:
     """Every row's test predictive (standardised units), and for the DIGLM rows the model whose flow they use."""
     hyb = f"DIGLM hybrid (lambda={hybrid.px_weight:.3g})"
     flows = {f"{hyb}, Bayesian head": hybrid, f"{hyb}, point head": hybrid,
              "DIGLM discriminative (lambda=0), Bayesian head": discriminative,
-             "DIGLM discriminative (lambda=0), point head": discriminative}
+             "DIGLM discriminative (lambda=0), point head": discriminative,
+             **{_student_t_name(weight): reg for weight, reg in student.items()}}
     X = split.X_test
     preds = {name: reg.predict_dist(X, point=name.endswith("point head")) for name, reg in flows.items()}
     preds["Bayesian linear regression (raw attributes)"] = blr.predict_dist(X.astype(np.float64))
@@ -479,7 +514,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
     _check_config(config)
     t0 = time.perf_counter()
     dim = len(US_FEATURE_NAMES if config.dataset == "us2001" else FEATURE_NAMES)
-    n_fits = len(config.candidate_px_weights(dim)) + 1 + config.ensemble_size + 1
+    n_fits = len(config.candidate_px_weights(dim)) + 1 + config.ensemble_size + 1 + 2 * config.student_t
     hide = (not sys.stderr.isatty()) if quiet is None else bool(quiet)
     bar = tqdm(total=n_fits, desc="flights", unit="model", disable=hide)
     timings = {}
@@ -489,11 +524,12 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         t = time.perf_counter()
         dq = _dequantizer(split) if config.dequantize else None
         hybrid, discriminative, tuning = _train_diglms(split, config, quiet, bar, dq)
+        student = _train_student_t(split, config, hybrid.px_weight, quiet, bar, dq)
         timings["diglm_seconds"] = time.perf_counter() - t
         _stage(bar, "Bayesian linear regression")
         streaming = None
         if us is not None and config.stream_head:
-            blr, streaming = _stream_heads(us, (hybrid, discriminative), bar)
+            blr, streaming = _stream_heads(us, (hybrid, discriminative, *student.values()), bar)
         else:
             blr = _bayesian_head().fit(split.X_train.astype(np.float64), split.y_train.astype(np.float64))
         mixed, mixed_info = _fit_mixed(hybrid, split, us, config, bar)
@@ -502,11 +538,12 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         members = _train_ensemble(split, config, bar)
         timings["mlp_seconds"] = time.perf_counter() - t
         _stage(bar, "evaluating and plotting")
-        preds, flows = _predictives(split, hybrid, discriminative, blr, mixed, members)
+        preds, flows = _predictives(split, hybrid, discriminative, blr, mixed, members, student)
         flow_cols, log_px_samples = {}, {}
-        for reg in (hybrid, discriminative):
-            flow_cols[id(reg)], log_px_samples[reg.px_weight] = _log_px_columns(
+        for reg in (hybrid, discriminative, *student.values()):
+            flow_cols[id(reg)], samples = _log_px_columns(
                 reg, split, config.logpx_rows, config.seed, dq, config.logpx_draws)
+            log_px_samples.setdefault(reg.px_weight, samples)  # the Gaussian DIGLMs' (first) for the figures
         aware, control, density_aware, test_log_px = _density_aware(
             hybrid, split, dq, log_px_samples[hybrid.px_weight]["train"], config)
         bayes_name = next(iter(preds))
@@ -525,7 +562,8 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
     seconds = time.perf_counter() - t0
     description = _data_description(config, split, us)
     posterior = hybrid.posterior_.posterior_
-    table = f"{description}.\n\n{markdown_table(rows)}\n\n{_table_note(split, dq, density_aware)}"
+    student_df = {w: float(reg.posterior_.likelihood_kwargs["df"]) for w, reg in student.items()}
+    table = f"{description}.\n\n{markdown_table(rows)}\n\n{_table_note(split, dq, density_aware, student_df)}"
     metrics = {
         "experiment": "flights", "dataset": config.dataset, "data": description,
         "config": dataclasses.asdict(config), "seed": config.seed,
@@ -534,7 +572,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         "mixed_effects_head": mixed_info,
         "peak_rss_mb": _peak_rss_mb(),
         "n_dropped_missing_target": split.n_dropped_missing_target, "px_weight_tuning": tuning,
-        "px_weight_chosen": hybrid.px_weight, "rows": rows, "density_aware": density_aware,
+        "px_weight_chosen": hybrid.px_weight, "student_t_df": student_df, "rows": rows, "density_aware": density_aware,
         "selective_prediction": selective,
         "dequantized_attributes": None if dq is None else [n for n, d in zip(split.feature_names, dq.discrete.tolist(),
                                                                               strict=True) if d],
@@ -620,7 +658,7 @@ def _plot_selective(out: Path, split: FlightsSplit, preds: dict, test_log_px: np
             for name, c in curves.items()}
 
 
-def _table_note(split: FlightsSplit, dq, density_aware: dict) -> str:
+def _table_note(split: FlightsSplit, dq, density_aware: dict, student_df: dict) -> str:
     if dq is None:
         px = "log p(x): the flow's density of the attributes as recorded (not dequantised)."
     else:
@@ -635,7 +673,16 @@ def _table_note(split: FlightsSplit, dq, density_aware: dict) -> str:
             f"{d['val_nll_plain']:.4f} for the plain head (ratio {d['val_nll_ratio']:.4f}). Its control row mixes the "
             f"same two predictives with one weight for every flight (w = {d['constant_weight']:.4f}, fitted on "
             "validation; validation NLL "
-            f"{d['val_nll_constant_weight']:.4f}): the difference between the two rows is what p(x) adds.")
+            f"{d['val_nll_constant_weight']:.4f}): the difference between the two rows is what p(x) adds."
+            + _student_t_note(student_df))
+
+
+def _student_t_note(student_df: dict) -> str:
+    if not student_df:
+        return ""
+    dfs = ", ".join(f"{df:.2f} at lambda = {w:.3g}" for w, df in student_df.items())
+    return (f" Student-t rows: flow and heteroscedastic Student-t head trained together; Laplace posterior over "
+            f"beta (Fisher curvature) on the same rows as the conjugate heads; learned degrees of freedom {dfs}.")
 
 
 NETCDF_TEST_ROWS = 500  # test flights whose log-likelihood and replicates go into the netCDF posteriors
