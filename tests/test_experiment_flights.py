@@ -140,7 +140,10 @@ def test_smoke_pipeline_writes_finite_results(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["sizes"] == {"train": 3000, "val": 1000, "test": 2000}
     assert len(metrics["px_weight_tuning"]) == 2 and metrics["px_weight_chosen"] in (0.1 / 8, 1.0 / 8)
-    assert len(result["rows"]) == 10 and result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
+    assert len(result["rows"]) == 12 and result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
+    student = [row["model"] for row in result["rows"] if "Student-t head" in row["model"]]
+    assert len(student) == 2 and set(metrics["student_t_df"]) == {str(metrics["px_weight_chosen"]), "0.0"}
+    assert all(df > 0 for df in metrics["student_t_df"].values()) and "degrees of freedom" in result["table"]
     assert result["rows"][-3]["model"].endswith("Bayesian head, density-aware (p(x))")
     assert result["rows"][-2]["model"].endswith("same mixture with one weight (no p(x))")
     aware = metrics["density_aware"]
@@ -199,7 +202,7 @@ def test_us2001_smoke_pipeline_streams_the_heads(tmp_path):
     mixed = metrics["mixed_effects_head"]
     assert mixed["rows"] == 3600 and mixed["levels"] == {"origin": 6, "destination": 6}
     assert set(mixed["random_effect_sd_minutes"]) == {"origin", "destination"}
-    assert len(result["rows"]) == 11 and "mixed-effects head" in result["rows"][-4]["model"]
+    assert len(result["rows"]) == 13 and "mixed-effects head" in result["rows"][-4]["model"]
     assert "density-aware" in result["rows"][-3]["model"]
     assert metrics["dequantized_attributes"] == ["month", "day_of_month", "day_of_week", "dep_time", "distance"]
     assert result["rows"][-1]["model"] == flights_module.CONSTANT_ROW
