@@ -16,7 +16,14 @@ import torch
 from sklearn.base import RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from bayes_diglm._validation import as_float_tensor, check_positive, check_same_length
+from bayes_diglm._validation import (
+    NON_NEGATIVE,
+    POSITIVE,
+    as_float_tensor,
+    check_params,
+    check_positive,
+    check_same_length,
+)
 from bayes_diglm.likelihoods import Gaussian
 
 from .base import PosteriorHead, Predictive, _refuse_overflow, _refuse_strings, check_probability
@@ -368,6 +375,9 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
 
     _arviz_attrs = {"inference": "exact conjugate Normal-Inverse-Gamma posterior",
                     "draws": "i.i.d. from the exact posterior"}
+    _parameter_constraints = {"prior_precision": "no_validation", "prior_mean": "no_validation",
+                              "a0": POSITIVE, "b0": POSITIVE, "fit_intercept": ["boolean"],
+                              "intercept_prior_precision": NON_NEGATIVE}
 
     def __init__(
         self,
@@ -468,6 +478,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
     def fit(self, Z, y, *, sample_weight=None) -> ConjugateLinearRegression:
         """Exact posterior given features ``Z`` (n, D), targets ``y`` (n,) and optional noise precisions."""
         with self._keep_state_on_error():
+            check_params(self)
             Zt, yt, wt = self._training_tensors(Z, y, sample_weight, reset=True)
             prior = self._prior_from_params(Zt.shape[1])
             intercept = bool(self.fit_intercept)

@@ -20,7 +20,17 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bayes_diglm import likelihoods
-from bayes_diglm._validation import check_positive
+from bayes_diglm._validation import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    TOLERANCE,
+    StrOptions,
+    check_count,
+    check_params,
+    check_positive,
+    check_tolerance,
+)
 from bayes_diglm.likelihoods import Likelihood
 
 from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
@@ -42,6 +52,14 @@ _OPTIMIZERS = ("auto", "newton", "lbfgs")
 _NEWTON_MAX_WEIGHTS = 2000
 _PREDICTIVES = ("probit", "map", "mc")
 _PRIOR_GROUPINGS = ("scalar", "class", "feature")
+#: the constraints of the parameters that the Gaussian-posterior heads (Laplace, SVI) share
+GAUSSIAN_HEAD_CONSTRAINTS = {
+    "prior_precision": POSITIVE, "intercept_prior_precision": [*NON_NEGATIVE, None], "fit_intercept": ["boolean"],
+    "rank": [*COUNT, None], "likelihood": "no_validation", "noise_variance": POSITIVE,
+    "likelihood_kwargs": [dict, None], "classes": ["array-like", None],
+}
+_LAPLACE_CONSTRAINTS = {**GAUSSIAN_HEAD_CONSTRAINTS, "covariance": [StrOptions(set(_COVARIANCES))],
+                        "optimizer": [StrOptions(set(_OPTIMIZERS))], "tol": TOLERANCE, "max_iter": [*COUNT, None]}
 # evidence maximisation may drive a group's precision to 0 or infinity (e.g. a redundant softmax row)
 _PRECISION_RANGE = (1e-8, 1e8)
 
@@ -651,6 +669,7 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
         Uses :func:`mackay_prior_precision` (refits the MAP at each step).
         """
         check_is_fitted(self)
+        tol, max_iter = check_tolerance(tol, "tol"), check_count(max_iter, "max_iter")
         if method != "evidence":
             raise ValueError(f"method must be 'evidence', got {method!r}")
         if per not in _PRIOR_GROUPINGS:
@@ -779,6 +798,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
 
     _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
                     "draws": "i.i.d. from an approximate posterior"}
+    _parameter_constraints = _LAPLACE_CONSTRAINTS
 
     def __init__(
         self,
@@ -823,6 +843,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         ``sample_weight`` weights each row's log-likelihood (an integer weight equals repeating the row).
         """
         with self._keep_state_on_error():
+            check_params(self)
             _check_options(self)
             Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=False)
             classes, index = self._encode_train_labels(y)
@@ -957,6 +978,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
 
     _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
                     "draws": "i.i.d. from an approximate posterior"}
+    _parameter_constraints = _LAPLACE_CONSTRAINTS
 
     def __init__(
         self,
@@ -996,6 +1018,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
         """MAP and Laplace posterior for features ``Z`` (n, D) and targets ``y`` (n,) of the family (``context``:
         its per-row keywords, arrays of shape (n,))."""
         with self._keep_state_on_error():
+            check_params(self)
             _check_options(self)
             lik = self._family()
             Z, y, w = self._validate_train(Z, y, sample_weight)

@@ -17,10 +17,18 @@ from sklearn.utils.validation import check_is_fitted
 from torch.distributions import constraints
 from torch.distributions.transforms import ReshapeTransform
 
-from bayes_diglm._validation import check_positive
+from bayes_diglm._validation import COUNT, POSITIVE, SEED, StrOptions, check_count, check_params, check_positive
 
 from .base import COVARIANCES, as_generator
-from .laplace import _STRUCTURES, _GaussianPosteriorClassifier, _lbfgs, _neg_log_posterior, _Objective, laplace_glm
+from .laplace import (
+    _STRUCTURES,
+    GAUSSIAN_HEAD_CONSTRAINTS,
+    _GaussianPosteriorClassifier,
+    _lbfgs,
+    _neg_log_posterior,
+    _Objective,
+    laplace_glm,
+)
 
 __all__ = ["SVIClassifier"]
 
@@ -277,6 +285,11 @@ class SVIClassifier(_GaussianPosteriorClassifier):
 
     _arviz_attrs = {"inference": "stochastic variational inference (Pyro, Gaussian guide)",
                     "draws": "i.i.d. from an approximate posterior"}
+    _parameter_constraints = {
+        **GAUSSIAN_HEAD_CONSTRAINTS, "covariance": [StrOptions({"auto", *COVARIANCES})],
+        "optimizer": [StrOptions(set(_OPTIMIZERS))], "num_steps": COUNT, "lr": POSITIVE, "batch_size": [*COUNT, None],
+        "num_particles": COUNT, "plateau_window": COUNT, "plateau_tol": [*POSITIVE, None], "seed": SEED,
+    }
 
     def __init__(
         self,
@@ -435,6 +448,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         integer weights only). The ELBO per step (full-data scale) is kept in ``elbo_history_``.
         """
         with self._keep_state_on_error():
+            check_params(self)
             Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=False)
             self._check_params(Z.shape[0])
             classes, index = self._encode_train_labels(y)
@@ -576,6 +590,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         """Integer frequency weights repeat rows; other weights are refused (the factor has no per-row scale)."""
         if not np.allclose(w, np.round(w)):
             raise ValueError("SVIClassifier takes integer sample_weight (frequency weights) only")
+        check_count(int(np.round(w).sum()), "the rows that sample_weight repeats", per_item=Xt.shape[1])
         reps = torch.from_numpy(np.round(w).astype(np.int64))
         return torch.repeat_interleave(Xt, reps, dim=0), torch.repeat_interleave(yt, reps, dim=0)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayes_diglm._validation import check_params
+
 from .base import PosteriorHead
 from .laplace import _GaussianWeights, _RegressionFamily
 from .svi import SVIClassifier
@@ -81,12 +83,15 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
         self.plateau_tol = plateau_tol
         self.seed = seed
 
+    _parameter_constraints = SVIClassifier._parameter_constraints
+
     def fit(self, Z, y, *, sample_weight=None) -> SVIRegressor:
         """Maximise the ELBO from the Laplace start for features ``Z`` (n, D) and targets ``y`` of the family.
 
         ``sample_weight``: integer frequency weights. The ELBO per step is kept in ``elbo_history_``.
         """
         with self._keep_state_on_error():
+            check_params(self)
             lik = self._family()
             Z, y, w = self._validate_train(Z, y, sample_weight)
             self._check_params(Z.shape[0])

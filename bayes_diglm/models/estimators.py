@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,22 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from .. import __version__, likelihoods
-from .._validation import check_positive
+from .._validation import (
+    COUNT,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    Interval,
+    StrOptions,
+    check_labels,
+    check_params,
+    check_positive,
+    check_targets,
+    refuse_nonfinite_outputs,
+    refuse_overflow,
+    refuse_text,
+)
 from ..flows.spec import FlowSpec, resolve_flow, saveable_flow_config
 from ..flows.user import check_flow
 from ..inference.base import Predictive, keep_state_on_error
@@ -59,11 +75,25 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
 
     _posteriors: tuple[str, ...] = ()
 
+    #: every constructor parameter's rule, checked by :func:`bayes_diglm._validation.check_params` before ``fit``
+    #: does any work (``flow``, ``head`` and ``posterior`` are resolved by their own lookups)
+    _parameter_constraints: dict = {
+        "flow": "no_validation", "flow_kwargs": [dict, None], "head": "no_validation",
+        "posterior": "no_validation", "px_weight": NON_NEGATIVE, "epochs": COUNT, "batch_size": COUNT,
+        "labeled_fraction": FRACTION, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "clip_grad": [*POSITIVE, None],
+        "warmup_steps": [Interval(Integral, 0, None, closed="left")], "val_fraction": [Interval(Real, 0, 1,
+                                                                                                closed="left")],
+        "patience": [*COUNT, None], "seed": SEED, "quiet": ["boolean", None], "device": [str, torch.device],
+        "on_nonfinite": [StrOptions({"raise", "skip"})],
+    }
+
     # -- input handling ---------------------------------------------------------------------------------
     def _validate_X(self, X) -> torch.Tensor:
         """Validated float32 inputs for a fitted estimator (feature count and shape as in ``fit``)."""
         check_is_fitted(self)
+        refuse_text(X, "X")
         X = validate_data(self, _host(X), reset=False, dtype=_FLOAT_DTYPES, allow_nd=True)
+        refuse_overflow(X, "X", self._dtype())
         expected = tuple(self.model_.flow.event_shape)
         if tuple(X.shape[1:]) != expected:
             raise ValueError(f"X must have shape (n, {', '.join(map(str, expected))}), got {tuple(X.shape)}")
@@ -74,7 +104,10 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         return getattr(torch, self.config_.get("dtype", "float32"))
 
     def _validate_fit(self, X, y, *, y_numeric: bool):
-        X, y = validate_data(self, _host(X), _host(y), dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
+        refuse_text(X, "X")
+        y = (check_targets if y_numeric else check_labels)(_host(y), "y")
+        X, y = validate_data(self, _host(X), y, dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
+        refuse_overflow(X, "X", X.dtype)
         self._flow_spec(X.shape)  # refuse a flow or a shape it cannot take before training anything
         return torch.tensor(X), y
 
@@ -83,7 +116,9 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         """Unlabelled inputs checked like the training inputs (None stays None)."""
         if X_unlabeled is None:
             return None
+        refuse_text(X_unlabeled, "X_unlabeled")
         X_unlabeled = check_array(_host(X_unlabeled), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_unlabeled")
+        refuse_overflow(X_unlabeled, "X_unlabeled", X.dtype)
         if tuple(X_unlabeled.shape[1:]) != tuple(X.shape[1:]):
             raise ValueError(f"X_unlabeled rows have shape {tuple(X_unlabeled.shape[1:])}, X rows "
                              f"{tuple(X.shape[1:])}")
@@ -92,9 +127,11 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
     @staticmethod
     def _validate_val(X_val, y_val, X: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         """Validation data checked like the training data (without touching the estimator's fitted state)."""
-        if y_val is None:
+        if y_val is None or X_val is None:
             raise ValueError("give both X_val and y_val, or neither")
+        refuse_text(X_val, "X_val")
         X_val = check_array(_host(X_val), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_val")
+        refuse_overflow(X_val, "X_val", X.dtype)
         if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
             raise ValueError(f"X_val rows have shape {tuple(X_val.shape[1:])}, X rows {tuple(X.shape[1:])}")
         y_val = column_or_1d(_host(y_val), warn=True)
@@ -161,10 +198,11 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
         rows' features only."""
         with keep_state_on_error(self):
+            check_params(self)
             self._check_params()
             X, y = self._validate_fit(X, y, y_numeric=self._numeric_target)
             y_t, y_head, head_config = self._training_targets(y)
-            if X_val is not None:
+            if X_val is not None or y_val is not None:
                 X_val, y_val = self._validate_val(X_val, y_val, X)
                 y_val = self._validation_targets(y_val)
             return self._fit(X, y_t, y_head, head_config, groups=groups, X_val=X_val, y_val=y_val,
@@ -251,6 +289,8 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         precision = None
         if parts[0].noise_precision is not None:
             precision = torch.cat([p.noise_precision for p in parts]).double().numpy()
+        refuse_nonfinite_outputs(np.column_stack([z, log_px, *([] if precision is None else [precision])]), "X",
+                                 "the flow's output")
         return z, log_px, precision
 
     def _features_and_kwargs(self, X, groups) -> tuple[np.ndarray, dict]:
@@ -356,7 +396,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         return self._decode_head_y(head.sample_predictive(draws, Z, generator=generator, **kw))
 
     def _encode_head_y(self, y) -> np.ndarray:
-        return np.asarray(column_or_1d(y), dtype=np.float64)
+        return check_targets(y, "y").reshape(-1)
 
     def _decode_head_y(self, y: np.ndarray) -> np.ndarray:
         return y
@@ -567,7 +607,7 @@ class DIGLMRegressor(RegressorMixin, _DIGLMEstimator):
         return torch.tensor(y), y, {"family": self.head}
 
     def _validation_targets(self, y_val) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(y_val, dtype=np.float64))
+        return torch.as_tensor(self._family().check_target(check_targets(y_val, "y_val")))
 
     def _make_posterior(self, name: str):
         family = self._family()
