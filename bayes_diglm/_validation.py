@@ -313,6 +313,8 @@ def check_targets(y, name: str = "y") -> np.ndarray:
     if y is None:
         return None
     refuse_text(y, name)
+    if np.iscomplexobj(y):
+        raise ValueError(f"Complex data not supported: {name} holds complex numbers")
     try:
         arr = _one_column(y, name, np.float64)
     except (TypeError, ValueError) as err:
@@ -334,8 +336,8 @@ def _missing(v) -> bool:
 
 def check_labels(y, name: str = "y") -> np.ndarray:
     """The rule for class labels: 1-D, no missing label (None, NaN, pandas' NA) and no infinite one, and not a
-    mix of text and numbers (which cannot be sorted into ``classes_``); returns them as given (any hashable;
-    None stays None)."""
+    mix of text and numbers (which cannot be sorted into ``classes_``); returns ``y`` itself, unconverted (any
+    hashable labels)."""
     if y is None:
         return None
     arr = _one_column(y, name)
@@ -353,4 +355,4 @@ def check_labels(y, name: str = "y") -> np.ndarray:
         if text.any() and not text.all():
             raise TypeError(f"{name} mixes text and numeric labels (e.g. {arr.flat[np.argmax(text)]!r} and "
                             f"{arr.flat[np.argmin(text)]!r}); use one kind")
-    return arr
+    return y
