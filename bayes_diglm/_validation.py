@@ -313,7 +313,10 @@ def check_targets(y, name: str = "y") -> np.ndarray:
     if y is None:
         return None
     refuse_text(y, name)
-    if np.iscomplexobj(y):
+    kind = getattr(getattr(y, "dtype", None), "kind", None)
+    if kind is None and isinstance(y, (list, tuple)):
+        kind = np.asarray(y).dtype.kind
+    if kind == "c":
         raise ValueError(f"Complex data not supported: {name} holds complex numbers")
     try:
         arr = _one_column(y, name, np.float64)
