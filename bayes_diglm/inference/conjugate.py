@@ -23,6 +23,7 @@ from bayes_diglm._validation import (
     check_params,
     check_positive,
     check_same_length,
+    check_targets,
 )
 from bayes_diglm.likelihoods import Gaussian
 
@@ -452,6 +453,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         arrays uncopied. Finiteness of ``Z`` is checked through ``Z^T Z`` (one pass fewer). ``reset`` sets
         ``n_features_in_`` (``fit``); otherwise it is checked against the fit (``partial_fit``).
         """
+        y = y if isinstance(y, torch.Tensor) else check_targets(y, "y")
         if isinstance(Z, torch.Tensor):
             if not reset and Z.dim() == 2 and Z.shape[1] != self.n_features_in_:
                 raise ValueError(f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "

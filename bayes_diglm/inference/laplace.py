@@ -711,9 +711,8 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
         elif method == "map":
             probs = self._probs(X @ self.posterior_.mean.T)
         else:
-            if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-                raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-            draws = self._sample_weights(int(n_samples), as_generator(generator))
+            n_samples = check_count(n_samples, "n_samples", per_item=X.size * self.posterior_.mean.shape[0])
+            draws = self._sample_weights(n_samples, as_generator(generator))
             probs = self._probs(np.einsum("nd,skd->snk", X, draws)).mean(axis=0)
         dist = torch.distributions.Categorical(probs=torch.from_numpy(np.ascontiguousarray(probs)))
         return Predictive(dist, classes=self.classes_)

@@ -958,6 +958,7 @@ def load_estimator(path: str | os.PathLike, *, key: bytes | str | None = None):
     in :meth:`DIGLMRegressor.load`)."""
     config = load_checkpoint(path, key=key).get("config")
     classes = {c.__name__: c for c in (DIGLMRegressor, DIGLMClassifier)}
-    if not isinstance(config, dict) or config.get("estimator") not in classes:
+    if not isinstance(config, dict) or not isinstance(config.get("estimator"), str) or (
+            config["estimator"] not in classes):
         raise CheckpointError(f"{str(path)!r} is not a saved DIGLM estimator")
     return classes[config["estimator"]].load(path, key=key)

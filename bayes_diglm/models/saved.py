@@ -31,7 +31,7 @@ def check_saved_estimator(ckpt: dict, path: str | os.PathLike, cls) -> tuple[dic
     estimator = f.get("estimator", str, within=config, field="config.estimator")
     if estimator != cls.__name__:
         raise CheckpointError(f"{str(path)!r} holds a {estimator!r}, not a {cls.__name__} checkpoint")
-    dtype_name = f.get("dtype", str, within=config, field="config.dtype", optional=True) or "float32"
+    dtype_name = f.get("dtype", str, within=config, field="config.dtype") if "dtype" in config else "float32"
     if dtype_name not in _DTYPES:
         raise f.error("config.dtype", f"must be one of {sorted(_DTYPES)}, got {dtype_name!r}"[:200])
     model = f.get("model", dict)
@@ -82,6 +82,9 @@ def _check_history(f: Fields) -> None:
     f.get("epochs", list, within=history, field="history.epochs")
     f.get("stopped", (str, type(None)), within=history, field="history.stopped")
     f.get("best_epoch", (int, type(None)), within=history, field="history.best_epoch")
+    skipped = f.get("skipped_batches", int, within=history, field="history.skipped_batches", optional=True)
+    if skipped is not None:
+        f.integer(skipped, "history.skipped_batches", high=2**63 - 1)
 
 
 def _check_posterior_class(f: Fields, cls, params: dict, posterior) -> None:
