@@ -23,8 +23,6 @@ from torch import nn
 from torch.distributions import constraints
 from torch.distributions.transforms import ComposeTransform, _InverseTransform
 
-from bayes_diglm._validation import check_count
-
 __all__ = ["Flow", "SequentialFlow", "ActNorm", "InverseAccuracyWarning", "call_and_log_det",
            "clear_transform_cache"]
 
@@ -146,7 +144,8 @@ class Flow(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` samples ``x = f^{-1}(z)``, ``z`` from the base density (round trip checked, see
         :meth:`inverse_checked`)."""
-        n = check_count(n, "n", per_item=self.dim)
+        if int(n) < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
         ref = self.base_log_scale
         z = torch.randn(int(n), self.dim, generator=generator, dtype=ref.dtype, device=ref.device)
         return self.inverse_checked(z * self.base_log_scale.exp())
