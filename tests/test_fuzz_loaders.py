@@ -265,3 +265,21 @@ def test_loader_checks_every_field_of_edited_files(name, estimator_bytes, agent_
     print(report.summary())
     assert report.inputs == ITERATIONS
     assert not report.findings, "\n".join(f"#{f.iteration}: {f.error}" for f in report.findings[:10])
+
+
+def test_a_file_never_chooses_what_load_imports(monkeypatch):
+    """A stored posterior naming a bayes_diglm module this process has not imported is refused, and the module
+    stays unimported (importing runs it: ``bayes_diglm.__main__`` would run the command line)."""
+    import sys
+
+    from bayes_diglm.inference.persistence import from_state
+
+    name = "bayes_diglm.experiments.flights"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    state = {"json": json.dumps({"object": f"{name}:FlightsConfig", "attrs": {}}), "tensors": {}}
+    with pytest.raises(ValueError, match="not one this process has loaded"):
+        from_state(state)
+    assert name not in sys.modules
+    state = {"json": json.dumps({"object": "bayes_diglm.__main__:main", "attrs": {}}), "tensors": {}}
+    with pytest.raises(ValueError, match="dunder"):
+        from_state(state)
