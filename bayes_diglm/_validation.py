@@ -196,11 +196,14 @@ def refuse_overflow(X: np.ndarray, name: str, dtype=np.float64) -> None:
                          "standardise (rescale) it")
 
 
-def refuse_nonfinite_outputs(values: np.ndarray, name: str, what: str) -> None:
+def refuse_nonfinite_outputs(name: str, what: str, *outputs: np.ndarray | None) -> None:
     """The rule for inputs so far from the training data that a network's output overflows: refused by name, the
-    same way ``predict`` refuses them (instead of a ``-inf`` density or an ``inf`` feature)."""
-    values = np.asarray(values)
-    bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1) if values.ndim else ~np.isfinite(values)
+    same way ``predict`` refuses them (instead of a ``-inf`` density or an ``inf`` feature). ``outputs`` are arrays
+    with one row per input (None is skipped); nothing is copied."""
+    rows = [np.asarray(v) for v in outputs if v is not None]
+    bad = np.zeros(rows[0].shape[0] if rows else 0, dtype=bool)
+    for v in rows:
+        bad |= ~np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
     if np.any(bad):
         rows = np.flatnonzero(bad)[:5].tolist()
         raise ValueError(f"{name} rows {rows} lie so far outside the training data that {what} overflows "

@@ -290,8 +290,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         precision = None
         if parts[0].noise_precision is not None:
             precision = torch.cat([p.noise_precision for p in parts]).double().numpy()
-        refuse_nonfinite_outputs(np.column_stack([z, log_px, *([] if precision is None else [precision])]), "X",
-                                 "the flow's output")
+        refuse_nonfinite_outputs("X", "the flow's output", z, log_px, precision)
         return z, log_px, precision
 
     def _features_and_kwargs(self, X, groups) -> tuple[np.ndarray, dict]:
