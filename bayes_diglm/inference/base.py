@@ -147,7 +147,7 @@ class Predictive:
         if y.shape != (len(self),):
             raise ValueError(f"y must have shape ({len(self)},), got {y.shape}")
         if self.classes is None:
-            return torch.as_tensor(y.astype(np.float64))
+            return torch.as_tensor(check_targets(y, "y"))
         index = np.searchsorted(self.classes, y)
         index = np.clip(index, 0, len(self.classes) - 1)
         if not np.all(self.classes[index] == y):
