@@ -283,3 +283,54 @@ def test_a_file_never_chooses_what_load_imports(monkeypatch):
     state = {"json": json.dumps({"object": "bayes_diglm.__main__:main", "attrs": {}}), "tensors": {}}
     with pytest.raises(ValueError, match="dunder"):
         from_state(state)
+
+
+def _resave(path, edit):
+    content = load_checkpoint(path)
+    edit(content)
+    save_checkpoint(content, path)
+
+
+@pytest.mark.parametrize(("field", "edit"), [
+    ("stats", lambda c: c["stats"].fill_(float("nan"))),
+    ("stats", lambda c: c.__setitem__("stats", c["stats"].float())),
+    ("chunks_done", lambda c: c.__setitem__("chunks_done", -3)),
+    ("rows_done", lambda c: c.__setitem__("rows_done", "10")),
+    ("has_intercept", lambda c: c.pop("has_intercept")),
+])
+def test_a_resumed_stream_checks_every_field(tmp_path, field, edit):
+    """An edited (re-checksummed) checkpoint of a statistics stream is refused naming the file and the field."""
+    from bayes_diglm.inference.conjugate import SufficientStats
+    from bayes_diglm.training import accumulate_stats
+
+    rng = np.random.default_rng(0)
+    chunks = [(rng.normal(size=(10, 2)), rng.normal(size=10)) for _ in range(4)]
+    stats = lambda chunk: SufficientStats.from_data(*chunk, fit_intercept=True)  # noqa: E731
+    path = tmp_path / "stream.pt"
+    accumulate_stats(stats, chunks[:2], checkpoint_path=path)
+    _resave(path, edit)
+    with pytest.raises(CheckpointError, match=rf"stream\.pt.*'{field}'"):
+        accumulate_stats(stats, chunks, checkpoint_path=path, resume=True)
+
+
+class _Regression(torch.nn.Module):
+    """The training loop's protocol on the smallest model: ``model(x, y) -> (objective, parts)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, x, y):
+        objective = -((self.linear(x)[:, 0] - y) ** 2).mean()
+        return objective, {"log_py": objective.detach()}
+
+
+def test_a_resumed_training_run_refuses_non_finite_weights(tmp_path):
+    from bayes_diglm.training import train_module
+
+    X, y = torch.randn(16, 2), torch.randn(16)
+    path = tmp_path / "run.pt"
+    train_module(_Regression(), X, y, epochs=1, batch_size=8, checkpoint_path=path, quiet=True)
+    _resave(path, lambda c: c["model"]["linear.weight"].fill_(float("nan")))
+    with pytest.raises(CheckpointError, match=r"run\.pt.*'model\.linear\.weight'"):
+        train_module(_Regression(), X, y, epochs=2, batch_size=8, checkpoint_path=path, resume=True, quiet=True)
