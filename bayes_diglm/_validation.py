@@ -29,6 +29,7 @@ __all__ = [
     "check_seed",
     "check_targets",
     "check_tolerance",
+    "numeric_array",
     "refuse_nonfinite_outputs",
     "refuse_overflow",
     "refuse_text",
@@ -194,6 +195,16 @@ def refuse_overflow(X: np.ndarray, name: str, dtype=np.float64) -> None:
     if not np.all(np.isfinite(squares) & (squares < limit)):
         raise ValueError(f"{name} holds values up to {float(np.max(np.abs(X))):.3g} whose squares overflow {dtype}; "
                          "standardise (rescale) it")
+
+
+def numeric_array(X, name: str, convert, dtype=None) -> np.ndarray:
+    """The features rule around a converter: text refused (:func:`refuse_text`), then ``convert(X)`` (scikit-learn's
+    ``validate_data`` / ``check_array``: shapes, NaN, feature counts), then magnitudes (:func:`refuse_overflow`, in
+    ``dtype`` or the converted array's own)."""
+    refuse_text(X, name)
+    X = convert(X)
+    refuse_overflow(X, name, X.dtype if dtype is None else dtype)
+    return X
 
 
 def refuse_nonfinite_outputs(name: str, what: str, *outputs: np.ndarray | None) -> None:

@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from bayes_diglm._validation import check_count, check_labels, check_sample_weight, check_targets
+from bayes_diglm._validation import check_count, check_labels, check_sample_weight, check_targets, numeric_array
 from bayes_diglm._validation import refuse_overflow as _refuse_overflow
 from bayes_diglm._validation import refuse_text as _refuse_strings
 from bayes_diglm.likelihoods import Likelihood
@@ -361,10 +361,7 @@ class PosteriorHead(BaseEstimator):
     def _validate_Z(self, Z) -> np.ndarray:
         """Float64 features checked against the fit (``NotFittedError`` before it, feature count after)."""
         check_is_fitted(self)
-        _refuse_strings(Z, "Z")
-        Z = validate_data(self, Z, dtype=np.float64, reset=False)
-        _refuse_overflow(Z, "Z")
-        return Z
+        return numeric_array(Z, "Z", lambda a: validate_data(self, a, dtype=np.float64, reset=False))
 
     def _design(self, Z: np.ndarray) -> np.ndarray:
         """Features with a trailing column of ones when the head fits an intercept."""

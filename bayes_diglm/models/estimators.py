@@ -36,6 +36,7 @@ from .._validation import (
     check_params,
     check_positive,
     check_targets,
+    numeric_array,
     refuse_nonfinite_outputs,
     refuse_overflow,
     refuse_text,
@@ -61,6 +62,11 @@ CLASSIFICATION_POSTERIORS = ("point", "laplace", "svi", "nuts", "mixed")
 _OUTPUT_BATCH = 1024
 # As scikit-learn's MLPs: float32 inputs train a float32 network, all others (float64, int, object) float64.
 _FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _rows_like_training(name: str):
+    """scikit-learn's array check of extra rows (validation, unlabelled) in the estimators' dtypes."""
+    return lambda a: check_array(_host(a), dtype=_FLOAT_DTYPES, allow_nd=True, input_name=name)
 
 
 def _host(X):
@@ -92,9 +98,8 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
     def _validate_X(self, X) -> torch.Tensor:
         """Validated float32 inputs for a fitted estimator (feature count and shape as in ``fit``)."""
         check_is_fitted(self)
-        refuse_text(X, "X")
-        X = validate_data(self, _host(X), reset=False, dtype=_FLOAT_DTYPES, allow_nd=True)
-        refuse_overflow(X, "X", self._dtype())
+        X = numeric_array(X, "X", lambda a: validate_data(self, _host(a), reset=False, dtype=_FLOAT_DTYPES,
+                                                          allow_nd=True), self._dtype())
         expected = tuple(self.model_.flow.event_shape)
         if tuple(X.shape[1:]) != expected:
             raise ValueError(f"X must have shape (n, {', '.join(map(str, expected))}), got {tuple(X.shape)}")
@@ -117,9 +122,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         """Unlabelled inputs checked like the training inputs (None stays None)."""
         if X_unlabeled is None:
             return None
-        refuse_text(X_unlabeled, "X_unlabeled")
-        X_unlabeled = check_array(_host(X_unlabeled), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_unlabeled")
-        refuse_overflow(X_unlabeled, "X_unlabeled", X.dtype)
+        X_unlabeled = numeric_array(X_unlabeled, "X_unlabeled", _rows_like_training("X_unlabeled"), X.dtype)
         if tuple(X_unlabeled.shape[1:]) != tuple(X.shape[1:]):
             raise ValueError(f"X_unlabeled rows have shape {tuple(X_unlabeled.shape[1:])}, X rows "
                              f"{tuple(X.shape[1:])}")
@@ -130,9 +133,7 @@ class _DIGLMEstimator(TransformerMixin, BaseEstimator):
         """Validation data checked like the training data (without touching the estimator's fitted state)."""
         if y_val is None or X_val is None:
             raise ValueError("give both X_val and y_val, or neither")
-        refuse_text(X_val, "X_val")
-        X_val = check_array(_host(X_val), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_val")
-        refuse_overflow(X_val, "X_val", X.dtype)
+        X_val = numeric_array(X_val, "X_val", _rows_like_training("X_val"), X.dtype)
         if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
             raise ValueError(f"X_val rows have shape {tuple(X_val.shape[1:])}, X rows {tuple(X.shape[1:])}")
         y_val = column_or_1d(_host(y_val), warn=True)

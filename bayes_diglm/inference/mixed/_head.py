@@ -9,7 +9,7 @@ import numpy as np
 from scipy import linalg as sla
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayes_diglm._validation import COUNT, TOLERANCE, refuse_overflow, refuse_text
+from bayes_diglm._validation import COUNT, TOLERANCE, numeric_array
 from bayes_diglm.inference.base import PosteriorHead
 
 from .blocked import BlockedCholesky
@@ -87,10 +87,8 @@ class MixedHeadBase(PosteriorHead):
 
     def _validate_Z(self, Z) -> np.ndarray:
         check_is_fitted(self)
-        refuse_text(Z, "Z")
-        Z = validate_data(self, Z, dtype=np.float64, reset=False, ensure_min_features=0)
-        refuse_overflow(Z, "Z")
-        return Z
+        return numeric_array(Z, "Z", lambda a: validate_data(self, a, dtype=np.float64, reset=False,
+                                                              ensure_min_features=0))
 
     def _weights(self, sample_weight, n: int, *, allow_zero: bool = False) -> np.ndarray:
         """Positive weights (non-negative, not all zero, with ``allow_zero``; ones when None), checked by the
