@@ -334,3 +334,61 @@ def test_a_resumed_training_run_refuses_non_finite_weights(tmp_path):
     _resave(path, lambda c: c["model"]["linear.weight"].fill_(float("nan")))
     with pytest.raises(CheckpointError, match=r"run\.pt.*'model\.linear\.weight'"):
         train_module(_Regression(), X, y, epochs=2, batch_size=8, checkpoint_path=path, resume=True, quiet=True)
+
+
+def _first_weight(c):
+    return c["model"][next(iter(c["model"]))]
+
+
+#: each edit the issue names (made by someone who recomputes the checksum) -> the field the refusal must name
+ISSUE_EDITS = {
+    "NaN weights": (lambda c: _first_weight(c).fill_(float("nan")), "model."),
+    "1e30 weights": (lambda c: _first_weight(c).fill_(1e30), "model."),
+    "float16 weights": (lambda c: c["model"].__setitem__(next(iter(c["model"])), _first_weight(c).half()), "model."),
+    "posterior set to None": (lambda c: c.__setitem__("posterior", None), "'posterior'"),
+    "posterior of another class": (lambda c: c.__setitem__("posterior", __import__(
+        "bayes_diglm.inference.persistence", fromlist=["to_state"]).to_state(
+        __import__("bayes_diglm.inference", fromlist=["x"]).ConjugateLinearRegression())), "'posterior'"),
+    "config naming the other estimator": (lambda c: c["config"].__setitem__("estimator", "DIGLMRegressor"),
+                                          "config.head_config.family"),
+    "10**6 flow layers": (lambda c: c["config"]["flow_config"].__setitem__("num_layers", 10**6), "num_layers"),
+    "hidden size 10**7": (lambda c: c["config"]["flow_config"].__setitem__("hidden_dims", [10**7]), "hidden_dims"),
+    "missing history": (lambda c: c.pop("history"), "'history'"),
+    "missing head config": (lambda c: c["config"].pop("head_config"), "head_config"),
+    "missing weights": (lambda c: c.pop("model"), "'model'"),
+    "config dtype float16": (lambda c: c["config"].__setitem__("dtype", "float16"), "config.dtype"),
+}
+
+
+@pytest.fixture(scope="module")
+def bayesian_bytes(tmp_path_factory):
+    """A saved classifier with a Laplace posterior over beta."""
+    X = np.random.default_rng(0).normal(size=(40, 2)).astype("float32")
+    clf = DIGLMClassifier(posterior="laplace", epochs=1, quiet=True,
+                          flow_kwargs={"num_layers": 2, "hidden_dims": (8,)}).fit(X, (X[:, 0] > 0).astype(int))
+    path = tmp_path_factory.mktemp("bayes") / "model.pt"
+    clf.save(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("edit", list(ISSUE_EDITS))
+def test_each_edited_field_the_issue_names_is_refused_by_name(tmp_path, bayesian_bytes, edit):
+    import time
+
+    change, field = ISSUE_EDITS[edit]
+    path = tmp_path / "edited.pt"
+    path.write_bytes(bayesian_bytes)
+    _resave(path, change)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"edited\.pt") as info:
+        load_estimator(path)
+    assert field in str(info.value), str(info.value)
+    assert time.perf_counter() - start < 10.0  # refused before anything large is built (10**6 layers took > 90 s)
+
+
+def test_a_bandit_agent_with_a_nan_posterior_is_refused(tmp_path, agent_bytes):
+    path = tmp_path / "agent.pt"
+    path.write_bytes(agent_bytes)
+    _resave(path, lambda c: c["state"]["posterior"]["mean"].fill_(float("nan")))
+    with pytest.raises(CheckpointError, match=r"agent\.pt.*'state\.posterior\.mean'"):
+        load_agent(path)

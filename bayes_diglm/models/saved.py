@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from .. import likelihoods
+from .._validation import check_params
 from ..inference.persistence import from_state
 from ..training.checkpoint import CheckpointError
 from ..training.fields import Fields
@@ -43,6 +45,10 @@ def check_saved_estimator(ckpt: dict, path: str | os.PathLike, cls) -> tuple[dic
     f.get("kind", str, within=flow_config, field="config.flow_config.kind")
     f.sizes(flow_config, "config.flow_config", high=elements, counts=_LAYER_COUNTS, count_high=len(model))
     head_config = f.get("head_config", dict, within=config, field="config.head_config")
+    family = f.get("family", str, within=head_config, field="config.head_config.family")
+    task = "classification" if hasattr(cls, "predict_proba") else "regression"
+    if family not in likelihoods.names() or likelihoods.get(family).task != task:
+        raise f.error("config.head_config.family", f"must name a registered {task} family, got {family!r}"[:200])
     f.sizes(head_config, "config.head_config", high=elements)
     f.number(f.get("px_weight", (int, float), within=config, field="config.px_weight"), "config.px_weight", low=0)
     _check_history(f)
@@ -94,7 +100,10 @@ def _check_posterior_class(f: Fields, cls, params: dict, posterior) -> None:
         if spec not in cls._posteriors:
             raise f.error("params.posterior", f"must be one of {cls._posteriors}, got {spec!r}"[:200])
         try:
-            template = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})._posterior_template()
+            est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
+            check_params(est)
+            est._check_params()
+            template = est._posterior_template()
         except (ValueError, TypeError) as err:
             raise f.error("params", f"do not make a {cls.__name__}: {err}") from err
         expected = None if template is None else type(template)
