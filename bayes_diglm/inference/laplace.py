@@ -711,7 +711,8 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
         elif method == "map":
             probs = self._probs(X @ self.posterior_.mean.T)
         else:
-            n_samples = check_count(n_samples, "n_samples", per_item=X.size * self.posterior_.mean.shape[0])
+            k = self.posterior_.mean.shape[0]  # per draw: the weights (k, D+1) and the logits (n, k)
+            n_samples = check_count(n_samples, "n_samples", per_item=max(self.posterior_.mean.size, X.shape[0] * k))
             draws = self._sample_weights(n_samples, as_generator(generator))
             probs = self._probs(np.einsum("nd,skd->snk", X, draws)).mean(axis=0)
         dist = torch.distributions.Categorical(probs=torch.from_numpy(np.ascontiguousarray(probs)))
