@@ -190,8 +190,8 @@ def refuse_overflow(X: np.ndarray, name: str, dtype=np.float64) -> None:
         if np.isfinite(largest) and largest * largest * width < limit:
             return
     with np.errstate(over="ignore", invalid="ignore"):
-        squares = np.square(X, dtype=np.float64).reshape(X.shape[0], -1).sum(axis=-1) if X.ndim > 1 \
-            else np.square(X, dtype=np.float64)
+        squares = np.square(X, dtype=np.float64)
+        squares = squares.sum(axis=tuple(range(1, X.ndim))) if X.ndim > 1 else squares
     if not np.all(np.isfinite(squares) & (squares < limit)):
         raise ValueError(f"{name} holds values up to {float(np.max(np.abs(X))):.3g} whose squares overflow {dtype}; "
                          "standardise (rescale) it")
@@ -214,7 +214,7 @@ def refuse_nonfinite_outputs(name: str, what: str, *outputs: np.ndarray | None) 
     rows = [np.asarray(v) for v in outputs if v is not None]
     bad = np.zeros(rows[0].shape[0] if rows else 0, dtype=bool)
     for v in rows:
-        bad |= ~np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
+        bad |= ~np.isfinite(v).all(axis=tuple(range(1, v.ndim)))
     if np.any(bad):
         rows = np.flatnonzero(bad)[:5].tolist()
         raise ValueError(f"{name} rows {rows} lie so far outside the training data that {what} overflows "
@@ -342,7 +342,7 @@ def check_targets(y, name: str = "y") -> np.ndarray:
         if isinstance(err, _ShapeError):
             raise
         raise TypeError(f"{name} must be numeric, got {_describe(y)}: {err}") from err
-    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+    bad = ~np.isfinite(arr).all(axis=tuple(range(1, arr.ndim)))
     if np.any(bad):
         raise ValueError(f"{name} contains NaN, missing or infinite values at rows {np.flatnonzero(bad)[:5].tolist()}")
     refuse_overflow(arr, name)
