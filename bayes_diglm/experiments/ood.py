@@ -12,7 +12,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from ..evaluation import HeadOnFeatures, evaluate_ood, fit_background, score_inputs
-from .common import add_common_arguments, markdown_table, write_results
+from .common import add_common_arguments, count_arg, markdown_table, seed_arg, write_results
 
 __all__ = ["CONFIGS", "read_inputs", "run_ood_evaluation", "register"]
 
@@ -57,8 +57,11 @@ def read_inputs(path: str | Path, model=None) -> tuple[np.ndarray, list[str]]:
         mode = "RGB" if shape is not None and shape[0] == 3 else "L"
         images = []
         for f in files:
-            with Image.open(f) as im:
-                a = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
+            try:
+                with Image.open(f) as im:
+                    a = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
+            except (OSError, SyntaxError, ValueError) as err:  # PIL reports a broken PNG chunk as a SyntaxError
+                raise ValueError(f"{f}: not a readable PNG image ({type(err).__name__}: {err})") from err
             a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
             if shape is not None and a.shape != shape:
                 raise ValueError(f"{f.name} has shape {a.shape}; the model takes images of shape {shape}")
@@ -69,7 +72,13 @@ def read_inputs(path: str | Path, model=None) -> tuple[np.ndarray, list[str]]:
     if path.suffix.lower() == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(path)
+        try:
+            frame = pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors
+            raise ValueError(f"{path}: not a readable CSV file ({type(err).__name__}: {err})") from err
+        if len(frame.columns) and all(_is_number(c) for c in frame.columns):
+            raise ValueError(f"{path} has no header row (its first line holds numbers: {list(frame.columns)[:5]}); "
+                             "add a first line naming the columns")
         bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
             raise ValueError(f"{path} has non-numeric columns {bad[:5]}; pass only the model's input columns")
@@ -77,6 +86,14 @@ def read_inputs(path: str | Path, model=None) -> tuple[np.ndarray, list[str]]:
             raise ValueError(f"{path} has no rows")
         return frame.to_numpy(np.float32), [str(i) for i in range(len(frame))]
     raise ValueError(f"input must be a folder of .png images or a .csv file, got {str(path)!r}")
+
+
+def _is_number(text) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 def _write_scores_csv(path: Path, names: list[str], scores: dict[str, np.ndarray]) -> Path:
@@ -307,8 +324,8 @@ def register(subparsers) -> None:
     s.add_argument("--reference", default=None,
                    help="in-distribution inputs (folder or CSV) for the typicality test (optional)")
     s.add_argument("--out", default="ood_scores.csv", help="CSV file to write (default: ood_scores.csv)")
-    s.add_argument("--draws", type=int, default=100, help="posterior draws for the mutual information")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    s.add_argument("--draws", type=count_arg, default=100, help="posterior draws for the mutual information")
+    s.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     s.set_defaults(func=_cli_score)
     e = sub.add_parser("evaluate", help="hybrid Glow DIGLM on Fashion-MNIST or MNIST: AUROC of every score per OOD set")
     add_common_arguments(e, "results/ood")

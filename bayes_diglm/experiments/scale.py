@@ -17,7 +17,7 @@ from ..inference.conjugate import ConjugateLinearRegression
 from ..inference.streaming import stream_evaluate, stream_fit_conjugate
 from ..models.diglm import DIGLM, build_diglm
 from ..training.checkpoint import load_checkpoint, save_checkpoint
-from .common import add_common_arguments, markdown_table, write_results
+from .common import add_common_arguments, count_arg, markdown_table, write_results
 
 __all__ = ["prepare_flow", "stream_job", "measure_stream", "run_stream", "run_train", "register"]
 
@@ -227,18 +227,18 @@ def register(subparsers) -> None:
                        description="Fit the conjugate head on streamed flow features, each size in a fresh "
                                    "process; report time and peak memory.")
     add_common_arguments(s, "results/scale")
-    s.add_argument("--rows", type=int, default=5_000_000, help="largest size (default: 5,000,000)")
-    s.add_argument("--small", type=int, default=500_000, help="size to compare memory with (default: 500,000)")
-    s.add_argument("--train-rows", type=int, default=50_000, help="rows to train the flow on (default: 50,000)")
-    s.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+    s.add_argument("--rows", type=count_arg, default=5_000_000, help="largest size (default: 5,000,000)")
+    s.add_argument("--small", type=count_arg, default=500_000, help="size to compare memory with (default: 500,000)")
+    s.add_argument("--train-rows", type=count_arg, default=50_000, help="rows to train the flow on (default: 50,000)")
+    s.add_argument("--threads", type=count_arg, default=1, help="torch threads per worker (default: 1)")
     s.set_defaults(func=_cli_stream)
     t = sub.add_parser("train", help="train the flights-like DIGLM; --distributed under torchrun",
                        description="Train, then fit the exact head. Distributed: torchrun --nproc-per-node 2 "
                                    "-m bayes_diglm scale train --distributed")
     add_common_arguments(t, "results/scale-train")
-    t.add_argument("--rows", type=int, default=20_000, help="training rows (default: 20,000)")
-    t.add_argument("--epochs", type=int, default=2, help="epochs (default: 2)")
-    t.add_argument("--batch-size", type=int, default=512, help="global batch size (default: 512)")
+    t.add_argument("--rows", type=count_arg, default=20_000, help="training rows (default: 20,000)")
+    t.add_argument("--epochs", type=count_arg, default=2, help="epochs (default: 2)")
+    t.add_argument("--batch-size", type=count_arg, default=512, help="global batch size (default: 512)")
     t.add_argument("--distributed", action="store_true",
                    help="DistributedDataParallel (gloo on CPU, nccl on GPU); launch with torchrun")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.datasets import make_moons
 
 from ..models.estimators import DIGLMClassifier
-from .common import add_common_arguments, markdown_table, write_results
+from .common import add_common_arguments, count_arg, markdown_table, write_results
 
 __all__ = ["CONFIGS", "run_synthetic"]
 
@@ -77,7 +77,7 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"small configuration, seconds: {CONFIGS['quick']['n_train']} points, "
                         f"{CONFIGS['quick']['epochs']} epochs (default: {CONFIGS['default']['n_train']} points)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=count_arg, default=None,
                    help=f"training epochs (default: {CONFIGS['default']['epochs']}, "
                         f"{CONFIGS['quick']['epochs']} with --quick)")
     p.set_defaults(func=_cli_run, demo=_cli_run)

@@ -38,6 +38,16 @@ from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from bayes_diglm._validation import (
+    check_count,
+    check_labels,
+    check_params,
+    check_sample_weight,
+    check_targets,
+    numeric_array,
+)
+from bayes_diglm._validation import refuse_overflow as _refuse_overflow
+from bayes_diglm._validation import refuse_text as _refuse_strings
 from bayes_diglm.likelihoods import Likelihood
 
 __all__ = ["COVARIANCES", "ContextTags", "HeadTags", "PosteriorHead", "PosteriorClassifierMixin", "Predictive",
@@ -77,10 +87,8 @@ def check_prior_grouping(per, allowed: tuple[str, ...]) -> str:
     return per
 
 
-def _check_num_draws(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    return int(n)
+def _check_num_draws(n, per_draw: int = 1) -> int:
+    return check_count(n, "n", per_item=per_draw)
 
 
 def encode_labels(y, classes: np.ndarray, *, error: str) -> np.ndarray:
@@ -176,7 +184,7 @@ class Predictive:
         if y.shape != (len(self),):
             raise ValueError(f"y must have shape ({len(self)},), got {y.shape}")
         if self.classes is None:
-            return torch.as_tensor(y.astype(np.float64))
+            return torch.as_tensor(check_targets(y, "y"))
         index = encode_labels(y, self.classes, error="y contains labels not seen in fit")
         return torch.as_tensor(index.astype(np.float64 if self.classes.size == 2 else np.int64))
 
@@ -240,7 +248,7 @@ class Predictive:
 
     def sample(self, n: int = 1, generator=None) -> np.ndarray:
         """``n`` draws per input, shape (n, N) (labels of ``classes`` for a classifier)."""
-        n = _check_num_draws(n)
+        n = _check_num_draws(n, len(self))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_torch_seed(as_generator(generator)))
             draws = _numpy(self.distribution.sample((n,)))
@@ -494,6 +502,8 @@ class PosteriorHead(BaseEstimator):
         The hyper-parameters are checked before any work; a rejected or failed fit leaves the head as it was.
         """
         with self._keep_state_on_error():
+            if hasattr(self, "_parameter_constraints"):
+                check_params(self)
             self._check_params()
             Z, y, w = self._validate_train(Z, y, sample_weight, y_numeric=not is_classifier(self))
             context = self._validate_context(context, Z.shape[0], fitting=True, sample_weight=w)
@@ -531,6 +541,7 @@ class PosteriorHead(BaseEstimator):
     def _validate_train(self, Z, y, sample_weight=None, *, y_numeric: bool = True, positive_weights=False):
         """Validated float64 ``(Z, y, w)``; sets ``n_features_in_`` (and ``feature_names_in_``)."""
         _refuse_strings(Z, "Z")
+        y = check_targets(y, "y") if y_numeric else check_labels(y, "y")
         Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=y_numeric, reset=True)
         _refuse_overflow(Z, "Z")
         if y_numeric:
@@ -540,34 +551,12 @@ class PosteriorHead(BaseEstimator):
 
     @staticmethod
     def _validate_weights(sample_weight, n: int, *, positive: bool) -> np.ndarray | None:
-        if sample_weight is None:
-            return None
-        w = _numpy(sample_weight) if isinstance(sample_weight, torch.Tensor) else np.asarray(sample_weight)
-        try:
-            w = np.asarray(w, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"sample_weight must be numeric, got dtype {np.asarray(sample_weight).dtype}") from err
-        if w.ndim == 0:
-            w = np.full(n, float(w))
-        if w.shape != (n,):
-            raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-        if not np.all(np.isfinite(w)):
-            raise ValueError("sample_weight contains NaN or infinite values")
-        if positive and not np.all(w > 0):
-            raise ValueError(f"sample_weight must be positive, got min {float(w.min())}")
-        if not np.all(w >= 0):
-            raise ValueError(f"sample_weight must be non-negative, got min {float(w.min())}")
-        if not np.any(w > 0):
-            raise ValueError("sample_weight is all zero: at least one weight must be positive")
-        return w
+        return check_sample_weight(sample_weight, n, positive=positive)
 
     def _validate_Z(self, Z) -> np.ndarray:
         """Float64 features checked against the fit (``NotFittedError`` before it, feature count after)."""
         check_is_fitted(self)
-        _refuse_strings(Z, "Z")
-        Z = validate_data(self, Z, dtype=np.float64, reset=False)
-        _refuse_overflow(Z, "Z")
-        return Z
+        return numeric_array(Z, "Z", lambda a: validate_data(self, a, dtype=np.float64, reset=False))
 
     def _design(self, Z: np.ndarray) -> np.ndarray:
         """Features with a trailing column of ones when the head fits an intercept."""
@@ -583,7 +572,8 @@ class PosteriorHead(BaseEstimator):
         ``generator`` is a ``numpy.random.Generator``, an int seed, or None.
         """
         check_is_fitted(self)
-        return self._sample_params(_check_num_draws(n), as_generator(generator))
+        return self._sample_params(_check_num_draws(n, np.size(self.coef_) + np.size(self.intercept_)),
+                                   as_generator(generator))
 
     def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
@@ -626,7 +616,7 @@ class PosteriorHead(BaseEstimator):
         return self.likelihood_
 
     def _encode_y(self, y) -> np.ndarray:
-        return np.asarray(column_or_1d(y), dtype=np.float64)
+        return check_targets(y, "y").reshape(-1)
 
     def _check_draws(self, draws) -> dict:
         if not isinstance(draws, dict) or "beta" not in draws:
@@ -704,35 +694,6 @@ def keep_state_on_error(obj):
         raise
 
 
-def _refuse_strings(X, name: str) -> None:
-    """Text is not a number: refuse string arrays (and object arrays of strings) before numeric conversion."""
-    arr = X if isinstance(X, np.ndarray) else None
-    if arr is None and not hasattr(X, "dtypes") and isinstance(X, (list, tuple)):
-        arr = np.asarray(X, dtype=object)
-    if arr is None:
-        return
-    if arr.dtype.kind in "US" or (arr.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in arr.flat)):
-        raise TypeError(f"{name} holds strings; features must be numeric (convert them first)")
-
-
-def _refuse_overflow(X: np.ndarray, name: str) -> None:
-    """Values whose squares overflow float64 would make every posterior quantity inf or NaN: refuse them.
-
-    Two reductions (max, min) settle the usual case without a temporary: a row's sum of squares is at most
-    ``width * max|x|^2``. Only when that bound fails (or the data hold NaN / inf) are the squares formed.
-    """
-    if X.size:
-        largest = max(abs(float(np.max(X))), abs(float(np.min(X))))
-        width = X.shape[-1] if X.ndim > 1 else 1
-        if np.isfinite(largest) and largest * largest * width < np.finfo(np.float64).max:
-            return
-    with np.errstate(over="ignore", invalid="ignore"):
-        squares = np.square(X, dtype=np.float64).sum(axis=-1) if X.ndim > 1 else np.square(X, dtype=np.float64)
-    if not np.all(np.isfinite(squares)):
-        raise ValueError(f"{name} holds values up to {float(np.max(np.abs(X))):.3g} whose squares overflow float64; "
-                         "standardise the features (and targets) before fitting")
-
-
 def _plain(v):
     """A label as a plain Python value (ArviZ coordinates, JSON)."""
     return v.item() if isinstance(v, np.generic) else v
@@ -747,7 +708,7 @@ class PosteriorClassifierMixin:
 
     def _encode_train_labels(self, y) -> tuple[np.ndarray, np.ndarray]:
         """``(classes, y_index)`` for training labels; refuses continuous targets and a single class."""
-        y = column_or_1d(y, warn=True)
+        y = column_or_1d(check_labels(y, "y"), warn=True)
         check_classification_targets(y)
         given = getattr(self, "classes", None)
         if given is None:

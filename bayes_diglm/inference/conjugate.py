@@ -16,7 +16,14 @@ import torch
 from sklearn.base import RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from bayes_diglm._validation import as_float_tensor, check_positive, check_same_length
+from bayes_diglm._validation import (
+    NON_NEGATIVE,
+    POSITIVE,
+    as_float_tensor,
+    check_positive,
+    check_same_length,
+    check_targets,
+)
 from bayes_diglm.likelihoods import Gaussian
 
 from .base import (
@@ -376,6 +383,9 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
 
     _arviz_attrs = {"inference": "exact conjugate Normal-Inverse-Gamma posterior",
                     "draws": "i.i.d. from the exact posterior"}
+    _parameter_constraints = {"prior_precision": "no_validation", "prior_mean": "no_validation",
+                              "a0": POSITIVE, "b0": POSITIVE, "fit_intercept": ["boolean"],
+                              "intercept_prior_precision": NON_NEGATIVE}
 
     def __init__(
         self,
@@ -450,6 +460,7 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         arrays uncopied. Finiteness of ``Z`` is checked through ``Z^T Z`` (one pass fewer). ``reset`` sets
         ``n_features_in_`` (``fit``); otherwise it is checked against the fit (``partial_fit``).
         """
+        y = y if isinstance(y, torch.Tensor) else check_targets(y, "y")
         if isinstance(Z, torch.Tensor):
             if not reset and Z.dim() == 2 and Z.shape[1] != self.n_features_in_:
                 raise ValueError(f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "

@@ -8,14 +8,22 @@ import torch
 from sklearn.base import ClassifierMixin, RegressorMixin
 
 from bayes_diglm import likelihoods
+from bayes_diglm._validation import COUNT, NON_NEGATIVE, POSITIVE, StrOptions, check_count
 from bayes_diglm.likelihoods import Likelihood
 
 from .base import ContextTags, PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
 from .laplace.solvers import _make_likelihood
 
-__all__ = ["_GaussianPosteriorClassifier", "_GaussianWeights", "_RegressionFamily"]
+__all__ = ["GAUSSIAN_HEAD_CONSTRAINTS", "_GaussianPosteriorClassifier", "_GaussianWeights", "_RegressionFamily"]
 
 _PREDICTIVES = ("probit", "map", "mc")
+#: the constraints of the parameters that the Gaussian-posterior heads (Laplace, SVI) share
+GAUSSIAN_HEAD_CONSTRAINTS = {
+    "prior_precision": POSITIVE, "intercept_prior_precision": [*NON_NEGATIVE, None], "fit_intercept": ["boolean"],
+    "rank": [*COUNT, None], "likelihood": "no_validation", "noise_variance": POSITIVE,
+    "likelihood_kwargs": [dict, None], "classes": ["array-like", None],
+    "predictive": [StrOptions(set(_PREDICTIVES))], "n_predictive_samples": COUNT, "predictive_seed": "no_validation",
+}
 
 
 class _GaussianWeights:
@@ -73,7 +81,10 @@ class _GaussianPosteriorClassifier(_GaussianWeights, PosteriorClassifierMixin, C
         elif self.predictive == "map":
             probs = self._probs(X @ self.posterior_.mean.T, context)
         else:
-            draws = self._sample_weights(int(self.n_predictive_samples), as_generator(self.predictive_seed))
+            k = self.posterior_.mean.shape[0]  # per draw: the weights (k, D+1) and the logits (n, k)
+            n = check_count(self.n_predictive_samples, "n_predictive_samples",
+                            per_item=max(self.posterior_.mean.size, X.shape[0] * k))
+            draws = self._sample_weights(n, as_generator(self.predictive_seed))
             probs = self._probs(np.einsum("nd,skd->snk", X, draws), context).mean(axis=0)
         dist = torch.distributions.Categorical(probs=torch.from_numpy(np.ascontiguousarray(probs)))
         return Predictive(dist, classes=self.classes_)

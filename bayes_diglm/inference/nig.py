@@ -372,12 +372,21 @@ class NormalInverseGamma:
         return {name: torch.from_numpy(getattr(self, name).copy()) for name in self._STATE}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; shapes must match this state's."""
+        """Restore a :meth:`state_dict`; shapes must match this state's, and the values must be a posterior: finite,
+        ``a`` and ``b`` positive, counts non-negative, ``factor`` upper triangular with a positive diagonal (a
+        Cholesky factor)."""
         values = {}
         for name in self._STATE:
             value = np.asarray(torch.as_tensor(state[name]).numpy(), dtype=getattr(self, name).dtype)
             if value.shape != getattr(self, name).shape:
                 raise ValueError(f"{name} has shape {value.shape}, expected {getattr(self, name).shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} holds NaN or infinite values")
             values[name] = value.copy()
+        if not (np.all(values["a"] > 0) and np.all(values["b"] > 0) and np.all(values["counts"] >= 0)):
+            raise ValueError("a and b must be positive and counts non-negative")
+        factor = values["factor"]
+        if np.any(np.tril(factor, -1)) or not np.all(np.diagonal(factor, axis1=1, axis2=2) > 0):
+            raise ValueError("factor must be upper triangular with a positive diagonal (a Cholesky factor)")
         for name, value in values.items():
             setattr(self, name, value)

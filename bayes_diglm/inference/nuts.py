@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from numbers import Integral
 
 import numpy as np
 import pyro
@@ -34,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.distributions import transform_to
 
 from bayes_diglm import likelihoods
-from bayes_diglm._validation import check_positive
+from bayes_diglm._validation import COUNT, FRACTION, POSITIVE, SEED, Interval, check_positive
 
 from .base import PosteriorClassifierMixin, PosteriorHead, Predictive
 
@@ -142,6 +143,13 @@ class _NUTSHead:
     """The Pyro model and the sampler shared by :class:`NUTSRegressor` and :class:`NUTSClassifier`."""
 
     _arviz_attrs = {"inference": "NUTS (Pyro)", "draws": "Markov chains (r_hat and ess are meaningful)"}
+    _parameter_constraints = {
+        "likelihood": "no_validation", "prior_precision": POSITIVE, "intercept_prior_precision": [*POSITIVE, None],
+        "prior": "no_validation", "nuisance_priors": [dict, None], "fit_intercept": ["boolean"],
+        "num_chains": COUNT, "num_warmup": [Interval(Integral, 0, None, closed="left")], "num_samples": COUNT,
+        "target_accept": FRACTION, "max_tree_depth": COUNT, "seed": SEED, "progress": ["boolean"],
+        "classes": ["array-like", None],
+    }
 
     def _check_params(self) -> None:
         check_positive(self.prior_precision, "prior_precision")

@@ -6,16 +6,17 @@ tensors, which :func:`bayes_diglm.training.save_checkpoint` writes and checksums
 ``torch.load(weights_only=True)`` reads back. :func:`from_state` rebuilds it. The JSON names the
 classes of the objects; only classes defined in ``bayes_diglm`` (and scipy's ``OptimizeResult``) are rebuilt,
 by setting their attributes (no constructor, ``__setstate__`` or other code of the file's choosing runs; named
-tuples, which have no attributes to set, through their constructor), and anything else is refused. Naming a
-class imports its module, so names with dunder parts (``bayes_diglm.__main__``, whose import runs the command
-line) are refused before any import.
+tuples, which have no attributes to set, through their constructor), and anything else is refused. A class is
+looked up only in modules this process has already imported: a file never chooses what ``load`` imports
+(``bayes_diglm.__main__``, whose import would run the command line, included); names with dunder parts are
+refused too.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
+import sys
 
 import numpy as np
 import scipy.optimize
@@ -117,11 +118,15 @@ def _resolve(cls_path: str) -> type:
     if any(not part.isidentifier() or part.startswith("__") for part in (*module_name.split("."),
                                                                        *qualname.split("."))):
         raise ValueError(f"refused to rebuild {cls_path!r}: a dunder or malformed name")
+    # A file never chooses what is imported: only modules this process has already imported are looked in (the
+    # estimators and heads import every class they store).
+    obj = sys.modules.get(module_name)
+    if obj is None:
+        raise ValueError(f"refused to rebuild {cls_path!r}: its module is not one this process has loaded")
     try:
-        obj = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
+    except AttributeError as err:
         raise ValueError(f"the state names {cls_path!r}, which this bayes_diglm does not have") from err
     # a class may be named through the module that re-exports it since a split (files saved before it name
     # bayes_diglm.inference.laplace:LaplaceClassifier): it must still be one of bayes_diglm's own classes

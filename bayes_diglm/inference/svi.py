@@ -17,10 +17,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch.distributions import constraints
 from torch.distributions.transforms import ReshapeTransform
 
-from bayes_diglm._validation import check_positive
+from bayes_diglm._validation import COUNT, POSITIVE, SEED, StrOptions, check_count, check_positive
 
 from .base import COVARIANCES, as_generator, check_prior_grouping
-from .gaussian_posterior import _GaussianPosteriorClassifier
+from .gaussian_posterior import GAUSSIAN_HEAD_CONSTRAINTS, _GaussianPosteriorClassifier
 from .laplace.evidence import PRIOR_GROUPINGS, em_prior_precision, prior_groups
 from .laplace.fit import laplace_glm
 from .laplace.solvers import _lbfgs, _neg_log_posterior, _Objective
@@ -282,6 +282,11 @@ class SVIClassifier(_GaussianPosteriorClassifier):
 
     _arviz_attrs = {"inference": "stochastic variational inference (Pyro, Gaussian guide)",
                     "draws": "i.i.d. from an approximate posterior"}
+    _parameter_constraints = {
+        **GAUSSIAN_HEAD_CONSTRAINTS, "covariance": [StrOptions({"auto", *COVARIANCES})],
+        "optimizer": [StrOptions(set(_OPTIMIZERS))], "num_steps": COUNT, "lr": POSITIVE, "batch_size": [*COUNT, None],
+        "num_particles": COUNT, "plateau_window": COUNT, "plateau_tol": [*POSITIVE, None], "seed": SEED,
+    }
 
     def __init__(
         self,
@@ -620,6 +625,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         """Integer frequency weights repeat rows; other weights are refused (the factor has no per-row scale)."""
         if not np.allclose(w, np.round(w)):
             raise ValueError("SVIClassifier takes integer sample_weight (frequency weights) only")
+        check_count(int(np.round(w).sum()), "the rows that sample_weight repeats", per_item=Xt.shape[1])
         reps = torch.from_numpy(np.round(w).astype(np.int64))
         return torch.repeat_interleave(Xt, reps, dim=0), torch.repeat_interleave(yt, reps, dim=0)
 

@@ -81,6 +81,8 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
         self.plateau_tol = plateau_tol
         self.seed = seed
 
+    _parameter_constraints = SVIClassifier._parameter_constraints
+
     def _check_params(self) -> None:
         self._check_settings()
         self._family()

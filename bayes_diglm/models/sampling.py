@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from bayes_diglm import likelihoods
+from bayes_diglm._validation import check_count
 
 __all__ = [
     "ClassConditionalSample",
@@ -106,9 +107,7 @@ def _rng(generator) -> np.random.Generator:
 
 
 def _count(n, name: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)
+    return check_count(n, name)
 
 
 def _base_scale(flow) -> float:

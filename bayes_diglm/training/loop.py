@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .._validation import check_positive
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .fields import Fields
 
 __all__ = ["train_module", "evaluate_module", "batched", "NonFiniteLossError", "TrainHistory",
            "semi_supervised_split", "WithReplacement"]
@@ -285,9 +286,10 @@ def train_module(
         if config and saved and _architecture(saved) != _architecture(config):
             raise CheckpointError(f"{str(checkpoint_path)!r} was written for another model "
                                   f"({_architecture(saved)}), not {_architecture(config)}: refusing to resume")
+        Fields(ckpt, checkpoint_path).values(ckpt.get("model"), "model")  # finite float32/64 weights only
         try:
             start_epoch = run.restore(ckpt, epochs)
-        except (RuntimeError, KeyError) as err:
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
             raise CheckpointError(f"cannot resume from {str(checkpoint_path)!r}: it does not match this model "
                                   f"({err})") from err
 

@@ -7,8 +7,11 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import torch
+
 from ..inference.conjugate import SufficientStats
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .fields import Fields
 
 __all__ = ["accumulate_stats"]
 
@@ -82,8 +85,15 @@ def _restore(path) -> tuple[SufficientStats | None, int, float]:
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != _KIND:
         raise CheckpointError(f"{str(path)!r} is not a checkpoint of a statistics stream")
-    stats = SufficientStats.from_tensor(ckpt["stats"], has_intercept=bool(ckpt["has_intercept"]))
-    return stats, int(ckpt["chunks_done"]), float(ckpt["rows_done"])
+    f = Fields(ckpt, path)
+    f.values(f.get("stats", torch.Tensor), "stats", dtype=torch.float64)
+    chunks = f.integer(f.get("chunks_done", int), "chunks_done", high=2**63 - 1)
+    rows = f.number(f.get("rows_done", (int, float)), "rows_done", low=0)
+    try:
+        stats = SufficientStats.from_tensor(ckpt["stats"], has_intercept=f.get("has_intercept", bool))
+    except (ValueError, TypeError, RuntimeError, IndexError) as err:
+        raise f.error("stats", f"is not a statistics tensor: {err}") from err
+    return stats, chunks, rows
 
 
 def _skip(iterator, done: int, rows: float, path) -> None:

@@ -6,13 +6,22 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from bayes_diglm._validation import check_positive
+from bayes_diglm._validation import COUNT, TOLERANCE, StrOptions, check_count, check_positive, check_tolerance
 
 from ..base import PosteriorHead, check_prior_grouping
-from ..gaussian_posterior import _GaussianPosteriorClassifier, _GaussianWeights, _RegressionFamily
+from ..gaussian_posterior import (
+    GAUSSIAN_HEAD_CONSTRAINTS,
+    _GaussianPosteriorClassifier,
+    _GaussianWeights,
+    _RegressionFamily,
+)
 from .evidence import PRIOR_GROUPINGS, mackay_prior_precision, prior_groups
 from .fit import _COVARIANCES, LaplaceFit, laplace_glm
 from .solvers import _HESSIANS, _OPTIMIZERS
+
+_LAPLACE_CONSTRAINTS = {**GAUSSIAN_HEAD_CONSTRAINTS, "covariance": [StrOptions(set(_COVARIANCES))],
+                        "optimizer": [StrOptions(set(_OPTIMIZERS))], "tol": TOLERANCE, "max_iter": [*COUNT, None],
+                        "hessian": [StrOptions(set(_HESSIANS))]}
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
@@ -74,7 +83,8 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
         """
         check_is_fitted(self)
         check_prior_grouping(per, PRIOR_GROUPINGS)
-        tol, max_iter = 1e-6 if tol is None else tol, 200 if max_iter is None else max_iter
+        tol = 1e-6 if tol is None else check_tolerance(tol, "tol")
+        max_iter = 200 if max_iter is None else check_count(max_iter, "max_iter")
         X, y, w, context = self._train
         prior = self.fit_.prior_precision
         groups = prior_groups(prior, per)
@@ -155,6 +165,7 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
 
     _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
                     "draws": "i.i.d. from an approximate posterior"}
+    _parameter_constraints = _LAPLACE_CONSTRAINTS
 
     def __init__(
         self,
@@ -262,6 +273,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
 
     _arviz_attrs = {"inference": "Laplace approximation (Gaussian at the MAP, Hessian curvature)",
                     "draws": "i.i.d. from an approximate posterior"}
+    _parameter_constraints = _LAPLACE_CONSTRAINTS
 
     def __init__(
         self,

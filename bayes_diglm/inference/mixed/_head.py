@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg as sla
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from bayes_diglm._validation import COUNT, TOLERANCE, numeric_array
 from bayes_diglm.inference.base import PosteriorHead
 
 from .blocked import BlockedCholesky
@@ -74,6 +76,10 @@ class MixedHeadBase(PosteriorHead):
     Subclasses set ``self.system_`` (a :class:`PLSSystem`), ``self.factors_`` and ``self.order_`` in ``fit``.
     """
 
+    #: the settings every mixed head shares (each class has the ones its ``__init__`` lists)
+    _parameter_constraints = {"random_effects": "no_validation", "reml": ["boolean"], "fit_intercept": ["boolean"],
+                              "variance_components": [Mapping, None], "tol": TOLERANCE, "max_iter": COUNT}
+
     random_effects: object
     fit_intercept: bool
 
@@ -81,7 +87,8 @@ class MixedHeadBase(PosteriorHead):
 
     def _validate_Z(self, Z) -> np.ndarray:
         check_is_fitted(self)
-        return validate_data(self, Z, dtype=np.float64, reset=False, ensure_min_features=0)
+        return numeric_array(Z, "Z", lambda a: validate_data(self, a, dtype=np.float64, reset=False,
+                                                              ensure_min_features=0))
 
     def _weights(self, sample_weight, n: int, *, allow_zero: bool = False) -> np.ndarray:
         """Positive weights (non-negative, not all zero, with ``allow_zero``; ones when None), checked by the

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
+from ..._validation import check_labels
+
 __all__ = ["MixedSufficientStats", "RandomEffect"]
 
 _COVARIANCES = ("full", "diag")
@@ -82,10 +84,7 @@ def group_columns(groups, n: int) -> dict:
             raise ValueError(f"grouping column {key!r} must be one-dimensional, got shape {col.shape}")
         if col.shape[0] != n:
             raise ValueError(f"grouping column {key!r} has {col.shape[0]} entries but Z has {n} rows")
-        if col.dtype.kind == "f" and not np.all(np.isfinite(col)):
-            raise ValueError(f"grouping column {key!r} contains NaN or infinite ids")
-        if col.dtype == object and any(v is None or (isinstance(v, float) and v != v) for v in col):
-            raise ValueError(f"grouping column {key!r} contains missing ids (None or NaN)")
+        check_labels(col, f"grouping column {key!r}")  # group ids follow the labels' rule
     return cols
 
 

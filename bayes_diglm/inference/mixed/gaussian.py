@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bayes_diglm.inference.linalg import JitterWarning
 from bayes_diglm.likelihoods import Gaussian
 
+from ..._validation import check_params
 from ..base import Predictive, as_generator
 from ._head import MixedHeadBase, PLSSystem
 from .blocked import BlockedCholesky, fixed_effect_factor, psd_cholesky, relative_factors, theta_layout
@@ -132,6 +133,7 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         """Fit on features ``Z`` (n, D), targets ``y`` (n,), ``groups`` (ids, 2-D ids, mapping or DataFrame)
         and optional precision weights ``sample_weight`` (``Var(eps_i) = sigma^2 / w_i``)."""
         with self._keep_state_on_error():
+            check_params(self)
             Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=True, reset=True, ensure_min_features=0)
             w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
             factors, labels = self._build_factors(Z, groups)

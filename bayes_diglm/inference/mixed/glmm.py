@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from bayes_diglm.inference.linalg import JitterWarning
 from bayes_diglm.likelihoods import Bernoulli, Poisson
 
+from ..._validation import check_params
 from ..base import Predictive, as_generator
 from ._head import MixedHeadBase, PLSSystem, drop_zero_weights
 from .blocked import BlockedCholesky, BlockPattern, apply_lambda, fixed_effect_factor, relative_factors, theta_layout
@@ -245,6 +246,7 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
     def fit(self, Z, y, *, groups, sample_weight=None) -> MixedEffectsClassifier:
         """Laplace fit on features ``Z``, binary labels ``y`` (any two hashable labels) and ``groups``."""
         with self._keep_state_on_error():
+            check_params(self)
             Z, y = validate_data(self, Z, y, dtype=None, reset=True, ensure_min_features=0)
             Z = np.asarray(Z, dtype=np.float64)
             check_classification_targets(y)
@@ -300,6 +302,7 @@ class MixedEffectsPoisson(RegressorMixin, _LaplaceGLMM):
     def fit(self, Z, y, *, groups, sample_weight=None) -> MixedEffectsPoisson:
         """Laplace fit on features ``Z``, counts ``y`` (non-negative integers) and ``groups``."""
         with self._keep_state_on_error():
+            check_params(self)
             Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=True, reset=True, ensure_min_features=0)
             if np.any(y < 0) or np.any(y != np.round(y)):
                 raise ValueError("y must hold non-negative integer counts")

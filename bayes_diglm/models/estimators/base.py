@@ -4,6 +4,7 @@ predictive and the posterior's draws."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -11,7 +12,19 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ... import __version__, likelihoods
-from ..._validation import check_positive
+from ..._validation import (
+    COUNT,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    Interval,
+    StrOptions,
+    check_params,
+    check_positive,
+    check_targets,
+    refuse_nonfinite_outputs,
+)
 from ...flows.user import check_flow
 from ...inference.base import Predictive, family_context, keep_state_on_error
 from ...inference.mixed.design import group_columns
@@ -48,6 +61,18 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
     """
 
     _posteriors: tuple[str, ...] = ()
+
+    #: every constructor parameter's rule, checked by :func:`bayes_diglm._validation.check_params` before ``fit``
+    #: does any work (``flow``, ``head`` and ``posterior`` are resolved by their own lookups)
+    _parameter_constraints: dict = {
+        "flow": "no_validation", "flow_kwargs": [dict, None], "head": "no_validation",
+        "posterior": "no_validation", "px_weight": NON_NEGATIVE, "epochs": COUNT, "batch_size": COUNT,
+        "labeled_fraction": FRACTION, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "clip_grad": [*POSITIVE, None],
+        "warmup_steps": [Interval(Integral, 0, None, closed="left")], "val_fraction": [Interval(Real, 0, 1,
+                                                                                                closed="left")],
+        "patience": [*COUNT, None], "seed": SEED, "quiet": ["boolean", None], "device": [str, torch.device],
+        "on_nonfinite": [StrOptions({"raise", "skip"})],
+    }
 
     # -- the posterior head -----------------------------------------------------------------------------
     def _posterior_template(self):
@@ -108,6 +133,7 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         ``mean_labelled log p(y|x) + px_weight * mean_all log p(x)``; the posterior head is fitted on the labelled
         rows' features only."""
         with keep_state_on_error(self):
+            check_params(self)
             self._check_params()
             X, y = self._validate_fit(X, y, y_numeric=self._numeric_target)
             context = self._family_context(context, X.shape[0])
@@ -115,7 +141,7 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
             if X_val is not None and context:
                 raise ValueError(f"X_val with per-row context {sorted(context)}: give val_fraction instead (the "
                                  "held-out rows then keep their context)")
-            if X_val is not None:
+            if X_val is not None or y_val is not None:
                 X_val, y_val = self._validate_val(X_val, y_val, X)
                 y_val = self._validation_targets(y_val)
             return self._fit(X, y_t, y_head, head_config, groups=groups, X_val=X_val, y_val=y_val,
@@ -206,6 +232,7 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         precision = None
         if parts[0].noise_precision is not None:
             precision = torch.cat([p.noise_precision for p in parts]).double().numpy()
+        refuse_nonfinite_outputs("X", "the flow's output", z, log_px, precision)
         return z, log_px, precision
 
     def _features_and_kwargs(self, X, groups, context: dict) -> tuple[np.ndarray, dict]:
@@ -312,7 +339,7 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         return self._decode_head_y(head.sample_predictive(draws, Z, generator=generator, **kw))
 
     def _encode_head_y(self, y) -> np.ndarray:
-        return np.asarray(column_or_1d(y), dtype=np.float64)
+        return check_targets(y, "y").reshape(-1)
 
     def _decode_head_y(self, y: np.ndarray) -> np.ndarray:
         return y

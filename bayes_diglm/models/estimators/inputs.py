@@ -6,12 +6,18 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
+from ..._validation import check_labels, check_targets, numeric_array, refuse_overflow, refuse_text
 from ...flows.spec import FlowSpec, resolve_flow
 
 __all__ = ["_InputChecks", "_host"]
 
 # As scikit-learn's MLPs: float32 inputs train a float32 network, all others (float64, int, object) float64.
 _FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _rows_like_training(name: str):
+    """scikit-learn's array check of extra rows (validation, unlabelled) in the estimators' dtypes."""
+    return lambda a: check_array(_host(a), dtype=_FLOAT_DTYPES, allow_nd=True, input_name=name)
 
 
 def _host(X):
@@ -25,7 +31,8 @@ class _InputChecks:
     def _validate_X(self, X) -> torch.Tensor:
         """Validated float32 inputs for a fitted estimator (feature count and shape as in ``fit``)."""
         check_is_fitted(self)
-        X = validate_data(self, _host(X), reset=False, dtype=_FLOAT_DTYPES, allow_nd=True)
+        X = numeric_array(X, "X", lambda a: validate_data(self, _host(a), reset=False, dtype=_FLOAT_DTYPES,
+                                                          allow_nd=True), self._dtype())
         expected = tuple(self.model_.flow.event_shape)
         if tuple(X.shape[1:]) != expected:
             raise ValueError(f"X must have shape (n, {', '.join(map(str, expected))}), got {tuple(X.shape)}")
@@ -36,7 +43,10 @@ class _InputChecks:
         return getattr(torch, self.config_.get("dtype", "float32"))
 
     def _validate_fit(self, X, y, *, y_numeric: bool):
-        X, y = validate_data(self, _host(X), _host(y), dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
+        refuse_text(X, "X")
+        y = (check_targets if y_numeric else check_labels)(_host(y), "y")
+        X, y = validate_data(self, _host(X), y, dtype=_FLOAT_DTYPES, allow_nd=True, y_numeric=y_numeric)
+        refuse_overflow(X, "X", X.dtype)
         self._flow_spec(X.shape)  # refuse a flow or a shape it cannot take before training anything
         return torch.tensor(X), y
 
@@ -45,7 +55,7 @@ class _InputChecks:
         """Unlabelled inputs checked like the training inputs (None stays None)."""
         if X_unlabeled is None:
             return None
-        X_unlabeled = check_array(_host(X_unlabeled), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_unlabeled")
+        X_unlabeled = numeric_array(X_unlabeled, "X_unlabeled", _rows_like_training("X_unlabeled"), X.dtype)
         if tuple(X_unlabeled.shape[1:]) != tuple(X.shape[1:]):
             raise ValueError(f"X_unlabeled rows have shape {tuple(X_unlabeled.shape[1:])}, X rows "
                              f"{tuple(X.shape[1:])}")
@@ -54,9 +64,9 @@ class _InputChecks:
     @staticmethod
     def _validate_val(X_val, y_val, X: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         """Validation data checked like the training data (without touching the estimator's fitted state)."""
-        if y_val is None:
+        if y_val is None or X_val is None:
             raise ValueError("give both X_val and y_val, or neither")
-        X_val = check_array(_host(X_val), dtype=_FLOAT_DTYPES, allow_nd=True, input_name="X_val")
+        X_val = numeric_array(X_val, "X_val", _rows_like_training("X_val"), X.dtype)
         if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
             raise ValueError(f"X_val rows have shape {tuple(X_val.shape[1:])}, X rows {tuple(X.shape[1:])}")
         y_val = column_or_1d(_host(y_val), warn=True)

@@ -11,9 +11,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ... import __version__
 from ...flows.spec import saveable_flow_config
-from ...inference.persistence import from_state, to_state
+from ...inference.persistence import to_state
 from ...training import CheckpointError, TrainHistory, load_checkpoint, save_checkpoint
 from ..diglm import build_diglm
+from ..saved import check_saved_estimator
 
 __all__ = ["load_estimator"]
 
@@ -21,7 +22,7 @@ __all__ = ["load_estimator"]
 class _Persistence:
     """``save`` and ``load`` of a fitted estimator (its flow, point head, posterior head, parameters, history)."""
 
-    def save(self, path: str | os.PathLike, *, flow_factory=None) -> Path:
+    def save(self, path: str | os.PathLike, *, flow_factory=None, key: bytes | str | None = None) -> Path:
         """Write the fitted estimator atomically to ``path``, checksummed: the flow and point head (``state_dict``),
         the posterior head whatever ``posterior`` is (its fitted state as tensors plus JSON,
         :func:`bayes_diglm.inference.persistence.to_state`), the parameters, the history and a JSON-able config.
@@ -44,32 +45,21 @@ class _Persistence:
             payload["noise_normaliser"] = float(self.noise_normaliser_)
         if hasattr(self, "feature_names_in_"):
             payload["feature_names"] = [str(name) for name in self.feature_names_in_]
-        return save_checkpoint(payload, path)
+        return save_checkpoint(payload, path, key=key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike):
+    def load(cls, path: str | os.PathLike, *, key: bytes | str | None = None):
         """Read an estimator written by :meth:`save` (never runs code from the file); predictions equal the saved
-        estimator's."""
-        ckpt = load_checkpoint(path)
-        config = ckpt.get("config") or {}
-        if config.get("estimator") != cls.__name__:
-            raise CheckpointError(
-                f"{str(path)!r} holds a {config.get('estimator')!r}, not a {cls.__name__} checkpoint"
-            )
-        try:
-            params = from_state(ckpt["params"])
-            posterior = None if ckpt.get("posterior") is None else from_state(ckpt["posterior"])
-            if not isinstance(params, dict):
-                raise ValueError(f"the parameters are a {type(params).__name__}, not a dict")
-            if posterior is not None and not (hasattr(posterior, "fit") and hasattr(posterior, "predict_dist")):
-                raise ValueError(f"the posterior head is a {type(posterior).__name__}, not a posterior head")
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as err:
-            raise CheckpointError(f"{str(path)!r} holds parameters or a posterior head this version cannot read: "
-                                  f"{err}") from err
+        estimator's. Every field is checked before anything is built from it
+        (:func:`bayes_diglm.models.saved.check_saved_estimator`); with ``key``, the file must carry the signature
+        that ``save(path, key=key)`` wrote."""
+        ckpt = load_checkpoint(path, key=key)
+        params, posterior = check_saved_estimator(ckpt, path, cls)
+        config = ckpt["config"]
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         try:
             model = build_diglm(config["flow_config"], config["head_config"], config["px_weight"])
-        except ValueError as err:  # a factory that is not registered here is never run
+        except (ValueError, TypeError, KeyError) as err:  # a factory that is not registered here is never run
             raise CheckpointError(f"{str(path)!r} cannot be loaded: {err}") from err
         model = model.to(getattr(torch, config.get("dtype", "float32")))
         try:
@@ -82,6 +72,9 @@ class _Persistence:
         est.model_ = model.eval()
         est.config_ = config
         est.history_ = TrainHistory.from_dict(ckpt["history"])
+        if posterior is not None and getattr(posterior, "n_features_in_", model.head.dim) != model.head.dim:
+            raise CheckpointError(f"{str(path)!r}: field 'posterior' takes {posterior.n_features_in_} features, the "
+                                  f"network gives {model.head.dim}")
         est.posterior_ = posterior
         if "noise_normaliser" in ckpt:
             est.noise_normaliser_ = float(ckpt["noise_normaliser"])
@@ -96,13 +89,15 @@ class _Persistence:
         pass
 
 
-def load_estimator(path: str | os.PathLike):
-    """Load a saved :class:`DIGLMRegressor` or :class:`DIGLMClassifier`, whichever the file holds."""
+def load_estimator(path: str | os.PathLike, *, key: bytes | str | None = None):
+    """Load a saved :class:`DIGLMRegressor` or :class:`DIGLMClassifier`, whichever the file holds (``key``: as
+    in :meth:`DIGLMRegressor.load`)."""
     from .classifier import DIGLMClassifier
     from .regressor import DIGLMRegressor
 
-    config = load_checkpoint(path).get("config") or {}
+    config = load_checkpoint(path, key=key).get("config")
     classes = {c.__name__: c for c in (DIGLMRegressor, DIGLMClassifier)}
-    if config.get("estimator") not in classes:
+    if not isinstance(config, dict) or not isinstance(config.get("estimator"), str) or (
+            config["estimator"] not in classes):
         raise CheckpointError(f"{str(path)!r} is not a saved DIGLM estimator")
-    return classes[config["estimator"]].load(path)
+    return classes[config["estimator"]].load(path, key=key)

@@ -8,6 +8,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ... import likelihoods
+from ..._validation import check_targets
 from ...inference.base import context_tags
 from .base import REGRESSION_POSTERIORS, _DIGLMEstimator
 from .noise import _KNOWN_NOISE_FAMILY, _per_row_noise
@@ -120,7 +121,7 @@ class DIGLMRegressor(RegressorMixin, _StreamedPosterior, _DIGLMEstimator):
         return torch.tensor(y), y, {"family": self.head}
 
     def _validation_targets(self, y_val) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(y_val, dtype=np.float64))
+        return torch.as_tensor(self._family().check_target(check_targets(y_val, "y_val")))
 
     def _make_posterior(self, name: str):
         family = self._family()
