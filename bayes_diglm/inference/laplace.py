@@ -25,6 +25,7 @@ from bayes_diglm.likelihoods import Likelihood
 
 from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
 from .linalg import robust_cholesky
+from .pyro_model import GaussianWeightsModel
 
 __all__ = [
     "LaplaceClassifier",
@@ -584,8 +585,9 @@ def _check_options(head) -> None:
         raise ValueError(f"rank must be a positive integer or None, got {head.rank!r}")
 
 
-class _GaussianWeights:
-    """Named draws and predictor moments of a head whose ``posterior_`` is a Gaussian over the (k, D+1) weights."""
+class _GaussianWeights(GaussianWeightsModel):
+    """Named draws, predictor moments and Pyro model (``pyro_model``, Gaussian prior at ``prior_precision_``) of a
+    head whose ``posterior_`` is a Gaussian over the (k, D+1) weights."""
 
     def _sample_weights(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self.posterior_.sample(n, rng)
@@ -621,7 +623,8 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
         )
 
     def _fit_design(self, X, y, w, context=None) -> None:
-        fit = self._run(X, y, w, self._initial_prior(self.likelihood_.num_outputs, X.shape[1]), context=context)
+        prior = self._user_prior(self._initial_prior(self.likelihood_.num_outputs, X.shape[1]))
+        fit = self._run(X, y, w, prior, context=context)
         self._set_fitted(fit, X, y, w, context)
 
     def _set_fitted(self, fit: LaplaceFit, X, y, w, context=None) -> None:
@@ -755,6 +758,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
     likelihood : str, Likelihood or None
         A registered classification family (built with ``num_classes=K`` where it takes one) or an instance for
         K classes; None: the logistic family for two classes, the softmax for more.
+    prior : pyro.distributions.Normal or None
+        A zero-mean Gaussian prior over beta (``dist.Normal(0, scale)``, shape (D,) or (K, D)) replacing
+        ``prior_precision`` for the feature weights; any other prior is refused by name (use the NUTS or SVI heads).
 
     Attributes
     ----------
@@ -793,7 +799,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         max_iter: int | None = None,
         classes=None,
         likelihood=None,
+        prior=None,
     ):
+        self.prior = prior
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
         self.fit_intercept = fit_intercept
@@ -940,7 +948,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
     evidence with noise ``noise_variance / w_i`` is that plus the constant ``sum_i (w_i - 1) log(2 pi
     noise_variance) / 2 + sum_i log(w_i) / 2``, which does not move the prior precision it selects.)
 
-    The other parameters are those of :class:`LaplaceClassifier` (without ``classes``);
+    The other parameters are those of :class:`LaplaceClassifier` (without ``classes``; ``prior`` too);
     ``intercept_prior_precision`` defaults to ``1e-6`` (nearly flat: the overall level is not shrunk).
 
     Examples
@@ -972,7 +980,9 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
         optimizer: str = "auto",
         tol: float = 1e-8,
         max_iter: int | None = None,
+        prior=None,
     ):
+        self.prior = prior
         self.likelihood = likelihood
         self.noise_variance = noise_variance
         self.likelihood_kwargs = likelihood_kwargs
