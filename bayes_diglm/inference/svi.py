@@ -10,7 +10,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoGuide
 from scipy import linalg as sla
 from scipy.special import ndtri
@@ -669,17 +669,26 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         return _DrawsFromGuide(draws), history, converged, evidence
 
     def _guide_draws(self, guide, Zt: torch.Tensor, yt: torch.Tensor, shape) -> np.ndarray:
-        """_GUIDE_DRAWS draws of the weights (S, k, D+1) from the fitted guide's ``beta`` and ``intercept`` sites."""
-        d = self.n_features_in_
+        """_GUIDE_DRAWS draws of the weights (S, k, D+1) from the fitted guide's ``beta`` and ``intercept`` sites:
+        vectorised (Pyro's ``Predictive`` on the guide), or one trace at a time for a guide that does not vectorise."""
+        d, k = self.n_features_in_, shape[0]
+        sites = ("beta", "intercept") if self.fit_intercept else ("beta",)
+        site_shapes = {"beta": (k, d), "intercept": (k,)}
+        try:
+            found = Predictive(guide, num_samples=_GUIDE_DRAWS, parallel=True, return_sites=sites)(Zt, yt, None)
+            values = {name: found[name].reshape((_GUIDE_DRAWS,) + site_shapes[name]) for name in sites}
+        except (RuntimeError, ValueError, KeyError):
+            traces = [poutine.trace(guide).get_trace(Zt, yt, None).nodes for _ in range(_GUIDE_DRAWS)]
+            missing = [name for name in sites if name not in traces[0]]
+            if missing:
+                raise ValueError(f"guide must sample the model's sites {list(sites)}; it samples "
+                                 f"{sorted(traces[0])}") from None
+            values = {name: torch.stack([t[name]["value"].reshape(site_shapes[name]) for t in traces])
+                      for name in sites}
         out = np.zeros((_GUIDE_DRAWS,) + tuple(shape))
-        for s in range(_GUIDE_DRAWS):
-            nodes = poutine.trace(guide).get_trace(Zt, yt, None).nodes
-            if "beta" not in nodes or (self.fit_intercept and "intercept" not in nodes):
-                raise ValueError("guide must sample the model's sites 'beta'" + (" and 'intercept'" if
-                                 self.fit_intercept else "") + f"; it samples {sorted(nodes)}")
-            out[s, :, :d] = nodes["beta"]["value"].reshape(shape[0], d).numpy()
-            if self.fit_intercept:
-                out[s, :, d] = nodes["intercept"]["value"].reshape(shape[0]).numpy()
+        out[:, :, :d] = values["beta"].numpy()
+        if self.fit_intercept:
+            out[:, :, d] = values["intercept"].numpy()
         return out
 
     def _set_fitted(self, X: np.ndarray, prior: np.ndarray, posterior, history, converged: bool, evidence) -> None:
