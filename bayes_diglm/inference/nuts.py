@@ -36,7 +36,7 @@ from bayes_diglm import likelihoods
 from bayes_diglm._validation import check_positive
 
 from .base import PosteriorClassifierMixin, PosteriorHead, Predictive
-from .pyro_model import check_prior, features, glm_model, normal_prior, prior_over_beta, weights_shape
+from .pyro_model import _constant, check_prior, features, glm_model, normal_prior, prior_over_beta, weights_shape
 
 __all__ = ["NUTSClassifier", "NUTSRegressor"]
 
@@ -163,7 +163,7 @@ class _NUTSHead:
         intercept = self._intercept_prior(k) if self.fit_intercept else None
         return glm_model(features(Z, D), y, likelihood=self.likelihood_,
                          beta_prior=lambda values: self._beta_prior(weights_shape(k, D), values),
-                         intercept_prior=None if intercept is None else (lambda values: intercept),
+                         intercept_prior=None if intercept is None else _constant(intercept),
                          nuisance=self._nuisance_sites(), family=self._likelihood_with, sample_weight=sample_weight,
                          **context)
 

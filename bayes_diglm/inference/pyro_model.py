@@ -24,6 +24,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions.torch_distribution import TorchDistributionMixin
+from sklearn.utils.validation import check_is_fitted
 from torch.distributions import constraints
 
 from bayes_diglm import likelihoods
@@ -238,6 +239,11 @@ def glm_model(
             return pyro.sample("y", as_pyro_distribution(lik.dist(f, **context)), obs=obs)
 
 
+def _constant(value):
+    """A prior or family that does not depend on the nuisance values: ``f(values) -> value``."""
+    return lambda values: value
+
+
 def weights_shape(k: int, D: int) -> tuple[int, ...]:
     """Beta's site shape for ``k`` outputs and ``D`` features: ``(D,)`` or ``(k, D)``."""
     return (D,) if k == 1 else (k, D)
@@ -265,8 +271,6 @@ class GaussianWeightsModel:
         :mod:`bayes_diglm.inference.pyro_model`) at its fitted prior. ``y``: targets as the family reads them
         (class indices for a classifier); ``sample_weight`` scales each row's log-likelihood; ``context``: the
         family's per-row keywords."""
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self, "prior_precision_")
         return self._weights_model(self.prior_precision_, Z, y, sample_weight, **context)
 
@@ -287,16 +291,13 @@ class GaussianWeightsModel:
         user = getattr(self, "prior", None) if self._takes_any_prior else None  # else it is in ``precision``
         if user is None:
             beta = normal_prior(precision[0, :D] if k == 1 else precision[:, :D])
-            beta_prior = lambda values: beta  # noqa: E731
         else:  # a user's prior may read the family's (known) nuisance values, as for NUTS
             known = {name: torch.as_tensor(getattr(lik, name), dtype=torch.float64) for name in lik.nuisance}
-            beta_prior = lambda values: prior_over_beta(user, weights_shape(k, D), known)  # noqa: E731
-        intercept = None
-        if self.fit_intercept:
-            b = normal_prior(precision[0, D] if k == 1 else precision[:, D])
-            intercept = lambda values: b  # noqa: E731
+            beta = prior_over_beta(user, weights_shape(k, D), known)
+        intercept = normal_prior(precision[0, D] if k == 1 else precision[:, D]) if self.fit_intercept else None
         return glm_model(
             features(Z, D), y, likelihood=lik,
-            beta_prior=beta_prior, intercept_prior=intercept, family=lambda values: lik, sample_weight=sample_weight,
+            beta_prior=_constant(beta), intercept_prior=None if intercept is None else _constant(intercept),
+            family=_constant(lik), sample_weight=sample_weight,
             subsample_size=subsample_size, **context,
         )
