@@ -9,6 +9,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import MCMC, NUTS, Predictive
+from scipy import stats
 
 from bayes_diglm.arviz import to_inference_data
 from bayes_diglm.inference import LaplaceClassifier, NUTSClassifier, NUTSRegressor
@@ -244,3 +245,83 @@ def test_a_fixed_nuisance_value_reaches_every_predictive():
                                stats.norm.logpdf(y[:3, None], f, 0.5).T, rtol=1e-10)
     f_all = Z[:3] @ head.posterior_["beta"].T + head.posterior_["intercept"]  # every stored draw
     np.testing.assert_allclose(head.predict_dist(Z[:3]).variance, 0.25 + f_all.var(axis=1), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_softmax_nuts_within_a_tenth_of_a_sd_of_laplace_at_large_n():
+    """Categorical (softmax, K = 3) family: at n = 2,000 the Laplace approximation's mean is within 0.1 NUTS sd of
+    the NUTS posterior mean for every weight and intercept (the over-parametrised softmax included)."""
+    rng = np.random.default_rng(9)
+    n = 2000
+    Z = rng.normal(size=(n, 2))
+    logits = Z @ np.array([[1.0, 0.0], [-0.5, 0.8], [0.0, -0.6]]).T + np.array([0.2, 0.0, -0.2])
+    y = (logits + rng.gumbel(size=logits.shape)).argmax(axis=1)
+    nuts = NUTSClassifier(num_chains=2, num_warmup=300, num_samples=600, seed=0).fit(Z, y)
+    lap = LaplaceClassifier(prior_precision=1.0, intercept_prior_precision=1.0).fit(Z, y)
+    draws = np.concatenate([nuts.posterior_["beta"], nuts.posterior_["intercept"][..., None]], axis=2)
+    assert np.all(np.abs(lap.posterior_.mean - draws.mean(axis=0)) < 0.1 * draws.std(axis=0))
+
+
+def _grid_posterior(log_lik, log_scale_prior, beta_grid, u_grid):
+    """Posterior means and sds of beta and exp(u) by brute-force quadrature on a (beta, u = log nuisance) grid,
+    beta ~ N(0, 1) and u ~ N(u0, 2^2) (the NUTS head's default priors, the nuisance's on its log scale)."""
+    B, U = np.meshgrid(beta_grid, u_grid, indexing="ij")
+    log_post = log_lik(B, np.exp(U)) + stats.norm.logpdf(B) + log_scale_prior(U)
+    w = np.exp(log_post - log_post.max())
+    w /= w.sum()
+    out = {}
+    for name, v in (("beta", B), ("nuisance", np.exp(U))):
+        m = (w * v).sum()
+        out[name] = (m, np.sqrt((w * (v - m) ** 2).sum()))
+    return out
+
+
+def _check_against_grid(head, reference, nuisance: str):
+    idata = to_inference_data(head)
+    assert float(az.rhat(idata)["beta"].max()) <= 1.01
+    for site, key in (("beta", "beta"), (nuisance, "nuisance")):
+        draws = idata.posterior[site]
+        mean, sd = reference[key]
+        mcse_mean = float(az.mcse(idata, method="mean")[site].max())
+        mcse_sd = float(az.mcse(idata, method="sd")[site].max())
+        assert abs(float(draws.mean()) - mean) < 4 * mcse_mean, (site, float(draws.mean()), mean)
+        assert abs(float(draws.std()) - sd) < 4 * mcse_sd, (site, float(draws.std()), sd)
+
+
+@pytest.mark.slow
+def test_negative_binomial_nuts_matches_brute_force_quadrature():
+    """NB2 family, one weight and the dispersion alpha: NUTS means and sds within 4 Monte Carlo standard errors
+    of a 2-D quadrature of the same posterior, with scipy's negative binomial as the likelihood."""
+    rng = np.random.default_rng(10)
+    z = rng.normal(size=150)
+    mu = np.exp(0.7 * z)
+    alpha = 0.5
+    y = rng.negative_binomial(1 / alpha, 1 / (1 + alpha * mu)).astype(float)
+    head = NUTSRegressor(likelihood="negative_binomial", fit_intercept=False, num_chains=2, num_warmup=500,
+                         num_samples=1500, seed=0).fit(z[:, None], y)
+
+    def log_lik(b, a):
+        m = np.exp(b[..., None] * z)
+        return stats.nbinom.logpmf(y, 1 / a[..., None], 1 / (1 + a[..., None] * m)).sum(axis=-1)
+
+    reference = _grid_posterior(log_lik, lambda u: stats.norm.logpdf(u, np.log(0.5), 2.0),
+                                np.linspace(0.2, 1.3, 301), np.linspace(np.log(1e-4), np.log(3.0), 401))
+    _check_against_grid(head, reference, "alpha")
+
+
+@pytest.mark.slow
+def test_student_t_nuts_matches_brute_force_quadrature():
+    """Student-t family with df fixed at 4 (``nuisance_priors``), one weight and the scale: NUTS means and sds
+    within 4 Monte Carlo standard errors of a 2-D quadrature with scipy's t density."""
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=120)
+    y = 1.2 * z + 0.8 * rng.standard_t(4, size=120)
+    head = NUTSRegressor(likelihood="student_t", nuisance_priors={"df": 4.0}, fit_intercept=False, num_chains=2,
+                         num_warmup=500, num_samples=1500, seed=0).fit(z[:, None], y)
+
+    def log_lik(b, s):
+        return stats.t.logpdf(y, 4.0, loc=b[..., None] * z, scale=s[..., None]).sum(axis=-1)
+
+    reference = _grid_posterior(log_lik, lambda u: stats.norm.logpdf(u, np.log(1.0), 2.0),
+                                np.linspace(0.6, 1.8, 301), np.linspace(np.log(0.3), np.log(2.0), 301))
+    _check_against_grid(head, reference, "scale")

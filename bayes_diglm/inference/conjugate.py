@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pyro.distributions as dist
 import scipy.linalg
 import scipy.optimize
 import scipy.special
@@ -36,6 +37,7 @@ from .base import (
     check_probability,
 )
 from .nig import NormalInverseGamma
+from .pyro_model import features, glm_model
 
 __all__ = ["ConjugateLinearRegression", "NIGPosterior", "SufficientStats", "fit_in_chunks", "fit_on_features"]
 
@@ -349,6 +351,10 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         and precision ``intercept_prior_precision``.
     intercept_prior_precision : float
         Prior precision of the intercept, relative to ``sigma^2`` (default ``1e-6``: nearly flat).
+    prior : None
+        Refused unless None, naming what was given: the prior is the Normal-Inverse-Gamma above (a prior of your
+        own goes to :class:`~bayes_diglm.inference.NUTSRegressor`, whose ``prior=`` takes a callable of the noise
+        variance, the conjugate one included).
 
     Attributes
     ----------
@@ -396,7 +402,9 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
         b0: float = 1e-3,
         fit_intercept: bool = True,
         intercept_prior_precision: float = 1e-6,
+        prior=None,
     ) -> None:
+        self.prior = prior
         self.prior_precision = prior_precision
         self.prior_mean = prior_mean
         self.a0 = a0
@@ -408,6 +416,12 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
 
     def _prior_from_params(self, n_features: int) -> NormalInverseGamma:
         """The prior as a fresh ``k = 1`` :class:`NormalInverseGamma` state (which validates it)."""
+        if self.prior is not None:
+            given = isinstance(self.prior, torch.distributions.Distribution)
+            what = type(self.prior).__name__ if given else "a callable"
+            raise TypeError(f"ConjugateLinearRegression's prior is Normal-Inverse-Gamma, beta's scaled by the noise "
+                            f"variance (prior_precision, prior_mean, a0, b0); prior={what} is not one: use "
+                            f"NUTSRegressor(prior=...) (or SVIRegressor) for a prior of your own")
         return NormalInverseGamma(
             1, n_features, prior_precision=self.prior_precision, prior_mean=self.prior_mean,
             intercept_prior_precision=self.intercept_prior_precision if self.fit_intercept else None,
@@ -638,11 +652,12 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
 
     def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         r"""Joint draws: :math:`\sigma^2 = b_n / g,\ g \sim \Gamma(a_n, 1)`;
-        :math:`\beta = \mu_n + \sigma L_n^{-T}\epsilon`. Names ``"beta"`` (n, D), ``"intercept"`` (n,), ``"sigma"``.
+        :math:`\beta = \mu_n + \sigma L_n^{-T}\epsilon`. Names ``"beta"`` (n, D), ``"intercept"`` (n,), ``"sigma"``
+        and ``"noise_variance"`` (``sigma ** 2``, the site of :meth:`pyro_model`).
         """
         beta, sigma = self.state_.draws(0, n, rng)
         d = self.n_features_in_
-        draws = {"beta": beta[:, :d], "sigma": sigma}
+        draws = {"beta": beta[:, :d], "sigma": sigma, "noise_variance": sigma**2}
         if self.fit_intercept:
             draws["intercept"] = beta[:, d]
         return draws
@@ -708,6 +723,42 @@ class ConjugateLinearRegression(RegressorMixin, PosteriorHead):
                                 "y", ndim=1).detach().cpu().to(torch.float64).numpy()
         check_same_length(Z=loc, y=y_arr)
         return scipy.stats.t.logpdf(y_arr, df=df, loc=loc, scale=scale)
+
+    # ---- the Pyro model --------------------------------------------------------------------------------
+
+    def pyro_model(self, Z, y=None, sample_weight=None):
+        r"""The head's Normal-Inverse-Gamma model as a Pyro model, at the prior in use.
+
+        Sites (as the NUTS heads name them): ``noise_variance`` :math:`\sim \mathrm{InvGamma}(a_0, b_0)`,
+        ``beta`` :math:`\sim N(\mu_0, \sigma^2 \Lambda_z^{-1})` (D,), ``intercept`` :math:`\sim N(0, \sigma^2 / c)`
+        (when fitted) and ``y`` :math:`\sim N(z^T \beta + \beta_0, \sigma^2 / w)` observed in
+        ``pyro.plate("data", n)``, ``sample_weight`` holding the rows' known relative noise precisions ``w`` (as in
+        :meth:`fit`). :meth:`sample`'s draws hold ``noise_variance`` (``sigma ** 2``), so they condition it as they are.
+        """
+        check_is_fitted(self)
+        nig, d = self.state_, self.n_features_in_
+        mean, precision = torch.from_numpy(nig.prior_mean), torch.from_numpy(nig.prior_precision_matrix)
+        if self.stats_.has_intercept and bool((precision[:d, d] != 0).any()):
+            raise ValueError("the prior couples the intercept with the feature weights: the Pyro model has them as "
+                             "separate sites and needs a block-diagonal prior precision")
+        Zt = features(Z, d)
+        w = self._noise_weights(sample_weight, Zt.shape[0])
+
+        def beta_prior(values):
+            return dist.MultivariateNormal(mean[:d], precision_matrix=precision[:d, :d]
+                                           / values["noise_variance"][..., None, None])
+
+        def intercept_prior(values):
+            return dist.Normal(mean[d], torch.sqrt(values["noise_variance"] / precision[d, d]))
+
+        def family(values):
+            noise = values["noise_variance"]
+            return Gaussian(noise_variance=noise if w is None else noise / torch.from_numpy(w))
+
+        a0, b0 = (torch.tensor(float(v), dtype=torch.float64) for v in (nig.a0, nig.b0))
+        return glm_model(Zt, y, likelihood=Gaussian(), beta_prior=beta_prior,
+                         intercept_prior=intercept_prior if self.stats_.has_intercept else None,
+                         nuisance={"noise_variance": dist.InverseGamma(a0, b0)}, family=family)
 
     # ---- ArviZ / diagnostics protocol ------------------------------------------------------------------
 

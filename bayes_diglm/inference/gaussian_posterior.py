@@ -13,6 +13,7 @@ from bayes_diglm.likelihoods import Likelihood
 
 from .base import ContextTags, PosteriorClassifierMixin, PosteriorHead, Predictive, as_generator
 from .laplace.solvers import _make_likelihood
+from .pyro_model import GaussianWeightsModel
 
 __all__ = ["GAUSSIAN_HEAD_CONSTRAINTS", "_GaussianPosteriorClassifier", "_GaussianWeights", "_RegressionFamily"]
 
@@ -26,8 +27,9 @@ GAUSSIAN_HEAD_CONSTRAINTS = {
 }
 
 
-class _GaussianWeights:
-    """Named draws and predictor moments of a head whose ``posterior_`` is a Gaussian over the (k, D+1) weights."""
+class _GaussianWeights(GaussianWeightsModel):
+    """Named draws, predictor moments and Pyro model (``pyro_model``, Gaussian prior at ``prior_precision_``) of a
+    head whose ``posterior_`` is a Gaussian over the (k, D+1) weights."""
 
     def _sample_weights(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self.posterior_.sample(n, rng)

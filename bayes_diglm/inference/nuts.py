@@ -27,7 +27,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.infer import MCMC, NUTS
 from scipy import optimize
 from sklearn.base import ClassifierMixin, RegressorMixin
@@ -38,58 +37,11 @@ from bayes_diglm import likelihoods
 from bayes_diglm._validation import COUNT, FRACTION, POSITIVE, SEED, Interval, check_positive
 
 from .base import PosteriorClassifierMixin, PosteriorHead, Predictive
+from .pyro_model import _constant, check_prior, features, glm_model, normal_prior, prior_over_beta, weights_shape
 
-__all__ = ["NUTSClassifier", "NUTSRegressor", "as_pyro_distribution"]
+__all__ = ["NUTSClassifier", "NUTSRegressor"]
 
 _STATS = ("diverging", "energy", "tree_depth", "step_size")
-
-
-class _PyroObservation(dist.TorchDistribution):
-    """A ``torch.distributions`` object seen by Pyro (``pyro.sample`` needs Pyro's mixin: ``__call__``, ``expand``,
-    ``to_event``, masks); log-density, draws and moments are the wrapped distribution's."""
-
-    arg_constraints: dict = {}
-
-    def __init__(self, base: torch.distributions.Distribution):
-        self.base = base
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
-
-    @property
-    def support(self):
-        return self.base.support
-
-    @property
-    def has_rsample(self) -> bool:
-        return self.base.has_rsample
-
-    @property
-    def mean(self):
-        return self.base.mean
-
-    @property
-    def variance(self):
-        return self.base.variance
-
-    def sample(self, sample_shape=()):
-        return self.base.sample(sample_shape)
-
-    def rsample(self, sample_shape=()):
-        return self.base.rsample(sample_shape)
-
-    def log_prob(self, value):
-        return self.base.log_prob(value)
-
-    def expand(self, batch_shape, _instance=None):
-        return _PyroObservation(self.base.expand(batch_shape))
-
-
-def as_pyro_distribution(d: torch.distributions.Distribution) -> dist.TorchDistribution:
-    """``d`` as a Pyro distribution (returned as is when it already is one)."""
-    if isinstance(d, TorchDistributionMixin):
-        return d
-    if not isinstance(d, torch.distributions.Distribution):
-        raise TypeError(f"expected a torch.distributions.Distribution, got {type(d).__name__}")
-    return _PyroObservation(d)
 
 
 class _TransitionRecorder(poutine.messenger.Messenger):
@@ -139,6 +91,16 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _per_row(likelihood: likelihoods.Likelihood, context: dict, n: int) -> dict[str, np.ndarray]:
+    """The family's per-row keywords as float64 arrays (n,); a TypeError naming any the family does not take."""
+    unknown = sorted(set(context) - set(likelihood.context))
+    if unknown:
+        raise TypeError(f"a {type(likelihood).__name__} likelihood takes no per-row keyword {unknown}; its context "
+                        f"is {list(likelihood.context)}")
+    return {key: np.broadcast_to(np.asarray(context[key], dtype=np.float64), (n,)).copy()
+            for key in likelihood.context if context.get(key) is not None}
+
+
 class _NUTSHead:
     """The Pyro model and the sampler shared by :class:`NUTSRegressor` and :class:`NUTSClassifier`."""
 
@@ -162,9 +124,7 @@ class _NUTSHead:
         _check_int(self.seed, "seed", 0)
         if not (isinstance(self.target_accept, (int, float)) and 0.0 < float(self.target_accept) < 1.0):
             raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
-        if self.prior is not None and not (isinstance(self.prior, torch.distributions.Distribution)
-                                           or callable(self.prior)):
-            raise TypeError(f"prior must be a Pyro distribution over beta or a callable, got {self.prior!r}")
+        check_prior(self.prior)
         if self.nuisance_priors is not None and not isinstance(self.nuisance_priors, dict):
             raise TypeError(f"nuisance_priors must be a dict, got {type(self.nuisance_priors).__name__}")
 
@@ -180,22 +140,24 @@ class _NUTSHead:
         of ``nuisance_priors`` filling the rest."""
         return type(self.likelihood_)(**{**self.likelihood_.config(), **self._fixed_nuisance(), **values})
 
-    def _nuisance_site(self, name: str, spec: likelihoods.Nuisance):
-        given = (self.nuisance_priors or {}).get(name)
-        if given is not None and not isinstance(given, torch.distributions.Distribution):
-            return torch.as_tensor(float(given), dtype=torch.float64)
-        return pyro.sample(name, as_pyro_distribution(self._nuisance_prior(name, spec)))
+    def _nuisance_sites(self) -> dict:
+        """Each nuisance parameter's prior (a distribution: a site) or fixed value (a tensor)."""
+        out = {}
+        for name, spec in self.likelihood_.nuisance.items():
+            given = (self.nuisance_priors or {}).get(name)
+            fixed = given is not None and not isinstance(given, torch.distributions.Distribution)
+            out[name] = (torch.as_tensor(float(given), dtype=torch.float64) if fixed
+                         else self._nuisance_prior(name, spec))
+        return out
 
     def _beta_prior(self, shape: tuple[int, ...], nuisance: dict):
         if self.prior is None:
-            scale = torch.full(shape, 1.0 / math.sqrt(float(self.prior_precision)), dtype=torch.float64)
-            return dist.Normal(torch.zeros(shape, dtype=torch.float64), scale).to_event(len(shape))
-        prior = self.prior(**nuisance) if not isinstance(self.prior, torch.distributions.Distribution) else self.prior
-        prior = as_pyro_distribution(prior)
-        if tuple(prior.batch_shape) + tuple(prior.event_shape) != shape:
-            raise ValueError(f"the prior over beta must have shape {shape}, got batch {tuple(prior.batch_shape)} "
-                             f"and event {tuple(prior.event_shape)}")
-        return prior.to_event(len(prior.batch_shape)) if len(prior.batch_shape) else prior
+            return normal_prior(np.full(shape, float(self.prior_precision)))
+        return prior_over_beta(self.prior, shape, nuisance)
+
+    def _intercept_prior(self, k: int):
+        precision = float(self.intercept_prior_precision or self.prior_precision)
+        return normal_prior(np.full(() if k == 1 else (k,), precision))
 
     def pyro_model(self, Z, y=None, sample_weight=None, **context):
         """The head's generative model as a Pyro model (see the module docstring for its sites).
@@ -205,25 +167,13 @@ class _NUTSHead:
         and ``context`` holds the family's per-row keywords (``trials=``...).
         """
         check_is_fitted(self, "likelihood_")
-        Z = torch.as_tensor(np.asarray(Z, dtype=np.float64))
-        k, D = self.likelihood_.num_outputs, Z.shape[1]
-        nuisance = {name: self._nuisance_site(name, spec) for name, spec in self.likelihood_.nuisance.items()}
-        beta = pyro.sample("beta", self._beta_prior((D,) if k == 1 else (k, D), nuisance))
-        f = Z @ beta.reshape(k, D).T
-        if self.fit_intercept:
-            precision = self.intercept_prior_precision or self.prior_precision
-            scale = torch.full((k,), 1.0 / math.sqrt(float(precision)), dtype=torch.float64)
-            loc = torch.zeros(k, dtype=torch.float64)
-            intercept = pyro.sample("intercept", dist.Normal(loc[0], scale[0]) if k == 1
-                                    else dist.Normal(loc, scale).to_event(1))
-            f = f + intercept.reshape(k)
-        lik = self._likelihood_with(nuisance)
-        obs = None if y is None else torch.as_tensor(np.asarray(y, dtype=np.float64))
-        if obs is not None and self.likelihood_.task == "classification":
-            obs = obs.long() if k > 1 else obs
-        scale = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, dtype=np.float64))
-        with pyro.plate("data", Z.shape[0]), poutine.scale(scale=1.0 if scale is None else scale):
-            return pyro.sample("y", as_pyro_distribution(lik.dist(f, **context)), obs=obs)
+        k, D = self.likelihood_.num_outputs, self.n_features_in_
+        intercept = self._intercept_prior(k) if self.fit_intercept else None
+        return glm_model(features(Z, D), y, likelihood=self.likelihood_,
+                         beta_prior=lambda values: self._beta_prior(weights_shape(k, D), values),
+                         intercept_prior=None if intercept is None else _constant(intercept),
+                         nuisance=self._nuisance_sites(), family=self._likelihood_with, sample_weight=sample_weight,
+                         **context)
 
     # ---- sampling ----------------------------------------------------------------------------------------
 
@@ -239,7 +189,7 @@ class _NUTSHead:
                 sites[name] = (tuple(self._initial(spec).shape), transform_to(spec.constraint))
         return sites
 
-    def _potential(self, Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> Callable:
+    def _potential(self, Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, context: dict) -> Callable:
         """The model's negative log joint on the unconstrained scale, written directly (no Pyro trace per
         gradient: the model is traced only by users; a test checks that the two agree)."""
         k, D = self.likelihood_.num_outputs, Z.shape[1]
@@ -247,7 +197,8 @@ class _NUTSHead:
         fixed = self._fixed_nuisance()
         priors = {name: self._nuisance_prior(name, spec) for name, spec in self.likelihood_.nuisance.items()
                   if name in sites}
-        intercept_scale = 1.0 / math.sqrt(float(self.intercept_prior_precision or self.prior_precision))
+        intercept_prior = self._intercept_prior(k) if self.fit_intercept else None
+        default_beta = self._beta_prior(sites["beta"][0], {}) if self.prior is None else None
 
         def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
             log_joint = torch.zeros((), dtype=torch.float64)
@@ -259,13 +210,14 @@ class _NUTSHead:
                 log_joint = log_joint + prior.log_prob(x).sum() + transform.log_abs_det_jacobian(u, x).sum()
                 nuisance[name] = x
             beta = params["beta"]
-            log_joint = log_joint + self._beta_prior(sites["beta"][0], nuisance).log_prob(beta)
+            beta_prior = default_beta if default_beta is not None else self._beta_prior(sites["beta"][0], nuisance)
+            log_joint = log_joint + beta_prior.log_prob(beta)
             f = Z @ beta.reshape(k, D).T
             if "intercept" in params:
                 b = params["intercept"]
-                log_joint = log_joint + dist.Normal(0.0, intercept_scale).log_prob(b).sum()
+                log_joint = log_joint + intercept_prior.log_prob(b)
                 f = f + b.reshape(k)
-            log_lik = self._likelihood_with(nuisance).log_prob(f, y)
+            log_lik = self._likelihood_with(nuisance).log_prob(f, y, **context)
             return -(log_joint + (log_lik.sum() if w is None else (w * log_lik).sum()))
 
         return potential
@@ -304,13 +256,13 @@ class _NUTSHead:
         x = result.x if np.all(np.isfinite(result.x)) else x0
         return unflatten(torch.from_numpy(x))
 
-    def _run_chains(self, Z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> None:
+    def _run_chains(self, Z: np.ndarray, y: np.ndarray, w: np.ndarray | None, context: dict | None = None) -> None:
         Z_t = torch.from_numpy(np.ascontiguousarray(Z))
         y_t = torch.from_numpy(np.asarray(y, dtype=np.float64))
         if self.likelihood_.task == "classification" and self.likelihood_.num_outputs > 1:
             y_t = y_t.long()
         w_t = None if w is None else torch.from_numpy(w)
-        potential = self._potential(Z_t, y_t, w_t)
+        potential = self._potential(Z_t, y_t, w_t, {k: torch.from_numpy(v) for k, v in (context or {}).items()})
         sites = self._sites(Z.shape[1])
         generator = torch.Generator().manual_seed(int(self.seed))
         mode = self._start(potential, Z.shape[1])
@@ -450,19 +402,28 @@ class NUTSRegressor(_NUTSHead, RegressorMixin, PosteriorHead):
         if likelihood.task != "regression":
             raise ValueError(f"{likelihood.name!r} is a classification family: use NUTSClassifier")
 
-    def _fit(self, Z, y, w) -> None:
-        """Run the chains on features ``Z`` (n, D) and targets ``y`` (n,)."""
-        likelihood = likelihoods.build(self.likelihood)
-        y = likelihood.check_target(y)
-        self.likelihood_ = likelihood
-        self._run_chains(Z, y, w)
+    def _family_context(self) -> tuple[str, ...]:
+        try:  # declared before fit (the family is a parameter); a bad one is refused by fit, not by the tags
+            return tuple(likelihoods.build(self.likelihood).context)
+        except (ValueError, TypeError):
+            return ()
 
-    def _predict_dist(self, Z: np.ndarray) -> Predictive:
-        """The posterior predictive: the family's ``p(y | f)`` averaged over every stored draw."""
+    def _fit(self, Z, y, w, **context) -> None:
+        """Run the chains on features ``Z`` (n, D) and targets ``y`` (n,) (``context``: the family's per-row
+        keywords, ``trials=`` ..., arrays of shape (n,))."""
+        likelihood = likelihoods.build(self.likelihood)
+        y = likelihood.check_target(y, **context)
+        self.likelihood_ = likelihood
+        self._run_chains(Z, y, w, context)
+
+    def _predict_dist(self, Z: np.ndarray, **context) -> Predictive:
+        """The posterior predictive: the family's ``p(y | f)`` averaged over every stored draw (``context``: the
+        family's per-row keywords at the rows of ``Z``)."""
         f, lik = self._mixture_parts(Z)
         S = f.shape[1]
         mixing = torch.distributions.Categorical(probs=torch.full(f.shape[:2], 1.0 / S, dtype=torch.float64))
-        return Predictive(torch.distributions.MixtureSameFamily(mixing, lik.dist(f)))
+        context = {k: v[:, None] for k, v in _per_row(self.likelihood_, context, Z.shape[0]).items()}
+        return Predictive(torch.distributions.MixtureSameFamily(mixing, lik.dist(f, **context)))
 
     def predict(self, Z, **context) -> np.ndarray:
         """The posterior predictive mean."""

@@ -9,7 +9,9 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro import poutine
+from pyro.infer import SVI, Predictive, Trace_ELBO
+from pyro.infer.autoguide import AutoGuide
 from scipy import linalg as sla
 from scipy.special import ndtri
 from sklearn.exceptions import ConvergenceWarning
@@ -25,6 +27,7 @@ from .laplace.evidence import PRIOR_GROUPINGS, em_prior_precision, prior_groups
 from .laplace.fit import laplace_glm
 from .laplace.solvers import _lbfgs, _neg_log_posterior, _Objective
 from .laplace.structures import _STRUCTURES
+from .pyro_model import check_prior
 
 __all__ = ["SVIClassifier"]
 
@@ -45,6 +48,10 @@ _BLOCK_ELEMENTS = 1 << 20
 # when particles * n * k would exceed _EVIDENCE_ELEMENTS logits
 _EVIDENCE_PARTICLES = 256
 _EVIDENCE_ELEMENTS = 4_000_000
+# a user's guide is kept as this many of its draws (the posterior draws and predictor moments come from them), and
+# its ELBO estimated with this many (non-vectorised: a guide function need not vectorise) particles
+_GUIDE_DRAWS = 2000
+_GUIDE_EVIDENCE_PARTICLES = 32
 
 
 class _GaussianFromGuide:
@@ -89,6 +96,20 @@ class _GaussianFromGuide:
         if self.diag is not None:
             var += self.diag**2
         return var.reshape(self.mean.shape)
+
+
+class _DrawsFromGuide(_GaussianFromGuide):
+    """A user's guide kept as its draws ``(S, k, D+1)``: posterior draws are resampled from them, and the moments of
+    the linear predictor (the probit and quadrature predictives) are the draws' (the factor is the centred draws)."""
+
+    def __init__(self, draws: np.ndarray):
+        S = draws.shape[0]
+        mean = draws.mean(axis=0)
+        super().__init__(mean, (draws - mean).reshape(S, -1).T / math.sqrt(max(S - 1, 1)), None)
+        self.draws = draws
+
+    def sample(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        return self.draws[rng.integers(0, self.draws.shape[0], size=num)]
 
 
 class _ExpectedLikelihood:
@@ -224,12 +245,15 @@ def _settled(before, after, tol: float) -> bool:
 class SVIClassifier(_GaussianPosteriorClassifier):
     r"""Bayesian logistic (K=2) or softmax (K>2) regression on features by SVI with a Gaussian guide (Pyro).
 
+    ``likelihood`` (default None: the logistic family for two classes, the softmax for more) may name any registered
+    classification family (an ordinal one, say), as for :class:`~bayes_diglm.inference.LaplaceClassifier`.
+
     Model (float64): ``W ~ N(0, 1/prior_precision)`` on every weight and ``N(0, 1/intercept_prior_precision)`` on
     the bias (default: the weights' precision), ``y_i ~ Bernoulli(sigmoid(w^T [z_i; 1]))`` or
-    ``Categorical(softmax(W [z_i; 1]))`` (the log-likelihood of :mod:`bayes_diglm.likelihoods`, entered by
-    ``pyro.factor``) inside ``pyro.plate("data", n, subsample_size=batch_size)``. The guide is a Gaussian over
-    the flattened weights with the covariance structure ``covariance``: ``"full"`` (lower Cholesky factor),
-    ``"diag"`` (mean-field), ``"lowrank"`` (``rank`` factors plus a diagonal), ``"kron"``
+    ``Categorical(softmax(W [z_i; 1]))``: the head's :meth:`pyro_model`, with sites ``beta``, ``intercept`` and
+    ``y`` (observed, one ``obs=`` per row) inside ``pyro.plate("data", n, subsample_size=batch_size)``. The guide
+    is a Gaussian over the flattened weights with the covariance structure ``covariance``: ``"full"`` (lower
+    Cholesky factor), ``"diag"`` (mean-field), ``"lowrank"`` (``rank`` factors plus a diagonal), ``"kron"``
     (``L_class kron L_feature``, a matrix-normal guide) or ``"auto"`` (the default: ``"full"`` up to 2,000
     weights, ``"kron"`` above; the choice is ``covariance_``).
 
@@ -259,6 +283,18 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     scale, so ``lr`` must be well below the posterior sds (about ``1 / sqrt(n)``); when the ELBO turns
     non-finite the error says by how much ``lr`` exceeds the smallest sd of the Laplace start.
 
+    **Your own prior and guide.** ``prior=`` replaces the Gaussian prior over beta by any Pyro distribution of
+    beta's shape ((D,), or (K, D) for the softmax), or a callable ``prior(**nuisance)`` returning one, as for the
+    NUTS heads; ``guide=`` takes a Pyro AutoGuide class (built on the head's model), a callable that builds one
+    from the model (``functools.partial(AutoLowRankMultivariateNormal, rank=2)``), an AutoGuide instance or a guide
+    function ``guide(Z, y, subsample_size=None)`` that samples ``beta`` and ``intercept``. Either one makes
+    ``optimizer="auto"`` choose Adam (the natural-gradient steps need the Gaussian prior and guide) and runs Pyro's
+    ``SVI`` on :meth:`pyro_model`: with a user's guide for ``num_steps`` steps (fewer, with ``plateau_tol``, once
+    the ELBO's averages over the last two windows of ``plateau_window`` steps differ by less than ``plateau_tol``
+    times its sd over the last window), after which the guide is kept as 2,000 of its draws (``sample`` resamples
+    them; the predictives use their mean and covariance, as for a Gaussian guide), and ``elbo_`` is a 32-particle
+    estimate.
+
     ``converged_`` says whether the stopping rule was met; when not, a ``ConvergenceWarning`` says so.
 
     ``likelihood`` is a registered classification family (or an instance for K classes), as
@@ -280,6 +316,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     (2, 2)
     """
 
+    _takes_any_prior = True
     _arviz_attrs = {"inference": "stochastic variational inference (Pyro, Gaussian guide)",
                     "draws": "i.i.d. from an approximate posterior"}
     _parameter_constraints = {
@@ -294,6 +331,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         prior_precision: float = 1.0,
         intercept_prior_precision: float | None = None,
         fit_intercept: bool = True,
+        prior=None,
+        guide=None,
         covariance: str = "auto",
         rank: int | None = None,
         optimizer: str = "auto",
@@ -313,6 +352,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
         self.fit_intercept = fit_intercept
+        self.prior = prior
+        self.guide = guide
         self.covariance = covariance
         self.rank = rank
         self.optimizer = optimizer
@@ -353,6 +394,21 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         if self.batch_size is not None and self.optimizer == "natural":
             raise ValueError(f"batch_size={self.batch_size!r} needs optimizer='adam' (or 'auto'): the natural-gradient "
                              "steps use the full data")
+        check_prior(self.prior)
+        if self.guide is not None and not callable(self.guide):
+            raise TypeError(f"guide must be an AutoGuide class or instance, or a guide function, got {self.guide!r}")
+        if self.optimizer == "natural" and (self.prior is not None or self.guide is not None):
+            which = "prior" if self.prior is not None else "guide"
+            raise ValueError(f"optimizer='natural' takes the Gaussian prior (prior_precision) and the Gaussian guide "
+                             f"only; {which}={getattr(self, which)!r} needs optimizer='adam' (or 'auto')")
+
+    def _chosen_optimizer(self) -> str:
+        """``optimizer``, with "auto" read as natural-gradient steps unless minibatches, a user's prior or a user's
+        guide call for Pyro's SVI."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        plain = self.batch_size is None and self.prior is None and self.guide is None
+        return "natural" if plain else "adam"
 
     def _check_batch_size(self, n: int) -> None:
         if self.batch_size is not None and not (isinstance(self.batch_size, (int, np.integer))
@@ -368,20 +424,33 @@ class SVIClassifier(_GaussianPosteriorClassifier):
 
     # ---- the Pyro program ------------------------------------------------------------------------------
 
-    def _model_fn(self, prior_scale: torch.Tensor):
-        lik = self.likelihood_
-        k_out, d = prior_scale.shape
+    def _svi_model(self, prior: np.ndarray, context: dict):
+        """The head's Pyro model (:meth:`pyro_model`, prior precisions ``prior``, the family's per-row ``context``)
+        as SVI calls it: features without the intercept column, targets, and the rows per step (``subsample_size``)."""
 
-        def model(X: torch.Tensor, y: torch.Tensor, batch_size: int | None = None):
-            W = pyro.sample("W", dist.Normal(torch.zeros_like(prior_scale), prior_scale).to_event(2))
-            W = W.reshape((-1, k_out, d)) if W.dim() > 2 else W  # (particles, k, D) when vectorised
-            with pyro.plate("data", X.shape[0], subsample_size=batch_size, dim=-1) as idx:
-                f = torch.einsum("bd,...kd->...bk", X[idx], W)
-                pyro.factor("y", lik.log_prob(f, y[idx]))
+        def model(Z, y, subsample_size=None):
+            return self._weights_model(prior, Z, y, None, subsample_size, **context)
 
         return model
 
-    def _init_guide(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray) -> dict[str, torch.Tensor]:
+    def _weight_sites(self, W: torch.Tensor) -> None:
+        """The model's ``beta`` and ``intercept`` sites as Delta sites at the weights ``W`` (..., k, D+1) of a
+        guide's auxiliary (joint) draw, as Pyro's AutoContinuous guides do."""
+        d, one = self.n_features_in_, self.likelihood_.num_outputs == 1
+        beta = W[..., 0, :d] if one else W[..., :d]
+        pyro.sample("beta", dist.Delta(beta, event_dim=1 if one else 2))
+        if self.fit_intercept:
+            pyro.sample("intercept", dist.Delta(W[..., 0, d] if one else W[..., d], event_dim=0 if one else 1))
+
+    def _user_guide(self, model):
+        """``guide=`` as a guide of ``model``: an AutoGuide class (or a callable of the model, e.g. a ``partial``
+        of one) is built on it, an AutoGuide instance or a guide function is used as it is."""
+        guide = self.guide
+        is_factory = (isinstance(guide, type) and issubclass(guide, AutoGuide)) or (
+            isinstance(getattr(guide, "func", None), type) and issubclass(guide.func, AutoGuide))
+        return guide(model) if is_factory else guide
+
+    def _init_guide(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray, context=None) -> dict[str, torch.Tensor]:
         """Guide parameters at the Laplace approximation (full covariance when affordable, else diagonal)."""
         k_out, d = prior.shape
         P = k_out * d
@@ -390,7 +459,7 @@ class SVIClassifier(_GaussianPosteriorClassifier):
             warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged MAP is still a fine start
             fit = laplace_glm(X, y, likelihood=self.likelihood_, prior_precision=prior, covariance=structure,
                               optimizer="newton" if structure == "full" else "lbfgs", sample_weight=w, tol=1e-6,
-                              max_iter=50 if structure == "full" else 500)
+                              max_iter=50 if structure == "full" else 500, context=context)
         loc = torch.from_numpy(fit.mean.ravel().copy())
         var = fit.posterior.marginal_variance().ravel()
         if structure == "full":
@@ -433,12 +502,16 @@ class SVIClassifier(_GaussianPosteriorClassifier):
                     "feature_tril": constraints.lower_cholesky}
 
     def _guide_fn(self, init: dict[str, torch.Tensor], shape: tuple[int, int]):
-        def guide(X, y, batch_size=None):
+        def guide(Z, y, subsample_size=None):
             params = {name: pyro.param(f"svi.{name}", value, constraint=self._CONSTRAINTS.get(name, constraints.real))
                       for name, value in init.items()}
-            pyro.sample("W", self._guide_distribution(params, shape))
+            self._gaussian_guide(params, shape)
 
         return guide
+
+    def _gaussian_guide(self, params: dict[str, torch.Tensor], shape: tuple[int, int]) -> None:
+        W = pyro.sample("_weights", self._guide_distribution(params, shape), infer={"is_auxiliary": True})
+        self._weight_sites(W)
 
     def _gaussian(self, params: dict[str, np.ndarray], shape) -> _GaussianFromGuide:
         mean = params["loc"].reshape(shape)
@@ -466,15 +539,14 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         prior = self._prior(self.likelihood_.num_outputs, X.shape[1])
         auto = "full" if prior.size <= _FULL_MAX_WEIGHTS else "kron"
         self.covariance_ = auto if self.covariance == "auto" else self.covariance
-        self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
-                           .get(self.optimizer, self.optimizer))
+        self.optimizer_ = self._chosen_optimizer()
         self._optimise(X, index, w, prior)
 
-    def _optimise(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray) -> None:
+    def _optimise(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray, context: dict | None = None) -> None:
         """Fit the guide at the prior precisions ``prior`` on the design ``X`` (the optimiser ``optimizer_``)."""
         run = self._run_natural if self.optimizer_ == "natural" else self._run_svi
-        self._set_fitted(X, prior, *run(X, y, w, prior))
-        self._train = (X, y, w)
+        self._set_fitted(X, prior, *run(X, y, w, prior, context))
+        self._train = (X, y, w, context)
 
     def optimize_prior_precision(self, per: str = "scalar", *, tol: float | None = None, max_iter: int | None = None):
         """Maximise the ELBO (:meth:`log_evidence`) over the prior precisions by variational EM, then keep the fit.
@@ -488,28 +560,28 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         check_is_fitted(self)
         check_prior_grouping(per, PRIOR_GROUPINGS)
         tol, max_iter = 1e-3 if tol is None else tol, 20 if max_iter is None else max_iter
-        X, y, w = self._train
+        X, y, w, context = self._train
         prior = self.prior_precision_
         groups = prior_groups(prior, per)
         for _ in range(int(max_iter)):
             new = em_prior_precision(self.posterior_.mean, self.posterior_.marginal_variance(), prior, groups)
             change = float(np.max(np.abs(new - prior) / np.maximum(prior, 1e-300)))
             prior = new
-            self._optimise(X, y, w, prior)
+            self._optimise(X, y, w, prior, context)
             if change < tol:
                 break
         return self
 
-    def _run_natural(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray):
+    def _run_natural(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray, context=None):
         """Natural-gradient (closed-form) steps from the Laplace approximation; see the class notes."""
         structure = self.covariance_
-        base = _Objective(self.likelihood_, w)
+        base = _Objective(self.likelihood_, w, context)
         extra = {"lowrank": {"rank": self.rank}, "kron": {"weights": w}}.get(structure, {})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged MAP is still a fine start
             posterior = laplace_glm(X, y, likelihood=self.likelihood_, prior_precision=prior, covariance=structure,
                                     optimizer="auto", sample_weight=w, rank=self.rank,
-                                    tol=_mean_tol(prior)).posterior
+                                    tol=_mean_tol(prior), context=context).posterior
         rng = np.random.default_rng(int(self.seed))
         n = X.shape[0]
         rows = n if w is None else float(w.sum())  # as many draws for weighted rows as for the repeated ones
@@ -547,6 +619,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     def _diverged_message(self, step: int, value: float, start) -> str:
         """Why the ELBO turned non-finite, in the units that matter (the posterior's width against Adam's steps)."""
         where = f"the ELBO became {value} at step {step} of {self.optimizer_!r}"
+        if self.optimizer_ == "adam" and start is None:
+            return f"SVI diverged ({where}) with the user's guide: lower lr={self.lr:g}"
         if self.optimizer_ == "adam":
             sd = _narrowest_sd(start)
             return (f"SVI diverged ({where}): Adam moves every weight by about lr={self.lr:g} per step, "
@@ -556,38 +630,32 @@ class SVIClassifier(_GaussianPosteriorClassifier):
                 f"features may be too large, or the classes separable under a weak prior: standardise the features "
                 f"or raise prior_precision")
 
-    def _run_svi(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray):
-        """Pyro's SVI with ClippedAdam from the Laplace start; see the class notes."""
+    def _run_svi(self, X: np.ndarray, y: np.ndarray, w, prior: np.ndarray, context=None):
+        """Pyro's SVI with ClippedAdam on the head's model, from the Laplace start or with the user's guide; see the
+        class notes."""
         k_out = self.likelihood_.num_outputs
         shape = (k_out, X.shape[1])
-        init = self._init_guide(X, y, w, prior)
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-        if w is not None:  # weights enter the log-likelihood: fold them into the factor via the targets' plate
-            Xt, yt = self._weighted(Xt, yt, w)
-        model = self._model_fn(torch.from_numpy(1.0 / np.sqrt(prior)))
+        context = context or {}
+        rows_context = context
+        if w is not None:  # integer weights repeat rows (exactly the rows' weighted log-likelihood)
+            Xt, yt, rows_context = self._weighted(Xt, yt, w, context)
+        Zt = Xt[:, :self.n_features_in_]
+        model = self._svi_model(prior, rows_context)
+        if self.guide is not None:
+            return self._run_user_guide(model, Zt, yt, shape)
+        init = self._init_guide(X, y, w, prior, context or None)
         guide = self._guide_fn(init, shape)
-        steps = int(self.num_steps)
-        optim = pyro.optim.ClippedAdam({"lr": float(self.lr), "lrd": 0.1 ** (1.0 / steps)})
-        particles = int(self.num_particles)
-        loss = Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
         window = int(self.plateau_window)
         history: list[float] = []
         store = pyro.get_param_store()
         with store.scope(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.seed))
-            svi = SVI(model, guide, optim, loss=loss)
+            svi = SVI(model, guide, self._adam(), loss=self._loss(vectorize=True))
             sums, previous, converged = None, None, False
-            for step in range(steps):
-                try:
-                    value = svi.step(Xt, yt, self.batch_size)
-                except ValueError as err:  # a distribution's argument check on NaN parameters
-                    if "nan" not in str(err).lower():
-                        raise
-                    value = math.nan
-                if not np.isfinite(value):
-                    start = self._gaussian({k: v.detach().numpy() for k, v in init.items()}, shape)
-                    raise FloatingPointError(self._diverged_message(step, value, start)) from None
-                history.append(-float(value))
+            start = self._gaussian({k: v.detach().numpy() for k, v in init.items()}, shape)
+            for step in range(int(self.num_steps)):
+                history.append(self._elbo_step(svi, step, (Zt, yt, self.batch_size), start))
                 current = self._snapshot(store)
                 sums = current if sums is None else {k: sums[k] + current[k] for k in sums}
                 if (step + 1) % window == 0:
@@ -601,13 +669,80 @@ class SVIClassifier(_GaussianPosteriorClassifier):
             if len(history) % window:  # a final partial window (num_steps not a multiple of the window)
                 final = {k: v / (len(history) % window) for k, v in sums.items()}
             gaussian = self._gaussian(self._constrained(final), shape)
-            evidence = self._elbo_estimate(model, final, shape, Xt, yt)
+            evidence = self._elbo_estimate(model, final, shape, Zt, yt)
         return gaussian, history, converged, evidence
+
+    def _adam(self):
+        steps = int(self.num_steps)
+        return pyro.optim.ClippedAdam({"lr": float(self.lr), "lrd": 0.1 ** (1.0 / steps)})
+
+    def _loss(self, vectorize: bool) -> Trace_ELBO:
+        particles = int(self.num_particles)
+        return Trace_ELBO(num_particles=particles, vectorize_particles=vectorize and particles > 1,
+                          max_plate_nesting=1)
+
+    def _elbo_step(self, svi, step: int, args: tuple, start) -> float:
+        """One SVI step; its ELBO, or a FloatingPointError that says why it is not finite."""
+        try:
+            value = svi.step(*args)
+        except ValueError as err:  # a distribution's argument check on NaN parameters
+            if "nan" not in str(err).lower():
+                raise
+            value = math.nan
+        if not np.isfinite(value):
+            raise FloatingPointError(self._diverged_message(step, value, start)) from None
+        return -float(value)
+
+    def _run_user_guide(self, model, Zt: torch.Tensor, yt: torch.Tensor, shape):
+        """SVI with the user's ``guide`` for ``num_steps`` steps (fewer when, with ``plateau_tol``, the ELBO's
+        averages over the last two windows of ``plateau_window`` steps differ by less than ``plateau_tol`` times
+        its sd over the last window); the guide is kept as _GUIDE_DRAWS of its draws."""
+        guide = self._user_guide(model)
+        window, history, converged = int(self.plateau_window), [], False
+        with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.seed))
+            svi = SVI(model, guide, self._adam(), loss=self._loss(vectorize=isinstance(guide, AutoGuide)))
+            for step in range(int(self.num_steps)):
+                history.append(self._elbo_step(svi, step, (Zt, yt, self.batch_size), None))
+                if self.plateau_tol is not None and len(history) >= 2 * window and (step + 1) % window == 0:
+                    last, before = np.asarray(history[-window:]), np.asarray(history[-2 * window:-window])
+                    converged = abs(last.mean() - before.mean()) <= float(self.plateau_tol) * last.std()
+                    if converged:
+                        break
+            with torch.no_grad():
+                draws = self._guide_draws(guide, Zt, yt, shape)
+                loss = Trace_ELBO(num_particles=_GUIDE_EVIDENCE_PARTICLES, max_plate_nesting=1)
+                evidence = -float(loss.loss(model, guide, Zt, yt, None))
+        return _DrawsFromGuide(draws), history, converged, evidence
+
+    def _guide_draws(self, guide, Zt: torch.Tensor, yt: torch.Tensor, shape) -> np.ndarray:
+        """_GUIDE_DRAWS draws of the weights (S, k, D+1) from the fitted guide's ``beta`` and ``intercept`` sites:
+        vectorised (Pyro's ``Predictive`` on the guide), or one trace at a time for a guide that does not vectorise."""
+        d, k = self.n_features_in_, shape[0]
+        sites = ("beta", "intercept") if self.fit_intercept else ("beta",)
+        site_shapes = {"beta": (k, d), "intercept": (k,)}
+        try:
+            found = Predictive(guide, num_samples=_GUIDE_DRAWS, parallel=True, return_sites=sites)(Zt, yt, None)
+            values = {name: found[name].reshape((_GUIDE_DRAWS,) + site_shapes[name]) for name in sites}
+        except (RuntimeError, ValueError, KeyError):
+            traces = [poutine.trace(guide).get_trace(Zt, yt, None).nodes for _ in range(_GUIDE_DRAWS)]
+            missing = [name for name in sites if name not in traces[0]]
+            if missing:
+                raise ValueError(f"guide must sample the model's sites {list(sites)}; it samples "
+                                 f"{sorted(traces[0])}") from None
+            values = {name: torch.stack([t[name]["value"].reshape(site_shapes[name]) for t in traces])
+                      for name in sites}
+        out = np.zeros((_GUIDE_DRAWS,) + tuple(shape))
+        out[:, :, :d] = values["beta"].numpy()
+        if self.fit_intercept:
+            out[:, :, d] = values["intercept"].numpy()
+        return out
 
     def _set_fitted(self, X: np.ndarray, prior: np.ndarray, posterior, history, converged: bool, evidence) -> None:
         if not converged and self.plateau_tol is not None:
-            what = "window averages" if self.optimizer_ == "adam" else "steps"
-            warnings.warn(f"SVIClassifier stopped after {len(history)} {self.optimizer_} steps (num_steps="
+            what = "steps" if self.optimizer_ == "natural" else (
+                "window averages" if self.guide is None else "the ELBO's window averages")
+            warnings.warn(f"{type(self).__name__} stopped after {len(history)} {self.optimizer_} steps (num_steps="
                           f"{self.num_steps}) before its parameters settled ({what} still moved by more than "
                           f"plateau_tol={self.plateau_tol}); raise num_steps", ConvergenceWarning, stacklevel=4)
         d = X.shape[1] - int(self.fit_intercept)
@@ -621,13 +756,15 @@ class SVIClassifier(_GaussianPosteriorClassifier):
         self.elbo_ = evidence
 
     @staticmethod
-    def _weighted(Xt, yt, w):
-        """Integer frequency weights repeat rows; other weights are refused (the factor has no per-row scale)."""
+    def _weighted(Xt, yt, w, context: dict):
+        """Integer frequency weights repeat rows (and their per-row context); other weights are refused."""
         if not np.allclose(w, np.round(w)):
             raise ValueError("SVIClassifier takes integer sample_weight (frequency weights) only")
         check_count(int(np.round(w).sum()), "the rows that sample_weight repeats", per_item=Xt.shape[1])
-        reps = torch.from_numpy(np.round(w).astype(np.int64))
-        return torch.repeat_interleave(Xt, reps, dim=0), torch.repeat_interleave(yt, reps, dim=0)
+        reps = np.round(w).astype(np.int64)
+        context = {key: np.repeat(np.asarray(v), reps) for key, v in context.items()}
+        reps = torch.from_numpy(reps)
+        return torch.repeat_interleave(Xt, reps, dim=0), torch.repeat_interleave(yt, reps, dim=0), context
 
     @staticmethod
     def _snapshot(store) -> dict[str, torch.Tensor]:
@@ -643,8 +780,8 @@ class SVIClassifier(_GaussianPosteriorClassifier):
     def _elbo_estimate(self, model, params: dict[str, torch.Tensor], shape, Xt, yt) -> float:
         fixed = {name.removeprefix("svi."): value for name, value in params.items()}
 
-        def guide(X, y, batch_size=None):
-            pyro.sample("W", self._guide_distribution(fixed, shape))
+        def guide(Z, y, subsample_size=None):
+            self._gaussian_guide(fixed, shape)
 
         num = int(max(8, min(_EVIDENCE_PARTICLES, _EVIDENCE_ELEMENTS // (Xt.shape[0] * shape[0]))))
         loss = Trace_ELBO(num_particles=num, vectorize_particles=True, max_plate_nesting=1)

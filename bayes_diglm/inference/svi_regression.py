@@ -28,8 +28,8 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
     :class:`~bayes_diglm.likelihoods.Likelihood` instance, its nuisance known: ``likelihood_kwargs``,
     ``noise_variance``). Guide, initialisation at the Laplace approximation, stopping rule and evidence are
     :class:`~bayes_diglm.inference.SVIClassifier`'s, with the same parameters (less ``classes``). Per-row context
-    keywords of the family (``trials=`` ...) go to ``predict_dist``, ``predict`` and the ArviZ methods; ``fit``
-    takes none yet (the Pyro model has no context). The natural-gradient optimiser averages the family's curvature
+    keywords of the family (``trials=`` ...) go to ``fit``, ``predict_dist``, ``predict``, ``pyro_model`` and the
+    ArviZ methods. The natural-gradient optimiser averages the family's curvature
     at the observed ``y`` (the observed curvature where a family's depends on ``y``).
 
     Examples
@@ -53,6 +53,8 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
         prior_precision: float = 1.0,
         intercept_prior_precision: float | None = None,
         fit_intercept: bool = True,
+        prior=None,
+        guide=None,
         covariance: str = "auto",
         rank: int | None = None,
         optimizer: str = "auto",
@@ -70,6 +72,8 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
         self.fit_intercept = fit_intercept
+        self.prior = prior
+        self.guide = guide
         self.covariance = covariance
         self.rank = rank
         self.optimizer = optimizer
@@ -90,18 +94,15 @@ class SVIRegressor(_RegressionFamily, _GaussianWeights, PosteriorHead):
     def _fit(self, Z, y, w, **context) -> None:
         """Maximise the ELBO from the Laplace start for features ``Z`` (n, D) and targets ``y`` of the family.
 
-        ``sample_weight``: integer frequency weights. The ELBO per step is kept in ``elbo_history_``.
+        ``sample_weight``: integer frequency weights; ``context``: the family's per-row keywords (``trials=`` ...),
+        arrays of shape (n,). The ELBO per step is kept in ``elbo_history_``.
         """
-        if context:
-            raise TypeError(f"SVIRegressor.fit takes no per-row context yet (its Pyro model has none), got "
-                            f"{sorted(context)}: use LaplaceRegressor for a family with {sorted(context)}")
         self._check_batch_size(Z.shape[0])
         lik = self._family()
-        y = self._check_y(lik, np.asarray(y, dtype=np.float64), {})
+        y = self._check_y(lik, np.asarray(y, dtype=np.float64), context)
         self.likelihood_ = lik
         X = self._design(Z)
         prior = self._prior(lik.num_outputs, X.shape[1])
         self.covariance_ = "full" if self.covariance == "auto" else self.covariance  # one output: P = D + 1
-        self.optimizer_ = ({"auto": "natural" if self.batch_size is None else "adam"}
-                           .get(self.optimizer, self.optimizer))
-        self._optimise(X, y, w, prior)
+        self.optimizer_ = self._chosen_optimizer()
+        self._optimise(X, y, w, prior, context or None)

@@ -53,7 +53,8 @@ class _LaplaceHead(_GaussianWeights, PosteriorHead):
         )
 
     def _fit_design(self, X, y, w, context=None) -> None:
-        fit = self._run(X, y, w, self._initial_prior(self.likelihood_.num_outputs, X.shape[1]), context=context)
+        prior = self._user_prior(self._initial_prior(self.likelihood_.num_outputs, X.shape[1]))
+        fit = self._run(X, y, w, prior, context=context)
         self._set_fitted(fit, X, y, w, context)
 
     def _set_fitted(self, fit: LaplaceFit, X, y, w, context=None) -> None:
@@ -134,6 +135,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
     likelihood : str, Likelihood or None
         A registered classification family (built with ``num_classes=K`` where it takes one) or an instance for
         K classes; None: the logistic family for two classes, the softmax for more.
+    prior : pyro.distributions.Normal or None
+        A zero-mean Gaussian prior over beta (``dist.Normal(0, scale)``, shape (D,) or (K, D)) replacing
+        ``prior_precision`` for the feature weights; any other prior is refused by name (use the NUTS or SVI heads).
     predictive : {"probit", "map", "mc"}
         How :meth:`predict_dist` (and ``predict_proba``, ``predict``) integrates over the weights: closed form
         (MacKay's probit, its multiclass extension), plug-in at the posterior mean, or Monte Carlo.
@@ -184,7 +188,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
         n_predictive_samples: int = 1000,
         predictive_seed=None,
         hessian: str = "exact",
+        prior=None,
     ):
+        self.prior = prior
         self.prior_precision = prior_precision
         self.intercept_prior_precision = intercept_prior_precision
         self.fit_intercept = fit_intercept
@@ -256,7 +262,7 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
     evidence with noise ``noise_variance / w_i`` is that plus the constant ``sum_i (w_i - 1) log(2 pi
     noise_variance) / 2 + sum_i log(w_i) / 2``, which does not move the prior precision it selects.)
 
-    The other parameters are those of :class:`LaplaceClassifier` (without ``classes``);
+    The other parameters are those of :class:`LaplaceClassifier` (without ``classes``; ``prior`` too);
     ``intercept_prior_precision`` defaults to ``1e-6`` (nearly flat: the overall level is not shrunk).
 
     Examples
@@ -290,7 +296,9 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
         tol: float = 1e-8,
         max_iter: int | None = None,
         hessian: str = "exact",
+        prior=None,
     ):
+        self.prior = prior
         self.likelihood = likelihood
         self.noise_variance = noise_variance
         self.likelihood_kwargs = likelihood_kwargs
