@@ -91,8 +91,9 @@ def test_pyro_predictive_on_every_heads_model_matches_predict_dist(kind, name):
     replicated = replicated.numpy()
     assert replicated.shape == (DRAWS, 6)
     mc_classifier = lik.task == "classification" and kind in ("laplace", "svi")
-    pred = head.predict_dist(Z[:6], method="mc", n_samples=MC_PROBS, generator=1) if mc_classifier else \
-        head.predict_dist(Z[:6], **new)
+    if mc_classifier:  # the Monte Carlo predictive is an option of the head
+        head.set_params(predictive="mc", n_predictive_samples=MC_PROBS, predictive_seed=1)
+    pred = head.predict_dist(Z[:6], **new)
     # a Monte Carlo predictive's own error: the classifiers' "mc", a family's predictive for several outputs
     components = MC_PROBS if mc_classifier else (
         lik.predictive_samples if lik.num_outputs > 1 and kind in ("laplace", "svi") else math.inf)
