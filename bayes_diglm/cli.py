@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "semisupervised": ("semisupervised", "semi-supervised Glow DIGLM on MNIST with 100 / 1,000 / all labels"),
     "active": ("active", "active learning on MNIST: BALD vs entropy vs random on a Laplace head"),
     "mixed": ("mixed", "mixed-effects heads against statsmodels on lme4's data sets"),
+    "summarize": ("summarize", "mean +- spread over runs (seeds) of one experiment, as Markdown and JSON tables"),
 }
 
 DEMO_HELP = ("the main job, quick: US flights 2001 when `make data` has fetched them, otherwise NYC flights 2013 "

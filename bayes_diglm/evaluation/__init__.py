@@ -45,6 +45,7 @@ from .ood_methods import (
 from .ood_protocol import REQUIREMENTS, OODScore, fit_scores, get_score, register_score, score_names
 from .ood_table import evaluate_ood, score_inputs
 from .selective import selective_curve
+from .spread import SPREADS, aggregate_tables, format_spread
 from .variance_inflation import VarianceInflation, fit_variance_inflation, variance_inflation_against_controls
 
 __all__ = [
@@ -89,6 +90,9 @@ __all__ = [
     "perturb_pixels",
     "predictive_entropy_score",
     "selective_curve",
+    "SPREADS",
+    "aggregate_tables",
+    "format_spread",
     "variance_inflation_against_controls",
     "abstention_curve",
     "accuracy",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.active import labels_to_reach, run_active_learning
-from .common import markdown_table, write_results
+from .common import StageLog, markdown_table, write_results
 from .joint_data import DigitData, glow_classifier, load_digit_data, single_threaded, subset_rows
 
 __all__ = ["CONFIGS", "STRATEGIES", "run_active", "register"]
@@ -93,13 +93,16 @@ def run_active(out: str | Path = "results/active", *, quick: bool = False, data:
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {sorted(STRATEGIES)}")
     out = Path(out)
+    log = StageLog("active", quiet=quiet)
     with single_threaded(num_threads):
         if data is None:
+            log("loading the MNIST digits")
             data = load_digit_data(data_dir, seed=seed, n_ood=10)
         pool = np.sort(subset_rows(data.train_labels, cfg["n_pool"], seed)[: cfg["n_pool"] or None])
         test = np.arange(len(data.test_labels)) if cfg["n_test"] is None else np.sort(
             subset_rows(data.test_labels, cfg["n_test"], seed + 1)[: cfg["n_test"]])
         if cfg["features"] == "flow":
+            log(f"training the semi-supervised Glow DIGLM on a pool of {len(pool):,} images, {cfg['epochs']} epochs")
             clf, Z_pool, log_px_pool, Z_test = _features(data, pool, test, cfg, seed=seed, quiet=quiet,
                                                          device=device)
             classes = clf.classes_
@@ -116,11 +119,13 @@ def run_active(out: str | Path = "results/active", *, quick: bool = False, data:
         curves: dict[str, list] = {}
         for strategy in cfg["strategies"]:
             acquisition, quantile = STRATEGIES[strategy]
+            log(f"{strategy}: {cfg['n_initial']} -> {cfg['n_final']} labels, seeds {cfg['seeds']}")
             curves[strategy] = [run_active_learning(
                 _laplace(cfg, classes), Z_pool, y_pool, Z_test, y_test, strategy=acquisition,
                 n_initial=int(cfg["n_initial"]), step=int(cfg["step"]), n_final=int(cfg["n_final"]),
                 n_draws=int(cfg["n_draws"]), seed=int(s), log_px_pool=log_px_pool if quantile else None,
                 density_quantile=quantile) for s in cfg["seeds"]]
+    log("figures and tables")
     rows = _summary(curves, float(cfg["target_accuracy"]))
     figure = plot_active_learning({k: [c.as_dict() for c in v] for k, v in curves.items()},
                                   out / "active_learning.png", target_accuracy=float(cfg["target_accuracy"]))

@@ -23,7 +23,7 @@ from ..bandits.environments import (
 )
 from ..bandits.registry import AGENTS
 from ..bandits.simulation import BanditRun, simulate, summarize
-from .common import count_arg, fraction_arg, markdown_table, write_results
+from .common import StageLog, count_arg, fraction_arg, markdown_table, write_results
 
 __all__ = ["run_bandits", "DEFAULTS", "AGENT_SETTINGS", "ENVIRONMENTS", "PROTOCOLS", "RIQUELME2018", "PUBLISHED",
            "VARIANTS"]
@@ -99,11 +99,20 @@ def _play_one(env, delta, steps, seed, agents, agent_kwargs, data_dir, wheel_kwa
 
 
 def _play(env, settings, steps, seeds, agents, agent_kwargs, data_dir, wheel_kwargs, jobs, quiet):
-    """``{setting label: {agent: [runs]}}``; with ``jobs > 1`` every (setting, seed) episode is one task."""
+    """``{setting label: {agent: [runs]}}``; with ``jobs > 1`` every (setting, seed) episode is one task.
+
+    Unless ``quiet``, a line per setting (one process) or per finished episode (``jobs > 1``) on stderr."""
+    log = StageLog(f"bandit {env}", quiet=quiet)
+    what = f"{len(agents)} agents x {steps:,} contexts"
     if jobs <= 1:
-        return {label: simulate(lambda s, d=delta: _episode(env, d, steps, s, data_dir, wheel_kwargs), agents, seeds,
-                                agent_kwargs=agent_kwargs, quiet=quiet, desc=f"{env} {label}")
-                for label, delta in settings}
+        played = {}
+        for label, delta in settings:
+            log(f"{label}: {len(seeds)} seed(s), {what}")
+            played[label] = simulate(lambda s, d=delta: _episode(env, d, steps, s, data_dir, wheel_kwargs), agents,
+                                     seeds, agent_kwargs=agent_kwargs, quiet=quiet, desc=f"{env} {label}")
+        return played
+    log(f"{len(settings) * len(seeds)} episodes ({len(settings)} settings x {len(seeds)} seeds, {what}) "
+        f"in {jobs} processes")
     out = {label: {name: [] for name in agents} for label, _ in settings}
     show = sys.stderr.isatty() if quiet is None else not quiet
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
@@ -111,10 +120,11 @@ def _play(env, settings, steps, seeds, agents, agent_kwargs, data_dir, wheel_kwa
                  leave=False) as bar:
         futures = [(label, pool.submit(_play_one, env, delta, steps, s, agents, agent_kwargs, data_dir, wheel_kwargs))
                    for label, delta in settings for s in seeds]
-        for label, future in futures:
+        for done, (label, future) in enumerate(futures, start=1):
             for name, agent_runs in future.result().items():
                 out[label][name].extend(agent_runs)
             bar.update(len(agents) * steps)
+            log(f"episode {done} of {len(futures)} finished ({label})")
     return out
 
 

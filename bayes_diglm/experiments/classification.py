@@ -32,7 +32,7 @@ from ..inference.laplace import LaplaceClassifier
 from ..inference.svi import SVIClassifier
 from ..models.estimators import DIGLMClassifier
 from ..training.checkpoint import load_checkpoint
-from .common import add_common_arguments, count_arg, markdown_table, weight_arg, write_results
+from .common import StageLog, add_common_arguments, count_arg, markdown_table, pivot, weight_arg, write_results
 
 __all__ = [
     "CONFIGS",
@@ -443,6 +443,7 @@ def run_classification(
     """
     t_start = time.perf_counter()
     config_name, cfg = _resolve_config(quick, device, config, epochs)
+    log = StageLog("classify", quiet=quiet)
     old_threads = torch.get_num_threads()
     limits = contextlib.nullcontext()
     if num_threads is not None:
@@ -451,10 +452,12 @@ def run_classification(
     try:
         with limits:
             if data is None:
+                log(f"loading {dataset} and its OOD sets")
                 data = load_classification_data(data_dir, dataset=dataset, n_train=cfg["n_train"],
                                                 n_test=cfg["n_test"],
                                                 n_ood=cfg["n_ood"], seed=seed)
-            result = _run(Path(out), data, cfg, px_weight=px_weight, device=device, seed=seed, quiet=quiet)
+            result = _run(Path(out), data, cfg, px_weight=px_weight, device=device, seed=seed, quiet=quiet,
+                          log=log)
     finally:
         torch.set_num_threads(old_threads)
     result["metrics"].update({"configuration": config_name, "config": cfg, "seed": seed, "device": device,
@@ -463,7 +466,7 @@ def run_classification(
     return {**result, "out": str(out), "seconds": result["metrics"]["seconds"]}
 
 
-def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, seed, quiet) -> dict:
+def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, seed, quiet, log: StageLog) -> dict:
     from ..plots.classification import plot_abstention, plot_log_px_comparison, plot_reliability
     from ..plots.ood import plot_score_histograms, plot_selective_curves
 
@@ -490,21 +493,26 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
     arrays = {k: v.numpy() for k, v in inputs.items()}  # the same array objects for every score (one cache)
     evaluated, histories = {}, {}
     for name, weight in models.items():
+        log(f"training the {name} flow (lambda = {weight:.4g}) and its Laplace head: {len(y_train):,} images, "
+            f"{cfg['epochs']} epochs (resumes from {out / 'checkpoints' / name}.pt if present)")
         clf, seconds, caught = _train(name, weight, inputs["train"], y_train, cfg, out=out, seed=seed, quiet=quiet,
                                       device=device)
         timings[f"{name} training and Laplace (s)"] = seconds
         notes += [f"{name} Laplace: {w}" for w in caught]
         histories[name] = clf.history_.as_dict()
+        log(f"{name}: SVI head and the beta posteriors as netCDF")
         heads = _fit_heads(clf, inputs["train"], y_train, cfg, seed=seed, out=out, model_name=name,
                            timings=timings, info=head_info, notes=notes)
         background = None
         if cfg.get("background", True) and weight > 0:
             # Ren et al.'s background model: the same flow and objective on pixel-perturbed training images
+            log(f"training the {name} background flow (likelihood ratio)")
             perturbed = torch.from_numpy(perturb_pixels(arrays["train"], _BACKGROUND_RATE, seed=seed + 1))
             background, seconds, _ = _train(f"{name}_background", weight, perturbed, y_train,
                                             {**cfg, "evidence_iter": 0}, out=out, seed=seed + 1, quiet=quiet,
                                             device=device)
             timings[f"{name} background flow (s)"] = seconds
+        log(f"{name}: Table 1, densities and every OOD score on the test and OOD sets")
         t0 = time.perf_counter()
         evaluated[name] = _evaluate_model(name, clf, heads, data, arrays, y_train=y_train, background=background,
                                           n_draws=int(cfg["posterior_draws"]), seed=seed)
@@ -513,6 +521,7 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
     rows = [r for e in evaluated.values() for r in e["rows"]]
     density_rows = [r for e in evaluated.values() for r in e["density_rows"]]
     ood_rows = [r for e in evaluated.values() for r in e["ood_rows"]]
+    log("figures and tables")
     figures = {
         "log_px_histograms": plot_log_px_comparison(
             {name: e["log_px"] for name, e in evaluated.items()}, out / "fig2a_log_px_histograms.png"),
@@ -582,10 +591,7 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
 
 def _auroc_summary(ood_rows: list[dict]) -> list[dict]:
     """The OOD table's AUROCs at a glance: a row per score, a column per model and OOD set (blank: not measured)."""
-    summary: dict[str, dict] = {}
-    for r in ood_rows:
-        summary.setdefault(r["score"], {"score": r["score"]})[f"{r['model']} {r['OOD set']}"] = r["auroc"]
-    return list(summary.values())
+    return pivot(ood_rows, "score", ("model", "OOD set"), "auroc")
 
 
 def _observations(rows: list[dict], density_rows: list[dict], ood_rows: list[dict]) -> list[str]:

@@ -1,4 +1,4 @@
-"""What every experiment shares: its common options, ``metrics.json``, a Markdown ``table.md``."""
+"""What every experiment shares: its common options, progress lines, ``metrics.json``, a Markdown ``table.md``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import numpy as np
 from .._validation import check_count, check_seed
 
 __all__ = ["add_common_arguments", "markdown_table", "write_results", "machine_description", "json_ready",
-           "summarized_warnings", "count_arg", "size_arg", "seed_arg", "weight_arg", "fraction_arg"]
+           "summarized_warnings", "StageLog", "pivot", "count_arg", "size_arg", "seed_arg", "weight_arg",
+           "fraction_arg"]
 
 
 def _option_type(name: str, parse, check):
@@ -62,7 +63,74 @@ def add_common_arguments(p: argparse.ArgumentParser, out: str) -> None:
     """The options every experiment's subcommand shares: --seed, --out, --quiet."""
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default=out, help=f"output folder (default: {out})")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
+
+
+class StageLog:
+    """One line on stderr per stage of a long run, with the seconds since the run began; silent when quiet.
+
+    A run announces each stage as it starts (``log("training the hybrid flow")``), so a log file shows what
+    it is doing and how long each stage took, terminal or not. With a tqdm ``bar`` the line also becomes the
+    bar's description, is written through ``tqdm.write`` (so it does not break a bar drawn on a terminal), and
+    ``update`` / ``close`` reach the bar.
+
+    Parameters
+    ----------
+    label : str
+        What runs, the first word of every line (the command's name).
+    quiet : bool or None, default None
+        True: no lines. None or False: a line per stage (a bar, if any, keeps its own rule).
+    bar : tqdm.tqdm, optional
+        A progress bar the stages describe.
+    stream : file-like, optional
+        Where the lines go (default: ``sys.stderr`` at the time of each line).
+
+    Examples
+    --------
+    >>> import io
+    >>> out = io.StringIO()
+    >>> log = StageLog("demo", stream=out)
+    >>> log("loading data")
+    >>> out.getvalue().startswith("demo      0 s  loading data")
+    True
+    """
+
+    def __init__(self, label: str, *, quiet: bool | None = None, bar=None, stream=None):
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"label must be a non-empty string, got {label!r}")
+        self.label, self.quiet, self.bar, self.stream = label, bool(quiet), bar, stream
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since this log was made."""
+        return time.perf_counter() - self.started
+
+    def __call__(self, message: str) -> None:
+        """Announce the stage ``message`` (and describe the bar with it)."""
+        if self.bar is not None:
+            self.bar.set_description(message)
+        if self.quiet:
+            return
+        line = f"{self.label} {self.elapsed():6.0f} s  {message}"
+        stream = self.stream if self.stream is not None else sys.stderr
+        if self.bar is not None and not getattr(self.bar, "disable", True):
+            from tqdm.auto import tqdm
+
+            tqdm.write(line, file=stream)
+        else:
+            print(line, file=stream, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        """Advance the bar (if any) by ``n``."""
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self) -> StageLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _fmt(value, digits: int) -> str:
@@ -83,6 +151,16 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: i
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c, ""), digits) for c in columns) + " |")
     return "\n".join(lines)
+
+
+def pivot(rows: list[dict], index: str, columns: tuple[str, ...], value: str) -> list[dict]:
+    """A row per value of ``index``, a column per combination of ``columns`` (joined by spaces) holding
+    ``value`` (blank where a combination was not measured): e.g. the OOD AUROCs at a glance, a row per score
+    and a column per model and OOD set."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        out.setdefault(r[index], {index: r[index]})[" ".join(str(r[c]) for c in columns)] = r[value]
+    return list(out.values())
 
 
 def json_ready(obj):

@@ -50,7 +50,7 @@ from ..inference.conjugate import ConjugateLinearRegression, fit_in_chunks
 from ..inference.laplace import LaplaceRegressor
 from ..inference.mixed import MixedEffectsRegression
 from ..models.estimators import DIGLMRegressor
-from .common import add_common_arguments, count_arg, markdown_table, weight_arg, write_results
+from .common import StageLog, add_common_arguments, count_arg, markdown_table, weight_arg, write_results
 
 __all__ = ["DATASETS", "FlightsConfig", "run_flights"]
 
@@ -244,8 +244,8 @@ def _train_diglm(split: FlightsSplit, config: FlightsConfig, px_weight: float, q
     return reg
 
 
-def _stage(bar, text: str) -> None:
-    bar.set_description(text)
+def _stage(bar: StageLog, text: str) -> None:
+    bar(text)
 
 
 def _train_diglms(split, config, quiet, bar, dq) -> tuple[DIGLMRegressor, DIGLMRegressor, list[dict]]:
@@ -280,9 +280,14 @@ def _train_student_t(split, config, px_weight: float, quiet, bar, dq) -> dict[fl
 
 
 def _train_ensemble(split, config, bar) -> list[HeteroscedasticMLP]:
-    _stage(bar, f"MLP ensemble of {config.ensemble_size}")
+    def trained(k: int) -> None:
+        bar.update(1)
+        if k + 1 < config.ensemble_size:
+            _stage(bar, f"MLP {k + 2} of the ensemble of {config.ensemble_size}")
+
+    _stage(bar, f"MLP 1 of the ensemble of {config.ensemble_size} (the first is the heteroscedastic MLP row)")
     return train_ensemble(split.X_train, split.y_train, split.X_val, split.y_val, size=config.ensemble_size,
-                          seed=config.seed, on_member=lambda k: bar.update(1), hidden=config.mlp_hidden,
+                          seed=config.seed, on_member=trained, hidden=config.mlp_hidden,
                           epochs=config.mlp_epochs, batch_size=config.batch_size, lr=config.lr)
 
 
@@ -516,7 +521,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
     dim = len(US_FEATURE_NAMES if config.dataset == "us2001" else FEATURE_NAMES)
     n_fits = len(config.candidate_px_weights(dim)) + 1 + config.ensemble_size + 1 + 2 * config.student_t
     hide = (not sys.stderr.isatty()) if quiet is None else bool(quiet)
-    bar = tqdm(total=n_fits, desc="flights", unit="model", disable=hide)
+    bar = StageLog("flights", quiet=quiet, bar=tqdm(total=n_fits, desc="flights", unit="model", disable=hide))
     timings = {}
     with _torch_threads(threads), bar:
         _stage(bar, "loading flights")

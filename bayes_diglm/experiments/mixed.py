@@ -10,7 +10,7 @@ import numpy as np
 
 from ..inference.mixed import MixedEffectsClassifier, MixedEffectsPoisson, MixedEffectsRegression, RandomEffect
 from ..plots.mixed import plot_caterpillar
-from .common import add_common_arguments, count_arg, markdown_table, size_arg, write_results
+from .common import StageLog, add_common_arguments, count_arg, markdown_table, size_arg, write_results
 
 __all__ = ["compare_datasets", "scale_run", "run", "register"]
 
@@ -177,16 +177,21 @@ def scale_run(rows: int, groups_a: int, groups_b: int, *, chunk: int = 250_000, 
             "sigma2": float(head.sigma2_), "truth": [0.64, 0.25, 1.0], "iterations": head.n_iter_}
 
 
-def compare_datasets(*, glmm: bool = True) -> tuple[list[dict], dict]:
-    """Every comparison row, plus the fitted sleepstudy heads for the plot."""
+def compare_datasets(*, glmm: bool = True, log=None) -> tuple[list[dict], dict]:
+    """Every comparison row, plus the fitted sleepstudy heads for the plot; ``log(message)`` (e.g. a
+    :class:`StageLog`) is told of each data set before its fits."""
+    log = log or (lambda message: None)
     rows, fitted = [], {}
     for case in _lmm_cases():
+        log(f"{case[0]}: ours and the reference")
         r, ours, ref = _compare_lmm(case)
         rows += r
         if case[0].startswith("sleepstudy") and case[5]:
             fitted["sleepstudy"] = (ours, ref)
     if glmm:
+        log("cbpp binomial GLMM")
         rows += _cbpp()
+        log("grouseticks Poisson GLMM")
         rows += _grouseticks()
     return rows, fitted
 
@@ -194,7 +199,8 @@ def compare_datasets(*, glmm: bool = True) -> tuple[list[dict], dict]:
 def run(out: str | Path = "results/mixed", *, glmm: bool = True, scale_rows: int = 1_000_000,
         scale_groups: tuple[int, int] = (3000, 1000), quiet: bool | None = None) -> dict:
     out = Path(out)
-    rows, fitted = compare_datasets(glmm=glmm)
+    log = StageLog("mixed", quiet=quiet)
+    rows, fitted = compare_datasets(glmm=glmm, log=log)
     ours, ref = fitted["sleepstudy"]
     levels = ours.factors_[0].levels
     ref_blups = np.array([np.asarray(ref.random_effects[k]) for k in levels])
@@ -202,6 +208,9 @@ def run(out: str | Path = "results/mixed", *, glmm: bool = True, scale_rows: int
                      out / "caterpillar_sleepstudy.png", effect_names=["intercept (ms)", "Days slope (ms/day)"],
                      reference=ref_blups, reference_label="statsmodels BLUP",
                      title="sleepstudy: BLUPs with 95% conditional intervals (REML)")
+    if scale_rows:
+        log(f"scale run: {scale_rows:,} rows streamed, crossed intercepts of {scale_groups[0]:,} x "
+            f"{scale_groups[1]:,} levels")
     scale = scale_run(scale_rows, *scale_groups) if scale_rows else None
     worst = {}
     for r in rows:

@@ -25,7 +25,7 @@ from ..models.sampling import (
     sample_joint,
     sample_latent,
 )
-from .common import markdown_table, write_results
+from .common import StageLog, markdown_table, write_results
 from .joint_data import DigitData, glow_classifier, load_digit_data, single_threaded, subset_rows
 
 __all__ = ["CONFIGS", "run_sampling", "register"]
@@ -131,11 +131,14 @@ def run_sampling(out: str | Path = "results/sampling", *, quick: bool = False, d
     name = "quick" if quick else "default"
     cfg = {**CONFIGS[name], **(config or {})}
     out = Path(out)
+    log = StageLog("sample", quiet=quiet)
     with single_threaded(num_threads):
         if data is None:
+            log("loading the MNIST digits")
             data = load_digit_data(data_dir, seed=seed, n_ood=10)
         rows_train = subset_rows(data.train_labels, cfg["n_train"], seed)
         X, y = data.train_images[rows_train], data.train_labels[rows_train]
+        log(f"training the Glow DIGLM: {len(y):,} images, {cfg['epochs']} epochs")
         clf = glow_classifier(cfg, px_weight=cfg["px_weight"], seed=seed, quiet=quiet, device=device).fit(X, y)
         t_train = time.perf_counter() - t0
         model = clf.model_
@@ -143,12 +146,14 @@ def run_sampling(out: str | Path = "results/sampling", *, quick: bool = False, d
         test_acc = float(clf.score(data.test_images, data.test_labels))
         dim = int(model.flow.dim)
         bpd = float(bits_per_dim(torch.as_tensor(clf.score_samples(data.test_images)), dim).mean())
+        log(f"sampling p(x | y) for {len(clf.classes_)} classes and checking their labels")
         samples, rows = _class_rows(model, label_model, cfg, clf.classes_, seed)
         joint = _joint_row(model, label_model, cfg, seed)
     rng = np.random.default_rng(seed)
     real = {int(c): data.test_images[rng.choice(np.flatnonzero(data.test_labels == c),
                                                   size=int(cfg["real_per_class"]), replace=False)]
             for c in clf.classes_}
+    log("figures and tables")
     figures = {}
     for temp, per_class in samples.items():
         label = "exact, T = 1" if temp == 1.0 else f"tempered base, T = {temp:g} (not the model)"

@@ -17,7 +17,7 @@ from ..inference.conjugate import ConjugateLinearRegression
 from ..inference.streaming import stream_evaluate, stream_fit_conjugate
 from ..models.diglm import DIGLM, build_diglm
 from ..training.checkpoint import load_checkpoint, save_checkpoint
-from .common import add_common_arguments, count_arg, markdown_table, write_results
+from .common import StageLog, add_common_arguments, count_arg, markdown_table, write_results
 
 __all__ = ["prepare_flow", "stream_job", "measure_stream", "run_stream", "run_train", "register"]
 
@@ -128,11 +128,12 @@ def run_stream(out: str | Path = "results/scale", *, sizes: tuple[int, ...] = (5
     (the claim: within 1.10, since memory is O(chunk), not O(rows)).
     """
     out = Path(out)
+    log = StageLog("scale stream", quiet=quiet)
+    log(f"training the flow on {train_rows:,} rows (or loading {out / 'flow.pt'})")
     flow_path = prepare_flow(out / "flow.pt", train_rows=train_rows, seed=seed, quiet=quiet)
     runs = []
     for rows in sorted(sizes):
-        if not quiet:
-            print(f"streaming {rows:,} rows in a fresh process ...", file=sys.stderr, flush=True)
+        log(f"streaming {rows:,} rows in a fresh process")
         runs.append(measure_stream(rows, flow_path, seed=seed, threads=threads))
     table_rows = [{
         "rows": f"{r['rows']:,}", "fit s": r["fit_seconds"], "rows/s": f"{r['rows_per_second']:,.0f}",
@@ -165,6 +166,7 @@ def run_train(out: str | Path = "results/scale-train", *, rows: int = 20_000, ep
     ctx = dist_tools.init_distributed() if distributed else None
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
     device = ctx.device if ctx else "cpu"
+    log = StageLog("scale train", quiet=quiet or rank != 0)
     try:
         out = Path(out)
         X, y = _training_rows(rows, seed)
@@ -172,6 +174,7 @@ def run_train(out: str | Path = "results/scale-train", *, rows: int = 20_000, ep
         y_mean, y_std = float(y.mean()), float(y.std())
         torch.manual_seed(seed)
         model = build_diglm(FLOW_CONFIG, HEAD_CONFIG, PX_WEIGHT)
+        log(f"training on {rows:,} rows, {epochs} epochs, {world} process(es)")
         t0 = time.perf_counter()
         history = train_module(model, (X - x_mean) / x_std, (y - y_mean) / y_std, epochs=epochs,
                               batch_size=batch_size, seed=seed, quiet=quiet or rank != 0,
@@ -180,6 +183,7 @@ def run_train(out: str | Path = "results/scale-train", *, rows: int = 20_000, ep
         t_train = time.perf_counter() - t0
         model.to("cpu")
         standardized = _Standardized(model, x_mean, x_std).eval()
+        log("exact conjugate head (sufficient statistics all-reduced) and the test rows")
         lo, hi = dist_tools.shard_range(rows, rank, world)
         head = dist_tools.fit_conjugate_distributed(ConjugateLinearRegression(prior_precision=1.0),
                                                     standardized.features, flights_like(hi - lo, seed=seed, start=lo))

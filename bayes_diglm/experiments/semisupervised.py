@@ -27,7 +27,7 @@ import torch
 from ..evaluation import accuracy, mean_nll, ood_scores, predictive_entropy
 from ..flows.image import bits_per_dim
 from ..training.loop import semi_supervised_split
-from .common import markdown_table, summarized_warnings, write_results
+from .common import StageLog, markdown_table, summarized_warnings, write_results
 from .joint_data import DigitData, glow_classifier, load_digit_data, single_threaded, subset_rows
 
 __all__ = ["CONFIGS", "MODELS", "run_semisupervised", "register"]
@@ -133,8 +133,10 @@ def run_semisupervised(out: str | Path = "results/semisupervised", *, quick: boo
     cfg = {**CONFIGS[name], **(config or {})}
     out = Path(out)
     rows, timings = [], {}
+    log = StageLog("semisupervised", quiet=quiet)
     with single_threaded(num_threads), summarized_warnings("semisupervised") as numerical_warnings:
         if data is None:
+            log("loading the MNIST digits and the OOD sets")
             data = load_digit_data(data_dir, seed=seed, n_ood=int(cfg["n_ood"]))
         train = subset_rows(data.train_labels, cfg["n_train"], seed)[: cfg["n_train"] or None]
         test = np.arange(len(data.test_labels)) if cfg["n_test"] is None else np.sort(
@@ -148,10 +150,12 @@ def run_semisupervised(out: str | Path = "results/semisupervised", *, quick: boo
             for model in MODELS:
                 if model == "semi-supervised" and unl.size == 0:
                     continue  # all labels: the semi-supervised model is the labelled-only one
+                log(f"training {model} with {len(lab):,} labels ({unl.size:,} unlabelled images)")
                 clf, seconds, epochs = _fit(model, X_lab, y_lab, X_unl, cfg, seed=seed, quiet=quiet, device=device)
                 timings[f"{model}, {len(lab)} labels (s)"] = seconds
                 rows.append({"labels": len(lab), "model": model if unl.size else f"{model} (all labels)",
                              "epochs": epochs, **_evaluate(clf, data, test, ood)})
+    log("figures and tables")
     for r in rows:  # the figure draws one line per model: the all-labels point joins each line
         r["model"] = r["model"].replace(" (all labels)", "")
     figure_rows = rows + [{**r, "model": "semi-supervised"} for r in rows

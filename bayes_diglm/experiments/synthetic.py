@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 from sklearn.datasets import make_moons
 
 from ..models.estimators import DIGLMClassifier
-from .common import add_common_arguments, count_arg, markdown_table, write_results
+from .common import StageLog, add_common_arguments, count_arg, markdown_table, write_results
 
 __all__ = ["CONFIGS", "run_synthetic"]
 
@@ -27,13 +26,14 @@ def run_synthetic(out: str | Path = "results/synthetic", *, epochs: int | None =
     """Train a hybrid (px_weight=0.1) and a discriminative DIGLM on two moons; write and return metrics.
 
     ``quick`` takes :data:`CONFIGS` ``["quick"]`` (fewer rows and epochs); ``epochs`` overrides either.
-    Unless ``quiet``, a line on stderr announces each model before its training (whose progress bar shows
-    on a terminal).
+    Unless ``quiet``, a line on stderr announces each model before its training, with the seconds elapsed
+    (the training's progress bar shows on a terminal).
     """
     cfg = dict(CONFIGS["quick" if quick else "default"])
     if epochs is not None:
         cfg["epochs"] = epochs
     t0 = time.perf_counter()
+    log = StageLog("synthetic", quiet=quiet)
     X, y = make_moons(cfg["n_train"], noise=0.1, random_state=seed)
     X_test, y_test = make_moons(cfg["n_test"], noise=0.1, random_state=seed + 1)
     far = np.random.default_rng(seed).uniform(-1, 1, size=(1000, 2)) * 0.5 + np.array([5.0, -5.0])
@@ -41,9 +41,7 @@ def run_synthetic(out: str | Path = "results/synthetic", *, epochs: int | None =
     rows = []
     models = (("hybrid (lambda=0.1)", 0.1), ("discriminative (lambda=0)", 0.0))
     for i, (name, weight) in enumerate(models, start=1):
-        if not quiet:
-            print(f"[{i}/{len(models)}] training {name}: {cfg['n_train']} points, {cfg['epochs']} epochs",
-                  file=sys.stderr, flush=True)
+        log(f"[{i}/{len(models)}] training {name}: {cfg['n_train']} points, {cfg['epochs']} epochs")
         clf = DIGLMClassifier(px_weight=weight, epochs=cfg["epochs"], seed=seed, quiet=quiet).fit(X, y)
         in_px, far_px = clf.score_samples(X_test), clf.score_samples(far)
         rows.append({
