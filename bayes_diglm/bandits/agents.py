@@ -517,10 +517,11 @@ class FlowLinear(_NetworkAgent):
     per-call overhead forward and back whatever the batch; rows add ~0.8 ms per 1,000), and each decision
     passes one context through the flow (~0.5 ms against the MLP's 0.03). So the default retrains for 25
     minibatches (NeuralLinear: 100) of 512 labelled rows plus ``density_batch_size = 64`` density rows every
-    50 steps, about 1.3x NeuralLinear's CPU per decision (30 minibatches measured 1.51x;
-    ``benchmarks/bench_bandits.py``); the former default, 100 minibatches with 512 density rows, is the variant
-    ``"FlowLinear[full]"`` (about 4.7x). docs/bandits.md compares their regret. ``density_batch_size=None`` draws
-    as many density rows as labelled ones.
+    50 steps, at twice the former learning rate (0.006: at lr 0.003 the shorter schedule lost regret at every
+    delta of the wheel), about 1.4x NeuralLinear's CPU per decision (30 minibatches measured 1.51x;
+    ``benchmarks/bench_bandits.py``); the former default, 100 minibatches with 512 density rows at lr 0.003, is
+    the variant ``"FlowLinear[full]"`` (about 4.7x). docs/bandits.md compares their regret.
+    ``density_batch_size=None`` draws as many density rows as labelled ones.
 
     ``agent.posterior`` is the per-arm NIG state over ``[z, 1]`` (``P = d + m + 1``), ``agent.features(X)``
     the flow features, ``agent.log_px(X)`` the flow's ``log p(x)`` and ``agent.module.flow`` the flow.
@@ -540,7 +541,7 @@ class FlowLinear(_NetworkAgent):
     def __init__(self, num_arms: int, context_dim: int, *, augment_dims: int = 0, num_layers: int = 3,
                  hidden_dims: tuple[int, ...] = (32,), mixing: str = "permute", px_weight: float | None = None,
                  density_noise: float = 0.05, density_batch_size: int | None = 64, px_explore: float = 0.0,
-                 train_every: int = 50, train_steps: int = 25, batch_size: int = 512, lr: float = 3e-3,
+                 train_every: int = 50, train_steps: int = 25, batch_size: int = 512, lr: float = 6e-3,
                  lr_decay: float = 0.0, reset_lr: bool = False, optimizer: str = "rmsprop", clip_grad: float = 5.0,
                  prior_precision: float = 0.25, a0: float = 6.0, b0: float = 6.0, fit_intercept: bool = True,
                  initial_pulls: int = 2, greedy: bool = False, seed: int = 0) -> None:
