@@ -491,8 +491,9 @@ class FlowLinear(_NetworkAgent):
 
     The agent's network ``agent.module`` is a :class:`~bayes_diglm.models.diglm.DIGLM`: a RealNVP flow on the
     context (padded with ``augment_dims`` extra coordinates) and a :class:`~bayes_diglm.bandits.heads.PerArmHead`
-    of the registry's ``"gaussian"`` family (one output and one noise variance per arm). On NeuralLinear's
-    schedule it is retrained by the DIGLM's own semi-supervised hybrid objective,
+    of the registry's ``"gaussian"`` family (one output and one noise variance per arm). Every ``train_every``
+    steps (as NeuralLinear) it is retrained for ``train_steps`` minibatches by the DIGLM's own semi-supervised
+    hybrid objective,
 
     .. math:: \tfrac1B\sum_{i} \log N(r_i \mid w_{a_i}^T f(x_i) + c_{a_i}, \sigma_{a_i}^2)
               + \mathrm{px\_weight}\cdot\tfrac1{B + B'}\sum_j \log p(x_j),
