@@ -13,9 +13,11 @@ from .._validation import check_positive
 from ..flows.base import ActNorm
 from ..flows.realnvp import realnvp
 from ..inference.nig import NormalInverseGamma
+from ..models.diglm import DIGLM
 from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..training.fields import Fields
 from ..training.loop import WithReplacement, train_module
+from .heads import PerArmHead
 
 __all__ = [
     "BanditAgent",
@@ -318,25 +320,25 @@ def _rmsprop(params, lr: float, kind: str) -> torch.optim.RMSprop:
     first step moves every weight by about ``lr / sqrt(1 - decay)`` (0.3-1.0), from one by ``lr * |grad|``.
     """
     if kind == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
+        return torch.optim.RMSprop(params, lr=lr, foreach=True)
     params = list(params)
-    opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10)
+    opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10, foreach=True)
     for p in params:
         opt.state[p] = {"step": torch.tensor(0.0), "square_avg": torch.ones_like(p)}
     return opt
 
 
 class _HistoryObjective(nn.Module):
-    """An agent's network as a :func:`train_module` objective: ``objective(contexts, rows)`` is minus the agent's
-    loss on those history rows (their pulled arms and rewards), so the loop's targets are the row numbers."""
+    """An agent's network as a :func:`train_module` objective: ``objective(contexts, rows)`` is
+    ``value(contexts, rows)``, the agent's ``(objective, parts)`` on those history rows (their pulled arms and
+    rewards), so the loop's targets are the row numbers."""
 
-    def __init__(self, module: nn.Module, loss, arms: torch.Tensor, rewards: torch.Tensor) -> None:
+    def __init__(self, module: nn.Module, value) -> None:
         super().__init__()
-        self.module = module
-        self.loss, self.arms, self.rewards = loss, arms, rewards
+        self.module, self.value = module, value
 
     def forward(self, contexts: torch.Tensor, rows: torch.Tensor):
-        return -self.loss(contexts, self.arms[rows], self.rewards[rows]), {}
+        return self.value(contexts, rows)
 
 
 class _NetworkAgent(_PosteriorAgent):
@@ -376,6 +378,11 @@ class _NetworkAgent(_PosteriorAgent):
     def _build(self) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _history_objective(self, arms: torch.Tensor, rewards: torch.Tensor):
+        """``(contexts, rows) -> (objective, parts)`` to maximise on those rows of the history (whose pulled
+        ``arms`` and ``rewards`` are given for every row); by default minus :meth:`_loss`."""
+        return lambda contexts, rows: (-self._loss(contexts, arms[rows], rewards[rows]), {})
+
     def _loss(self, contexts: torch.Tensor, arms: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -387,7 +394,7 @@ class _NetworkAgent(_PosteriorAgent):
         own optimiser (its state carries over between retrainings) and the run-long inverse-time decay."""
         contexts, arms, rewards = self.history.data()
         X, A, R = torch.from_numpy(contexts).float(), torch.from_numpy(arms), torch.from_numpy(rewards).float()
-        objective = _HistoryObjective(self.module, self._loss, A, R)
+        objective = _HistoryObjective(self.module, self._history_objective(A, R))
         start = 0 if self.reset_lr else self.train_steps_done_
         try:
             train_module(objective, X, torch.arange(X.shape[0]), epochs=1, batch_size=self.batch_size, lr=self.lr,
@@ -481,45 +488,46 @@ class NeuralLinear(_NetworkAgent):
         return (pred - rewards).pow(2).mean()
 
 
-class _MaskedGaussianHead(nn.Module):
-    """One Gaussian output per arm, ``r | z, a ~ N(w_a^T z + c_a, exp(2 s_a))``; only the pulled arm counts."""
-
-    def __init__(self, dim: int, num_arms: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(dim, num_arms)
-        self.log_sigma = nn.Parameter(torch.zeros(num_arms))
-
-    def log_prob(self, z: torch.Tensor, arms: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
-        loc = self.linear(z).gather(1, arms[:, None])[:, 0]
-        log_sigma = self.log_sigma[arms]
-        return -0.5 * ((rewards - loc) * torch.exp(-log_sigma)).pow(2) - log_sigma - 0.5 * math.log(2 * math.pi)
-
-
 class FlowLinear(_NetworkAgent):
     r"""Ours: Thompson sampling with a per-arm NIG head on invertible flow features ``z = f(x)``.
 
-    A RealNVP flow on the context (padded with ``augment_dims`` extra coordinates) is retrained on
-    NeuralLinear's schedule with the DIGLM's hybrid objective
+    The agent's network ``agent.module`` is a :class:`~bayes_diglm.models.diglm.DIGLM`: a RealNVP flow on the
+    context (padded with ``augment_dims`` extra coordinates) and a :class:`~bayes_diglm.bandits.heads.PerArmHead`
+    of the registry's ``"gaussian"`` family (one output and one noise variance per arm). Every ``train_every``
+    steps (as NeuralLinear) it is retrained for ``train_steps`` minibatches by the DIGLM's own semi-supervised
+    hybrid objective,
 
-    .. math:: \tfrac1B\sum_{i} \log N(r_i \mid w_{a_i}^T f(x_i) + c_{a_i}, s_{a_i}^2)
-              + \mathrm{px\_weight}\cdot\tfrac1B\sum_j \log p(x_j),
+    .. math:: \tfrac1B\sum_{i} \log N(r_i \mid w_{a_i}^T f(x_i) + c_{a_i}, \sigma_{a_i}^2)
+              + \mathrm{px\_weight}\cdot\tfrac1{B + B'}\sum_j \log p(x_j),
 
-    the first term on the pulled arm's reward only (a masked Gaussian head with one output per arm), the
-    second on contexts drawn from *all* contexts seen, including unlabeled ones passed to :meth:`observe`.
-    ``px_weight`` is the paper's lambda; by default ``0.1 / D`` for a flow on ``D`` dimensions (the paper
-    scales lambda by ``1/D``: ``0.01 / D`` on MNIST), since ``log p(x)`` grows with ``D``.
-    The density term sees the contexts plus Gaussian jitter of standard deviation ``density_noise`` (like
-    dequantisation): without it a context coordinate that is constant in the data (a blank pixel) has no
-    finite density, and ActNorm's data-dependent initialisation scales it by ``1e6`` per layer, so the
-    features of a later context that differs there explode.
+    the first term on ``B = batch_size`` history rows (the pulled arm's reward only: the other arms' targets are
+    missing), the second on those rows and on ``B' = density_batch_size`` more contexts drawn from *all*
+    contexts seen, including unlabeled ones passed to :meth:`observe`. ``px_weight`` is the paper's lambda; by
+    default ``0.1 / D`` for a flow on ``D`` dimensions (the paper scales lambda by ``1/D``: ``0.01 / D`` on
+    MNIST), since ``log p(x)`` grows with ``D``. The ``B'`` density rows are the contexts plus Gaussian jitter of
+    standard deviation ``density_noise`` (like dequantisation): without it a context coordinate that is
+    constant in the data (a blank pixel) has no finite density, and ActNorm's data-dependent initialisation
+    (from the first density rows) scales it by ``1e6`` per layer, so the features of a later context that
+    differs there explode.
 
     Augmentation: a coupling flow on ``d = 2`` (the wheel) only has 2 features, too few for five per-arm
-    linear heads. With ``augment_dims = m > 0`` the flow runs on ``[x, e]``, ``e ~ N(0, I_m)`` (an augmented
-    flow): the density term uses the one-sample bound ``log p(x) >= log p_f([x, e]) - log N(e; 0, I)``, and the
-    features are the deterministic slice ``z = f([x, 0])`` of dimension ``d + m``.
+    linear heads. With ``augment_dims = m > 0`` the flow runs on ``[x, e]``: the density rows draw
+    ``e ~ N(0, I_m)`` (an augmented flow, whose density bound is ``log p(x) >= log p_f([x, e]) - log N(e; 0,
+    I)``; the constant ``log N(e)`` does not change the gradient), and the features are the deterministic slice
+    ``z = f([x, 0])`` of dimension ``d + m``, which the ``B`` labelled rows use.
+
+    Cost: a retraining step costs about 3.5x NeuralLinear's (the flow's nine small transforms run ~1.6 ms of
+    per-call overhead forward and back whatever the batch; rows add ~0.8 ms per 1,000), and each decision
+    passes one context through the flow (~0.5 ms against the MLP's 0.03). So the default retrains for 25
+    minibatches (NeuralLinear: 100) of 512 labelled rows plus ``density_batch_size = 64`` density rows every
+    50 steps, at twice the former learning rate (0.006: at lr 0.003 the shorter schedule lost regret at every
+    delta of the wheel), about 1.4x NeuralLinear's CPU per decision (30 minibatches measured 1.51x;
+    ``benchmarks/bench_bandits.py``); the former default, 100 minibatches with 512 density rows at lr 0.003, is
+    the variant ``"FlowLinear[full]"`` (about 4.7x). docs/bandits.md compares their regret.
+    ``density_batch_size=None`` draws as many density rows as labelled ones.
 
     ``agent.posterior`` is the per-arm NIG state over ``[z, 1]`` (``P = d + m + 1``), ``agent.features(X)``
-    the flow features, ``agent.log_px(X)`` the flow's ``log p(x)`` and ``agent.module["flow"]`` the flow.
+    the flow features, ``agent.log_px(X)`` the flow's ``log p(x)`` and ``agent.module.flow`` the flow.
 
     Examples
     --------
@@ -535,9 +543,9 @@ class FlowLinear(_NetworkAgent):
 
     def __init__(self, num_arms: int, context_dim: int, *, augment_dims: int = 0, num_layers: int = 3,
                  hidden_dims: tuple[int, ...] = (32,), mixing: str = "permute", px_weight: float | None = None,
-                 density_noise: float = 0.05, px_explore: float = 0.0, train_every: int = 50,
-                 train_steps: int = 100, batch_size: int = 512, lr: float = 3e-3, lr_decay: float = 0.0,
-                 reset_lr: bool = False, optimizer: str = "rmsprop", clip_grad: float = 5.0,
+                 density_noise: float = 0.05, density_batch_size: int | None = 64, px_explore: float = 0.0,
+                 train_every: int = 50, train_steps: int = 25, batch_size: int = 512, lr: float = 6e-3,
+                 lr_decay: float = 0.0, reset_lr: bool = False, optimizer: str = "rmsprop", clip_grad: float = 5.0,
                  prior_precision: float = 0.25, a0: float = 6.0, b0: float = 6.0, fit_intercept: bool = True,
                  initial_pulls: int = 2, greedy: bool = False, seed: int = 0) -> None:
         if not isinstance(augment_dims, (int, np.integer)) or augment_dims < 0:
@@ -548,14 +556,15 @@ class FlowLinear(_NetworkAgent):
         dim = _positive_int(context_dim, "context_dim") + self.augment_dims
         self.px_weight = 0.1 / dim if px_weight is None else check_positive(px_weight, "px_weight", allow_zero=True)
         self.density_noise = check_positive(density_noise, "density_noise", allow_zero=True)
+        self.density_batch_size = (None if density_batch_size is None
+                                   else _positive_int(density_batch_size, "density_batch_size"))
         self.px_explore = check_positive(px_explore, "px_explore", allow_zero=True)
         if mixing not in ("lu", "permute"):
             raise ValueError(f"mixing must be 'lu' or 'permute', got {mixing!r}")
         self.mixing = mixing
-        feature_dim = _positive_int(context_dim, "context_dim") + self.augment_dims
-        if feature_dim < 2:
+        if dim < 2:
             raise ValueError("a coupling flow needs at least 2 dimensions: use augment_dims >= 1 for d = 1")
-        super().__init__(num_arms, context_dim, feature_dim=feature_dim, train_every=train_every,
+        super().__init__(num_arms, context_dim, feature_dim=dim, train_every=train_every,
                          train_steps=train_steps, batch_size=batch_size, lr=lr, lr_decay=lr_decay, reset_lr=reset_lr,
                          optimizer=optimizer, clip_grad=clip_grad, prior_precision=prior_precision, a0=a0, b0=b0,
                          fit_intercept=fit_intercept, initial_pulls=initial_pulls, greedy=greedy, seed=seed)
@@ -566,12 +575,13 @@ class FlowLinear(_NetworkAgent):
     def config(self) -> dict:
         return {**super().config(), "augment_dims": self.augment_dims, "num_layers": self.num_layers,
                 "hidden_dims": list(self.hidden_dims), "mixing": self.mixing, "px_weight": self.px_weight,
-                "density_noise": self.density_noise, "px_explore": self.px_explore}
+                "density_noise": self.density_noise, "density_batch_size": self.density_batch_size,
+                "px_explore": self.px_explore}
 
-    def _build(self) -> nn.Module:
+    def _build(self) -> DIGLM:
         dim = self.context_dim + self.augment_dims
         flow = realnvp(dim, num_layers=self.num_layers, hidden_dims=self.hidden_dims, mixing=self.mixing)
-        return nn.ModuleDict({"flow": flow, "head": _MaskedGaussianHead(dim, self.num_arms)})
+        return DIGLM(flow, PerArmHead(dim, self.num_arms, "gaussian"), self.px_weight)
 
     def observe(self, contexts) -> None:
         """Add unlabeled contexts ``(n, d)`` to the pool that trains ``log p(x)``."""
@@ -590,10 +600,9 @@ class FlowLinear(_NetworkAgent):
 
     def _features_and_score(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features ``z = f([x, 0])`` and the density score ``log p_f([x, 0])`` from one pass through the flow."""
-        flow = self.module["flow"]
-        with torch.no_grad():
-            z, log_det = flow(self._pad(torch.from_numpy(contexts).float()))
-            return z.double().numpy(), (flow.base_log_prob(z) + log_det).double().numpy()
+        with torch.inference_mode():
+            out = self.module.outputs(self._pad(torch.from_numpy(contexts).float()))
+            return out.features.double().numpy(), out.log_px.double().numpy()
 
     def _design_row(self, x: np.ndarray) -> np.ndarray:
         if self._cache is None or not np.array_equal(self._cache[0], x):
@@ -620,7 +629,8 @@ class FlowLinear(_NetworkAgent):
         """``log p(x)`` per row (nats; with augmentation the one-sample bound, drawn from the agent's rng)."""
         X = torch.from_numpy(np.atleast_2d(np.asarray(contexts, dtype=np.float64))).float()
         with torch.no_grad():
-            return self._density(X).double().numpy()
+            padded, log_q = self._noisy(X)
+            return (self.module.log_px(padded) - log_q).double().numpy()
 
     def _noisy(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``([x, e], log N(e; 0, I))`` with ``e`` from the agent's generator (``(X, 0)`` without augmentation)."""
@@ -630,30 +640,34 @@ class FlowLinear(_NetworkAgent):
         log_q = -0.5 * noise.pow(2).sum(1) - 0.5 * self.augment_dims * math.log(2 * math.pi)
         return self._pad(X, noise), log_q
 
-    def _density(self, X: torch.Tensor) -> torch.Tensor:
-        padded, log_q = self._noisy(X)
-        return self.module["flow"].log_prob(padded) - log_q
-
-    def _loss(self, contexts, arms, rewards):
+    def _density_rows(self, n: int) -> torch.Tensor:
+        """``n`` flow inputs ``[x + jitter, e]`` for the density term, ``x`` drawn from every context seen."""
         seen = self.history.data()[0]
         if self.unlabeled.size:
             seen = np.concatenate([seen, self.unlabeled.data()[0]])
-        pool = seen[self.rng.integers(0, seen.shape[0], size=contexts.shape[0])]
+        pool = seen[self.rng.integers(0, seen.shape[0], size=n)]
         if self.density_noise:
             pool = pool + self.density_noise * self.rng.standard_normal(pool.shape)
-        padded, log_q = self._noisy(torch.from_numpy(pool).float())
-        flow = self.module["flow"]
+        padded = self._noisy(torch.from_numpy(pool).float())[0]
         if not self._actnorm_ready:
+            flow = self.module.flow
             if any(isinstance(m, ActNorm) and not bool(m.initialized) for m in flow.modules()):
                 with torch.no_grad():  # ActNorm initialises from its first batch: make it the (noisy) contexts
                     flow(padded)
             self._actnorm_ready = True
-        # one pass through the flow for both terms: density rows, then the labeled rows at e = 0
-        z, log_det = flow(torch.cat([padded, self._pad(contexts)]))
-        B = pool.shape[0]
-        log_px = flow.base_log_prob(z[:B]) + log_det[:B] - log_q
-        log_py = self.module["head"].log_prob(z[B:], arms, rewards)
-        return -(log_py.mean() + self.px_weight * log_px.mean())
+        return padded
+
+    def _history_objective(self, arms: torch.Tensor, rewards: torch.Tensor):
+        """The DIGLM's semi-supervised objective: the rows' rewards as targets of their pulled arms (the other
+        arms' missing), a density minibatch appended as unlabelled rows."""
+        targets = torch.full((arms.shape[0], self.num_arms), math.nan)
+        targets[torch.arange(arms.shape[0]), arms] = rewards
+
+        def value(contexts: torch.Tensor, rows: torch.Tensor):
+            density = self._density_rows(self.density_batch_size or contexts.shape[0])
+            return self.module(torch.cat([self._pad(contexts), density]), targets[rows])
+
+        return value
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "unlabeled": self.unlabeled.state_dict(), "score_ref": list(self._score_ref)}
