@@ -46,6 +46,7 @@ class _StreamedPosterior:
 
         Example:
             >>> import numpy as np
+            >>> from bayes_diglm.models import DIGLMRegressor
             >>> rng = np.random.default_rng(0)
             >>> X = rng.normal(size=(300, 2)); y = X[:, 0] - X[:, 1] + 0.1 * rng.normal(size=300)
             >>> reg = DIGLMRegressor(posterior="conjugate", epochs=2, flow_kwargs={"num_layers": 2},
