@@ -264,6 +264,25 @@ class Likelihood:
         f_t, ctx = self._prepare(f, context)
         return _like(self._curvature(f_t, None if y is None else self._target(y, f_t), **ctx), f)
 
+    def _fisher(self, f: torch.Tensor, **context) -> torch.Tensor:
+        try:  # canonical links: the curvature does not depend on y, so it is its own expectation
+            return self._curvature(f, None, **context)
+        except ValueError:
+            raise NotImplementedError(f"a {type(self).__name__} likelihood declares no expected information "
+                                      "(its curvature depends on y and it does not override _fisher)") from None
+
+    def fisher(self, f, **context):
+        r"""The expected curvature :math:`E_{y \mid f}[-\partial^2_f \log p(y \mid f)]` (Fisher information in
+        ``f``), shape ``f.shape + (num_outputs,)``.
+
+        Equal to :meth:`curvature` for the canonical links; positive where the observed curvature may not be
+        (Student-t outliers, a Beta's tails), so penalised IRLS weights by it as lme4's PIRLS does (its working
+        weights ``mu'(f)^2 / Var[y]``). A family whose curvature depends on ``y`` overrides ``_fisher``; one that
+        does not raises ``NotImplementedError``.
+        """
+        f_t, ctx = self._prepare(f, context)
+        return _like(self._fisher(f_t, **ctx), f)
+
     # ---- sampling ----------------------------------------------------------------------------------------
 
     def sample(self, f, generator: torch.Generator | None = None, **context):

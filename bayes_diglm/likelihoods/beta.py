@@ -79,6 +79,9 @@ class Beta(NuisanceFamily):
         if y is None:
             raise ValueError("the curvature of a Beta likelihood depends on y; pass y")
         phi, mu, dmu, resid = self._score_parts(f, y)
-        _, a, b = self._shapes(f)
-        fisher = phi**2 * dmu**2 * (torch.polygamma(1, a) + torch.polygamma(1, b))
-        return (fisher - phi * dmu * (1.0 - 2.0 * mu) * resid)[..., None, None]
+        return self._fisher(f) - (phi * dmu * (1.0 - 2.0 * mu) * resid)[..., None, None]
+
+    def _fisher(self, f):
+        phi, a, b = self._shapes(f)
+        dmu = torch.sigmoid(f[..., 0]) * torch.sigmoid(-f[..., 0])
+        return (phi**2 * dmu**2 * (torch.polygamma(1, a) + torch.polygamma(1, b)))[..., None, None]

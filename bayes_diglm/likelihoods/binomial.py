@@ -136,3 +136,7 @@ class Binomial(Likelihood):
             raise ValueError(f"the curvature of a Binomial likelihood with the {self.link} link depends on y; pass y")
         _, _, da, db = self._ratios(f)
         return (-y * da + (trials - y) * db)[..., None, None]
+
+    def _fisher(self, f, trials):  # n p'^2 / (p (1 - p)) = n a b
+        a, b, _, _ = self._ratios(f)
+        return (trials * a * b)[..., None, None]

