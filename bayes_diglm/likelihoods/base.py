@@ -105,8 +105,9 @@ class Likelihood:
       nuisance parameter or, with a ``noise_log_var(f)`` method, given per row: the Normal-Inverse-Gamma
       (conjugate) head and the known-noise Gaussian Laplace head apply to it.
 
-    Subclasses implement :meth:`_dist`; they may override :meth:`_log_prob`, :meth:`_grad`, :meth:`_curvature`
-    (closed forms), :meth:`_predictive`, :meth:`_sample`, :meth:`_mean` and :meth:`_check_target`; each
+    Subclasses implement :meth:`_dist`; they may override :meth:`_log_prob`, :meth:`_grad`, :meth:`_curvature`,
+    :meth:`_fisher` (closed forms; the expected information, needed by the GLMM heads where the curvature depends
+    on ``y``), :meth:`_predictive`, :meth:`_sample`, :meth:`_mean` and :meth:`_check_target`; each
     private method receives the validated context as keyword arguments. ``predictive_samples`` sets the Monte
     Carlo size of the generic predictive and ``quadrature_points`` the Gauss-Hermite order for one-output
     families.
