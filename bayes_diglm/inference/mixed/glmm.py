@@ -21,6 +21,7 @@ from .blocked import BlockedCholesky, BlockPattern, apply_lambda, fixed_effect_f
 from .design import RowPattern, _block_sums, block_order
 from .family import FamilyParameters, glmm_family, row_context
 from .optimise import minimise_variance_components, warn_if_singular
+from .pyro_model import glmm_pyro_model
 
 __all__ = ["MixedEffectsClassifier", "MixedEffectsGLM", "MixedEffectsPoisson"]
 
@@ -213,6 +214,40 @@ class _LaplaceGLMM(MixedHeadBase):
         g = torch.Generator().manual_seed(int(as_generator(generator).integers(0, 2**62)))
         out = self.likelihood_.sample(torch.from_numpy(f[..., None]), g, **ctx).numpy()
         return self._decode(out)
+
+    def pyro_model(self, Z, y=None, *, groups, sample_weight=None, prior_scale=None, **context):
+        """The fitted model as a Pyro model (sites ``beta``, ``intercept``, ``z_<factor>`` and the deterministic
+        ``u_<factor>``, ``y`` with ``obs=`` per row; variance components and nuisance values plugged in): see
+        :mod:`~bayes_diglm.inference.mixed.pyro_model`. ``y`` as ``fit`` takes it (None to sample), ``groups``
+        with levels seen in fit, ``prior_scale`` None for the heads' flat prior on the fixed effects (NUTS from
+        :meth:`pyro_mode`) or the sd of a Normal prior (proper: Pyro's ``Predictive`` can sample it),
+        ``context`` the family's per-row keywords."""
+        if prior_scale is not None and not (np.isfinite(prior_scale) and prior_scale > 0):
+            raise ValueError(f"prior_scale must be None or a positive number, got {prior_scale!r}")
+        Z = self._validate_Z(Z)
+        ctx = row_context(self.likelihood_, context, Z.shape[0])
+        codes = self._row_codes(Z, groups, allow_unseen=False)
+        if y is not None:
+            y = self._y_index(y)
+            if y.shape[0] != Z.shape[0]:
+                raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
+        w = None if sample_weight is None else self._weights(sample_weight, Z.shape[0], allow_zero=True)
+        return glmm_pyro_model(self, Z, y, codes, w, ctx, prior_scale)
+
+    def pyro_mode(self) -> dict[str, torch.Tensor]:
+        """The fitted mode as values of :meth:`pyro_model`'s sample sites (``beta``, ``intercept``,
+        ``z_<factor>``): a start for Pyro's samplers, ``NUTS(head.pyro_model,
+        init_strategy=init_to_value(values=head.pyro_mode()), max_plate_nesting=1)`` (the flat priors cannot be
+        sampled from, so neither the default start nor Pyro's guess of the plate nesting can run the model)."""
+        check_is_fitted(self)
+        values = {"beta": torch.from_numpy(self.coef_.copy())}
+        if self.fit_intercept:
+            values["intercept"] = torch.tensor(self.intercept_, dtype=torch.float64)
+        offs = self._offsets()
+        for k, f in enumerate(self.factors_):
+            block = self.system_.u[offs[k]:offs[k] + f.size]
+            values[f"z_{f.name}"] = torch.from_numpy(block.reshape(f.levels.size, f.q).copy())
+        return values
 
     def _decode(self, y):
         return y
