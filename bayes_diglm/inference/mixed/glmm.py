@@ -344,9 +344,10 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
     For each (theta, beta) the random effects are integrated out by the Laplace approximation at their
     conditional mode (penalised IRLS with the blocked Cholesky of the Gaussian head); theta and beta maximise it
     (L-BFGS-B, started from the nAGQ=0 fit where beta sits at the joint mode). The random-effect scales are
-    estimated (the previous default fixed them). ``sample_weight`` are frequency weights (a binomial row with
-    ``k`` successes of ``m`` becomes a 1-row of weight ``k`` and a 0-row of weight ``m - k``; rows of weight 0, as
-    when ``k = 0`` or ``k = m``, are dropped).
+    estimated (the previous default fixed them). ``sample_weight`` are frequency weights (rows of weight 0 are
+    dropped); binomial rows of ``k`` successes in ``m`` trials are ``MixedEffectsGLM(likelihood="binomial")`` with
+    ``trials=m`` (the same fit as a 1-row of weight ``k`` and a 0-row of weight ``m - k`` here, up to the binomial
+    coefficients in ``log_likelihood_``). The family is the registry's ``"bernoulli"``.
 
     Fitted: ``classes_``, ``coef_``, ``intercept_``, ``bse_`` (from the joint curvature at the mode),
     ``re_cov_``, ``random_effects_`` (conditional modes), ``random_effects_cov_`` (conditional covariances, lme4's
