@@ -1,4 +1,5 @@
-"""The posterior-head contract on the three mixed heads, with ``groups`` passed where the contract passes nothing.
+"""The posterior-head contract on the mixed heads (the GLM head on the negative binomial), with ``groups`` passed
+where the contract passes nothing.
 
 Mirrors tests/test_heads_contract.py (integer/float/object inputs, fitted vocabulary, clone, Pipeline,
 cross_val_score, GridSearchCV, rejected calls, predictive moments against Monte Carlo of ``sample``, ArviZ and
@@ -19,7 +20,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bayes_diglm.inference import MixedEffectsClassifier, MixedEffectsPoisson, MixedEffectsRegression
+from bayes_diglm.inference import MixedEffectsClassifier, MixedEffectsGLM, MixedEffectsPoisson, MixedEffectsRegression
 from bayes_diglm.inference.base import Predictive
 
 az = pytest.importorskip("arviz")
@@ -34,14 +35,22 @@ def _data(kind, n=150, seed=0):
         y = eta + 0.5 * rng.normal(size=n)
     elif kind == "binary":
         y = np.where(rng.random(n) < expit(eta), "yes", "no")
-    else:
+    elif kind == "counts":
         y = rng.poisson(np.exp(0.5 * eta))
+    else:  # over-dispersed counts: NB2 with dispersion 0.5
+        y = rng.negative_binomial(2.0, 2.0 / (2.0 + np.exp(0.5 * eta)))
     return Z, y, g
+
+
+def mixedeffectsglm():
+    """MixedEffectsGLM on the negative binomial (named as make_pipeline names its step)."""
+    return MixedEffectsGLM(likelihood="negative_binomial")
 
 
 CASES = [("gaussian", MixedEffectsRegression, {"reml": [True, False]}),
          ("binary", MixedEffectsClassifier, {"fit_intercept": [True, False]}),
-         ("counts", MixedEffectsPoisson, {"fit_intercept": [True, False]})]
+         ("counts", MixedEffectsPoisson, {"fit_intercept": [True, False]}),
+         ("overdispersed", mixedeffectsglm, {"fit_intercept": [True, False]})]
 
 
 @pytest.fixture(params=CASES, ids=[c[0] for c in CASES])

@@ -5,8 +5,9 @@ updates, merges), :class:`LaplaceClassifier` (logistic / softmax), :class:`Lapla
 regression family: Poisson counts, Gaussian with known noise, a user's own ...), :class:`SVIClassifier` and
 :class:`SVIRegressor` (Pyro, Gaussian guide; the regressor in any registered family), :class:`NUTSRegressor`
 and :class:`NUTSClassifier` (Pyro's NUTS on any registered family, real chains), :class:`MixedEffectsRegression`,
-:class:`MixedEffectsClassifier` and :class:`MixedEffectsPoisson` (crossed or nested random effects per group,
-paper appendix B.1; specified by :class:`RandomEffect`).
+:class:`MixedEffectsClassifier`, :class:`MixedEffectsPoisson` and :class:`MixedEffectsGLM` (any registered family with
+one linear predictor; crossed or nested random effects per group, paper appendix B.1; specified by
+:class:`RandomEffect`).
 """
 
 from .base import COVARIANCES, PosteriorClassifierMixin, PosteriorHead, Predictive
@@ -14,6 +15,7 @@ from .conjugate import ConjugateLinearRegression, NIGPosterior, SufficientStats,
 from .laplace import LaplaceClassifier, LaplaceFit, LaplaceRegressor, laplace_glm, mackay_prior_precision
 from .mixed import (
     MixedEffectsClassifier,
+    MixedEffectsGLM,
     MixedEffectsPoisson,
     MixedEffectsRegression,
     MixedSufficientStats,
@@ -31,6 +33,7 @@ __all__ = [
     "LaplaceFit",
     "LaplaceRegressor",
     "MixedEffectsClassifier",
+    "MixedEffectsGLM",
     "MixedEffectsPoisson",
     "MixedEffectsRegression",
     "MixedSufficientStats",

@@ -101,6 +101,9 @@ class Likelihood:
       parameter or one value per posterior draw);
     - ``context``: names of per-row keywords the family needs (``("trials",)`` for the binomial); every method
       below takes them as keyword arguments, as tensors or arrays broadcasting against ``f.shape[:-1]``;
+    - ``laplace_glmm``: the GLMM heads (Laplace, Fisher-weighted PIRLS, nuisance parameters estimated with the
+      variance components) apply; False where that was not validated (a zero-inflated mixture, ordinal
+      cut-points), so ``MixedEffectsGLM`` refuses the family by this flag, not by its name;
     - ``gaussian_mean``: ``y`` is Gaussian around ``f[..., 0]`` (identity link) with a noise variance that is a
       nuisance parameter or, with a ``noise_log_var(f)`` method, given per row: the Normal-Inverse-Gamma
       (conjugate) head and the known-noise Gaussian Laplace head apply to it.
@@ -120,9 +123,10 @@ class Likelihood:
     nuisance: dict[str, Nuisance] = {}
     context: tuple[str, ...] = ()
     gaussian_mean = False
+    laplace_glmm = True
     predictive_samples = 512
     quadrature_points = 32
-    fisher_samples = 1024
+    fisher_samples = 4096
 
     # ---- what a family is made of ------------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class CumulativeLogit(NuisanceFamily):
     task = "classification"
     discrete = True
     link = "cumulative logit"
+    laplace_glmm = False  # cut-points as free GLMM parameters were not validated
     nuisance = {"cutpoints": Nuisance(pyro_constraints.ordered_vector, _even_cutpoints, "the ordered cut-points")}
 
     def __init__(self, num_classes: int, cutpoints=None, fixed: tuple[str, ...] = ()):

@@ -42,6 +42,7 @@ class ZeroInflatedPoisson(NuisanceFamily):
     name = "zero_inflated_poisson"
     discrete = True
     link = "log"
+    laplace_glmm = False  # a mixture: its GLMM (zero-inflation with random effects) was not validated
     nuisance = {"zero_prob": Nuisance(constraints.half_open_interval(0.0, 1.0), 0.1, "the zero probability pi")}
 
     def __init__(self, zero_prob=0.1, fixed: tuple[str, ...] = ()):

@@ -1,15 +1,17 @@
 """Mixed-effects heads: crossed or nested random effects per group on top of the features (paper appendix B.1).
 
 :class:`MixedEffectsRegression` (Gaussian, exact REML/ML as lme4's ``lmer``), :class:`MixedEffectsClassifier`
-(logit) and :class:`MixedEffectsPoisson` (log link), both by the Laplace approximation of ``glmer`` (``nAGQ=1``);
+(logit), :class:`MixedEffectsPoisson` (log link) and :class:`MixedEffectsGLM` (any family of the registry with one
+linear predictor: binomial with trials, negative binomial, Gamma, ...), by the Laplace approximation of ``glmer``
+(``nAGQ=1``);
 random effects specified by :class:`RandomEffect`; a fit whose covariance is singular warns
 :class:`SingularFitWarning`; :class:`MixedSufficientStats` streams large data sets.
 """
 
 from .design import MixedSufficientStats, RandomEffect
 from .gaussian import MixedEffectsRegression
-from .glmm import MixedEffectsClassifier, MixedEffectsPoisson
+from .glmm import MixedEffectsClassifier, MixedEffectsGLM, MixedEffectsPoisson
 from .optimise import SingularFitWarning
 
-__all__ = ["MixedEffectsClassifier", "MixedEffectsPoisson", "MixedEffectsRegression", "MixedSufficientStats",
-           "RandomEffect", "SingularFitWarning"]
+__all__ = ["MixedEffectsClassifier", "MixedEffectsGLM", "MixedEffectsPoisson", "MixedEffectsRegression",
+           "MixedSufficientStats", "RandomEffect", "SingularFitWarning"]

@@ -55,14 +55,17 @@ class PLSSystem:
         return self.scale * P.T @ P
 
 
-def drop_zero_weights(w: np.ndarray, Z: np.ndarray, y, labels: list[np.ndarray]):
-    """``(Z, y, w, labels)`` without the rows of weight 0: they carry no information (no trials, or infinite noise),
-    and ``log w`` would be -inf. Factor levels are built before, so a level seen only in such rows stays a level
-    whose random effect keeps its prior."""
+def drop_zero_weights(w: np.ndarray, Z: np.ndarray, y, labels: list[np.ndarray], context: dict | None = None):
+    """``(Z, y, w, labels, context)`` without the rows of weight 0: they carry no information (no trials, or
+    infinite noise), and ``log w`` would be -inf. Factor levels are built before, so a level seen only in such rows
+    stays a level whose random effect keeps its prior. ``context`` holds the family's per-row keywords (the
+    binomial's ``trials``), subset with the rows."""
+    context = {} if context is None else context
     keep = w > 0
     if keep.all():
-        return Z, y, w, labels
-    return Z[keep], None if y is None else y[keep], w[keep], [lab[keep] for lab in labels]
+        return Z, y, w, labels, context
+    return (Z[keep], None if y is None else y[keep], w[keep], [lab[keep] for lab in labels],
+            {key: value[keep] for key, value in context.items()})
 
 
 def default_effects(cols: dict) -> list[RandomEffect]:
@@ -127,7 +130,7 @@ class MixedHeadBase(PosteriorHead):
         return factors, labels
 
     def _stats(self, Z, y, w, factors, labels, *, allow_unseen=False):
-        Z, y, w, labels = drop_zero_weights(w, Z, y, labels)
+        Z, y, w, labels, _ = drop_zero_weights(w, Z, y, labels)
         order = block_order(factors)
         codes = [factors[k].codes(labels[k], allow_unseen=allow_unseen) for k in order]
         designs = [factors[k].design(Z) for k in order]

@@ -1,4 +1,6 @@
-"""Binary (logit) and count (Poisson, log link) GLMM heads by the Laplace approximation (lme4's glmer, nAGQ=1)."""
+"""GLMM heads for the registry's families by the Laplace approximation (lme4's glmer, nAGQ=1): any family with one
+linear predictor and an expected information (binomial with trials, negative binomial, Poisson, Gamma, ...), and
+the binary (logit) and Poisson heads built on it."""
 
 from __future__ import annotations
 
@@ -12,23 +14,26 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from bayes_diglm.inference.linalg import JitterWarning
-from bayes_diglm.likelihoods import Bernoulli, Poisson
 
 from ..._validation import check_params
 from ..base import Predictive, as_generator
 from ._head import MixedHeadBase, PLSSystem, drop_zero_weights
 from .blocked import BlockedCholesky, BlockPattern, apply_lambda, fixed_effect_factor, relative_factors, theta_layout
 from .design import RowPattern, _block_sums, block_order
+from .family import FamilyParameters, glmm_family, row_context
 from .optimise import minimise_variance_components, warn_if_singular
+from .pyro_model import glmm_pyro_model
 
-__all__ = ["MixedEffectsClassifier", "MixedEffectsPoisson"]
+__all__ = ["MixedEffectsClassifier", "MixedEffectsGLM", "MixedEffectsPoisson"]
 
 
 class _Rows:
-    """The rows of a GLMM fit in block order: fixed design, each factor's codes and covariates, targets, weights."""
+    """The rows of a GLMM fit in block order: fixed design, each factor's codes and covariates, targets, weights
+    and the family's per-row context (``trials``)."""
 
-    def __init__(self, X, codes, designs, factors, y, w):
+    def __init__(self, X, codes, designs, factors, y, w, context):
         self.X, self.codes, self.designs, self.factors, self.y, self.w = X, codes, designs, factors, y, w
+        self.context = context
         self.sizes = [f.size for f in factors]
         self.pattern = RowPattern(factors, codes, designs, X)
 
@@ -57,29 +62,28 @@ class _Rows:
 
 
 class _LaplaceGLMM(MixedHeadBase):
-    """Shared Laplace fit: penalised IRLS for the modes, L-BFGS-B over theta (then theta and beta)."""
+    """Shared Laplace fit: penalised IRLS for the modes, L-BFGS-B over theta and the family's nuisance parameters
+    (then theta, beta and those); the family comes from the registry (``likelihood_``, set by ``fit``)."""
 
     likelihood_: object
 
-    def _make_likelihood(self):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _log_lik(self, eta, y, w) -> float:
-        return float(w @ self.likelihood_.log_prob(eta[:, None], y))
-
-    def _mode(self, rows: _Rows, lams, u, beta, *, joint: bool):
-        """Penalised IRLS for ``u`` (and ``beta`` when ``joint``): Newton with step halving on
-        ``sum w log p(y | eta) - |u|^2 / 2``. Returns the mode, the system at it and the Laplace deviance."""
-        lik, y, w = self.likelihood_, rows.y, rows.w
+    def _mode(self, rows: _Rows, lik, lams, u, beta, *, joint: bool):
+        """Penalised IRLS for ``u`` (and ``beta`` when ``joint``): Fisher scoring with step halving on
+        ``sum w log p(y | eta) - |u|^2 / 2``, weighted by the family's expected information (lme4's working
+        weights; the observed curvature for the canonical links, positive where the observed one may not be).
+        Returns the mode, the system at it and the Laplace deviance, whose log-determinant uses the same weights
+        (as lme4's)."""
+        y, w, ctx = rows.y, rows.w, rows.context
         Gs = [f.levels.size for f in rows.factors]
+
         def objective(u, beta):
             eta = rows.predictor(apply_lambda(lams, Gs, u), beta)
-            return self._log_lik(eta, y, w) - 0.5 * u @ u, eta
+            return float(w @ lik.log_prob(eta[:, None], y, **ctx)) - 0.5 * u @ u, eta
 
         value, eta = objective(u, beta)
         for _ in range(self.max_iter):
-            D = w * lik.curvature(eta[:, None])[:, 0, 0]
-            g = w * lik.grad(eta[:, None], y)[:, 0]
+            D = w * lik.fisher(eta[:, None], **ctx)[:, 0, 0]
+            g = w * lik.grad(eta[:, None], y, **ctx)[:, 0]
             chol, RZX, RX = rows.system(D, lams)
             grad_u = chol.scale(rows.zt(g)[:, None])[:, 0] - u
             c_u = chol.solve_L(grad_u[:, None])[:, 0]
@@ -104,56 +108,60 @@ class _LaplaceGLMM(MixedHeadBase):
         else:
             warnings.warn(f"penalised IRLS did not converge in {self.max_iter} iterations", RuntimeWarning,
                           stacklevel=4)
-        # the system at the mode (curvature re-evaluated there)
-        D = w * lik.curvature(eta[:, None])[:, 0, 0]
+        # the system at the mode (weights re-evaluated there)
+        D = w * lik.fisher(eta[:, None], **ctx)[:, 0, 0]
         chol, RZX, RX = rows.system(D, lams)
         deviance = -2.0 * value + chol.logdet
         return u, beta, deviance, PLSSystem(chol, RZX, RX, u, beta, 1.0)
 
-    def _fit_rows(self, Z, y, w, groups) -> None:
+    def _fit_rows(self, Z, y, w, groups, context=None) -> None:
         factors, labels = self._build_factors(Z, groups)
         for f in factors:
             if f.levels.size < 2:
                 raise ValueError(f"factor {f.name!r} has a single level ({f.levels[0]!r}): its variance is not "
                                  "identifiable")
-        Z, y, w, labels = drop_zero_weights(w, Z, y, labels)
+        Z, y, w, labels, context = drop_zero_weights(w, Z, y, labels, context)
         order = block_order(factors)
         facs = [factors[k] for k in order]
         rows = _Rows(self._X(Z), [factors[k].codes(labels[k], allow_unseen=False) for k in order],
-                     [factors[k].design(Z) for k in order], facs, y, w)
+                     [factors[k].design(Z) for k in order], facs, y, w, context)
         qs, covs = [f.q for f in facs], [f.spec.covariance for f in facs]
-        q_total, p = sum(f.size for f in facs), rows.X.shape[1]
+        p = rows.X.shape[1]
+        family = FamilyParameters(self.likelihood_)
         start, _ = theta_layout(qs, covs)
-        nt = start.size
-        state = {"u": np.zeros(q_total), "beta": np.zeros(p)}
+        nt, nn = start.size, family.size
+        state = {"u": np.zeros(sum(f.size for f in facs)), "beta": np.zeros(p)}
+
+        def mode(theta, nu, beta, joint):
+            u, beta, dev, system = self._mode(rows, family.build(nu), relative_factors(theta, qs, covs), state["u"],
+                                              beta, joint=joint)
+            state["u"] = u
+            if joint:
+                state["beta"] = beta
+            return dev, system
+
         with warnings.catch_warnings():  # trial points of the optimiser are not the fitted model
             warnings.simplefilter("ignore", JitterWarning)
-            # population-level start for beta (theta = 0), then nAGQ = 0: theta with (u, beta) at their joint mode
-            zero = relative_factors(np.zeros(nt), qs, covs)
-            state["u"], state["beta"], _, _ = self._mode(rows, zero, state["u"], state["beta"], joint=True)
+            # population-level start for beta (theta = 0), then nAGQ = 0: theta and the family's nuisance
+            # parameters with (u, beta) at their joint mode
+            mode(np.zeros(nt), family.start, state["beta"], True)
+            res0 = minimise_variance_components(lambda x: mode(x[:nt], x[nt:], state["beta"], True)[0],
+                                                np.concatenate([start, family.start]), qs, covs, n_free=nn,
+                                                gtol=1e-6, maxiter=200, grad_tol=1e-3, ftol=1e-12)
+            mode(res0.x[:nt], res0.x[nt:], state["beta"], True)
 
-            def stage0(theta):
-                u, beta, dev, _ = self._mode(rows, relative_factors(theta, qs, covs), state["u"], state["beta"],
-                                             joint=True)
-                state["u"], state["beta"] = u, beta
-                return dev
+            # nAGQ = 1: theta, beta and the nuisance parameters, u at its conditional mode (warm-started)
+            def stage1(x):
+                return mode(x[:nt], x[nt + p:], x[nt:nt + p], False)[0]
 
-            res0 = minimise_variance_components(stage0, start, qs, covs, gtol=1e-6, maxiter=200, grad_tol=1e-3,
-                                                ftol=1e-12)
-            state["u"], state["beta"], _, _ = self._mode(rows, relative_factors(res0.x, qs, covs), state["u"],
-                                                         state["beta"], joint=True)
-
-            def stage1(params):  # nAGQ = 1: theta and beta, u at its conditional mode (warm-started)
-                theta, beta = params[:nt], params[nt:]
-                u, _, dev, _ = self._mode(rows, relative_factors(theta, qs, covs), state["u"], beta, joint=False)
-                state["u"] = u
-                return dev
-
-            res = minimise_variance_components(stage1, np.concatenate([res0.x, state["beta"]]), qs, covs,
-                                               n_free=p, gtol=self.tol, maxiter=self.max_iter, grad_tol=1e-3)
-        theta, beta = res.x[:nt], res.x[nt:]
+            res = minimise_variance_components(stage1, np.concatenate([res0.x[:nt], state["beta"], res0.x[nt:]]),
+                                               qs, covs, n_free=p + nn, gtol=self.tol, maxiter=self.max_iter,
+                                               grad_tol=1e-3)
+        theta, beta, nu = res.x[:nt], res.x[nt:nt + p], res.x[nt + p:]
         lams = relative_factors(theta, qs, covs)
-        u, beta, dev, system = self._mode(rows, lams, state["u"], beta, joint=False)
+        dev, system = mode(theta, nu, beta, False)
+        self.likelihood_ = family.build(nu)
+        self.nuisance_ = family.values(nu)
         self.factors_, self.order_ = factors, order
         self.system_ = system
         self.theta_ = theta
@@ -175,34 +183,157 @@ class _LaplaceGLMM(MixedHeadBase):
         """Draws from the joint Laplace posterior of (beta, random effects); plug-in ``sd_<factor>``."""
         return self._draw_effects(n, rng)
 
-    def _predictive_dist(self, Z, groups, allow_unseen):
+    def _predictive_dist(self, Z, groups, allow_unseen, context=None):
         Z = self._validate_Z(Z)
+        ctx = row_context(self.likelihood_, context or {}, Z.shape[0])
         mean, var = self._predictor_moments_grouped(Z, groups, allow_unseen)
-        return self.likelihood_.predictive(torch.from_numpy(mean[:, None]), torch.from_numpy(var[:, None, None]))
+        return self.likelihood_.predictive(torch.from_numpy(mean[:, None]), torch.from_numpy(var[:, None, None]),
+                                           **ctx)
 
     def _y_index(self, y) -> np.ndarray:
         return np.asarray(column_or_1d(y), dtype=np.float64)
 
-    def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups=None, sample_weight=None) -> np.ndarray:
-        """``w_i log p(y_i | f_s(z_i, g_i))``, shape (S, n); a row of weight 0 contributes 0."""
+    def pointwise_log_likelihood(self, draws: dict, Z, y, *, groups=None, sample_weight=None,
+                                 **context) -> np.ndarray:
+        """``w_i log p(y_i | f_s(z_i, g_i))``, shape (S, n); a row of weight 0 contributes 0. ``context``: the
+        family's per-row keywords (``trials=`` for the binomial)."""
         Z = self._validate_Z(Z)
         y = self._y_index(y)
         if y.shape[0] != Z.shape[0]:
             raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
+        ctx = row_context(self.likelihood_, context, Z.shape[0])
         w = self._weights(sample_weight, Z.shape[0], allow_zero=True)
         f = self._draw_predictor(draws, Z, groups)
-        return w[None] * self.likelihood_.log_prob(f[..., None], y[None])
+        return w[None] * self.likelihood_.log_prob(f[..., None], y[None], **ctx)
 
-    def sample_predictive(self, draws: dict, Z, *, groups=None, generator=None, sample_weight=None) -> np.ndarray:
+    def sample_predictive(self, draws: dict, Z, *, groups=None, generator=None, sample_weight=None,
+                          **context) -> np.ndarray:
         """One replicate per draw and row, shape (S, n)."""
         Z = self._validate_Z(Z)
+        ctx = row_context(self.likelihood_, context, Z.shape[0])
         f = self._draw_predictor(draws, Z, groups)
         g = torch.Generator().manual_seed(int(as_generator(generator).integers(0, 2**62)))
-        out = self.likelihood_.sample(torch.from_numpy(f[..., None]), g).numpy()
+        out = self.likelihood_.sample(torch.from_numpy(f[..., None]), g, **ctx).numpy()
         return self._decode(out)
+
+    def pyro_model(self, Z, y=None, *, groups, sample_weight=None, prior_scale=None, **context):
+        """The fitted model as a Pyro model (sites ``beta``, ``intercept``, ``z_<factor>`` and the deterministic
+        ``u_<factor>``, ``y`` with ``obs=`` per row; variance components and nuisance values plugged in): see
+        :mod:`~bayes_diglm.inference.mixed.pyro_model`. ``y`` as ``fit`` takes it (None to sample), ``groups``
+        with levels seen in fit, ``prior_scale`` None for the heads' flat prior on the fixed effects (NUTS from
+        :meth:`pyro_mode`) or the sd of a Normal prior (proper: Pyro's ``Predictive`` can sample it),
+        ``context`` the family's per-row keywords."""
+        if prior_scale is not None and not (np.isfinite(prior_scale) and prior_scale > 0):
+            raise ValueError(f"prior_scale must be None or a positive number, got {prior_scale!r}")
+        Z = self._validate_Z(Z)
+        ctx = row_context(self.likelihood_, context, Z.shape[0])
+        codes = self._row_codes(Z, groups, allow_unseen=False)
+        if y is not None:
+            y = self._y_index(y)
+            if y.shape[0] != Z.shape[0]:
+                raise ValueError(f"mismatched lengths: Z has {Z.shape[0]} rows, y has {y.shape[0]}")
+        w = None if sample_weight is None else self._weights(sample_weight, Z.shape[0], allow_zero=True)
+        return glmm_pyro_model(self, Z, y, codes, w, ctx, prior_scale)
+
+    def pyro_mode(self) -> dict[str, torch.Tensor]:
+        """The fitted mode as values of :meth:`pyro_model`'s sample sites (``beta``, ``intercept``,
+        ``z_<factor>``): a start for Pyro's samplers, ``NUTS(head.pyro_model,
+        init_strategy=init_to_value(values=head.pyro_mode()), max_plate_nesting=1)`` (the flat priors cannot be
+        sampled from, so neither the default start nor Pyro's guess of the plate nesting can run the model)."""
+        check_is_fitted(self)
+        values = {"beta": torch.from_numpy(self.coef_.copy())}
+        if self.fit_intercept:
+            values["intercept"] = torch.tensor(self.intercept_, dtype=torch.float64)
+        offs = self._offsets()
+        for k, f in enumerate(self.factors_):
+            block = self.system_.u[offs[k]:offs[k] + f.size]
+            values[f"z_{f.name}"] = torch.from_numpy(block.reshape(f.levels.size, f.q).copy())
+        return values
 
     def _decode(self, y):
         return y
+
+
+class MixedEffectsGLM(RegressorMixin, _LaplaceGLMM):
+    r"""GLMM with crossed or nested random effects for any family of the registry with one linear predictor, by
+    the Laplace approximation (lme4's ``glmer``, ``nAGQ=1``; ``glmer.nb`` and glmmTMB's ``nbinom2`` for the
+    negative binomial).
+
+    .. math:: y_i \sim p(y \mid \eta_i, \phi), \quad \eta_i = x_i^\top \beta + \textstyle\sum_k a_{ik}^\top
+              b_{k, g_k(i)}, \quad b = \Lambda_\theta u, \quad u \sim N(0, I),
+
+    with ``phi`` the family's nuisance parameters (the negative binomial's dispersion ``alpha = 1 / theta``, a
+    Gamma's shape, a Student-t's scale and degrees of freedom, a Gaussian's noise variance), estimated jointly with
+    theta and beta (as glmmTMB; glmer.nb profiles its theta by alternation, to the same maximum). The random
+    effects are integrated out by the Laplace approximation at their conditional mode, found by penalised IRLS
+    with the family's expected information as weights (lme4's working weights, equal to the observed curvature
+    for canonical links and positive where the observed one is not); the log-determinant uses the same weights,
+    as lme4's does, so ``log_likelihood_`` is lme4's ``logLik`` (with the family's full normalising constants, the
+    binomial coefficient included).
+
+    Parameters
+    ----------
+    likelihood : str or Likelihood
+        A registered family name (``"binomial"``, ``"negative_binomial"``, ``"poisson"``, ``"bernoulli"``,
+        ``"gamma"``, ``"student_t"``, ``"beta"``, ``"gaussian"``) or an instance; an instance's nuisance values
+        are the optimiser's start and its ``fixed`` ones are held (``NegativeBinomial(alpha=0.5, fixed=("alpha",))``).
+        Families with several linear predictors or without an expected information are refused.
+    random_effects : RandomEffect, list of RandomEffect or None
+        The random-effect terms (a random intercept per grouping column when None).
+    fit_intercept : bool
+        Add a fixed intercept.
+    tol, max_iter : float, int
+        The optimiser's gradient tolerance and iteration limits.
+
+    Notes
+    -----
+    ``fit(Z, y, groups=..., sample_weight=None, **context)`` takes the family's per-row keywords
+    (``trials=`` for the binomial: ``y`` successes out of ``trials``, lme4's ``cbind(successes, failures)``),
+    carried through the rows as the weights are; the prediction methods take them too. Fitted: as
+    :class:`MixedEffectsClassifier`, plus ``nuisance_`` (the fitted nuisance values) and ``likelihood_`` (the
+    family at them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> groups = np.repeat(np.arange(8), 10); Z = rng.normal(size=(80, 1))
+    >>> trials = rng.integers(1, 20, size=80)
+    >>> p = 1 / (1 + np.exp(-(0.5 * Z[:, 0] + 0.7 * rng.normal(size=8)[groups])))
+    >>> y = rng.binomial(trials, p)
+    >>> head = MixedEffectsGLM(likelihood="binomial").fit(Z, y, groups=groups, trials=trials)
+    >>> head.predict(Z[:2], groups=groups[:2], trials=trials[:2]).shape
+    (2,)
+    """
+
+    def __init__(self, *, likelihood="gaussian", random_effects=None, fit_intercept: bool = True, tol: float = 1e-5,
+                 max_iter: int = 500):
+        self.likelihood = likelihood
+        self.random_effects = random_effects
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def fit(self, Z, y, *, groups, sample_weight=None, **context) -> MixedEffectsGLM:
+        """Laplace fit on features ``Z``, targets ``y`` (checked by the family), ``groups`` and the family's
+        per-row keywords (``trials=``)."""
+        with self._keep_state_on_error():
+            lik = glmm_family(self.likelihood)
+            Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=True, reset=True, ensure_min_features=0)
+            ctx = row_context(lik, context, Z.shape[0])
+            y = lik.check_target(y, **ctx)
+            self.likelihood_ = lik
+            self._fit_rows(Z, y, self._weights(sample_weight, Z.shape[0], allow_zero=True), groups, ctx)
+        return self
+
+    def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False, **context):
+        """The family's predictive under the Gaussian of the linear predictor (joint Laplace posterior; unseen
+        levels add their prior variance): Gauss-Hermite or closed form, as the family provides."""
+        return Predictive(self._predictive_dist(Z, groups, allow_unseen, context), discrete=self.likelihood_.discrete)
+
+    def predict(self, Z, *, groups=None, allow_unseen: bool = False, **context) -> np.ndarray:
+        """The predictive mean of ``y`` at each row."""
+        return np.asarray(self.predict_dist(Z, groups=groups, allow_unseen=allow_unseen, **context).mean)
 
 
 class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
@@ -214,9 +345,10 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
     For each (theta, beta) the random effects are integrated out by the Laplace approximation at their
     conditional mode (penalised IRLS with the blocked Cholesky of the Gaussian head); theta and beta maximise it
     (L-BFGS-B, started from the nAGQ=0 fit where beta sits at the joint mode). The random-effect scales are
-    estimated (the previous default fixed them). ``sample_weight`` are frequency weights (a binomial row with
-    ``k`` successes of ``m`` becomes a 1-row of weight ``k`` and a 0-row of weight ``m - k``; rows of weight 0, as
-    when ``k = 0`` or ``k = m``, are dropped).
+    estimated (the previous default fixed them). ``sample_weight`` are frequency weights (rows of weight 0 are
+    dropped); binomial rows of ``k`` successes in ``m`` trials are ``MixedEffectsGLM(likelihood="binomial")`` with
+    ``trials=m`` (the same fit as a 1-row of weight ``k`` and a 0-row of weight ``m - k`` here, up to the binomial
+    coefficients in ``log_likelihood_``). The family is the registry's ``"bernoulli"``.
 
     Fitted: ``classes_``, ``coef_``, ``intercept_``, ``bse_`` (from the joint curvature at the mode),
     ``re_cov_``, ``random_effects_`` (conditional modes), ``random_effects_cov_`` (conditional covariances, lme4's
@@ -235,6 +367,8 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
     >>> clf.predict_proba(Z[:3], groups=groups[:3]).shape
     (3, 2)
     """
+
+    _family = "bernoulli"
 
     def __init__(self, *, random_effects=None, fit_intercept: bool = True, tol: float = 1e-5,
                  max_iter: int = 500):
@@ -255,7 +389,7 @@ class MixedEffectsClassifier(ClassifierMixin, _LaplaceGLMM):
                 raise ValueError(f"MixedEffectsClassifier needs exactly 2 classes, got {classes.size}: "
                                  f"{classes[:5].tolist()}")
             self.classes_ = classes
-            self.likelihood_ = Bernoulli()
+            self.likelihood_ = glmm_family(self._family)
             self._fit_rows(Z, index.astype(np.float64), self._weights(sample_weight, Z.shape[0], allow_zero=True),
                            groups)
         return self
@@ -292,6 +426,8 @@ class MixedEffectsPoisson(RegressorMixin, _LaplaceGLMM):
     the predictive mean ``E[y] = E[exp(eta)]`` (the Poisson-lognormal mean under the joint Laplace posterior).
     """
 
+    _family = "poisson"
+
     def __init__(self, *, random_effects=None, fit_intercept: bool = True, tol: float = 1e-5,
                  max_iter: int = 500):
         self.random_effects = random_effects
@@ -306,7 +442,7 @@ class MixedEffectsPoisson(RegressorMixin, _LaplaceGLMM):
             Z, y = validate_data(self, Z, y, dtype=np.float64, y_numeric=True, reset=True, ensure_min_features=0)
             if np.any(y < 0) or np.any(y != np.round(y)):
                 raise ValueError("y must hold non-negative integer counts")
-            self.likelihood_ = Poisson()
+            self.likelihood_ = glmm_family(self._family)
             self._fit_rows(Z, y, self._weights(sample_weight, Z.shape[0], allow_zero=True), groups)
         return self
 
