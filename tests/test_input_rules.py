@@ -265,3 +265,12 @@ def test_optimize_prior_precision_checks_its_tolerance_and_limit(models, tol, ma
     with pytest.raises((ValueError, TypeError), match="tol|max_iter"):
         model.optimize_prior_precision(tol=tol, max_iter=max_iter)
     _unchanged(model, before)
+
+
+def test_flow_sample_is_bounded_before_it_allocates():
+    from bayes_diglm.flows import build_flow
+
+    flow = build_flow({"kind": "realnvp", "dim": 3, "num_layers": 2})
+    with pytest.raises(ValueError, match="would allocate"):
+        flow.sample(10**12)
+    assert flow.sample(4).shape == (4, 3)

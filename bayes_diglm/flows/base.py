@@ -146,6 +146,9 @@ class Flow(nn.Module):
         :meth:`inverse_checked`)."""
         if int(n) < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        if int(n) * self.dim > _MAX_SAMPLE_VALUES:  # bounded before anything is allocated, as every sampler is
+            raise ValueError(f"n={int(n)} would allocate {int(n) * self.dim:.3g} values (more than 2**30); draw in "
+                             "batches")
         ref = self.base_log_scale
         z = torch.randn(int(n), self.dim, generator=generator, dtype=ref.dtype, device=ref.device)
         return self.inverse_checked(z * self.base_log_scale.exp())
@@ -155,6 +158,11 @@ class Flow(nn.Module):
             raise ValueError(
                 f"x must have shape (batch, {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
             )
+
+
+#: the most values one call may allocate (the count rule of :func:`bayes_diglm._validation.check_count`, which
+#: this layer does not import)
+_MAX_SAMPLE_VALUES = 2**30
 
 
 def _warn_if_inaccurate(got: torch.Tensor, want: torch.Tensor, rtol: float, what: str) -> None:
