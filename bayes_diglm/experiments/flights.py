@@ -366,16 +366,21 @@ def _metrics(pred, y: np.ndarray, scale: MinutesScale) -> dict[str, float]:
             "90% coverage": _coverage(pred, y, 0.9)}
 
 
-def _coverage(pred, y: np.ndarray, prob: float) -> float:
-    """Share of ``y`` inside the central ``prob`` interval; for predictives with a CDF (mixtures, whose
-    intervals need bisection) by the equivalent ``|F(y) - 1/2| <= prob / 2``."""
+def _coverages(pred, y: np.ndarray, probs) -> np.ndarray:
+    """Share of ``y`` inside each central ``prob`` interval; for predictives with a CDF (mixtures, whose
+    intervals need bisection) by the equivalent ``|F(y) - 1/2| <= prob / 2``, from one evaluation of the CDF."""
     if hasattr(pred, "cdf"):
-        return float(np.mean(np.abs(pred.cdf(y) - 0.5) <= prob / 2))
-    return interval_coverage(y, *pred.interval(prob))
+        distance = np.abs(pred.cdf(y) - 0.5)
+        return np.array([float(np.mean(distance <= p / 2)) for p in probs])
+    return np.array([interval_coverage(y, *pred.interval(p)) for p in probs])
+
+
+def _coverage(pred, y: np.ndarray, prob: float) -> float:
+    return float(_coverages(pred, y, [prob])[0])
 
 
 def _calibration(pred, y: np.ndarray) -> np.ndarray:
-    return np.array([_coverage(pred, y, p) for p in CALIBRATION_LEVELS])
+    return _coverages(pred, y, CALIBRATION_LEVELS)
 
 
 def _log_px(reg: DIGLMRegressor, X, dq: TabularDequantizer | None = None, *, draws: int = 4,
