@@ -433,7 +433,7 @@ class HeadTags(Tags):
 
 def family_context(names: tuple[str, ...], context: dict, n: int, owner: str) -> dict[str, np.ndarray]:
     """A family's per-row keywords ``names`` from ``context`` as float64 arrays of shape (n,) (a scalar is
-    broadcast); each is required and finite (``ValueError`` naming it)."""
+    broadcast); each is required, numeric (``TypeError``) and finite (``ValueError`` naming it)."""
     out = {}
     for key in names:
         if context.get(key) is None:
@@ -441,7 +441,11 @@ def family_context(names: tuple[str, ...], context: dict, n: int, owner: str) ->
         value = context[key]
         value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
         try:
-            value = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
+            numeric = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{key} must be numeric, got {type(value).__name__}") from None
+        try:
+            value = np.broadcast_to(numeric, (n,)).copy()
         except ValueError as err:
             raise ValueError(f"{key} must hold one value per row ({n}), got shape {np.shape(value)}") from err
         if not np.all(np.isfinite(value)):

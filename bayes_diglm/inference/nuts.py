@@ -91,16 +91,6 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _per_row(likelihood: likelihoods.Likelihood, context: dict, n: int) -> dict[str, np.ndarray]:
-    """The family's per-row keywords as float64 arrays (n,); a TypeError naming any the family does not take."""
-    unknown = sorted(set(context) - set(likelihood.context))
-    if unknown:
-        raise TypeError(f"a {type(likelihood).__name__} likelihood takes no per-row keyword {unknown}; its context "
-                        f"is {list(likelihood.context)}")
-    return {key: np.broadcast_to(np.asarray(context[key], dtype=np.float64), (n,)).copy()
-            for key in likelihood.context if context.get(key) is not None}
-
-
 class _NUTSHead:
     """The Pyro model and the sampler shared by :class:`NUTSRegressor` and :class:`NUTSClassifier`."""
 
@@ -422,7 +412,7 @@ class NUTSRegressor(_NUTSHead, RegressorMixin, PosteriorHead):
         f, lik = self._mixture_parts(Z)
         S = f.shape[1]
         mixing = torch.distributions.Categorical(probs=torch.full(f.shape[:2], 1.0 / S, dtype=torch.float64))
-        context = {k: v[:, None] for k, v in _per_row(self.likelihood_, context, Z.shape[0]).items()}
+        context = {k: v[:, None] for k, v in context.items()}  # validated by predict_dist
         return Predictive(torch.distributions.MixtureSameFamily(mixing, lik.dist(f, **context)))
 
     def predict(self, Z, **context) -> np.ndarray:

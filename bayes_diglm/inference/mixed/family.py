@@ -16,6 +16,8 @@ from torch.distributions import transform_to
 from bayes_diglm import likelihoods
 from bayes_diglm.likelihoods import Likelihood
 
+from ..base import family_context
+
 __all__ = ["FamilyParameters", "glmm_family", "row_context"]
 
 # unconstrained nuisance values are clipped to this box: beyond it a log-dispersion of -15 is a Poisson to 1e-6
@@ -48,22 +50,7 @@ def row_context(lik: Likelihood, context: dict, n: int) -> dict[str, np.ndarray]
     if unknown:
         raise TypeError(f"the {lik.name!r} family takes no per-row keyword {unknown}; its context is "
                         f"{list(lik.context)}")
-    out = {}
-    for key in lik.context:
-        if context.get(key) is None:
-            raise ValueError(f"the {lik.name!r} family needs the per-row keyword {key}= (one value per row)")
-        try:
-            value = np.asarray(context[key], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{key} must be numeric, got {type(context[key]).__name__}") from None
-        if value.ndim == 0:
-            value = np.full(n, float(value))
-        if value.shape != (n,):
-            raise ValueError(f"{key} must be a scalar or have one value per row ({n}), got shape {value.shape}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"{key} must be finite")
-        out[key] = value
-    return out
+    return family_context(tuple(lik.context), context, n, f"the {lik.name!r} family")
 
 
 class FamilyParameters:
