@@ -7,6 +7,8 @@ the regret normalised per episode (Uniform = 100) and the agent's CPU ms per dec
 seeded as ``bayes-diglm bandit wheel --protocol riquelme2018 --steps STEPS`` seeds them (episode and agent seed
 ``s``; FlowLinear names get the wheel's ``augment_dims=6``), so its cells are that command's episodes.
 ``--summary`` prints the table of mean +- s.e. over seeds from OUT (and from any further JSONL files given).
+A rerun with the same OUT resumes: episodes already in the file (same agent, delta, seed and steps) are skipped,
+so a long protocol can be played across several sittings.
 Not part of ``make bench``: it gives the regret beside the bench's CPU rows (docs/bandits.md).
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -26,17 +30,27 @@ __all__ = ["play", "summary", "main"]
 
 
 def play(out: str, steps: int, seeds: int, agents: list[str], deltas=WHEEL_DELTAS, label: str = "") -> None:
-    """Append one JSON line per episode to ``out``: seeds outer, deltas inner, ``agents`` in order."""
+    """Append one JSON line per episode to ``out``: seeds outer, deltas inner, ``agents`` in order.
+
+    Episodes already in ``out`` (same agent name with ``label``, delta, seed and steps) are not played again."""
+    done = set()
+    if os.path.exists(out):
+        done = {(r["agent"], r["delta"], r["seed"], r["steps"]) for r in map(json.loads, open(out))}
     for seed in range(seeds):
         for delta in deltas:
+            todo = [name for name in agents if (name + label, delta, seed, steps) not in done]
+            if not todo:
+                continue
             data = wheel_bandit(steps, delta, seed=seed, std=0.05, std_outer=0.01)
             uniform = run_agent(data, UniformAgent(5, 2, seed=seed)).cumulative_regret
-            for name in agents:
+            for name in todo:
                 agent = make_agent(name, 5, 2, seed=seed, **AGENT_SETTINGS["wheel"].get(AGENTS[name].cls.kind, {}))
+                start = time.perf_counter()
                 run = run_agent(data, agent)
                 row = {"agent": name + label, "delta": delta, "seed": seed, "steps": steps,
                        "regret": run.cumulative_regret, "uniform": uniform,
-                       "normalised": 100 * run.cumulative_regret / uniform, "cpu_ms": 1e3 * run.cpu_seconds / steps}
+                       "normalised": 100 * run.cumulative_regret / uniform, "cpu_ms": 1e3 * run.cpu_seconds / steps,
+                       "wall_s": time.perf_counter() - start, "load": os.getloadavg()[0]}
                 with open(out, "a") as f:
                     f.write(json.dumps(row) + "\n")
 
