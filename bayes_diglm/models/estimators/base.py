@@ -28,7 +28,7 @@ from ..._validation import (
 from ...flows.user import check_flow
 from ...inference.base import Predictive, family_context, keep_state_on_error
 from ...inference.mixed.design import group_columns
-from ...training import train_module
+from ...training import content_digest, train_module
 from ..diglm import FlowOutputs, build_diglm
 from .inputs import _InputChecks
 from .persistence import _Persistence
@@ -183,6 +183,10 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         config = {"version": __version__, "estimator": type(self).__name__, "flow_config": flow_config,
                   "head_config": head_config, "px_weight": float(self.px_weight),
                   "dtype": str(X.dtype).removeprefix("torch."), **self._extra_config()}
+        if checkpoint_path is not None:  # a checkpoint resumes only the run of the same data (train_module checks)
+            config["data_sha256"] = content_digest({
+                "X": X[train_rows], "y": y_t[train_rows], "X_unlabeled": X_unlabeled,
+                "context": {key: value[train_rows] for key, value in context_t.items()}})
         history = train_module(
             model, X[train_rows], y_t[train_rows], X_val=X_val, y_val=y_val, seed=self.seed, quiet=self.quiet,
             device=self.device, checkpoint_path=checkpoint_path, resume=resume, config=config,
