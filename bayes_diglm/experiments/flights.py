@@ -234,20 +234,23 @@ def _student_t_head() -> LaplaceRegressor:
 
 def _train_diglm(split: FlightsSplit, config: FlightsConfig, px_weight: float, quiet,
                  dq: TabularDequantizer | None = None, *, head: str = "heteroscedastic",
-                 posterior=None) -> DIGLMRegressor:
+                 posterior=None, fit_head: bool = True) -> DIGLMRegressor:
     """Flow and heteroscedastic head trained together (on dequantised inputs with ``dq``), then the Bayesian
     head over beta (default: the exact conjugate head, with the learned noise precisions as known weights) on
     the training flights' features as recorded: with ``dq`` it is fitted once, after training, by
-    ``fit_posterior`` (the head answers questions about recorded attributes), not first on the dequantised ones."""
+    ``fit_posterior`` (the head answers questions about recorded attributes), not first on the dequantised ones.
+    Without ``fit_head`` the head is only set, for a later ``fit_posterior`` (streamed over every flight)."""
     posterior = _bayesian_head() if posterior is None else posterior
     reg = DIGLMRegressor(
-        flow="realnvp", head=head, posterior="point" if dq is not None else posterior, px_weight=px_weight,
+        flow="realnvp", head=head, posterior=posterior if dq is None and fit_head else "point", px_weight=px_weight,
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, quiet=quiet,
         flow_kwargs={"num_layers": config.num_layers, "hidden_dims": tuple(config.hidden_dims)},
     ).fit(_dequantized(dq, split.X_train, config.seed), split.y_train,
           X_val=_dequantized(dq, split.X_val, config.seed + 1), y_val=split.y_val)
-    if dq is not None:
-        reg.set_params(posterior=posterior).fit_posterior([(split.X_train, split.y_train)])
+    if dq is not None or not fit_head:
+        reg.set_params(posterior=posterior)
+        if fit_head:
+            reg.fit_posterior([(split.X_train, split.y_train)])
     return reg
 
 
@@ -255,8 +258,9 @@ def _stage(bar: StageLog, text: str) -> None:
     bar(text)
 
 
-def _train_diglms(split, config, quiet, bar, dq) -> tuple[DIGLMRegressor, DIGLMRegressor, list[dict]]:
-    """The discriminative DIGLM and the hybrid whose Bayesian head has the best validation NLL."""
+def _train_diglms(split, config, quiet, bar, dq, streamed) -> tuple[DIGLMRegressor, DIGLMRegressor, list[dict]]:
+    """The discriminative DIGLM and the hybrid whose Bayesian head has the best validation NLL (the heads that
+    are ``streamed`` later over every flight are fitted on the networks' rows only where tuning needs them)."""
     tuning, best = [], None
     for weight in config.candidate_px_weights(split.X_train.shape[1]):
         _stage(bar, f"DIGLM px_weight={weight:.3g}")
@@ -268,12 +272,12 @@ def _train_diglms(split, config, quiet, bar, dq) -> tuple[DIGLMRegressor, DIGLMR
             best = (val_nll, reg)
         bar.update(1)
     _stage(bar, "DIGLM px_weight=0")
-    discriminative = _train_diglm(split, config, 0.0, quiet, dq)
+    discriminative = _train_diglm(split, config, 0.0, quiet, dq, fit_head=not streamed)
     bar.update(1)
     return best[1], discriminative, tuning
 
 
-def _train_student_t(split, config, px_weight: float, quiet, bar, dq) -> dict[float, DIGLMRegressor]:
+def _train_student_t(split, config, px_weight: float, quiet, bar, dq, streamed) -> dict[float, DIGLMRegressor]:
     """The heteroscedastic Student-t DIGLMs at the hybrid's lambda and at 0 (none without ``student_t``)."""
     if not config.student_t:
         return {}
@@ -281,7 +285,7 @@ def _train_student_t(split, config, px_weight: float, quiet, bar, dq) -> dict[fl
     for weight in dict.fromkeys((px_weight, 0.0)):
         _stage(bar, f"Student-t DIGLM px_weight={weight:.3g}")
         out[weight] = _train_diglm(split, config, weight, quiet, dq, head="heteroscedastic_t",
-                                   posterior=_student_t_head())
+                                   posterior=_student_t_head(), fit_head=not streamed)
         bar.update(1)
     return out
 
@@ -305,7 +309,7 @@ def _stream_blr(chunks) -> ConjugateLinearRegression:
 
 
 def _stream_heads(us: USFlightsSplit, regs, bar) -> tuple[ConjugateLinearRegression, dict]:
-    """Refit every DIGLM's Bayesian head (``fit_posterior``) and Bayesian linear regression over all training
+    """Fit every DIGLM's Bayesian head (``fit_posterior``) and Bayesian linear regression over all training
     rows, streamed."""
     info = {"rows": us.sizes["train"], "peak_rss_mb_before": peak_rss_mb()}
     t = time.perf_counter()
@@ -489,12 +493,13 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         split, us = _load_split(config)
         t = time.perf_counter()
         dq = _dequantizer(split) if config.dequantize else None
-        hybrid, discriminative, tuning = _train_diglms(split, config, quiet, bar, dq)
-        student = _train_student_t(split, config, hybrid.px_weight, quiet, bar, dq)
+        streamed = us is not None and config.stream_head
+        hybrid, discriminative, tuning = _train_diglms(split, config, quiet, bar, dq, streamed)
+        student = _train_student_t(split, config, hybrid.px_weight, quiet, bar, dq, streamed)
         timings["diglm_seconds"] = time.perf_counter() - t
         _stage(bar, "Bayesian linear regression")
         streaming = None
-        if us is not None and config.stream_head:
+        if streamed:
             blr, streaming = _stream_heads(us, (hybrid, discriminative, *student.values()), bar)
         else:
             blr = _bayesian_head().fit(split.X_train.astype(np.float64), split.y_train.astype(np.float64))
