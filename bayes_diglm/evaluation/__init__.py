@@ -1,14 +1,23 @@
 """Metrics for predictions; out-of-distribution scores, selective prediction and p(x)-aware predictives."""
 
 from .class_gaussian import ClassConditionalGaussian
-from .density_aware import DensityAwarePredictive, DensityWeighting, conjugate_prior_predictive, fit_density_weighting
+from .density_aware import (
+    DensityAwarePredictive,
+    DensityWeighting,
+    conjugate_prior_predictive,
+    density_aware_against_control,
+    fit_constant_weight,
+    fit_density_weighting,
+)
 from .metrics import (
     abstention_curve,
     accuracy,
+    class_nll,
     expected_calibration_error,
     interval_coverage,
     mean_nll,
     ood_scores,
+    predictive_coverage,
     predictive_entropy,
     reliability_curve,
     rmse,
@@ -78,6 +87,8 @@ __all__ = [
     "compressed_bits",
     "compressor_description",
     "conjugate_prior_predictive",
+    "density_aware_against_control",
+    "fit_constant_weight",
     "evaluate_ood",
     "fit_background",
     "fit_density_weighting",
@@ -96,10 +107,12 @@ __all__ = [
     "variance_inflation_against_controls",
     "abstention_curve",
     "accuracy",
+    "class_nll",
     "expected_calibration_error",
     "interval_coverage",
     "mean_nll",
     "ood_scores",
+    "predictive_coverage",
     "predictive_entropy",
     "reliability_curve",
     "rmse",

@@ -9,10 +9,14 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
+from .metrics import mean_nll
+
 __all__ = [
     "DensityAwarePredictive",
     "DensityWeighting",
     "conjugate_prior_predictive",
+    "density_aware_against_control",
+    "fit_constant_weight",
     "fit_density_weighting",
 ]
 
@@ -278,3 +282,51 @@ def fit_density_weighting(log_px_train, log_px_val, plain_val, prior_val, y_val,
                 best = (value, float(power), float(q))
     _, power, q = best
     return DensityWeighting(float(np.quantile(train, q)), power, q)
+
+
+#: the constant weights tried by :func:`fit_constant_weight`: from 1 - 1e-5 down to 1 - 10^-0.3 (about 0.5)
+CONSTANT_WEIGHTS = tuple((1.0 - np.logspace(-5, -0.3, 48)).tolist())
+
+
+def fit_constant_weight(plain_val, prior_val, y_val, *, weights=CONSTANT_WEIGHTS) -> float:
+    r"""The one weight :math:`w` (the same for every input) of :math:`w\, p(y \mid x, \mathcal D) + (1 - w)\, p_0(y
+    \mid x)` with the lowest validation NLL over the grid ``weights``: the control of the density-aware
+    predictive, the same two components without ``p(x)`` (what ``p(x)`` adds is the difference). Ties go to the
+    first (largest) weight.
+
+    Examples
+    --------
+    >>> import torch
+    >>> plain = torch.distributions.Normal(torch.zeros(3, dtype=torch.float64), 1.0)
+    >>> prior = torch.distributions.Normal(torch.zeros(3, dtype=torch.float64), 10.0)
+    >>> fit_constant_weight(plain, prior, np.zeros(3)) == CONSTANT_WEIGHTS[0]  # no outliers: nearly all plain
+    True
+    """
+    grid = np.asarray(weights, dtype=np.float64)
+    if grid.ndim != 1 or grid.size == 0 or np.any((grid < 0) | (grid > 1)):
+        raise ValueError("weights must be a non-empty 1-D grid of values in [0, 1]")
+    nll = [mean_nll(DensityAwarePredictive(plain_val, prior_val, w).log_prob(y_val)) for w in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def density_aware_against_control(log_px_train, val, test, **grids) -> dict:
+    r"""The density-aware predictive and its constant-weight control, both fitted on a validation slice.
+
+    ``val`` is ``(log_px, plain, prior, y)`` and ``test`` ``(log_px, plain, prior)``: each slice's ``log p(x)``,
+    the head's posterior predictive, its prior predictive (:func:`conjugate_prior_predictive`) and, on
+    validation, the targets. :func:`fit_density_weighting` chooses the threshold and power
+    (``grids``: its ``quantiles`` / ``powers``) and :func:`fit_constant_weight` the control's one weight.
+
+    Returns a dict: ``weighting`` (:class:`DensityWeighting`), ``aware`` and ``control`` (the test predictives,
+    :class:`DensityAwarePredictive`), ``constant_weight``, and ``val_nll`` with the validation mean NLL of the
+    ``plain``, ``density_aware`` and ``constant_weight`` predictives (nats, in the units of ``y``).
+    """
+    (log_px_val, plain_val, prior_val, y_val), (log_px_test, plain_test, prior_test) = val, test
+    weighting = fit_density_weighting(log_px_train, log_px_val, plain_val, prior_val, y_val, **grids)
+    constant = fit_constant_weight(plain_val, prior_val, y_val)
+    nll = {"plain": mean_nll(_LocScale.of(plain_val).log_prob(_numpy(y_val))),
+           "density_aware": mean_nll(weighting.predictive(plain_val, prior_val, log_px_val).log_prob(y_val)),
+           "constant_weight": mean_nll(DensityAwarePredictive(plain_val, prior_val, constant).log_prob(y_val))}
+    return {"weighting": weighting, "aware": weighting.predictive(plain_test, prior_test, log_px_test),
+            "control": DensityAwarePredictive(plain_test, prior_test, constant), "constant_weight": constant,
+            "val_nll": nll}

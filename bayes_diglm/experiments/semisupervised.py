@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluation import accuracy, mean_nll, ood_scores, predictive_entropy
+from ..evaluation import accuracy, class_nll, ood_scores, predictive_entropy
 from ..flows.image import bits_per_dim
 from ..training.loop import semi_supervised_split
 from .common import StageLog, markdown_table, summarized_warnings, write_results
@@ -98,22 +98,18 @@ def _point_proba(clf, X: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _nll(proba: np.ndarray, y: np.ndarray) -> float:
-    return mean_nll(np.log(np.clip(proba[np.arange(len(y)), y], 1e-300, None)))
-
-
 def _evaluate(clf, data: DigitData, test: np.ndarray, ood: dict[str, np.ndarray]) -> dict:
     """Point-head (and Laplace-head) error and NLL, bits/dim, OOD AUROC of -log p(x) and of predictive entropy
     (of the Laplace head when there is one, else of the point head)."""
     X_test, y_test = data.test_images[test], data.test_labels[test]
     point = _point_proba(clf, X_test)
     log_px = clf.score_samples(X_test)
-    row = {"test error (%)": 100 * (1 - accuracy(y_test, point)), "test NLL": _nll(point, y_test)}
+    row = {"test error (%)": 100 * (1 - accuracy(y_test, point)), "test NLL": class_nll(y_test, point)}
     bayes = clf.posterior_ is not None
     proba = _point_proba if not bayes else (lambda c, X: c.predict_proba(X))
     if bayes:
         p = proba(clf, X_test)
-        row.update({"Laplace error (%)": 100 * (1 - accuracy(y_test, p)), "Laplace NLL": _nll(p, y_test)})
+        row.update({"Laplace error (%)": 100 * (1 - accuracy(y_test, p)), "Laplace NLL": class_nll(y_test, p)})
     row["bits/dim"] = float(bits_per_dim(torch.as_tensor(log_px), int(clf.model_.flow.dim)).mean())
     ent_test = predictive_entropy(proba(clf, X_test))
     for name, images in ood.items():

@@ -1,7 +1,7 @@
 """The DIGLM model (flow + GLM head), its GLM heads, and scikit-learn style estimators."""
 
 from .diglm import DIGLM, FlowOutputs, build_diglm, build_flow
-from .estimators import DIGLMClassifier, DIGLMRegressor, load_estimator
+from .estimators import DIGLMClassifier, DIGLMRegressor, PointHead, load_estimator
 from .heads import (
     HEADS,
     BernoulliHead,
@@ -25,6 +25,7 @@ __all__ = [
     "GaussianHead",
     "HeteroscedasticGaussianHead",
     "PoissonHead",
+    "PointHead",
     "build_diglm",
     "build_flow",
     "load_estimator",

@@ -286,6 +286,7 @@ def train_module(
         if config and saved and _architecture(saved) != _architecture(config):
             raise CheckpointError(f"{str(checkpoint_path)!r} was written for another model "
                                   f"({_architecture(saved)}), not {_architecture(config)}: refusing to resume")
+        _check_same_run(saved, config, checkpoint_path)
         Fields(ckpt, checkpoint_path).values(ckpt.get("model"), "model")  # finite float32/64 weights only
         try:
             start_epoch = run.restore(ckpt, epochs)
@@ -396,6 +397,20 @@ def _check_context(context, y, name: str) -> None:
         if value.dim() < 1 or value.shape[0] != y.shape[0]:
             raise ValueError(f"{name}[{key!r}] must have one value per row ({y.shape[0]}), got shape "
                              f"{tuple(value.shape)}")
+
+
+#: config entries besides the architecture that a resumed run must share with the checkpoint's, and what each is
+_RUN_IDENTITY = {"px_weight": "the weight of log p(x) in the objective", "data_sha256": "other training data"}
+
+
+def _check_same_run(saved: dict, config: dict | None, path) -> None:
+    """Refuse a checkpoint of another objective or other training data: resuming it would silently continue a
+    different run. Only the entries that ``config`` records are compared (a checkpoint without them is refused)."""
+    for key, what in _RUN_IDENTITY.items():
+        if config and key in config and saved.get(key) != config[key]:
+            raise CheckpointError(f"{str(path)!r} was written for another configuration ({what}: {key} "
+                                  f"{saved.get(key)!r}, not {config[key]!r}); delete it or choose another path to "
+                                  "start afresh")
 
 
 def _architecture(config: dict) -> dict:

@@ -16,7 +16,7 @@ from bayes_diglm.inference.linalg import JitterWarning
 from bayes_diglm.likelihoods import Gaussian
 
 from ..._validation import check_params
-from ..base import Predictive, as_generator
+from ..base import ContextTags, Predictive, as_generator
 from ._head import MixedHeadBase, PLSSystem
 from .blocked import BlockedCholesky, fixed_effect_factor, psd_cholesky, relative_factors, theta_layout
 from .design import MixedSufficientStats, block_pattern
@@ -234,6 +234,11 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         else:
             warn_if_singular(self, lams, [factors[k].name for k in order])
 
+    def _context_tags(self) -> ContextTags:
+        """``sample_weight`` are known relative noise precisions (``Var(eps_i) = sigma^2 / w_i``) in fit and in
+        every predictive method; ``groups`` names each row's levels."""
+        return ContextTags(sample_weight="noise", groups=True)
+
     # ---- contract --------------------------------------------------------------------------------------
 
     def log_evidence(self) -> float:
@@ -251,13 +256,32 @@ class MixedEffectsRegression(RegressorMixin, MixedHeadBase):
         Z = self._validate_Z(Z)
         return self._predictor_moments_grouped(Z, groups, allow_unseen, variance=False)[0]
 
-    def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False):
-        """Normal predictive: variance ``sigma^2`` plus that of the linear predictor under the joint posterior of
-        (beta, random effects); unseen levels add their prior variance ``a^T Psi_k a``."""
+    def predict_dist(self, Z, *, groups=None, allow_unseen: bool = False, sample_weight=None):
+        """Normal predictive: variance ``sigma^2 / w`` plus that of the linear predictor under the joint posterior
+        of (beta, random effects); unseen levels add their prior variance ``a^T Psi_k a``.
+
+        ``sample_weight``: the known relative noise precisions ``w`` of the new rows, as in :meth:`fit`
+        (``Var(eps_i) = sigma^2 / w_i``; default 1), e.g. a heteroscedastic DIGLM's
+        :meth:`~bayes_diglm.models.DIGLMRegressor.noise_weights`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> groups = np.repeat(np.arange(10), 20); Z = rng.normal(size=(200, 2))
+        >>> y = Z @ [1.0, -1.0] + rng.normal(size=10)[groups] + rng.normal(size=200)
+        >>> head = MixedEffectsRegression().fit(Z, y, groups=groups)
+        >>> one = head.predict_dist(Z[:1], groups=groups[:1]).variance
+        >>> four = head.predict_dist(Z[:1], groups=groups[:1], sample_weight=[4.0]).variance
+        >>> bool(np.allclose(one - four, 0.75 * head.sigma2_))
+        True
+        """
         Z = self._validate_Z(Z)
+        w = self._weights(sample_weight, Z.shape[0])
         mean, var = self._predictor_moments_grouped(Z, groups, allow_unseen)
-        dist = Gaussian(noise_variance=self.sigma2_).predictive(torch.from_numpy(mean[:, None]),
-                                                                torch.from_numpy(var[:, None, None]))
+        noise = self.sigma2_ if sample_weight is None else torch.from_numpy(self.sigma2_ / w)
+        dist = Gaussian(noise_variance=noise).predictive(torch.from_numpy(mean[:, None]),
+                                                         torch.from_numpy(var[:, None, None]))
         return Predictive(dist)
 
     def _sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

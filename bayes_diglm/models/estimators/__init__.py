@@ -11,13 +11,15 @@ flow and ``transform`` gives the features; one pass through the flow gives featu
 
 The layout: :mod:`.base` (training, the posterior head, outputs), :mod:`.inputs` (input checks),
 :mod:`.persistence` (save / load), :mod:`.streaming` (``fit_posterior``), :mod:`.noise` (per-row noise weights),
-:mod:`.regressor` and :mod:`.classifier`. ``bayes_diglm.models.estimators`` keeps the names it always had.
+:mod:`.regressor`, :mod:`.classifier` and :mod:`.point` (the point head on
+features). ``bayes_diglm.models.estimators`` keeps the names it always had.
 """
 
 from .base import CLASSIFICATION_POSTERIORS, REGRESSION_POSTERIORS
 from .classifier import DIGLMClassifier
 from .persistence import load_estimator
+from .point import PointHead
 from .regressor import DIGLMRegressor
 
-__all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator", "REGRESSION_POSTERIORS",
+__all__ = ["DIGLMRegressor", "DIGLMClassifier", "load_estimator", "PointHead", "REGRESSION_POSTERIORS",
            "CLASSIFICATION_POSTERIORS"]

@@ -28,10 +28,11 @@ from ..._validation import (
 from ...flows.user import check_flow
 from ...inference.base import Predictive, family_context, keep_state_on_error
 from ...inference.mixed.design import group_columns
-from ...training import train_module
+from ...training import content_digest, train_module
 from ..diglm import FlowOutputs, build_diglm
 from .inputs import _InputChecks
 from .persistence import _Persistence
+from .point import PointHead
 
 __all__ = ["CLASSIFICATION_POSTERIORS", "REGRESSION_POSTERIORS"]
 
@@ -183,6 +184,10 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         config = {"version": __version__, "estimator": type(self).__name__, "flow_config": flow_config,
                   "head_config": head_config, "px_weight": float(self.px_weight),
                   "dtype": str(X.dtype).removeprefix("torch."), **self._extra_config()}
+        if checkpoint_path is not None:  # a checkpoint resumes only the run of the same data (train_module checks)
+            config["data_sha256"] = content_digest({
+                "X": X[train_rows], "y": y_t[train_rows], "X_unlabeled": X_unlabeled,
+                "context": {key: value[train_rows] for key, value in context_t.items()}})
         history = train_module(
             model, X[train_rows], y_t[train_rows], X_val=X_val, y_val=y_val, seed=self.seed, quiet=self.quiet,
             device=self.device, checkpoint_path=checkpoint_path, resume=resume, config=config,
@@ -276,6 +281,19 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
                 raise ValueError(f"input_features={list(names)} do not match the {self.n_features_in_} inputs "
                                  f"seen in fit{'' if seen is None else f' ({list(seen)})'}")
         return np.asarray([f"z{i}" for i in range(self.model_.head.dim)], dtype=object)
+
+    def head_inputs(self, X, *, groups=None, **context) -> tuple[np.ndarray, dict]:
+        """Features ``z = f(x)`` (n, D) and the posterior head's per-row context at the rows of ``X`` (the noise
+        weights of a heteroscedastic point head, ``groups``, the family's keywords), from one pass through the
+        flow: ``posterior_.predict_dist(Z, **context)`` is :meth:`predict_dist`. For other computations with the
+        same head (its prior predictive, a second head on the same features) without running the flow again."""
+        check_is_fitted(self)
+        return self._features_and_kwargs(X, groups, context)
+
+    def point_head(self) -> PointHead:
+        """The jointly trained head at its point estimate, read at features (:class:`PointHead`)."""
+        check_is_fitted(self)
+        return PointHead(self)
 
     def flow_outputs(self, X) -> FlowOutputs:
         """Features ``z = f(x)`` (n, D), ``log p(x)`` (n,) and the point head's noise precisions (n,; None unless
