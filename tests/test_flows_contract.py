@@ -297,6 +297,43 @@ def test_actnorm_linear_reuses_its_map_without_gradients_until_a_parameter_chang
     assert layer.LU.grad is not None
 
 
+@pytest.mark.parametrize("mixing, actnorm", [("lu", True), ("permute", False), ("permute", True), ("lu", False)])
+def test_hand_written_backward_matches_autograd(mixing, actnorm):
+    """The tabular layers' kernels (one autograd node per chain, ``flows/fused.py``) give autograd's values and
+    gradients, for the whole flow and for each layer alone; second derivatives through them are refused."""
+    from bayes_diglm.flows import fused
+
+    torch.manual_seed(0)
+    flow = realnvp(5, num_layers=3, hidden_dims=(7, 6), mixing=mixing, actnorm=actnorm).double()
+    x = torch.randn(9, 5, dtype=torch.float64)
+    flow(x)  # ActNorm's initialisation
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # away from the identity start (zero last layers)
+    weights = torch.linspace(-1.0, 2.0, 9, dtype=torch.float64)
+
+    def value_and_grads(module, step):
+        xr = x.clone().requires_grad_(True)
+        z, log_det = step(xr)
+        loss = (z**3).sum() + (weights * log_det).sum()  # every output entry gets its own gradient
+        return (z, log_det, *torch.autograd.grad(loss, [xr, *module.parameters()]))
+
+    def compare(module, step):
+        got = value_and_grads(module, step)
+        with fused.autograd_only():
+            want = value_and_grads(module, step)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, atol=1e-11, rtol=1e-11)
+
+    compare(flow, flow)
+    for t in flow.transforms:
+        compare(t, lambda v, t=t: call_and_log_det(t, v))
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(flow.log_prob(xr).sum(), xr, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.sum().backward()
+
+
 def test_compile_flow_matches_eager_and_falls_back_when_the_compiler_fails():
     from bayes_diglm.flows import compile_flow, is_compiled
 
