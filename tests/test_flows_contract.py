@@ -334,6 +334,36 @@ def test_hand_written_backward_matches_autograd(mixing, actnorm):
         g.sum().backward()
 
 
+@pytest.mark.parametrize("order", ["quadratic", "linear"])
+def test_autoregressive_spline_equals_pyros_spline(order):
+    """The spline flow's bin softmax over a leading axis (``flows/spline.py``, for speed) gives Pyro's own
+    ``ConditionalSpline``'s values and gradients, with the same ``state_dict`` keys."""
+    from pyro.distributions.transforms.spline import ConditionalSpline
+
+    torch.manual_seed(0)
+    flow = spline(5, num_layers=2, hidden_dims=(9,), count_bins=6, order=order).double()
+    x = torch.randn(17, 5, dtype=torch.float64)
+    flow(x)  # ActNorm's initialisation
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    pyros = copy.deepcopy(flow)
+    for t in pyros.transforms:
+        if isinstance(t, T.SplineAutoregressive):
+            t.spline = ConditionalSpline(t.arn, 5, t.spline.count_bins, t.spline.bound, t.spline.order)
+    weights = torch.linspace(-1.0, 2.0, 17, dtype=torch.float64)
+
+    def value_and_grads(f):
+        xr = x.clone().requires_grad_(True)
+        z, log_det = f(xr)
+        loss = (z**3).sum() + (weights * log_det).sum()
+        return (z, log_det, *torch.autograd.grad(loss, [xr, *f.parameters()]))
+
+    for got, want in zip(value_and_grads(flow), value_and_grads(pyros), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-11, rtol=1e-11)
+    assert list(flow.state_dict()) == list(pyros.state_dict())
+
+
 def test_compile_flow_matches_eager_and_falls_back_when_the_compiler_fails():
     from bayes_diglm.flows import compile_flow, is_compiled
 
