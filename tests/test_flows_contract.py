@@ -300,7 +300,8 @@ def test_actnorm_linear_reuses_its_map_without_gradients_until_a_parameter_chang
 @pytest.mark.parametrize("mixing, actnorm", [("lu", True), ("permute", False), ("permute", True), ("lu", False)])
 def test_hand_written_backward_matches_autograd(mixing, actnorm):
     """The tabular layers' kernels (one autograd node per chain, ``flows/fused.py``) give autograd's values and
-    gradients, for the whole flow and for each layer alone; second derivatives through them are refused."""
+    gradients, for the whole flow, its log-density and each layer alone; second derivatives through them are
+    refused by name."""
     from bayes_diglm.flows import fused
 
     torch.manual_seed(0)
@@ -326,12 +327,15 @@ def test_hand_written_backward_matches_autograd(mixing, actnorm):
             torch.testing.assert_close(g, w, atol=1e-11, rtol=1e-11)
 
     compare(flow, flow)
+    compare(flow, lambda v: (v, flow.log_prob(v)))
     for t in flow.transforms:
         compare(t, lambda v, t=t: call_and_log_det(t, v))
-    xr = x.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(flow.log_prob(xr).sum(), xr, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        g.sum().backward()
+    for f in (flow.log_prob, lambda v: flow(v)[1]):
+        with pytest.raises(RuntimeError, match="second derivatives"):
+            torch.autograd.grad(f(x.clone().requires_grad_(True)).sum(), flow.parameters(), create_graph=True)
+    with fused.autograd_only():  # where they are needed
+        torch.autograd.grad(flow.log_prob(x.clone().requires_grad_(True)).sum(), flow.parameters(),
+                            create_graph=True)
 
 
 @pytest.mark.parametrize("order", ["quadratic", "linear"])

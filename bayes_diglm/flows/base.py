@@ -23,7 +23,7 @@ from torch import nn
 from torch.distributions import constraints
 from torch.distributions.transforms import ComposeTransform, _InverseTransform
 
-from .fused import run_chain
+from .fused import GaussianBaseKernel, run_chain
 
 __all__ = ["Flow", "SequentialFlow", "ActNorm", "InverseAccuracyWarning", "call_and_log_det",
            "clear_transform_cache"]
@@ -207,6 +207,16 @@ class SequentialFlow(Flow):
             x, term = call_and_log_det(t, x)
             log_det = term if log_det is None else log_det + term
         return x.reshape(x.shape[0], -1), log_det
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ``log p(x)`` in nats, one value per batch element (the base density joins the chain's one autograd
+        node when every step has a hand-written backward, unless the flow was compiled: then its compiled call)."""
+        self._check_input(x)
+        if torch.is_grad_enabled() and len(self.transforms) > 1 and self._compiled_call_impl is None:
+            kernels = self._fused_kernels(x)
+            if kernels is not None:
+                return run_chain(x, [*kernels, (GaussianBaseKernel(), (self.base_log_scale,))])[1]
+        return super().log_prob(x)
 
     def _fused_kernels(self, x: torch.Tensor) -> list | None:
         """Every step's ``(kernel, tensors)`` from its class's ``fused_kernels(layers, x)`` (called once per class

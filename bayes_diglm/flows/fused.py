@@ -6,8 +6,8 @@ layer about 20, each saving its inputs and run by the engine on the way back. He
 forward that also returns what its backward needs and a backward written out by hand (the same maths: the
 gradients agree with autograd's to rounding, ``tests/test_flows_contract.py``), with fewer and in-place
 operations; :func:`run_chain` runs a whole chain of kernels as one :class:`torch.autograd.Function`. Second
-derivatives through it are refused (``once_differentiable``); the layers use plain autograd under
-``torch.compile``, which fuses the graph itself.
+derivatives through it (``create_graph=True``) raise a ``RuntimeError`` that names :func:`autograd_only`; the
+layers use plain autograd under ``torch.compile``, which fuses the graph itself.
 
 A kernel has ``forward(x, *tensors) -> (y, log_det, saved)`` (``log_det`` one value per row, a scalar for every
 row alike, or ``None`` for 0) and ``backward(saved, grad_y, grad_log_det, need_grad_x) -> (grad_x, grads)`` with
@@ -20,13 +20,14 @@ parameters).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch.autograd.function import once_differentiable
 
-__all__ = ["AffineCouplingKernel", "AffineKernel", "ReverseKernel", "autograd_only", "enabled", "run_chain"]
+__all__ = ["AffineCouplingKernel", "AffineKernel", "GaussianBaseKernel", "ReverseKernel", "autograd_only", "enabled",
+           "run_chain"]
 
 _ENABLED = [True]
 
@@ -74,8 +75,10 @@ class _Chain(torch.autograd.Function):
         return x, log_det.expand(x.shape[:1]).contiguous() if log_det.dim() == 0 else log_det
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y, grad_log_det):
+        if torch.is_grad_enabled():  # create_graph=True: the kernels' backward is not itself differentiable
+            raise RuntimeError("second derivatives through the flow's hand-written backward passes are not "
+                               "supported: compute them inside bayes_diglm.flows.fused.autograd_only()")
         saved = _split(ctx.saved_tensors, ctx.counts)
         kernels, grads = ctx.kernels, [None] * len(ctx.kernels)
         for i in range(len(kernels) - 1, -1, -1):
@@ -204,3 +207,17 @@ class ReverseKernel:
 
     def backward(self, saved, grad_y, grad_log_det, need_grad_x):
         return (grad_y.flip(1) if need_grad_x else None), ()
+
+
+class GaussianBaseKernel:
+    """The base density ``log N(z; 0, e^{2 l} I)`` (summed over features) as the last term of a chain, so the
+    chain's log-det output is ``log p(x)``; ``z`` passes unchanged. Tensors: ``l``, a scalar buffer."""
+
+    def forward(self, z, log_scale):
+        inv_var = torch.exp(-2.0 * log_scale.to(z.dtype))
+        constant = z.shape[1] * (log_scale.to(z.dtype) + 0.5 * math.log(2 * math.pi))
+        return z, z.square().sum(1).mul_(-0.5 * inv_var).sub_(constant), (z, inv_var)
+
+    def backward(self, saved, grad_y, grad_log_det, need_grad_x):
+        z, inv_var = saved
+        return (grad_y - z * (grad_log_det * inv_var).unsqueeze(1) if need_grad_x else None), (None,)
