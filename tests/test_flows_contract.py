@@ -338,6 +338,17 @@ def test_hand_written_backward_matches_autograd(mixing, actnorm):
                             create_graph=True)
 
 
+def test_hooks_on_a_conditioner_layer_still_run():
+    """A forward hook on a coupling's network layer sends that flow through plain autograd (the hand-written
+    kernels would bypass it)."""
+    flow = realnvp(4, num_layers=2, hidden_dims=(5,))
+    calls = []
+    flow.transforms[1].nn.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    flow.log_prob(torch.randn(3, 4)).sum().backward()
+    flow(torch.randn(3, 4))
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("order", ["quadratic", "linear"])
 def test_autoregressive_spline_equals_pyros_spline(order):
     """The spline flow's bin softmax over a leading axis (``flows/spline.py``, for speed) gives Pyro's own

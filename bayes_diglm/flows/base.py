@@ -222,13 +222,14 @@ class SequentialFlow(Flow):
         """Every step's ``(kernel, tensors)`` from its class's ``fused_kernels(layers, x)`` (called once per class
         with all its steps, see :mod:`~bayes_diglm.flows.fused`), or ``None`` if any step has none. The
         conditions are checked on the chain's input ``x``: every kernel keeps the shape ``(batch, D)``."""
+        transforms = list(self.transforms)
         by_class: dict[type, list[int]] = {}
-        for i, t in enumerate(self.transforms):
+        for i, t in enumerate(transforms):
             by_class.setdefault(type(t), []).append(i)
-        kernels = [None] * len(self.transforms)
+        kernels = [None] * len(transforms)
         for cls, where in by_class.items():
             make = getattr(cls, "fused_kernels", None)
-            made = make([self.transforms[i] for i in where], x) if make is not None else None
+            made = make([transforms[i] for i in where], x) if make is not None else None
             if made is None:
                 return None
             for i, kernel in zip(where, made, strict=True):

@@ -62,10 +62,13 @@ class BoundedAffineCoupling(AffineCoupling):
         conditioner, outside ``torch.compile``."""
         if x.dim() != 2 or not fused_enabled():
             return None
-        if any(layer.dim != -1 or not _plain_relu_net(layer.nn, x.shape[1] - layer.split_dim) for layer in layers):
-            return None
-        return [(AffineCouplingKernel(layer.scale_bound),
-                 tuple(p for linear in layer.nn.layers for p in (linear.weight, linear.bias))) for layer in layers]
+        kernels = []
+        for layer in layers:
+            params = _plain_relu_net_params(layer.nn, x.shape[1] - layer.split_dim) if layer.dim == -1 else None
+            if params is None:
+                return None
+            kernels.append((AffineCouplingKernel(layer.scale_bound), params))
+        return kernels
 
     def call_and_log_det(self, x):
         fused = self.fused_kernels([self], x)
@@ -100,10 +103,16 @@ class BoundedAffineCoupling(AffineCoupling):
         return f"split_dim={self.split_dim}, dim={self.dim}, scale_bound={self.scale_bound}"
 
 
-def _plain_relu_net(net: nn.Module, out_dim: int) -> bool:
-    """Whether ``net`` is a hook-free Pyro ``DenseNN`` of ``nn.Linear`` layers with ReLU between them, returning
-    ``(shift, raw)`` of ``out_dim`` each: the conditioner :func:`~bayes_diglm.flows.fused.dense_affine_coupling`
-    computes by hand."""
-    return (type(net) is DenseNN and type(net.f) is nn.ReLU and net.param_dims == [out_dim, out_dim]
-            and not (net._forward_hooks or net._forward_pre_hooks)
-            and all(type(layer) is nn.Linear and layer.bias is not None for layer in net.layers))
+def _plain_relu_net_params(net: nn.Module, out_dim: int) -> tuple[torch.Tensor, ...] | None:
+    """``(weight, bias)`` of each layer if ``net`` is a Pyro ``DenseNN`` of hook-free ``nn.Linear`` layers with ReLU
+    between them, returning ``(shift, raw)`` of ``out_dim`` each (the conditioner
+    :class:`~bayes_diglm.flows.fused.AffineCouplingKernel` computes by hand); ``None`` otherwise."""
+    if (type(net) is not DenseNN or type(net.f) is not nn.ReLU or net.param_dims != [out_dim, out_dim]
+            or net._forward_hooks or net._forward_pre_hooks):
+        return None
+    params = []
+    for layer in net.layers:
+        if type(layer) is not nn.Linear or layer.bias is None or layer._forward_hooks or layer._forward_pre_hooks:
+            return None
+        params += (layer._parameters["weight"], layer._parameters["bias"])  # plain nn.Linear: no parametrization
+    return tuple(params)
