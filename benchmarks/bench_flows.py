@@ -16,11 +16,12 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bayes_diglm.flows import glow, realnvp
+from bayes_diglm.flows import glow, realnvp, spline
 
 __all__ = ["run"]
 
 DIM, LAYERS, HIDDEN, BATCH = 8, 4, (64, 64), 512
+BINS = 8  # the density rows' spline bins (benchmarks/bench_density.py)
 GLOW_SHAPE, GLOW_LEVELS, GLOW_STEPS, GLOW_HIDDEN = (1, 28, 28), 2, 4, 64
 
 
@@ -167,6 +168,23 @@ def _realnvp_rows(quick: bool) -> list[dict]:
     return rows
 
 
+def _spline_row(quick: bool) -> dict:
+    """Our default spline flow (autoregressive) against zuko's NSF, the pair of the density rows, per step."""
+    import zuko
+
+    repeats = 5 if quick else 40
+    torch.manual_seed(0)
+    x = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(0))
+    ours = spline(DIM, num_layers=LAYERS, hidden_dims=HIDDEN, count_bins=BINS)
+    nsf = zuko.flows.NSF(DIM, transforms=LAYERS, hidden_features=HIDDEN, bins=BINS)
+    t = alternating_step_times({"ours": _step_fn(ours, ours.log_prob),
+                                "zuko": _step_fn(nsf, lambda v: nsf().log_prob(v))}, x, repeats)
+    return {"name": f"spline training step, zuko NSF / ours spline, 8-D, 4 steps, 64x64, {BINS} bins, batch {BATCH}",
+            "ratio": t["zuko"] / t["ours"],
+            "detail": f"{BATCH / t['ours']:,.0f} vs zuko {BATCH / t['zuko']:,.0f} samples/s (throughput ratio, "
+                      f"aim >= 1 at the density rows' equal or better test log-likelihood)"}
+
+
 def _flop_row(quick: bool) -> dict:
     """The default step against bare GEMMs replaying exactly its matrix products."""
     repeats = 5 if quick else 40
@@ -265,6 +283,7 @@ def run(quick: bool = False):
     """``(label, thunk)`` per group of rows (benchmarks/run.py reports a failing one and goes on)."""
     yield "RealNVP zuko / ours", _restoring_threads(_realnvp_rows, quick)
     yield "RealNVP FLOP rate / bare GEMMs", _restoring_threads(_flop_row, quick)
+    yield "spline zuko NSF / ours", _restoring_threads(_spline_row, quick)
     if not quick:
         yield "RealNVP eager / compile_flow", _restoring_threads(_compile_row, quick)
     yield "Glow normflows / ours", _restoring_threads(_glow_normflows_row, quick)

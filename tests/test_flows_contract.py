@@ -297,6 +297,88 @@ def test_actnorm_linear_reuses_its_map_without_gradients_until_a_parameter_chang
     assert layer.LU.grad is not None
 
 
+@pytest.mark.parametrize("mixing, actnorm", [("lu", True), ("permute", False), ("permute", True), ("lu", False)])
+def test_hand_written_backward_matches_autograd(mixing, actnorm):
+    """The tabular layers' kernels (one autograd node per chain, ``flows/fused.py``) give autograd's values and
+    gradients, for the whole flow, its log-density and each layer alone; second derivatives through them are
+    refused by name."""
+    from bayes_diglm.flows import fused
+
+    torch.manual_seed(0)
+    flow = realnvp(5, num_layers=3, hidden_dims=(7, 6), mixing=mixing, actnorm=actnorm).double()
+    x = torch.randn(9, 5, dtype=torch.float64)
+    flow(x)  # ActNorm's initialisation
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # away from the identity start (zero last layers)
+    weights = torch.linspace(-1.0, 2.0, 9, dtype=torch.float64)
+
+    def value_and_grads(module, step):
+        xr = x.clone().requires_grad_(True)
+        z, log_det = step(xr)
+        loss = (z**3).sum() + (weights * log_det).sum()  # every output entry gets its own gradient
+        return (z, log_det, *torch.autograd.grad(loss, [xr, *module.parameters()]))
+
+    def compare(module, step):
+        got = value_and_grads(module, step)
+        with fused.autograd_only():
+            want = value_and_grads(module, step)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, atol=1e-11, rtol=1e-11)
+
+    compare(flow, flow)
+    compare(flow, lambda v: (v, flow.log_prob(v)))
+    for t in flow.transforms:
+        compare(t, lambda v, t=t: call_and_log_det(t, v))
+    for f in (flow.log_prob, lambda v: flow(v)[1]):
+        with pytest.raises(RuntimeError, match="second derivatives"):
+            torch.autograd.grad(f(x.clone().requires_grad_(True)).sum(), flow.parameters(), create_graph=True)
+    with fused.autograd_only():  # where they are needed
+        torch.autograd.grad(flow.log_prob(x.clone().requires_grad_(True)).sum(), flow.parameters(),
+                            create_graph=True)
+
+
+def test_hooks_on_a_conditioner_layer_still_run():
+    """A forward hook on a coupling's network layer sends that flow through plain autograd (the hand-written
+    kernels would bypass it)."""
+    flow = realnvp(4, num_layers=2, hidden_dims=(5,))
+    calls = []
+    flow.transforms[1].nn.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    flow.log_prob(torch.randn(3, 4)).sum().backward()
+    flow(torch.randn(3, 4))
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("order", ["quadratic", "linear"])
+def test_autoregressive_spline_equals_pyros_spline(order):
+    """The spline flow's bin softmax over a leading axis (``flows/spline.py``, for speed) gives Pyro's own
+    ``ConditionalSpline``'s values and gradients, with the same ``state_dict`` keys."""
+    from pyro.distributions.transforms.spline import ConditionalSpline
+
+    torch.manual_seed(0)
+    flow = spline(5, num_layers=2, hidden_dims=(9,), count_bins=6, order=order).double()
+    x = torch.randn(17, 5, dtype=torch.float64)
+    flow(x)  # ActNorm's initialisation
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    pyros = copy.deepcopy(flow)
+    for t in pyros.transforms:
+        if isinstance(t, T.SplineAutoregressive):
+            t.spline = ConditionalSpline(t.arn, 5, t.spline.count_bins, t.spline.bound, t.spline.order)
+    weights = torch.linspace(-1.0, 2.0, 17, dtype=torch.float64)
+
+    def value_and_grads(f):
+        xr = x.clone().requires_grad_(True)
+        z, log_det = f(xr)
+        loss = (z**3).sum() + (weights * log_det).sum()
+        return (z, log_det, *torch.autograd.grad(loss, [xr, *f.parameters()]))
+
+    for got, want in zip(value_and_grads(flow), value_and_grads(pyros), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-11, rtol=1e-11)
+    assert list(flow.state_dict()) == list(pyros.state_dict())
+
+
 def test_compile_flow_matches_eager_and_falls_back_when_the_compiler_fails():
     from bayes_diglm.flows import compile_flow, is_compiled
 

@@ -23,6 +23,8 @@ from torch import nn
 from torch.distributions import constraints
 from torch.distributions.transforms import ComposeTransform, _InverseTransform
 
+from .fused import GaussianBaseKernel, run_chain
+
 __all__ = ["Flow", "SequentialFlow", "ActNorm", "InverseAccuracyWarning", "call_and_log_det",
            "clear_transform_cache"]
 
@@ -196,11 +198,43 @@ class SequentialFlow(Flow):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_input(x)
+        if torch.is_grad_enabled() and len(self.transforms) > 1:
+            kernels = self._fused_kernels(x)
+            if kernels is not None:  # every step has a hand-written backward: one autograd node for the chain
+                return run_chain(x, kernels)
         log_det = None
         for t in self.transforms:
             x, term = call_and_log_det(t, x)
             log_det = term if log_det is None else log_det + term
         return x.reshape(x.shape[0], -1), log_det
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ``log p(x)`` in nats, one value per batch element (the base density joins the chain's one autograd
+        node when every step has a hand-written backward, unless the flow was compiled: then its compiled call)."""
+        self._check_input(x)
+        if torch.is_grad_enabled() and len(self.transforms) > 1 and self._compiled_call_impl is None:
+            kernels = self._fused_kernels(x)
+            if kernels is not None:
+                return run_chain(x, [*kernels, (GaussianBaseKernel(), (self.base_log_scale,))])[1]
+        return super().log_prob(x)
+
+    def _fused_kernels(self, x: torch.Tensor) -> list | None:
+        """Every step's ``(kernel, tensors)`` from its class's ``fused_kernels(layers, x)`` (called once per class
+        with all its steps, see :mod:`~bayes_diglm.flows.fused`), or ``None`` if any step has none. The
+        conditions are checked on the chain's input ``x``: every kernel keeps the shape ``(batch, D)``."""
+        transforms = list(self.transforms)
+        by_class: dict[type, list[int]] = {}
+        for i, t in enumerate(transforms):
+            by_class.setdefault(type(t), []).append(i)
+        kernels = [None] * len(transforms)
+        for cls, where in by_class.items():
+            make = getattr(cls, "fused_kernels", None)
+            made = make([transforms[i] for i in where], x) if make is not None else None
+            if made is None:
+                return None
+            for i, kernel in zip(where, made, strict=True):
+                kernels[i] = kernel
+        return kernels
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         x = z.reshape(z.shape[0], *self.event_shape)

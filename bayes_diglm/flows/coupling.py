@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions.transforms import AffineCoupling
+from pyro.nn import DenseNN
 from torch import nn
+
+from .fused import AffineCouplingKernel, run_chain
+from .fused import enabled as fused_enabled
 
 __all__ = ["BoundedAffineCoupling"]
 
@@ -51,7 +55,25 @@ class BoundedAffineCoupling(AffineCoupling):
     def _sum_event(self, log_scale: torch.Tensor) -> torch.Tensor:
         return log_scale.sum(-1) if self.dim == -1 else log_scale.flatten(start_dim=self.dim).sum(-1)
 
+    @classmethod
+    def fused_kernels(cls, layers: list[BoundedAffineCoupling], x: torch.Tensor) -> list | None:
+        """``(kernel, tensors)`` per layer for a chain with hand-written backward passes
+        (:mod:`~bayes_diglm.flows.fused`); ``None`` unless every layer is tabular with a plain ReLU ``DenseNN``
+        conditioner, outside ``torch.compile``."""
+        if x.dim() != 2 or not fused_enabled():
+            return None
+        kernels = []
+        for layer in layers:
+            params = _plain_relu_net_params(layer.nn, x.shape[1] - layer.split_dim) if layer.dim == -1 else None
+            if params is None:
+                return None
+            kernels.append((AffineCouplingKernel(layer.scale_bound), params))
+        return kernels
+
     def call_and_log_det(self, x):
+        fused = self.fused_kernels([self], x)
+        if fused is not None:
+            return run_chain(x, fused)
         x1, x2 = self._split(x)
         shift, log_scale = self._shift_log_scale(x1, x2.shape)
         return torch.cat([x1, x2 * log_scale.exp() + shift], dim=self.dim), self._sum_event(log_scale)
@@ -79,3 +101,18 @@ class BoundedAffineCoupling(AffineCoupling):
 
     def extra_repr(self) -> str:
         return f"split_dim={self.split_dim}, dim={self.dim}, scale_bound={self.scale_bound}"
+
+
+def _plain_relu_net_params(net: nn.Module, out_dim: int) -> tuple[torch.Tensor, ...] | None:
+    """``(weight, bias)`` of each layer if ``net`` is a Pyro ``DenseNN`` of hook-free ``nn.Linear`` layers with ReLU
+    between them, returning ``(shift, raw)`` of ``out_dim`` each (the conditioner
+    :class:`~bayes_diglm.flows.fused.AffineCouplingKernel` computes by hand); ``None`` otherwise."""
+    if (type(net) is not DenseNN or type(net.f) is not nn.ReLU or net.param_dims != [out_dim, out_dim]
+            or net._forward_hooks or net._forward_pre_hooks):
+        return None
+    params = []
+    for layer in net.layers:
+        if type(layer) is not nn.Linear or layer.bias is None or layer._forward_hooks or layer._forward_pre_hooks:
+            return None
+        params += (layer._parameters["weight"], layer._parameters["bias"])  # plain nn.Linear: no parametrization
+    return tuple(params)

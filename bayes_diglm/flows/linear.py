@@ -9,6 +9,8 @@ from torch import nn
 from torch.distributions import constraints
 
 from .base import ActNorm
+from .fused import AffineKernel, run_chain
+from .fused import enabled as fused_enabled
 
 __all__ = ["InvertibleLinear", "ActNormLinear"]
 
@@ -109,8 +111,22 @@ class ActNormLinear(ActNorm):
         scale = self.log_scale.reshape(-1)
         return weight * scale.exp(), weight @ self.bias.reshape(-1), scale.sum() + log_det_w
 
+    @classmethod
+    def fused_kernels(cls, layers: list[ActNormLinear], x: torch.Tensor) -> list | None:
+        """``(kernel, tensors)`` per layer for a chain with hand-written backward passes
+        (:mod:`~bayes_diglm.flows.fused`, which forms the affine maps of all ``layers`` at once); ``None`` unless
+        every layer is tabular and initialised, with gradients, outside ``torch.compile``."""
+        if x.dim() != 2 or not torch.is_grad_enabled() or not fused_enabled():
+            return None
+        if any(layer._event_dim != 1 or (layer.training and not bool(layer.initialized)) for layer in layers):
+            return None
+        return [(AffineKernel(), (layer.log_scale, layer.bias, layer.LU, layer.permutation)) for layer in layers]
+
     def call_and_log_det(self, x):
         self._maybe_initialize(x)
+        fused = self.fused_kernels([self], x)
+        if fused is not None:
+            return run_chain(x, fused)
         matrix, offset, log_det = self._affine()
         if self._event_dim == 1:
             y = torch.addmm(offset, x, matrix.T) if x.dim() == 2 else x @ matrix.T + offset

@@ -9,6 +9,8 @@ from torch.distributions import constraints
 
 from .base import ActNorm, SequentialFlow
 from .coupling import BoundedAffineCoupling
+from .fused import ReverseKernel
+from .fused import enabled as fused_enabled
 from .linear import ActNormLinear, InvertibleLinear
 
 __all__ = ["Reverse", "realnvp"]
@@ -37,6 +39,12 @@ class Reverse(TransformModule):
 
     def log_abs_det_jacobian(self, x, y):
         return x.new_zeros(x.shape[:-1])
+
+    @classmethod
+    def fused_kernels(cls, layers: list[Reverse], x):
+        """``(kernel, tensors)`` per layer for a chain with hand-written backward passes
+        (:mod:`~bayes_diglm.flows.fused`), tabular only."""
+        return [(ReverseKernel(), ())] * len(layers) if x.dim() == 2 and fused_enabled() else None
 
 
 def _coupling(dim: int, hidden_dims: tuple[int, ...], scale_bound: float) -> BoundedAffineCoupling:

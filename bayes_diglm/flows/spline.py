@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from pyro.distributions.torch_transform import TransformModule
 from pyro.distributions.transforms import SplineAutoregressive, SplineCoupling
+from pyro.distributions.transforms.spline import ConditionalSpline
 from pyro.nn import AutoRegressiveNN, DenseNN
 from torch import nn
 
@@ -25,10 +28,36 @@ class _SplineCoupling(SplineCoupling):
                 f"order={spline.order!r}, identity={self.identity}")
 
 
+def _softmax_over_bins(x: torch.Tensor) -> torch.Tensor:
+    """``softmax`` over dim -2 of ``(..., bins, D)``, returned contiguous as ``(..., D, bins)``.
+
+    torch's CPU softmax over a *last* dimension of a few bins is slow (512 x 8 x 8, one thread: 588 us, against
+    36 us over a leading dimension of a contiguous tensor; forward and backward 1.19 ms against about 0.1 ms), and
+    Pyro's spline takes eight of them per 4-step flow, so the bins go first while normalising.
+    """
+    return torch.softmax(x.movedim(-2, 0).contiguous(), dim=0).movedim(0, -1).contiguous()
+
+
+class _ConditionalSpline(ConditionalSpline):
+    """Pyro's :class:`ConditionalSpline` on an ``AutoRegressiveNN`` (outputs ``(..., params, D)``), with the bin
+    widths and heights normalised by :func:`_softmax_over_bins`: the same parameters, a fraction of the time."""
+
+    def _params(self, context):
+        outputs = self.nn(context)
+        w, h, d = outputs[:3]
+        lam = torch.sigmoid(outputs[3].transpose(-1, -2)) if self.order == "linear" else None
+        return _softmax_over_bins(w), _softmax_over_bins(h), F.softplus(d.transpose(-1, -2)), lam
+
+
 class _SplineAutoregressive(SplineAutoregressive):
-    """Pyro's :class:`SplineAutoregressive` shown with ``nn.Module``'s repr."""
+    """Pyro's :class:`SplineAutoregressive` shown with ``nn.Module``'s repr, its spline a
+    :class:`_ConditionalSpline` (same submodules, so the same ``state_dict``)."""
 
     __repr__ = nn.Module.__repr__
+
+    def __init__(self, input_dim, autoregressive_nn, count_bins=8, bound=3.0, order="linear"):
+        super().__init__(input_dim, autoregressive_nn, count_bins=count_bins, bound=bound, order=order)
+        self.spline = _ConditionalSpline(autoregressive_nn, input_dim, count_bins, bound, order)
 
     def extra_repr(self) -> str:
         spline = self.spline

@@ -251,15 +251,21 @@ def _stats_from_tensors(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None
 
 
 def _weighted_rss(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mean: np.ndarray, intercept: bool):
-    """sum_i w_i (y_i - z_i^T mean)^2 computed from the data: no cancellation (a GEMV-cost pass)."""
+    """sum_i w_i (y_i - z_i^T mean)^2 computed from the data: no cancellation (a GEMV-cost pass).
+
+    Per chunk, ``y - offset`` in float64 minus ``Z @ coef`` (a GEMV in ``Z``'s dtype) in place, then one float64
+    dot product: one temporary of ``n`` float64 values instead of one per operation.
+    """
     d = Z.shape[1]
     coef = torch.from_numpy(mean[:d]).to(Z.dtype)
     offset = float(mean[d]) if intercept else 0.0
     total = 0.0
     for rows in _row_chunks(Z.shape[0], d):
-        resid = y[rows] - (Z[rows] @ coef).to(torch.float64) - offset
-        sq = resid * resid if w is None else w[rows] * resid * resid
-        total += float(sq.sum())
+        resid = y[rows].to(torch.float64, copy=True)
+        if offset:
+            resid.sub_(offset)
+        resid.sub_(Z[rows] @ coef)
+        total += float(resid.dot(resid if w is None else w[rows].to(torch.float64) * resid))
     return total
 
 
