@@ -74,6 +74,12 @@ class StageLog:
     bar's description, is written through ``tqdm.write`` (so it does not break a bar drawn on a terminal), and
     ``update`` / ``close`` reach the bar.
 
+    Every stage's wall seconds (from its line to the next one, or to the end of the ``with`` block) are kept in
+    ``stage_seconds``, in order, summed over stages announced with the same text, and the process's CPU
+    seconds over the same spans in ``stage_cpu_seconds``: the per-stage profile a run writes into its
+    ``metrics.json``. On a shared machine the wall clock also counts the time other processes held the cores;
+    for a single-threaded run the CPU seconds are close to what the stage takes on a quiet machine.
+
     Parameters
     ----------
     label : str
@@ -84,12 +90,6 @@ class StageLog:
         A progress bar the stages describe.
     stream : file-like, optional
         Where the lines go (default: ``sys.stderr`` at the time of each line).
-
-    Every stage's wall seconds (from its line to the next one, or to the end of the ``with`` block) are kept in
-    :attr:`stage_seconds`, in order, summed over stages announced with the same text, and the process's CPU
-    seconds over the same spans in :attr:`stage_cpu_seconds`: the per-stage profile a run writes into its
-    ``metrics.json``. On a shared machine the wall clock also counts the time other processes held the cores;
-    for a single-threaded run the CPU seconds are close to what the stage takes on a quiet machine.
 
     Examples
     --------
