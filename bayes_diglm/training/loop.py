@@ -276,7 +276,7 @@ def train_module(
     ctx = _distributed_context(batch_size) if distributed else None
     model.to(device)
     if optimizer is None:
-        optimizer = _adam(model, lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     run = _TrainingRun(model, optimizer, lr=lr, warmup_steps=warmup_steps, clip_grad=clip_grad,
                        on_nonfinite=on_nonfinite, distributed=distributed, lr_schedule=lr_schedule)
     start_epoch = 0
@@ -348,19 +348,6 @@ def train_module(
         model.load_state_dict(run.best_state)
     model.eval()
     return run.history
-
-
-def _adam(model: torch.nn.Module, *, lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Adam over ``model``'s parameters, fused (one kernel for every parameter) where torch has that kernel.
-
-    The fused kernel computes Adam's update in one call instead of a Python loop of elementwise operations per
-    parameter; for a small network that loop is a large share of a training step (the default RealNVP's 38
-    parameter tensors: 5.4 ms against 1.1 ms per step on one loaded core, ``benchmarks/bench_flights.py``).
-    """
-    params = list(model.parameters())
-    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params) and \
-        len({p.device for p in params}) == 1
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def _check_training_arguments(X, y, X_val, y_val, *, epochs, batch_size, lr, weight_decay, clip_grad,
