@@ -209,6 +209,11 @@ def test_us2001_smoke_pipeline_streams_the_heads(tmp_path):
     for row in result["rows"]:
         values = [v for k, v in row.items() if k != "model" and v != "-"]
         assert values and all(math.isfinite(v) for v in values), row
+    # the per-stage profile: every stage in the order run, wall and CPU seconds, together within the run's time
+    stages, cpu = metrics["stage_seconds"], metrics["stage_cpu_seconds"]
+    assert list(stages) == list(cpu) and list(stages)[:2] == ["loading flights", "DIGLM px_weight=0.02"]
+    assert {"mixed-effects head (origin x destination)", "test predictives", "metrics and figures"} <= set(stages)
+    assert all(v >= 0 for v in [*stages.values(), *cpu.values()]) and sum(stages.values()) <= metrics["seconds"]
 
 
 def test_streamed_head_equals_the_head_fit_in_memory(tmp_path):

@@ -355,6 +355,32 @@ def test_generic_fisher_without_a_closed_form_agrees_with_the_closed_form():
     np.testing.assert_array_equal(generic, NoClosedForm(df=5.0, scale=0.7).fisher(f))  # seeded: repeatable
 
 
+def test_mixture_cdf_in_row_blocks_equals_scipy_and_is_recomputed_for_new_targets(monkeypatch):
+    """A Student-t mixture's CDF evaluated in blocks of rows (a block size that does not divide the rows) equals
+    scipy's weighted sum over all components; the kept last CDF is a copy and new targets are not served it."""
+    from bayes_diglm.inference import base
+    from bayes_diglm.inference.base import Predictive
+
+    monkeypatch.setattr(base, "_CDF_BLOCK_ROWS", 7)
+    rng = np.random.default_rng(11)
+    n, k = 23, 5
+    df, loc, scale = rng.uniform(1.5, 6, (n, k)), rng.normal(size=(n, k)), rng.uniform(0.5, 2, (n, k))
+    probs = rng.dirichlet(np.ones(k), size=n)
+    mixture = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=torch.as_tensor(probs)),
+        torch.distributions.StudentT(torch.as_tensor(df), torch.as_tensor(loc), torch.as_tensor(scale)))
+    pred = Predictive(mixture)
+    y = rng.normal(size=n)
+    expected = (probs * scipy.stats.t.cdf(y[:, None], df, loc=loc, scale=scale)).sum(1)
+    first = pred.cdf(y)
+    np.testing.assert_allclose(first, expected, rtol=1e-12, atol=1e-14)
+    first[:] = -1.0  # the caller's copy: the kept CDF is untouched
+    np.testing.assert_allclose(pred.cdf(y), expected, rtol=1e-12, atol=1e-14)
+    y2 = y + 0.5
+    np.testing.assert_allclose(pred.cdf(y2), (probs * scipy.stats.t.cdf(y2[:, None], df, loc=loc, scale=scale)).sum(1),
+                               rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("case", sorted(c for c in CASES
                                          if CASES[c]().task == "regression" and not CASES[c]().discrete))
 def test_predictive_cdf_matches_the_share_of_draws_below(case):

@@ -508,13 +508,15 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         t = time.perf_counter()
         members = _train_ensemble(split, config, bar)
         timings["mlp_seconds"] = time.perf_counter() - t
-        _stage(bar, "evaluating and plotting")
+        _stage(bar, "test predictives")
         preds, flows = _predictives(split, hybrid, discriminative, blr, mixed, members, student)
+        _stage(bar, "log p(x) columns")
         flow_cols, log_px_samples = {}, {}
         for reg in (hybrid, discriminative, *student.values()):
             flow_cols[id(reg)], samples = _log_px_columns(
                 reg, split, config.logpx_rows, config.seed, dq, config.logpx_draws)
             log_px_samples.setdefault(reg.px_weight, samples)  # the Gaussian DIGLMs' (first) for the figures
+        _stage(bar, "density-aware rows")
         aware, control, density_aware, test_log_px = _density_aware(
             hybrid, split, dq, log_px_samples[hybrid.px_weight]["train"], config)
         bayes_name = next(iter(preds))
@@ -524,6 +526,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         preds = _insert_before(preds, CONSTANT_ROW, control_name, control)
         flows[aware_name] = flows[control_name] = hybrid
         flow_cols = {name: flow_cols[id(reg)] for name, reg in flows.items()}
+        _stage(bar, "metrics and figures")
         rows = _table_rows(preds, split, flow_cols)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -553,6 +556,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         "bayesian_head_posterior": {"a_n": posterior.a, "b_n": posterior.b,
                                     "sigma2_mean": posterior.b / (posterior.a - 1.0)},
         "torch_threads": threads, "load_average": os.getloadavg(), "seconds": seconds, **timings,
+        "stage_seconds": bar.stage_seconds, "stage_cpu_seconds": bar.stage_cpu_seconds,
     }
     write_results(out, metrics, table)
     return {"rows": rows, "table": table, "out": str(out), "seconds": seconds, "streaming": streaming,
