@@ -471,7 +471,7 @@ def test_laplace_posterior_for_gaussian_heads_takes_the_learned_noise_as_known(h
     assert isinstance(reg.posterior_, LaplaceRegressor) and reg.posterior_.likelihood == "gaussian"
     Z = reg.transform(X)
     with torch.no_grad():
-        zt = torch.from_numpy(Z).to(reg._dtype())
+        zt = torch.from_numpy(Z).to(next(reg.model_.parameters()).dtype)
         if head == "heteroscedastic":
             var = torch.exp(reg.model_.head.noise_log_var(zt)).double().numpy()
         else:

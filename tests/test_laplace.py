@@ -287,7 +287,7 @@ def _digits_predictives(pool: bool, n_train: int | None):
     mc = copy.deepcopy(clf).set_params(predictive="mc", n_predictive_samples=20_000, predictive_seed=0)
     mc = mc.predict_proba(Z_te)
     closed = clf.predict_proba(Z_te)
-    design = clf._design(clf._validate_Z(Z_te))
+    design = np.column_stack([Z_te, np.ones(len(Z_te))])  # the features and the intercept's column
     mackay = multiclass_probit(torch.from_numpy(design @ clf.posterior_.mean.T),
                                torch.from_numpy(clf.posterior_.logit_cov(design)), scale=np.pi / 8).numpy()
 
