@@ -1,5 +1,5 @@
-"""The DIGLM estimators: scikit-learn's own checks, the posterior option, bad input on every method of every
-flavour (refused by name, the fitted model unchanged), and regression tests of past defects."""
+"""The DIGLM estimators: scikit-learn's own checks and feature names, the posterior option, bad input on every
+method of every flavour (refused by name, the fitted model unchanged), and regression tests of past defects."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import torch
 from _refusal import assert_refused, assert_unchanged
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
@@ -485,6 +487,48 @@ def test_laplace_posterior_for_gaussian_heads_takes_the_learned_noise_as_known(h
     quad = np.einsum("ij,ij->i", A[:10], np.linalg.solve(precision, A[:10].T).T)
     np.testing.assert_allclose(pred.mean, A[:10] @ mean, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(pred.variance, quad + var[:10], rtol=1e-5)
+
+
+# -- scikit-learn's feature-name contract: get_feature_names_out, set_output(transform="pandas") ----------------
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 3)), columns=["age", "dose", "weight"], index=np.arange(100, 160))
+    return X, X["age"].to_numpy() - X["dose"].to_numpy() + 0.1 * rng.normal(size=60)
+
+
+@pytest.mark.parametrize("cls", [DIGLMRegressor, DIGLMClassifier])
+def test_pandas_output_names_the_features(cls, frame):
+    X, y = frame
+    target = y if cls is DIGLMRegressor else (y > 0).astype(int)
+    est = cls(epochs=1, quiet=True, seed=0).fit(X, target)
+    plain = est.transform(X)
+    names = est.get_feature_names_out()
+    assert list(names) == [f"z{j}" for j in range(plain.shape[1])]
+    out = est.set_output(transform="pandas").transform(X)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(names) and out.index.equals(X.index)
+    np.testing.assert_array_equal(out.to_numpy(), plain)
+    # In a pipeline, the next step sees the names too.
+    piped = make_pipeline(cls(epochs=1, quiet=True, seed=0), StandardScaler()).set_output(transform="pandas")
+    assert list(piped.fit(X, target).transform(X).columns) == list(names)
+
+
+def test_input_features_must_match_fit(frame):
+    X, y = frame
+    est = DIGLMRegressor(epochs=1, quiet=True, seed=0).fit(X, y)
+    assert len(est.get_feature_names_out(["age", "dose", "weight"])) == 3
+    with pytest.raises(ValueError, match="input_features"):
+        est.get_feature_names_out(["a", "b", "c"])
+    with pytest.raises(ValueError, match="input_features"):
+        est.get_feature_names_out(["age", "dose"])
+
+
+def test_names_need_a_fitted_estimator():
+    with pytest.raises(NotFittedError):
+        DIGLMRegressor().get_feature_names_out()
 
 
 # -- bad input on every method of every flavour (posterior=): refused by name, the fitted model unchanged ------
