@@ -71,7 +71,7 @@ bench: $(BENCHSTAMP)
 # Long mutation-fuzzing pass over every loader (make test runs 150 inputs per loader; this runs 5,000).
 FUZZ_ITERATIONS ?= 5000
 fuzz: $(STAMP)
-	BAYES_DIGLM_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) $(PY) -m pytest -q -s tests/test_fuzz_loaders.py
+	BAYES_DIGLM_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) $(PY) -m pytest -q -s tests/test_loaders_contract.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -4,21 +4,26 @@ Each case is checked for: exact inverse, log|det J| against ``slogdet`` of the a
 moving parameters away from their identity initialisation), gradients reaching every parameter, state_dict
 save/load into a freshly built instance, finite samples of the right shape, and a working repr. The cases
 include flows a user builds from Pyro's and zuko's transforms (``as_flow``), read as their libraries read them.
+Last, what an inverse guarantees (dequantised pixels within half a level of [0, 1], the round trip on the training
+data) and the ``InverseAccuracyWarning`` where it cannot.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pyro.distributions.transforms as T
 import pytest
 import torch
 from pyro.distributions.transforms import GeneralizedChannelPermute
 from torch import nn
 
+from bayes_diglm.flows import InverseAccuracyWarning
 from bayes_diglm.flows.base import ActNorm, Flow, SequentialFlow, call_and_log_det, clear_transform_cache
 from bayes_diglm.flows.coupling import BoundedAffineCoupling
 from bayes_diglm.flows.glow import InvertibleConv1x1, Split, glow
@@ -27,6 +32,8 @@ from bayes_diglm.flows.linear import ActNormLinear, InvertibleLinear
 from bayes_diglm.flows.realnvp import Reverse, realnvp
 from bayes_diglm.flows.spline import spline
 from bayes_diglm.flows.user import as_flow
+from bayes_diglm.models import DIGLM, make_head
+from bayes_diglm.training import train_module
 
 # Dequantize's log-det counts v -> y only; x -> v scales every coordinate by 255/256 (eval mode).
 _DEQUANT_SCALE = math.log(255 / 256)
@@ -428,3 +435,59 @@ def test_autoregressive_spline_orders_are_per_step_permutations_restored_by_the_
     other.load_state_dict(flow.state_dict())
     x = torch.randn(7, 5)
     torch.testing.assert_close(other.log_prob(x), flow.log_prob(x))
+
+
+# ---- what an inverse guarantees, and the warning where it cannot -----------------------------------------
+
+
+def test_dequantize_inverse_stays_within_half_a_level_of_the_unit_interval():
+    dq = Dequantize(0.05).eval()
+    y = torch.tensor([-30.0, -5.0, -3.0, 0.0, 3.0, 5.0, 30.0])
+    x = dq._inverse(y)
+    assert float(x.min()) >= -0.5 / 255 - 1e-7 and float(x.max()) <= 1 + 0.5 / 255 + 1e-7
+    assert float(dq._inverse(torch.tensor([-30.0]))) == pytest.approx(-0.5 / 255)
+    pixels = torch.linspace(0, 1, 256)
+    assert torch.allclose(dq._inverse(dq(pixels.reshape(1, 1, 16, 16))).reshape(-1), pixels, atol=1e-6)
+
+
+def test_sampled_pixels_never_leave_the_unit_interval_by_more_than_half_a_level():
+    torch.manual_seed(0)
+    flow = glow((1, 8, 8), levels=2, steps=1, hidden_channels=8).eval()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # an untrained, badly scaled flow: latents far from data
+        z = 3 * torch.randn(64, 64)
+        x = flow.inverse(z)
+    outside = ((x < -0.5 / 255) | (x > 1 + 0.5 / 255)).float().mean()
+    assert float(outside) == 0.0
+
+
+@pytest.fixture(scope="module")
+def trained_flow():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(1000, 4, generator=g)
+    y = (X[:, 0] > 0).long()
+    model = DIGLM(realnvp(4, num_layers=8, hidden_dims=(64, 64)), make_head("bernoulli", 4), px_weight=1.0)
+    train_module(model, X, y, epochs=3, batch_size=100, quiet=True)
+    return model.flow.eval(), X
+
+
+def test_no_warning_on_the_training_data(trained_flow):
+    flow, X = trained_flow
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InverseAccuracyWarning)
+        z = flow.features(X, check=True)
+        x = flow.inverse_checked(z.detach())
+    np.testing.assert_allclose(x.detach().numpy(), X.numpy(), atol=1e-4)
+
+
+def test_round_trip_far_from_the_data_warns_instead_of_passing_silently(trained_flow):
+    flow, X = trained_flow
+    far = X[:20] * 1e4
+    with torch.no_grad():
+        err = float(((flow.inverse(flow.features(far)) - far).abs() / (1 + far.abs())).max())
+    if err <= 1e-3:
+        pytest.skip(f"this flow happens to invert accurately at these inputs (error {err:.2g})")
+    with pytest.warns(InverseAccuracyWarning, match="far from the data"):
+        flow.features(far, check=True)

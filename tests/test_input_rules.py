@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _refusal import assert_unchanged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,8 +63,7 @@ def _snapshot(model):
 
 
 def _unchanged(model, before):
-    for a, b in zip(before, _snapshot(model), strict=True):
-        assert np.array_equal(a, b), "a refused call changed the fitted model"
+    assert_unchanged(before, _snapshot(model), "a refused call")
 
 
 # ---- bad values of each kind ------------------------------------------------------------------------------------

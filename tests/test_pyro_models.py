@@ -226,7 +226,7 @@ def test_every_head_has_the_same_sites():
     assert "noise_variance" in poutine.trace(heads[0].pyro_model).get_trace(Z, y).nodes
     Zc, yc, _ = _data("categorical")
     clf = LaplaceClassifier().fit(Zc, yc)
-    trace = poutine.trace(clf.pyro_model).get_trace(Zc, clf._encode_y(yc))
+    trace = poutine.trace(clf.pyro_model).get_trace(Zc, np.searchsorted(clf.classes_, yc))  # class indices
     assert trace.nodes["beta"]["value"].shape == (3, 2) and trace.nodes["intercept"]["value"].shape == (3,)
     with pytest.raises(ValueError, match="shape"):
         clf.pyro_model(Zc[:, :1])

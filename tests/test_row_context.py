@@ -31,7 +31,7 @@ def binomial_fit():
 
 def _point_probabilities(est, X):
     with torch.no_grad():
-        z = torch.from_numpy(est.transform(X)).to(est._dtype())
+        z = torch.from_numpy(est.transform(X)).to(next(est.model_.parameters()).dtype)
         return special.expit(est.model_.head.predictor(z).double().numpy()[:, 0])
 
 
@@ -48,7 +48,7 @@ def test_the_point_predictive_is_scipys_binomial_with_the_rows_trials(binomial_f
 def test_training_evaluates_the_objective_with_the_rows_trials(binomial_fit):
     est, X, y, trials = binomial_fit
     p = _point_probabilities(est, X)
-    dtype = est._dtype()
+    dtype = next(est.model_.parameters()).dtype
     figures = evaluate_module(est.model_, torch.from_numpy(X).to(dtype), torch.from_numpy(y).to(dtype),
                               context={"trials": torch.from_numpy(trials).to(dtype)})
     np.testing.assert_allclose(figures["log_py"], stats.binom.logpmf(y, trials, p).mean(), rtol=1e-4)

@@ -1,4 +1,5 @@
-"""The DIGLM estimators: scikit-learn's own checks, the posterior option, and regression tests of past defects."""
+"""The DIGLM estimators: scikit-learn's own checks and feature names, the posterior option, bad input on every
+method of every flavour (refused by name, the fitted model unchanged), and regression tests of past defects."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _refusal import assert_refused, assert_unchanged
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
@@ -469,7 +473,7 @@ def test_laplace_posterior_for_gaussian_heads_takes_the_learned_noise_as_known(h
     assert isinstance(reg.posterior_, LaplaceRegressor) and reg.posterior_.likelihood == "gaussian"
     Z = reg.transform(X)
     with torch.no_grad():
-        zt = torch.from_numpy(Z).to(reg._dtype())
+        zt = torch.from_numpy(Z).to(next(reg.model_.parameters()).dtype)
         if head == "heteroscedastic":
             var = torch.exp(reg.model_.head.noise_log_var(zt)).double().numpy()
         else:
@@ -483,3 +487,255 @@ def test_laplace_posterior_for_gaussian_heads_takes_the_learned_noise_as_known(h
     quad = np.einsum("ij,ij->i", A[:10], np.linalg.solve(precision, A[:10].T).T)
     np.testing.assert_allclose(pred.mean, A[:10] @ mean, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(pred.variance, quad + var[:10], rtol=1e-5)
+
+
+# -- scikit-learn's feature-name contract: get_feature_names_out, set_output(transform="pandas") ----------------
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 3)), columns=["age", "dose", "weight"], index=np.arange(100, 160))
+    return X, X["age"].to_numpy() - X["dose"].to_numpy() + 0.1 * rng.normal(size=60)
+
+
+@pytest.mark.parametrize("cls", [DIGLMRegressor, DIGLMClassifier])
+def test_pandas_output_names_the_features(cls, frame):
+    X, y = frame
+    target = y if cls is DIGLMRegressor else (y > 0).astype(int)
+    est = cls(epochs=1, quiet=True, seed=0).fit(X, target)
+    plain = est.transform(X)
+    names = est.get_feature_names_out()
+    assert list(names) == [f"z{j}" for j in range(plain.shape[1])]
+    out = est.set_output(transform="pandas").transform(X)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(names) and out.index.equals(X.index)
+    np.testing.assert_array_equal(out.to_numpy(), plain)
+    # In a pipeline, the next step sees the names too.
+    piped = make_pipeline(cls(epochs=1, quiet=True, seed=0), StandardScaler()).set_output(transform="pandas")
+    assert list(piped.fit(X, target).transform(X).columns) == list(names)
+
+
+def test_input_features_must_match_fit(frame):
+    X, y = frame
+    est = DIGLMRegressor(epochs=1, quiet=True, seed=0).fit(X, y)
+    assert len(est.get_feature_names_out(["age", "dose", "weight"])) == 3
+    with pytest.raises(ValueError, match="input_features"):
+        est.get_feature_names_out(["a", "b", "c"])
+    with pytest.raises(ValueError, match="input_features"):
+        est.get_feature_names_out(["age", "dose"])
+
+
+def test_names_need_a_fitted_estimator():
+    with pytest.raises(NotFittedError):
+        DIGLMRegressor().get_feature_names_out()
+
+
+# -- bad input on every method of every flavour (posterior=): refused by name, the fitted model unchanged ------
+# Every (method, kind of bad X) pair runs, one item per flavour and method; each item reports every pair it
+# found accepted or refused without naming the problem.
+
+BAD_D = 3
+_bad_rng = np.random.default_rng(0)
+X_TRAIN = _bad_rng.normal(size=(80, BAD_D)).astype("float32")
+Y_REG = (X_TRAIN[:, 0] - X_TRAIN[:, 1] + 0.1 * _bad_rng.normal(size=80)).astype("float32")
+Y_CLF = np.where(X_TRAIN[:, 0] > 0, "yes", "no")
+PROBE = _bad_rng.normal(size=(7, BAD_D)).astype("float32")
+TINY = {"epochs": 1, "quiet": True, "flow_kwargs": {"num_layers": 2, "hidden_dims": (8,)}}
+
+FLAVOURS = {
+    "regressor-point": lambda: DIGLMRegressor(posterior="point", **TINY),
+    "regressor-conjugate": lambda: DIGLMRegressor(posterior="conjugate", **TINY),
+    "classifier-point": lambda: DIGLMClassifier(posterior="point", **TINY),
+    "classifier-laplace": lambda: DIGLMClassifier(posterior="laplace", **TINY),
+    "classifier-svi": lambda: DIGLMClassifier(posterior="svi", **TINY),
+}
+
+
+def _nan_frame():
+    frame = pd.DataFrame(PROBE, columns=[f"x{i}" for i in range(BAD_D)])
+    frame.iloc[2, 1] = np.nan
+    return frame
+
+
+def _at_4(value):
+    return np.where(np.arange(7 * BAD_D).reshape(7, BAD_D) == 4, value, PROBE)
+
+
+#: bad X -> a pattern its error message must match
+BAD_X = {
+    "nan": (lambda: _at_4(np.nan), r"(?i)nan|finite|missing"),
+    "inf": (lambda: _at_4(np.inf), r"(?i)inf|finite"),
+    "too many features": (lambda: np.zeros((7, BAD_D + 1), "float32"), r"(?i)feature|shape"),
+    "1-D": (lambda: PROBE[:, 0], r"(?i)2d|2-d|dimension|shape|reshape"),
+    "3-D": (lambda: PROBE[:, :, None], r"(?i)dimension|shape|dim"),
+    "empty": (lambda: np.zeros((0, BAD_D), "float32"), r"(?i)0 sample|empty|at least|no rows|minimum"),
+    "strings": (lambda: PROBE.astype(str).astype(object) + "x", r"(?i)string|numeric|convert|float|could not"),
+    "DataFrame with missing values": (_nan_frame, r"(?i)nan|missing|finite"),
+    "complex": (lambda: PROBE.astype(np.complex64), r"(?i)complex"),
+}
+
+
+def _targets(flavour: str, n: int):
+    return np.resize(Y_CLF, n) if flavour.startswith("classifier") else np.resize(Y_REG, n)
+
+
+def _methods(flavour: str) -> dict:
+    common = {
+        "predict": lambda est, X: est.predict(X),
+        "predict_dist": lambda est, X: est.predict_dist(X),
+        "score_samples": lambda est, X: est.score_samples(X),
+        "transform": lambda est, X: est.transform(X),
+        "score": lambda est, X: est.score(X, _targets(flavour, len(np.asarray(X)))),
+        "log_predictive": lambda est, X: est.log_predictive(X, _targets(flavour, len(np.asarray(X)))),
+    }
+    if flavour.startswith("classifier"):
+        common["predict_proba"] = lambda est, X: est.predict_proba(X)
+    else:
+        common["predict(return_std)"] = lambda est, X: est.predict(X, return_std=True)
+    return common
+
+
+def _snapshot(est) -> list:
+    out = [np.asarray(est.predict(PROBE)), est.score_samples(PROBE)]
+    if hasattr(est, "predict_proba"):
+        out.append(est.predict_proba(PROBE))
+    return out
+
+
+class _Fitted(dict):
+    """Fit each flavour once, when a test first asks for it (so one broken flavour fails only its own tests)."""
+
+    def __missing__(self, name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = FLAVOURS[name]().fit(X_TRAIN, _targets(name, len(X_TRAIN)))
+        self[name] = (est, _snapshot(est))
+        return self[name]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return _Fitted()
+
+
+def _refused_and_unchanged(est, before, cases: dict, what: str):
+    assert_refused(cases)
+    assert_unchanged(before, _snapshot(est), what)
+
+
+METHOD_CASES = [(f, m) for f in FLAVOURS for m in _methods(f)]
+
+
+@pytest.mark.parametrize(("flavour", "method"), METHOD_CASES, ids=["/".join(c) for c in METHOD_CASES])
+def test_every_method_refuses_every_kind_of_bad_X_by_name_and_changes_nothing(fitted, flavour, method):
+    est, before = fitted[flavour]
+    call = _methods(flavour)[method]
+    _refused_and_unchanged(est, before, {bad: (lambda make=make: call(est, make()), pattern)
+                                         for bad, (make, pattern) in BAD_X.items()}, method)
+
+
+BAD_Y = {
+    "nan target": (lambda f, n: np.where(np.arange(n) == 1, np.nan, Y_REG[:n]) if not f.startswith("classifier")
+                   else np.where(np.arange(n) == 1, None, Y_CLF[:n]), r"(?i)nan|finite|missing|none|label"),
+    "wrong length": (lambda f, n: _targets(f, n + 2), r"(?i)length|samples|rows|inconsistent|shape"),
+    "unseen label": (lambda f, n: np.where(np.arange(n) == 0, "maybe", Y_CLF[:n]) if f.startswith("classifier")
+                     else np.where(np.arange(n) == 0, "maybe", Y_REG[:n].astype(str)),
+                     r"(?i)label|class|unseen|string|numeric|convert|float|could not"),
+}
+
+
+@pytest.mark.parametrize("flavour", list(FLAVOURS))
+@pytest.mark.parametrize("method", ["score", "log_predictive"])
+def test_bad_targets_are_refused_by_name_and_change_nothing(fitted, flavour, method):
+    est, before = fitted[flavour]
+    # accuracy against a label the model never predicts is well defined (it counts as wrong)
+    bads = [b for b in BAD_Y if not (method == "score" and b == "unseen label" and flavour.startswith("classifier"))]
+    _refused_and_unchanged(est, before, {
+        bad: (lambda bad=bad: getattr(est, method)(PROBE, BAD_Y[bad][0](flavour, len(PROBE))), BAD_Y[bad][1])
+        for bad in bads}, method)
+
+
+# (a refit on more features is a legal new fit, so it is not in this list)
+REFIT_BAD_X = ["nan", "inf", "1-D", "empty", "strings", "DataFrame with missing values", "complex"]
+
+
+@pytest.mark.parametrize("flavour", list(FLAVOURS))
+def test_a_refused_refit_leaves_the_fitted_model_alone(fitted, flavour):
+    est, before = fitted[flavour]
+
+    def refit(make):
+        X = make()
+        return est.fit(X, _targets(flavour, len(np.asarray(X))))
+
+    _refused_and_unchanged(est, before, {bad: (lambda bad=bad: refit(BAD_X[bad][0]), BAD_X[bad][1])
+                                         for bad in REFIT_BAD_X}, "fit")
+
+
+@pytest.mark.parametrize("flavour", list(FLAVOURS))
+def test_sample_refuses_a_bad_number_of_draws(fitted, flavour):
+    est, before = fitted[flavour]
+    pattern = r"(?i)needs a posterior" if flavour.endswith("point") else r"(?i)\bn\b|draws|positive|integer"
+    _refused_and_unchanged(est, before, {repr(n): (lambda n=n: est.sample(n), pattern)
+                                         for n in [0, -1, 2.5, "3", True]}, "sample")
+
+
+@pytest.mark.parametrize("flavour", ["regressor-point", "classifier-point", "classifier-laplace"])
+def test_joint_sampler_refuses_a_bad_number_of_samples(fitted, flavour):
+    est, before = fitted[flavour]
+    cases = {repr(n): (lambda n=n: est.sample_joint(n), r"(?i)\bn\b|positive|integer") for n in [0, -1, 2.5, "3"]}
+    if flavour == "classifier-point":
+        cases["unseen label"] = (lambda: est.sample_joint(3, y="maybe"), r"(?i)label|class|maybe")
+    _refused_and_unchanged(est, before, cases, "sample_joint")
+
+
+@pytest.mark.parametrize("flavour", ["regressor-conjugate", "classifier-laplace"])
+def test_semi_supervised_fit_refuses_bad_unlabelled_rows_and_keeps_the_model(fitted, flavour):
+    est, before = fitted[flavour]
+    y = _targets(flavour, len(X_TRAIN))
+    bads = ["nan", "inf", "too many features", "1-D", "strings", "DataFrame with missing values"]
+    _refused_and_unchanged(est, before, {
+        bad: (lambda bad=bad: est.fit(X_TRAIN, y, X_unlabeled=BAD_X[bad][0]()),
+              "(?i)(" + BAD_X[bad][1].replace("(?i)", "") + "|X_unlabeled)")
+        for bad in bads}, "fit(X_unlabeled=)")
+
+
+def _ood_functions() -> dict:
+    from bayes_diglm.evaluation import ood
+
+    return {
+        "neg_log_px": lambda est, X: ood.neg_log_px(est, X),
+        "bits_per_dim_score": lambda est, X: ood.bits_per_dim_score(est, X, num_bins=None),
+        "predictive_entropy_score": lambda est, X: ood.predictive_entropy_score(est, X),
+    }
+
+
+@pytest.mark.parametrize("function", list(_ood_functions()))
+def test_ood_scores_on_an_estimator_refuse_bad_input_by_name(fitted, function):
+    score = _ood_functions()[function]
+    for flavour in ("classifier-point", "classifier-laplace"):
+        est, before = fitted[flavour]
+        bads = ["nan", "inf", "too many features", "1-D", "empty", "strings", "DataFrame with missing values"]
+        _refused_and_unchanged(est, before, {
+            f"{flavour}/{bad}": (lambda bad=bad, est=est: score(est, BAD_X[bad][0]()),
+                                 "(?i)(" + BAD_X[bad][1].replace("(?i)", "") + "|X must|shape|empty)")
+            for bad in bads}, function)
+
+
+def test_predictive_refuses_bad_targets_whatever_torch_validation_says():
+    """zuko turns torch's argument validation off for the whole process when imported; the predictive's own
+    support check still refuses a NaN target and a count outside the support by name."""
+    from bayes_diglm.inference import Predictive
+
+    previous = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        normal = Predictive(torch.distributions.Normal(torch.zeros(3, dtype=torch.float64), 1.0))
+        with pytest.raises(ValueError, match="finite"):
+            normal.log_prob([0.0, float("nan"), 1.0])
+        counts = Predictive(torch.distributions.Poisson(torch.ones(3, dtype=torch.float64)))
+        with pytest.raises(ValueError, match="support"):
+            counts.log_prob([0.0, -1.0, 2.5])
+        assert np.all(np.isfinite(counts.log_prob([0.0, 1.0, 2.0])))
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(previous)

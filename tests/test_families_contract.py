@@ -1,6 +1,8 @@
-"""The family contract, one test suite over every registered GLM family: log-density, mean and variance against
+"""The family contract, one test suite over every built-in GLM family: log-density, mean and variance against
 scipy.stats; gradient and curvature against autograd; the predictive under a Gaussian over f against Monte Carlo
-of ``sample``; target checks; ``type(lik)(**lik.config())``; nuisance parameters and their constraints."""
+of ``sample``; target checks; ``type(lik)(**lik.config())``; nuisance parameters and their constraints; the Fisher
+information against the exact sum over the support and Monte Carlo; the closed-form predictives and the
+``Predictive`` object."""
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from torch.distributions import transform_to
 
 from bayes_diglm import likelihoods
+from bayes_diglm.inference.base import Predictive
 from bayes_diglm.likelihoods import (
     Bernoulli,
     Beta,
@@ -24,6 +27,7 @@ from bayes_diglm.likelihoods import (
     Poisson,
     StudentT,
     ZeroInflatedPoisson,
+    multiclass_probit,
 )
 
 #: one or more instances of every built-in family (the binomial under each of its links)
@@ -386,8 +390,6 @@ def test_mixture_cdf_in_row_blocks_equals_scipy_and_is_recomputed_for_new_target
 def test_predictive_cdf_matches_the_share_of_draws_below(case):
     """``Predictive.cdf`` of every continuous family's predictive (mixtures included, Student-t components by
     scipy) against the share of Monte Carlo draws of ``f`` then ``y`` below the point."""
-    from bayes_diglm.inference.base import Predictive
-
     lik = CASES[case]()
     rng = np.random.default_rng(7)
     mean, cov = _gaussian_over_f(lik.num_outputs, rng)
@@ -402,3 +404,227 @@ def test_predictive_cdf_matches_the_share_of_draws_below(case):
         share = float(np.mean(lik.sample(f, torch.Generator().manual_seed(i)) <= points[i]))
         # the predictive's own 512 draws of f count as much as these
         assert abs(cdf[i] - share) < 5 * np.sqrt(share * (1 - share) * (1 / draws + 1 / 512)) + 1e-3, (cdf[i], share)
+
+
+# ---- the Fisher information over the support (counts) and by the information identity -----------------------
+
+F_FISHER = np.array([[-1.3], [0.0], [0.4], [2.1]])
+
+
+@pytest.mark.parametrize("lik, context", [
+    (likelihoods.Bernoulli(), {}),
+    (likelihoods.Poisson(), {}),
+    (NegativeBinomial(alpha=0.7), {}),
+    (Binomial(), {"trials": np.array([7.0, 1.0, 12.0, 3.0])}),
+    (Binomial(link="probit"), {"trials": np.array([7.0, 1.0, 12.0, 3.0])}),
+    (Binomial(link="cloglog"), {"trials": np.array([7.0, 1.0, 12.0, 3.0])}),
+    (likelihoods.ZeroInflatedPoisson(zero_prob=0.3), {}),
+], ids=["bernoulli", "poisson", "negative_binomial", "binomial-logit", "binomial-probit", "binomial-cloglog",
+        "zero_inflated_poisson"])
+def test_fisher_is_the_expected_curvature_over_the_support(lik, context):
+    top = 1.0 if lik.num_classes == 2 else 400.0
+    expected = []
+    for i in range(F_FISHER.shape[0]):
+        ys = np.arange(min(top, context["trials"][i]) + 1 if context else top + 1)
+        ctx = {k: np.full(ys.size, v[i]) for k, v in context.items()}
+        f = np.repeat(F_FISHER[i:i + 1], ys.size, 0)
+        probs = np.exp(lik.log_prob(f, ys, **ctx))
+        assert probs.sum() == pytest.approx(1.0, abs=1e-10)
+        expected.append(probs @ lik.curvature(f, ys, **ctx)[:, 0, 0])
+    np.testing.assert_allclose(lik.fisher(F_FISHER, **context)[:, 0, 0], expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("lik", [Gamma(shape=2.5), StudentT(df=3.5, scale=0.8), likelihoods.Beta(precision=6.0),
+                                 likelihoods.Gaussian(noise_variance=0.3)], ids=["gamma", "student_t", "beta",
+                                                                                "gaussian"])
+def test_fisher_is_the_expected_curvature_by_monte_carlo(lik):
+    gen = torch.Generator().manual_seed(0)
+    f = np.repeat(F_FISHER, 200_000, axis=0)
+    y = lik.sample(torch.from_numpy(f), gen).numpy()
+    curv = lik.curvature(f, y)[:, 0, 0].reshape(F_FISHER.shape[0], -1)
+    grad2 = lik.grad(f, y)[:, 0].reshape(F_FISHER.shape[0], -1) ** 2  # E[g^2] is the Fisher information too
+    fisher = lik.fisher(F_FISHER)[:, 0, 0]
+    np.testing.assert_allclose(curv.mean(1), fisher, rtol=0.02)
+    np.testing.assert_allclose(grad2.mean(1), fisher, rtol=0.03)
+    assert np.all(fisher > 0)
+
+
+def test_student_t_fisher_is_positive_where_the_curvature_is_negative():
+    lik = StudentT(df=3.0, scale=1.0)
+    assert lik.curvature(np.zeros((1, 1)), np.array([10.0]))[0, 0, 0] < 0
+    assert lik.fisher(np.zeros((1, 1)))[0, 0, 0] == pytest.approx(4.0 / 6.0)
+
+
+def test_a_family_without_a_closed_form_gets_the_score_outer_product():
+    """A user's family that overrides neither ``_fisher`` nor a y-free curvature gets the seeded Monte Carlo
+    average of the score's outer product: it agrees with the exact sum over the support (negative binomial)."""
+
+    class NoClosedForm(NegativeBinomial):
+        _fisher = likelihoods.Likelihood._fisher
+
+    exact = NegativeBinomial(alpha=0.7).fisher(F_FISHER)[:, 0, 0]
+    np.testing.assert_allclose(NoClosedForm(alpha=0.7).fisher(F_FISHER)[:, 0, 0], exact, rtol=0.1)  # 4,096 draws
+
+
+# ---- curvature without y, the torch distribution, the closed-form predictives and the Predictive object -----
+
+@pytest.mark.parametrize("case", ["gaussian", "bernoulli", "categorical", "poisson"])
+def test_canonical_curvature_does_not_need_y(case):
+    lik = CASES[case]()
+    f, y, _ = _data(lik)
+    np.testing.assert_allclose(lik.curvature(f), lik.curvature(f, y))
+
+
+def test_log_prob_of_the_torch_distribution_and_numpy_in_numpy_out():
+    for name in ["gaussian", "heteroscedastic", "bernoulli", "categorical", "poisson"]:
+        lik = CASES[name]()
+        f, y, _ = _data(lik)
+        out = lik.log_prob(f, y)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float64, name
+        dist = lik.dist(torch.from_numpy(f))
+        np.testing.assert_allclose(out, dist.log_prob(torch.as_tensor(y)).numpy(), rtol=1e-10, err_msg=name)
+        assert isinstance(lik.log_prob(torch.from_numpy(f), torch.as_tensor(y)), torch.Tensor)
+
+
+def test_bad_predictor_shape_is_refused():
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        Categorical(4).log_prob(np.zeros((3, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match="num_classes"):
+        Categorical(1)
+    with pytest.raises(ValueError, match="noise_variance"):
+        Gaussian(-1.0)
+
+
+def _mc_predictive_moments(lik, mean, cov, num=200_000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    chol = torch.linalg.cholesky(cov)
+    eps = torch.randn((num,) + mean.shape, dtype=mean.dtype, generator=g)
+    f = mean + torch.einsum("nkl,snl->snk", chol, eps)
+    d = lik.dist(f)
+    return d.mean.mean(0), (d.variance + d.mean**2).mean(0) - d.mean.mean(0) ** 2, f
+
+
+def test_poisson_predictive_is_the_lognormal_mixture():
+    m, v = torch.tensor([[0.3], [1.2]], dtype=torch.float64), torch.tensor([[[0.2]], [[0.5]]], dtype=torch.float64)
+    pred = Poisson().predictive(m, v)
+    rate_mean = torch.exp(m[:, 0] + v[:, 0, 0] / 2)
+    rate_var = (torch.exp(v[:, 0, 0]) - 1) * torch.exp(2 * m[:, 0] + v[:, 0, 0])
+    np.testing.assert_allclose(pred.mean.numpy(), rate_mean.numpy(), rtol=1e-8)
+    np.testing.assert_allclose(pred.variance.numpy(), (rate_mean + rate_var).numpy(), rtol=1e-6)
+    probs = torch.exp(pred.log_prob(torch.arange(200.0)[:, None].expand(200, 2))).sum(0)
+    np.testing.assert_allclose(probs.numpy(), 1.0, atol=1e-10)
+
+
+def test_bernoulli_probit_close_to_monte_carlo():
+    rng = np.random.default_rng(4)
+    mean = torch.from_numpy(rng.normal(scale=2.0, size=(40, 1)))
+    cov = torch.from_numpy(rng.uniform(0.1, 6.0, size=(40, 1, 1)))
+    probit = Bernoulli().predictive(mean, cov).probs
+    mc, _, _ = _mc_predictive_moments(Bernoulli(), mean, cov)
+    assert float((probit - mc).abs().max()) < 0.02  # MacKay's error is below 0.02 for these variances
+
+
+def test_multiclass_probit_for_two_classes_is_a_probit_on_the_logit_difference():
+    rng = np.random.default_rng(5)
+    mean = torch.from_numpy(rng.normal(size=(10, 2)))
+    A = rng.normal(size=(10, 2, 2))
+    cov = torch.from_numpy(A @ np.swapaxes(A, 1, 2))
+    d_var = cov[:, 0, 0] + cov[:, 1, 1] - 2 * cov[:, 0, 1]
+    for scale in (np.pi / 8, 3 / np.pi**2):
+        p = multiclass_probit(mean, cov, scale=scale)
+        p1 = torch.sigmoid((mean[:, 1] - mean[:, 0]) / torch.sqrt(1 + scale * d_var))
+        np.testing.assert_allclose(p[:, 1].numpy(), p1.numpy(), rtol=1e-10)
+    # MacKay's constant is the Bernoulli family's predictive
+    p_mackay = multiclass_probit(mean, cov, scale=np.pi / 8)[:, 1]
+    p_bern = Bernoulli().predictive((mean[:, 1] - mean[:, 0])[:, None], d_var[:, None, None]).probs
+    np.testing.assert_allclose(p_mackay.numpy(), p_bern.numpy(), rtol=1e-10)
+
+
+def test_multiclass_probit_is_invariant_to_a_shared_logit_shift():
+    rng = np.random.default_rng(6)
+    mean = torch.from_numpy(rng.normal(size=(5, 4)))
+    A = rng.normal(size=(5, 4, 4))
+    cov = torch.from_numpy(A @ np.swapaxes(A, 1, 2))
+    ones = torch.ones(4, dtype=torch.float64)
+    shifted = cov + 50.0 * ones[:, None] * ones[None, :]  # a huge variance along (1, ..., 1)
+    np.testing.assert_allclose(multiclass_probit(mean + 3.0, shifted).numpy(), multiclass_probit(mean, cov).numpy(),
+                               rtol=1e-9)
+
+
+# ---- the Predictive object -------------------------------------------------------------------------------
+
+
+def test_predictive_student_t_interval_and_moments():
+    d = torch.distributions.StudentT(torch.full((3,), 7.0, dtype=torch.float64),
+                                     torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64),
+                                     torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64))
+    pred = Predictive(d)
+    lo, hi = pred.interval(0.8)
+    np.testing.assert_allclose(lo, scipy.stats.t.ppf(0.1, 7.0, [0.0, 1.0, -2.0], [1.0, 0.5, 2.0]))
+    np.testing.assert_allclose(hi, scipy.stats.t.ppf(0.9, 7.0, [0.0, 1.0, -2.0], [1.0, 0.5, 2.0]))
+    np.testing.assert_allclose(pred.variance, np.array([1.0, 0.25, 4.0]) * 7 / 5)
+    s = pred.sample(20_000, generator=0)
+    assert s.shape == (20_000, 3)
+    np.testing.assert_allclose(s.mean(0), [0.0, 1.0, -2.0], atol=0.06)
+    np.testing.assert_array_equal(s, pred.sample(20_000, generator=0))
+    with pytest.raises(ValueError, match="prob"):
+        pred.interval(1.5)
+
+
+def test_predictive_categorical_with_labels():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=torch.float64)
+    pred = Predictive(torch.distributions.Categorical(probs=probs), classes=np.array(["a", "b", "c"]))
+    np.testing.assert_allclose(pred.mean, probs.numpy())
+    np.testing.assert_allclose(pred.log_prob(np.array(["a", "c"])), np.log([0.7, 0.8]))
+    lo, hi = pred.interval(0.5)
+    assert list(lo) == ["a", "c"] and list(hi) == ["b", "c"]
+    assert set(np.unique(pred.sample(50, generator=1))) <= {"a", "b", "c"}
+    with pytest.raises(ValueError, match="not seen"):
+        pred.log_prob(np.array(["a", "z"]))
+
+
+def test_predictive_count_interval_covers():
+    pred = Predictive(Poisson().predictive(torch.tensor([[1.0]], dtype=torch.float64),
+                                           torch.tensor([[[0.3]]], dtype=torch.float64)))
+    lo, hi = pred.interval(0.9)
+    draws = pred.sample(50_000, generator=2)[:, 0]
+    inside = np.mean((draws >= lo[0]) & (draws <= hi[0]))
+    assert inside >= 0.9 and np.mean(draws < lo[0]) <= 0.05 and np.mean(draws > hi[0]) <= 0.05
+
+
+def test_bernoulli_log_prob_is_exact_at_extreme_logits_and_soft_targets():
+    """The Bernoulli log-density (written out, fast on a loaded machine) against NumPy's logaddexp form,
+    y log sigma(f) + (1 - y) log sigma(-f), for logits up to +-700 (and every 20 < |f| < 40, where softplus's
+    threshold and BCE's cancellation lose the tiny values), hard and fractional targets, and broadcast draws;
+    torch's binary_cross_entropy_with_logits agrees to its rounding."""
+    import torch.nn.functional as F
+
+    f = torch.cat([torch.linspace(-700, 700, 41), torch.linspace(-40, 40, 81),
+                   torch.randn(59, generator=torch.Generator().manual_seed(0))]).double()[:, None]
+    n = f.shape[0]
+    for y in (torch.ones(n), torch.zeros(n), torch.rand(n, generator=torch.Generator().manual_seed(1))):
+        y = y.double()
+        fn, yn = f[:, 0].numpy(), y.numpy()
+        exact = -(yn * np.logaddexp(0.0, -fn) + (1.0 - yn) * np.logaddexp(0.0, fn))
+        ours = Bernoulli().log_prob(f, y).numpy()
+        np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=1e-300 if y.max() == y.min() else 1e-12)
+        torch_bce = -F.binary_cross_entropy_with_logits(f[:, 0], y, reduction="none").numpy()
+        np.testing.assert_allclose(ours, torch_bce, rtol=1e-12, atol=1e-12)
+    draws = f[None].expand(3, n, 1)
+    assert Bernoulli().log_prob(draws, torch.ones(n, dtype=torch.float64)).shape == (3, n)
+
+
+def test_bernoulli_distributions_log_prob_equals_torchs():
+    """The Bernoulli likelihood's distribution and probit predictive are torch Bernoullis whose log_prob (written
+    out) equals torch's own, from logits and from probabilities (to torch's rounding)."""
+
+    g = torch.Generator().manual_seed(2)
+    f = (30 * torch.randn(200, 1, generator=g)).double()
+    y = (torch.rand(200, generator=g) > 0.5).double()
+    dist = Bernoulli().dist(f)
+    assert isinstance(dist, torch.distributions.Bernoulli)
+    torch.testing.assert_close(dist.log_prob(y), torch.distributions.Bernoulli(logits=f[:, 0]).log_prob(y),
+                               rtol=1e-12, atol=1e-12)
+    pred = Bernoulli().predictive(f[:, :1] / 10, torch.ones(200, 1, 1, dtype=torch.float64))
+    torch.testing.assert_close(pred.log_prob(y), torch.distributions.Bernoulli(probs=pred.probs).log_prob(y),
+                               rtol=1e-12, atol=1e-12)

@@ -1,4 +1,4 @@
-"""Mutation fuzzing of every loader that reads bytes a user may have received.
+"""The loader contract: mutation fuzzing of every loader that reads bytes a user may have received.
 
 Each target starts from valid files and runs seeded mutations through the loader; the only allowed outcomes
 are a correct result or a named error that says which file (``bayes_diglm._fuzz``). ``make test`` runs a
