@@ -246,10 +246,14 @@ def test_streamed_mixed_head_equals_one_fit_and_predicts_unseen_airports(tmp_pat
     split, us = flights_module._load_split(config)
     reg = flights_module._train_diglm(split, config, 0.1, quiet=True)
     levels = {"origin": np.asarray(us.origins, dtype=object), "destination": np.asarray(us.destinations, dtype=object)}
-    chunked, info = flights_module._stream_mixed_head(reg, us.chunks("train", chunk_rows=300, groups=True), levels)
-    whole, whole_info = flights_module._stream_mixed_head(
-        reg, [next(us.chunks("train", chunk_rows=10_000, groups=True))], levels)
-    assert info["rows"] == whole_info["rows"] == us.sizes["train"]
+    def triples(chunks):
+        return [(X, y, {"origin": o, "destination": d}) for X, y, o, d in chunks]
+
+    chunks = triples(us.chunks("train", chunk_rows=300, groups=True))
+    one = triples([next(us.chunks("train", chunk_rows=10_000, groups=True))])
+    assert len(chunks) > 1 and sum(len(c[1]) for c in chunks) == len(one[0][1]) == us.sizes["train"]
+    chunked = reg.fit_mixed_head(chunks, levels=levels)
+    whole = reg.fit_mixed_head(one, levels=levels)
     np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-6, atol=1e-9)
     for k in chunked.re_cov_:
         np.testing.assert_allclose(chunked.re_cov_[k], whole.re_cov_[k], rtol=1e-5, atol=1e-10)
@@ -294,6 +298,15 @@ def test_mixed_head_matches_statsmodels_on_real_us_flights():
     assert ours.sigma2_ == pytest.approx(ref.scale, rel=1e-4)
 
 
+def _cell_log_px(model, X, dq, *, draws: int = 4, seed: int = 0) -> np.ndarray:
+    """What ``DIGLMRegressor.log_cell_probability`` computes, for a stand-in with ``score_samples`` (the
+    dequantiser's estimate with the model's density; ``score_samples`` alone without a dequantiser)."""
+    if dq is None:
+        return model.score_samples(X)
+    return dq.log_cell_probability(lambda v: torch.from_numpy(model.score_samples(v.numpy())), torch.from_numpy(X),
+                                   num_samples=draws, generator=torch.Generator().manual_seed(seed)).numpy()
+
+
 class _PiecewiseConstant:
     """A stand-in estimator whose density is constant on each unit cell of two integer attributes (standardised
     by ``scale``): ``p(v) = P1(k1) P2(k2) / (w1 w2)`` on cell ``(k1, k2)``, so ``log P(cell)`` is known exactly."""
@@ -322,10 +335,10 @@ def test_dequantised_log_px_is_the_log_probability_of_the_cells_for_a_cellwise_c
     dq = flights_module._dequantizer(split)
     model = _PiecewiseConstant(mean, scale, p1, p2)
     assert np.array_equal(model.cell(X), K)
-    got = flights_module._log_px(model, X, dq, draws=3, seed=1)
+    got = _cell_log_px(model, X, dq, draws=3, seed=1)
     np.testing.assert_allclose(got, np.log(p1[K[:, 0]]) + np.log(p2[K[:, 1]]), rtol=0, atol=1e-5)
     assert dq.log_cell_volume == pytest.approx(-np.log(scale).sum())
-    np.testing.assert_allclose(flights_module._log_px(model, X, None), got - dq.log_cell_volume, atol=1e-5)
+    np.testing.assert_allclose(_cell_log_px(model, X, None), got - dq.log_cell_volume, atol=1e-5)
 
 
 def test_dequantised_log_px_bounds_the_cell_probability_of_a_smooth_density():
@@ -340,7 +353,7 @@ def test_dequantised_log_px_bounds_the_cell_probability_of_a_smooth_density():
 
     K = np.array([[0, 0], [1, -2], [3, 4], [-4, 1]], dtype=np.float64)
     X = (K / scale).astype(np.float32)
-    got = flights_module._log_px(Gaussian(), X, dq, draws=400, seed=0)
+    got = _cell_log_px(Gaussian(), X, dq, draws=400, seed=0)
     lo, hi = (K - 0.5) / scale, (K + 0.5) / scale
     exact = np.log(scipy.stats.norm.cdf(hi) - scipy.stats.norm.cdf(lo)).sum(axis=1)
     assert np.all(got <= exact + 1e-3) and np.all(got >= exact - 0.05)

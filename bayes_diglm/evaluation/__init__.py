@@ -1,6 +1,7 @@
 """Metrics for predictions; out-of-distribution scores, selective prediction and p(x)-aware predictives."""
 
 from .class_gaussian import ClassConditionalGaussian
+from .classification_table import classification_metrics, log_px_summary, selective_summary
 from .density_aware import (
     DensityAwarePredictive,
     DensityWeighting,
@@ -53,7 +54,8 @@ from .ood_methods import (
 )
 from .ood_protocol import REQUIREMENTS, OODScore, fit_scores, get_score, register_score, score_names
 from .ood_table import evaluate_ood, score_inputs
-from .selective import selective_curve
+from .regression_table import constant_predictive, log_px_shift, regression_metrics
+from .selective import selective_against_random, selective_curve
 from .spread import SPREADS, aggregate_tables, format_spread
 from .variance_inflation import VarianceInflation, fit_variance_inflation, variance_inflation_against_controls
 
@@ -100,7 +102,14 @@ __all__ = [
     "neg_log_px",
     "perturb_pixels",
     "predictive_entropy_score",
+    "selective_against_random",
+    "classification_metrics",
+    "log_px_summary",
+    "selective_summary",
     "selective_curve",
+    "constant_predictive",
+    "log_px_shift",
+    "regression_metrics",
     "SPREADS",
     "aggregate_tables",
     "format_spread",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["selective_curve"]
+__all__ = ["selective_against_random", "selective_curve"]
 
 
 def selective_curve(per_input, score, *, coverages=None) -> dict[str, np.ndarray | float]:
@@ -47,3 +47,27 @@ def selective_curve(per_input, score, *, coverages=None) -> dict[str, np.ndarray
     kept = np.clip(np.ceil(cov * n - 1e-9).astype(int), 1, n)
     return {"coverage": cov, "value": kept_mean[kept - 1], "area": float(kept_mean.mean()),
             "full": float(metric.mean())}
+
+
+def selective_against_random(per_input: dict, score, *, label: str = "highest score first",
+                             seed: int = 0) -> dict[str, dict]:
+    """:func:`selective_curve` of each named per-input metric with rejection by ``score``, and with one seeded
+    random order of rejection as the reference (what rejecting without information gives).
+
+    ``per_input`` maps names to per-input metrics (e.g. each model's ``-log p(y | x)``), all the length of
+    ``score``. Returns ``{"<name>, <label>": curve, "<name>, at random": curve}`` for every name, in its order.
+
+    Example:
+        >>> r = selective_against_random({"m": [0.0, 0.0, 1.0, 1.0]}, [0.0, 1.0, 2.0, 3.0], label="by s")
+        >>> list(r), round(r["m, by s"]["area"], 4)
+        (['m, by s', 'm, at random'], 0.2083)
+    """
+    if not isinstance(per_input, dict) or not per_input:
+        raise ValueError("per_input must be a non-empty dict of name -> per-input metric")
+    score = np.asarray(score, dtype=np.float64)
+    random_order = np.random.default_rng(seed).permutation(len(score))
+    curves = {}
+    for name, metric in per_input.items():
+        curves[f"{name}, {label}"] = selective_curve(metric, score)
+        curves[f"{name}, at random"] = selective_curve(metric, random_order)
+    return curves

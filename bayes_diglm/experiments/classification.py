@@ -16,13 +16,14 @@ from ..evaluation import (
     CachedOutputs,
     HeadOnFeatures,
     abstention_curve,
-    accuracy,
     class_nll,
+    classification_metrics,
     evaluate_ood,
-    expected_calibration_error,
+    log_px_summary,
     perturb_pixels,
     predictive_entropy,
     reliability_curve,
+    selective_summary,
 )
 from ..flows.image import bits_per_dim
 from ..inference.laplace import LaplaceClassifier
@@ -136,30 +137,11 @@ def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precisio
 def _head_row(model: str, head: str, proba: dict[str, np.ndarray], data: ClassificationData,
               bpd: float) -> dict:
     """One row of Table 1: test error (%), test NLL, ECE, bits/dim, then NLL and entropy per OOD set."""
-    y_test = np.asarray(data.test_labels)
-    row = {
-        "model": model, "head": head,
-        "test error (%)": 100.0 * (1.0 - accuracy(y_test, proba["test"])),
-        "test NLL": class_nll(y_test, proba["test"]),
-        "ECE": expected_calibration_error(y_test, proba["test"]),
-        "bits/dim": bpd,
-    }
+    row = {"model": model, "head": head, **classification_metrics(data.test_labels, proba["test"]), "bits/dim": bpd}
     for name, (_, labels) in data.ood.items():
         row[f"{name} NLL"] = class_nll(labels, proba[name]) if labels is not None else "n/a"
         row[f"{name} entropy"] = float(predictive_entropy(proba[name]).mean())
     return row
-
-
-def _density_rows(model: str, log_px: dict[str, np.ndarray], dim: int) -> list[dict]:
-    """log p(x) per set, and how many OOD inputs the flow finds *more* likely than the median test image."""
-    median_test = float(np.median(log_px["test"]))
-    return [{
-        "model": model, "set": name,
-        "mean log p(x)": float(values.mean()),
-        "median log p(x)": float(np.median(values)),
-        "mean bits/dim": float(bits_per_dim(torch.as_tensor(values), dim).mean()),
-        "above test median (%)": 100.0 * float(np.mean(values > median_test)),
-    } for name, values in log_px.items()]
 
 
 def _evaluate_model(model_name: str, clf: DIGLMClassifier, heads: dict, data: ClassificationData,
@@ -198,7 +180,8 @@ def _evaluate_model(model_name: str, clf: DIGLMClassifier, heads: dict, data: Cl
                        heads={h: HeadOnFeatures(cached, head) for h, head in heads.items()}, own_head=False,
                        seed=seed)
     ood_rows = [{"model": model_name, **r} for r in ood["rows"]]
-    return {"rows": rows, "density_rows": _density_rows(model_name, log_px, dim), "ood_rows": ood_rows,
+    density_rows = [{"model": model_name, **r} for r in log_px_summary(log_px, dim)]
+    return {"rows": rows, "density_rows": density_rows, "ood_rows": ood_rows,
             "log_px": log_px, "reliability": reliability, "abstention": abstention, "scores": ood["scores"],
             "selective": ood["selective"], "ood_notes": ood["notes"],
             "typicality_thresholds": {M: t.threshold_ for M, t in ood["typicality"].items()}}
@@ -375,10 +358,8 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
         figures[f"selective_{name}"] = plot_selective_curves(
             {k: c for k, c in e["selective"].items() if k != "bits/dim"}, out / f"selective_prediction_{name}.png",
             title=f"{name}: test accuracy (Laplace head) against coverage, rejecting by each score")
-    selective_rows = [{"model": name, "score": k, "area (accuracy-coverage)": c["area"],
-                       "accuracy at 80% coverage": float(np.interp(0.8, c["coverage"], c["value"])),
-                       "accuracy at 100%": c["full"]}
-                      for name, e in evaluated.items() for k, c in e["selective"].items() if k != "bits/dim"]
+    selective_rows = [{"model": name, **r} for name, e in evaluated.items()
+                      for r in selective_summary({k: c for k, c in e["selective"].items() if k != "bits/dim"})]
     ood_notes = list(dict.fromkeys(n for e in evaluated.values() for n in e["ood_notes"]))
     if cfg.get("background", True):
         ood_notes.append(f"likelihood ratio: hybrid only, background flow = the same Glow and objective trained on "

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..baselines import HeteroscedasticMLP, ensemble_predictive, train_ensemble
-from ..data.flights import FEATURE_NAMES, FlightsSplit, MinutesScale, load_flights, split_flights
+from ..data.flights import FEATURE_NAMES, FlightsSplit, load_flights, split_flights
 from ..data.flights_us import (
     US_ABSENT_ATTRIBUTES,
     US_FEATURE_NAMES,
@@ -33,16 +33,16 @@ from ..data.flights_us import (
 )
 from ..evaluation import (
     conjugate_prior_predictive,
+    constant_predictive,
     density_aware_against_control,
+    log_px_shift,
     mean_nll,
-    ood_scores,
     predictive_coverage,
-    rmse,
-    selective_curve,
+    regression_metrics,
+    selective_against_random,
     variance_inflation_against_controls,
 )
 from ..flows.dequantize import TabularDequantizer
-from ..inference.base import Predictive
 from ..inference.conjugate import ConjugateLinearRegression, fit_in_chunks
 from ..inference.laplace import LaplaceRegressor
 from ..inference.mixed import MixedEffectsRegression
@@ -226,10 +226,11 @@ def _dequantized(dq: TabularDequantizer | None, X: np.ndarray, seed: int) -> np.
     return dq(torch.from_numpy(X), generator=torch.Generator().manual_seed(seed)).numpy()
 
 
-def _student_t_head() -> LaplaceRegressor:
+def _student_t_head(seed: int) -> LaplaceRegressor:
     """The unfitted Laplace head over both halves of a heteroscedastic Student-t head's beta (unit prior
-    precision on features of unit scale, a flat intercept, the Fisher curvature)."""
-    return LaplaceRegressor(likelihood="heteroscedastic_t", hessian="fisher")
+    precision on features of unit scale, a flat intercept, the Fisher curvature; its Monte Carlo predictive
+    seeded, so runs repeat)."""
+    return LaplaceRegressor(likelihood="heteroscedastic_t", hessian="fisher", predictive_seed=seed)
 
 
 def _train_diglm(split: FlightsSplit, config: FlightsConfig, px_weight: float, quiet,
@@ -254,16 +255,12 @@ def _train_diglm(split: FlightsSplit, config: FlightsConfig, px_weight: float, q
     return reg
 
 
-def _stage(bar: StageLog, text: str) -> None:
-    bar(text)
-
-
 def _train_diglms(split, config, quiet, bar, dq, streamed) -> tuple[DIGLMRegressor, DIGLMRegressor, list[dict]]:
     """The discriminative DIGLM and the hybrid whose Bayesian head has the best validation NLL (the heads that
     are ``streamed`` later over every flight are fitted on the networks' rows only where tuning needs them)."""
     tuning, best = [], None
     for weight in config.candidate_px_weights(split.X_train.shape[1]):
-        _stage(bar, f"DIGLM px_weight={weight:.3g}")
+        bar(f"DIGLM px_weight={weight:.3g}")
         reg = _train_diglm(split, config, weight, quiet, dq)
         val_nll = mean_nll(reg.log_predictive(split.X_val, split.y_val))
         tuning.append({"px_weight": weight, "val_nll_standardised": val_nll,
@@ -271,7 +268,7 @@ def _train_diglms(split, config, quiet, bar, dq, streamed) -> tuple[DIGLMRegress
         if best is None or val_nll < best[0]:
             best = (val_nll, reg)
         bar.update(1)
-    _stage(bar, "DIGLM px_weight=0")
+    bar("DIGLM px_weight=0")
     discriminative = _train_diglm(split, config, 0.0, quiet, dq, fit_head=not streamed)
     bar.update(1)
     return best[1], discriminative, tuning
@@ -283,9 +280,9 @@ def _train_student_t(split, config, px_weight: float, quiet, bar, dq, streamed) 
         return {}
     out = {}
     for weight in dict.fromkeys((px_weight, 0.0)):
-        _stage(bar, f"Student-t DIGLM px_weight={weight:.3g}")
+        bar(f"Student-t DIGLM px_weight={weight:.3g}")
         out[weight] = _train_diglm(split, config, weight, quiet, dq, head="heteroscedastic_t",
-                                   posterior=_student_t_head(), fit_head=not streamed)
+                                   posterior=_student_t_head(config.seed), fit_head=not streamed)
         bar.update(1)
     return out
 
@@ -294,57 +291,26 @@ def _train_ensemble(split, config, bar) -> list[HeteroscedasticMLP]:
     def trained(k: int) -> None:
         bar.update(1)
         if k + 1 < config.ensemble_size:
-            _stage(bar, f"MLP {k + 2} of the ensemble of {config.ensemble_size}")
+            bar(f"MLP {k + 2} of the ensemble of {config.ensemble_size}")
 
-    _stage(bar, f"MLP 1 of the ensemble of {config.ensemble_size} (the first is the heteroscedastic MLP row)")
+    bar(f"MLP 1 of the ensemble of {config.ensemble_size} (the first is the heteroscedastic MLP row)")
     return train_ensemble(split.X_train, split.y_train, split.X_val, split.y_val, size=config.ensemble_size,
                           seed=config.seed, on_member=trained, hidden=config.mlp_hidden,
                           epochs=config.mlp_epochs, batch_size=config.batch_size, lr=config.lr)
 
 
-def _stream_blr(chunks) -> ConjugateLinearRegression:
-    """Bayesian linear regression on the raw attributes, by sufficient statistics over a stream of chunks."""
-    return fit_in_chunks(_bayesian_head(), ((np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
-                                            for X, y in chunks))
-
-
 def _stream_heads(us: USFlightsSplit, regs, bar) -> tuple[ConjugateLinearRegression, dict]:
-    """Fit every DIGLM's Bayesian head (``fit_posterior``) and Bayesian linear regression over all training
-    rows, streamed."""
+    """Fit every DIGLM's Bayesian head (``fit_posterior``) and Bayesian linear regression (on the raw attributes
+    in float64) over all training rows, streamed."""
     info = {"rows": us.sizes["train"], "peak_rss_mb_before": peak_rss_mb()}
     t = time.perf_counter()
     for reg in regs:
-        _stage(bar, f"streaming head px_weight={reg.px_weight:.3g} over {us.sizes['train']:,} flights")
+        bar(f"streaming head px_weight={reg.px_weight:.3g} over {us.sizes['train']:,} flights")
         reg.fit_posterior(us.chunks("train"))
-    _stage(bar, "streaming Bayesian linear regression")
-    blr = _stream_blr(us.chunks("train"))
+    bar("streaming Bayesian linear regression")
+    blr = fit_in_chunks(_bayesian_head(), ((X.astype(np.float64), y) for X, y in us.chunks("train")))
     info.update(seconds=time.perf_counter() - t, peak_rss_mb_after=peak_rss_mb())
     return blr, info
-
-
-def _stream_mixed_head(reg: DIGLMRegressor, chunks, levels: dict) -> tuple[MixedEffectsRegression, dict]:
-    """Fit the crossed origin x destination mixed-effects head (REML) on every chunk's DIGLM features.
-
-    ``chunks`` yield ``(X, y, origin, destination)``; the head's additive sufficient statistics are summed
-    over them (memory of one chunk plus the ``(G1 + G2 + D + 1)^2`` cross-products), with the DIGLM's noise
-    weights as known precisions (:meth:`DIGLMRegressor.head_inputs`: features and weights from one flow pass),
-    then the variance components are estimated by REML on the sums.
-    """
-    head, stats, t = MixedEffectsRegression(), None, time.perf_counter()
-    for X, y, origin, destination in chunks:
-        Z, noise = reg.head_inputs(X)
-        part = head.sufficient_stats(Z, np.asarray(y, dtype=np.float64), levels=levels,
-                                     groups={"origin": origin, "destination": destination}, **noise)
-        stats = part if stats is None else stats + part
-    head.fit_stats(stats)
-    return head, {"rows": int(stats.n), "seconds": time.perf_counter() - t, "converged": bool(head.converged_),
-                  "iterations": int(head.n_iter_), "sigma2_relative": head.sigma2_,
-                  "random_effect_variance": {k: float(np.asarray(v).ravel()[0]) for k, v in head.re_cov_.items()}}
-
-
-def _normal(loc, scale) -> Predictive:
-    return Predictive(torch.distributions.Normal(torch.as_tensor(loc, dtype=torch.float64),
-                                                 torch.as_tensor(scale, dtype=torch.float64)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -352,32 +318,11 @@ def _normal(loc, scale) -> Predictive:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _metrics(pred, y: np.ndarray, scale: MinutesScale) -> dict[str, float]:
-    """RMSE and NLL in minutes (from standardised units: ``y`` and ``pred`` are standardised), 90% coverage."""
-    return {"RMSE (min)": float(scale.y_std * rmse(y, pred.mean)),
-            "NLL (nats)": float(scale.nll_to_minutes(mean_nll(pred.log_prob(y)))),
-            "90% coverage": float(predictive_coverage(pred, y, [0.9])[0])}
-
-
-def _log_px(reg: DIGLMRegressor, X, dq: TabularDequantizer | None = None, *, draws: int = 4,
-           seed: int = 0) -> np.ndarray:
-    """The flow's ``log p(x)`` per row; with a dequantiser its seeded estimate of each row's cell log-probability
-    over ``draws`` draws (:meth:`~bayes_diglm.flows.TabularDequantizer.log_cell_probability`)."""
+def _log_px(reg: DIGLMRegressor, dq: TabularDequantizer | None, draws: int):
+    """``(X, seed) -> log p(x)``: the flow's density, or with ``dq`` the dequantised cell log-probability."""
     if dq is None:
-        return reg.score_samples(X)
-    return dq.log_cell_probability(lambda v: torch.from_numpy(reg.score_samples(v.numpy())), torch.from_numpy(X),
-                                   num_samples=draws, generator=torch.Generator().manual_seed(seed)).numpy()
-
-
-def _log_px_columns(reg: DIGLMRegressor, split: FlightsSplit, rows: int, seed: int, dq, draws: int):
-    """Mean log p(x) on (a sample of) train and test, and the AUROC of -log p(x) for test against train."""
-    rng = np.random.default_rng(seed)
-    take = lambda X: X[np.sort(rng.choice(len(X), size=min(rows, len(X)), replace=False))]  # noqa: E731
-    train = _log_px(reg, take(split.X_train), dq, draws=draws, seed=seed)
-    test = _log_px(reg, take(split.X_test), dq, draws=draws, seed=seed + 1)
-    auroc = ood_scores(-train, -test)["auroc"]
-    return ({"mean log p(x) train": float(train.mean()), "mean log p(x) test": float(test.mean()),
-             "AUROC train/test": auroc}, {"train": train, "test": test})
+        return lambda X, seed: reg.score_samples(X)
+    return lambda X, seed: reg.log_cell_probability(X, dq, draws=draws, seed=seed)
 
 
 def _student_t_name(weight: float) -> str:
@@ -410,14 +355,14 @@ def _predictives(split, hybrid, discriminative, blr, mixed, members, student) ->
         preds[name] = mixed.predict_dist(Z, groups=split.groups["test"], allow_unseen=True, **noise)
         flows[name] = hybrid
     # the reference every model should beat: the training delays' mean and spread, whatever the attributes
-    preds[CONSTANT_ROW] = _normal(np.zeros(len(split.y_test)), np.ones(len(split.y_test)))
+    preds[CONSTANT_ROW] = constant_predictive(len(split.y_test))
     return preds, flows
 
 
 def _table_rows(preds: dict, split: FlightsSplit, flow_cols: dict) -> list[dict]:
     rows = []
     for name, pred in preds.items():
-        row = {"model": name, **_metrics(pred, split.y_test, split)}
+        row = {"model": name, **regression_metrics(pred, split.y_test, y_std=split.y_std)}
         for col in ("mean log p(x) train", "mean log p(x) test", "AUROC train/test"):
             row[col] = flow_cols[name][col] if name in flow_cols else "-"
         rows.append(row)
@@ -443,16 +388,20 @@ def _fit_mixed(hybrid: DIGLMRegressor, split: FlightsSplit, us: USFlightsSplit |
     training flights with ``stream_head``, else fit on the networks' subsample. Returns it and its summary."""
     if us is None or not config.mixed_head:
         return None, None
-    _stage(bar, "mixed-effects head (origin x destination)")
+    bar("mixed-effects head (origin x destination)")
     levels = {"origin": np.asarray(us.origins, dtype=object), "destination": np.asarray(us.destinations, dtype=object)}
     if config.stream_head:
-        chunks = us.chunks("train", groups=True)
+        chunks = ((X, y, {"origin": o, "destination": d}) for X, y, o, d in us.chunks("train", groups=True))
+        rows = us.sizes["train"]
     else:
-        groups = split.groups["train"]
-        chunks = [(split.X_train, split.y_train, groups["origin"], groups["destination"])]
-    mixed, info = _stream_mixed_head(hybrid, chunks, levels)
-    sd = {k: math.sqrt(v) * split.y_std for k, v in info["random_effect_variance"].items()}
-    return mixed, {**info, "random_effect_sd_minutes": sd, "levels": {k: len(v) for k, v in levels.items()}}
+        chunks, rows = [(split.X_train, split.y_train, split.groups["train"])], len(split.y_train)
+    t = time.perf_counter()
+    mixed = hybrid.fit_mixed_head(chunks, levels=levels)
+    variance = {k: float(np.asarray(v).ravel()[0]) for k, v in mixed.re_cov_.items()}
+    return mixed, {"rows": int(rows), "seconds": time.perf_counter() - t, "converged": bool(mixed.converged_),
+                   "iterations": int(mixed.n_iter_), "sigma2_relative": mixed.sigma2_,
+                   "random_effect_variance": variance, "levels": {k: len(v) for k, v in levels.items()},
+                   "random_effect_sd_minutes": {k: math.sqrt(v) * split.y_std for k, v in variance.items()}}
 
 
 def _data_description(config: FlightsConfig, split: FlightsSplit, us: USFlightsSplit | None) -> str:
@@ -489,7 +438,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
     bar = StageLog("flights", quiet=quiet, bar=tqdm(total=n_fits, desc="flights", unit="model", disable=hide))
     timings = {}
     with single_threaded(threads), bar:
-        _stage(bar, "loading flights")
+        bar("loading flights")
         split, us = _load_split(config)
         t = time.perf_counter()
         dq = _dequantizer(split) if config.dequantize else None
@@ -497,7 +446,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         hybrid, discriminative, tuning = _train_diglms(split, config, quiet, bar, dq, streamed)
         student = _train_student_t(split, config, hybrid.px_weight, quiet, bar, dq, streamed)
         timings["diglm_seconds"] = time.perf_counter() - t
-        _stage(bar, "Bayesian linear regression")
+        bar("Bayesian linear regression")
         streaming = None
         if streamed:
             blr, streaming = _stream_heads(us, (hybrid, discriminative, *student.values()), bar)
@@ -508,15 +457,15 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         t = time.perf_counter()
         members = _train_ensemble(split, config, bar)
         timings["mlp_seconds"] = time.perf_counter() - t
-        _stage(bar, "test predictives")
+        bar("test predictives")
         preds, flows = _predictives(split, hybrid, discriminative, blr, mixed, members, student)
-        _stage(bar, "log p(x) columns")
+        bar("log p(x) columns")
         flow_cols, log_px_samples = {}, {}
         for reg in (hybrid, discriminative, *student.values()):
-            flow_cols[id(reg)], samples = _log_px_columns(
-                reg, split, config.logpx_rows, config.seed, dq, config.logpx_draws)
+            flow_cols[id(reg)], samples = log_px_shift(_log_px(reg, dq, config.logpx_draws), split.X_train,
+                                                       split.X_test, rows=config.logpx_rows, seed=config.seed)
             log_px_samples.setdefault(reg.px_weight, samples)  # the Gaussian DIGLMs' (first) for the figures
-        _stage(bar, "density-aware rows")
+        bar("density-aware rows")
         aware, control, density_aware, test_log_px = _density_aware(
             hybrid, split, dq, log_px_samples[hybrid.px_weight]["train"], config)
         bayes_name = next(iter(preds))
@@ -526,7 +475,7 @@ def run_flights(out: str | Path = "results/flights", config: FlightsConfig | Non
         preds = _insert_before(preds, CONSTANT_ROW, control_name, control)
         flows[aware_name] = flows[control_name] = hybrid
         flow_cols = {name: flow_cols[id(reg)] for name, reg in flows.items()}
-        _stage(bar, "metrics and figures")
+        bar("metrics and figures")
         rows = _table_rows(preds, split, flow_cols)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -582,7 +531,7 @@ def _density_aware(reg: DIGLMRegressor, split: FlightsSplit, dq, train_log_px: n
     def parts(X, seed):  # one flow pass for both predictives (plus the dequantised log p(x) draws)
         Z, noise = reg.head_inputs(X)
         prior = conjugate_prior_predictive(reg.posterior_, Z, noise["sample_weight"])
-        return (_log_px(reg, X, dq, draws=config.logpx_draws, seed=seed), reg.posterior_.predict_dist(Z, **noise),
+        return (_log_px(reg, dq, config.logpx_draws)(X, seed), reg.posterior_.predict_dist(Z, **noise),
                 prior)
 
     val, test = parts(split.X_val, config.seed + 2), parts(split.X_test, config.seed + 3)
@@ -615,12 +564,8 @@ def _plot_selective(out: Path, split: FlightsSplit, preds: dict, test_log_px: np
     a random order of rejection as the reference."""
     from ..plots.ood import plot_selective_curves
 
-    random_order = np.random.default_rng(0).permutation(len(test_log_px))
-    curves = {}
-    for name, pred in preds.items():
-        nll = -pred.log_prob(split.y_test) + math.log(split.y_std)
-        curves[f"{name}, lowest log p(x) first"] = selective_curve(nll, -test_log_px)
-        curves[f"{name}, at random"] = selective_curve(nll, random_order)
+    nll = {name: -pred.log_prob(split.y_test) + math.log(split.y_std) for name, pred in preds.items()}
+    curves = selective_against_random(nll, -test_log_px, label="lowest log p(x) first")
     plot_selective_curves(curves, out / "selective_nll.png", ylabel="test NLL of the kept flights (nats)",
                           title=f"DIGLM hybrid (lambda={px_weight:.3g}): test flights rejected by log p(x)")
     return {name: {"coverage": c["coverage"].tolist(), "nll": c["value"].tolist(), "area": c["area"]}
@@ -659,8 +604,8 @@ NETCDF_TEST_ROWS = 500  # test flights whose log-likelihood and replicates go in
 
 def _write_figures(out: Path, split, preds: dict, calibration: dict, log_px: dict, hybrid: DIGLMRegressor,
                    blr: ConjugateLinearRegression, seed: int) -> None:
-    from ..arviz import plot_forest_png, to_inference_data
     from ..plots.density import plot_log_px_histograms
+    from ..plots.posterior import write_beta_posterior
     from ..plots.regression import plot_interval_calibration, plot_predicted_vs_actual
 
     lam = hybrid.px_weight
@@ -676,19 +621,13 @@ def _write_figures(out: Path, split, preds: dict, calibration: dict, log_px: dic
                              out / "predicted_vs_actual.png", title="Test flights: predicted mean against actual delay")
     plot_interval_calibration({_short(n): (np.array(CALIBRATION_LEVELS), c) for n, c in calibration.items()},
                               out / "calibration.png")
-    # The observation groups (log_likelihood, posterior_predictive, observed_data, for az.loo / az.plot_ppc)
-    # cover a seeded subsample of test flights: all of them times the draws would be gigabytes.
-    rows = np.random.default_rng(seed).choice(len(split.y_test), min(NETCDF_TEST_ROWS, len(split.y_test)),
-                                              replace=False)
-    X_obs, y_obs = split.X_test[rows], split.y_test[rows].astype(np.float64)
-    for tag, model, names_, X in (("diglm", hybrid, [f"z{j}" for j in range(X_obs.shape[1])], X_obs),
-                                  ("blr", blr, list(split.feature_names), X_obs.astype(np.float64))):
-        idata = to_inference_data(model, X=X, y=y_obs, draws=250, chains=4, feature_names=names_, seed=seed)
-        idata.to_netcdf(str(out / f"beta_posterior_{tag}.nc"))
-        what = "DIGLM hybrid head on z = f(x)" if tag == "diglm" else "linear model on raw attributes"
-        plot_forest_png(idata, out / f"forest_beta_{tag}.png", var_names=("beta", "intercept", "sigma"),
-                        title=f"{what}: 90% HDI",
-                        xlabel="standard deviations of delay per unit (standardised scale)")
+    unit = "standard deviations of delay per unit (standardised scale)"
+    write_beta_posterior(hybrid, out, "diglm", X=split.X_test, y=split.y_test, max_rows=NETCDF_TEST_ROWS, seed=seed,
+                         feature_names=[f"z{j}" for j in range(split.X_test.shape[1])], xlabel=unit,
+                         title="DIGLM hybrid head on z = f(x): 90% HDI")
+    write_beta_posterior(blr, out, "blr", X=split.X_test.astype(np.float64), y=split.y_test, max_rows=NETCDF_TEST_ROWS,
+                         seed=seed, feature_names=list(split.feature_names), xlabel=unit,
+                         title="linear model on raw attributes: 90% HDI")
 
 
 def _short(name: str) -> str:

@@ -90,12 +90,7 @@ def _fit(name: str, X_lab, y_lab, X_unl, cfg: dict, *, seed: int, quiet, device)
 
 
 def _point_proba(clf, X: np.ndarray) -> np.ndarray:
-    model = clf.model_
-    out = []
-    with torch.no_grad():
-        for s in range(0, X.shape[0], 512):
-            out.append(model.head.mean(model.features(torch.as_tensor(X[s:s + 512]))).double().numpy())
-    return np.concatenate(out)
+    return clf.predict_dist(X, point=True).probs
 
 
 def _evaluate(clf, data: DigitData, test: np.ndarray, ood: dict[str, np.ndarray]) -> dict:

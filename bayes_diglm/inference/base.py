@@ -713,7 +713,10 @@ class PosteriorHead(BaseEstimator):
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
             raise ValueError("the predictive overflowed float64 at these inputs (linear predictor or its variance "
                              "is not finite): Z lies far outside the training range; standardise the features")
-        dist = likelihood.predictive(torch.from_numpy(mean), torch.from_numpy(cov), **context)
+        # a head's ``predictive_seed`` seeds a Monte Carlo predictive (families with several linear predictors)
+        seed = getattr(self, "predictive_seed", None)
+        generator = None if seed is None else torch.Generator().manual_seed(_torch_seed(as_generator(seed)))
+        dist = likelihood.predictive(torch.from_numpy(mean), torch.from_numpy(cov), generator=generator, **context)
         return Predictive(dist, classes=getattr(self, "classes_", None), discrete=likelihood.discrete)
 
 

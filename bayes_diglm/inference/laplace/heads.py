@@ -144,7 +144,9 @@ class LaplaceClassifier(_LaplaceHead, _GaussianPosteriorClassifier):
     n_predictive_samples : int
         Posterior draws of ``predictive="mc"``.
     predictive_seed : int, numpy Generator or None
-        Seeds the draws of ``predictive="mc"`` (None: fresh entropy).
+        Seeds the draws of ``predictive="mc"`` and of a regression family's Monte Carlo predictive (a family with
+        several linear predictors, e.g. the heteroscedastic ones): with an int, every call gives the same
+        predictive (None: fresh entropy).
 
     Attributes
     ----------
@@ -262,8 +264,10 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
     evidence with noise ``noise_variance / w_i`` is that plus the constant ``sum_i (w_i - 1) log(2 pi
     noise_variance) / 2 + sum_i log(w_i) / 2``, which does not move the prior precision it selects.)
 
-    The other parameters are those of :class:`LaplaceClassifier` (without ``classes``; ``prior`` too);
-    ``intercept_prior_precision`` defaults to ``1e-6`` (nearly flat: the overall level is not shrunk).
+    The other parameters are those of :class:`LaplaceClassifier` (without ``classes``; ``prior`` and
+    ``predictive_seed`` too, the latter seeding the Monte Carlo predictive of a family with several linear
+    predictors, e.g. ``"heteroscedastic_t"``); ``intercept_prior_precision`` defaults to ``1e-6`` (nearly flat: the
+    overall level is not shrunk).
 
     Examples
     --------
@@ -297,8 +301,10 @@ class LaplaceRegressor(_RegressionFamily, _LaplaceHead):
         max_iter: int | None = None,
         hessian: str = "exact",
         prior=None,
+        predictive_seed=None,
     ):
         self.prior = prior
+        self.predictive_seed = predictive_seed
         self.likelihood = likelihood
         self.noise_variance = noise_variance
         self.likelihood_kwargs = likelihood_kwargs

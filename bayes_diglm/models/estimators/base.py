@@ -25,6 +25,7 @@ from ..._validation import (
     check_targets,
     refuse_nonfinite_outputs,
 )
+from ...flows.dequantize import TabularDequantizer
 from ...flows.user import check_flow
 from ...inference.base import Predictive, family_context, keep_state_on_error
 from ...inference.mixed.design import group_columns
@@ -264,6 +265,37 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
     def score_samples(self, X) -> np.ndarray:
         """Exact ``log p(x)`` (nats) per row under the flow; higher means more like the training data."""
         return self._outputs(self._validate_X(X))[1]
+
+    def log_cell_probability(self, X, dequantizer: TabularDequantizer, *, draws: int = 4, seed: int = 0) -> np.ndarray:
+        """``log p(x)`` per row of integer-valued attributes: the dequantised estimate of each row's cell
+        log-probability under the flow, a lower bound on it, averaged over ``draws`` seeded uniform draws within
+        the cells of ``dequantizer`` (:meth:`TabularDequantizer.log_cell_probability
+        <bayes_diglm.flows.TabularDequantizer.log_cell_probability>` with :meth:`score_samples` as the density).
+        The same ``seed`` gives the same draws. Float64, shape (n,).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayes_diglm.flows import TabularDequantizer
+        >>> from bayes_diglm.models import DIGLMRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.integers(0, 5, size=(200, 2)).astype(np.float32); y = X[:, 0] + rng.normal(size=200)
+        >>> reg = DIGLMRegressor(epochs=1, flow_kwargs={"num_layers": 2}, quiet=True).fit(X, y)
+        >>> dq = TabularDequantizer([1.0, 1.0])
+        >>> a, b = reg.log_cell_probability(X[:5], dq, seed=3), reg.log_cell_probability(X[:5], dq, seed=3)
+        >>> a.shape, bool(np.array_equal(a, b))
+        ((5,), True)
+        """
+        check_is_fitted(self)
+        if not isinstance(dequantizer, TabularDequantizer):
+            raise TypeError(f"dequantizer must be a TabularDequantizer, got {type(dequantizer).__name__}")
+        for name, value, low in (("draws", draws, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        X = self._validate_X(X).cpu().numpy()
+        return dequantizer.log_cell_probability(
+            lambda v: torch.from_numpy(self.score_samples(v.numpy())), torch.from_numpy(X), num_samples=int(draws),
+            generator=torch.Generator().manual_seed(int(seed))).numpy()
 
     def transform(self, X) -> np.ndarray:
         """The flow features ``z = f(x)`` (n, D), float64."""
