@@ -452,11 +452,12 @@ def test_groups_of_several_factors_are_sliced_per_factor(form):
     head = MixedEffectsRegression(random_effects=[RandomEffect("a"), RandomEffect("b")])
     reg = _fast(DIGLMRegressor, epochs=1, posterior=head, val_fraction=0.25).fit(X, y, groups=groups)
     train_rows, _ = reg._validation_split(200)
-    direct = clone(head).fit(reg.transform(X[train_rows]), y[train_rows],
-                             groups={k: v[train_rows] for k, v in factors.items()})
+    # the head's inputs as the estimator gives them (features, the heteroscedastic head's noise weights, groups)
+    Z, context = reg.head_inputs(X[train_rows], groups={k: v[train_rows] for k, v in factors.items()})
+    direct = clone(head).fit(Z, y[train_rows], **context)
+    Z_new, context_new = reg.head_inputs(X[:20], groups={k: v[:20] for k, v in factors.items()})
     np.testing.assert_allclose(reg.predict(X[:20], groups={k: v[:20] for k, v in factors.items()}),
-                               direct.predict(reg.transform(X[:20]), groups={k: v[:20] for k, v in factors.items()}),
-                               rtol=1e-10, atol=1e-10)
+                               direct.predict_dist(Z_new, **context_new).mean, rtol=1e-10, atol=1e-10)
     with pytest.raises(ValueError, match="grouping column 'b' has 199 entries"):
         _fast(DIGLMRegressor, epochs=1, posterior=head).fit(X, y, groups={**factors, "b": factors["b"][:-1]})
 
