@@ -31,6 +31,7 @@ __all__ = ["MixedEffectsClassifier", "MixedEffectsGLM", "MixedEffectsPoisson"]
 # few; a line search's trial far out (a dispersion at its bound, theta in the thousands) took 500 steps of 10 ms
 # each, times the 2 x len(x) evaluations of each finite-difference gradient
 _TRIAL_PIRLS = 100
+_FAR_TRIAL = 10.0  # deviance units above the stage's best beyond which a trial point's mode is no warm start
 
 
 class _Rows:
@@ -154,8 +155,9 @@ class _LaplaceGLMM(MixedHeadBase):
         family = FamilyParameters(self.likelihood_)
         start, _ = theta_layout(qs, covs)
         nt, nn = start.size, family.size
-        # warm start of PIRLS: the mode at the best trial point of the current stage, not the last one (a line
-        # search's trial far out left beta in the tens of thousands for the next, nearby point to walk back from)
+        # warm start of PIRLS: the mode at the last trial point (the neighbours of a finite-difference gradient
+        # then agree to the last digits), unless its deviance is _FAR_TRIAL above the stage's best (a line search's
+        # trial far out left beta in the tens of thousands for the next, nearby point to walk back from)
         state = {"u": np.zeros(sum(f.size for f in facs)), "beta": np.zeros(p), "best": np.inf}
 
         def mode(theta, nu, beta, joint, *, final=False):
@@ -163,8 +165,8 @@ class _LaplaceGLMM(MixedHeadBase):
             u, beta, dev, system = self._mode(rows, family.build(nu), relative_factors(theta, qs, covs), state["u"],
                                               beta, joint=joint,
                                               max_iter=self.max_iter if final else min(self.max_iter, _TRIAL_PIRLS))
-            if final or dev <= state["best"]:
-                state.update(u=u, best=np.inf if final else dev)
+            if final or dev <= state["best"] + _FAR_TRIAL:
+                state.update(u=u, best=np.inf if final else min(dev, state["best"]))
                 if joint:
                     state["beta"] = beta
             return dev, system
