@@ -57,7 +57,9 @@ class FamilyParameters:
     """The free nuisance parameters of ``lik`` (its ``nuisance``; fixed ones excluded) as one unconstrained vector.
 
     ``start`` is the family's current values (what the user built it with, or the declared start), mapped to the
-    unconstrained scale; :meth:`build` gives the family at a vector, :meth:`values` the constrained values.
+    unconstrained scale; ``bounds`` the box each unconstrained value is kept in (the optimiser's bounds, so that
+    no region outside it is flat); :meth:`build` gives the family at a vector, :meth:`values` the constrained
+    values.
     """
 
     def __init__(self, lik: Likelihood):
@@ -73,6 +75,7 @@ class FamilyParameters:
         self.start = np.clip(np.concatenate(starts), -_UNCONSTRAINED_BOX, _UNCONSTRAINED_BOX) if starts \
             else np.zeros(0)
         self.size = self.start.size
+        self.bounds = [(-_UNCONSTRAINED_BOX, _UNCONSTRAINED_BOX)] * self.size
 
     def values(self, x: np.ndarray) -> dict:
         """The constrained values at the unconstrained vector ``x``: floats, or lists for shaped parameters."""

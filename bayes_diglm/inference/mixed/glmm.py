@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import torch
 from scipy import linalg as sla
+from scipy import optimize as sopt
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -25,6 +26,12 @@ from .optimise import minimise_variance_components, warn_if_singular
 from .pyro_model import glmm_pyro_model
 
 __all__ = ["MixedEffectsClassifier", "MixedEffectsGLM", "MixedEffectsPoisson"]
+
+# PIRLS steps at the optimiser's trial points (the fitted point gets max_iter): warm-started near a mode it takes a
+# few; a line search's trial far out (a dispersion at its bound, theta in the thousands) took 500 steps of 10 ms
+# each, times the 2 x len(x) evaluations of each finite-difference gradient
+_TRIAL_PIRLS = 100
+_FAR_TRIAL = 10.0  # deviance units above the stage's best beyond which a trial point's mode is no warm start
 
 
 class _Rows:
@@ -67,12 +74,12 @@ class _LaplaceGLMM(MixedHeadBase):
 
     likelihood_: object
 
-    def _mode(self, rows: _Rows, lik, lams, u, beta, *, joint: bool):
+    def _mode(self, rows: _Rows, lik, lams, u, beta, *, joint: bool, max_iter: int):
         """Penalised IRLS for ``u`` (and ``beta`` when ``joint``): Fisher scoring with step halving on
         ``sum w log p(y | eta) - |u|^2 / 2``, weighted by the family's expected information (lme4's working
         weights; the observed curvature for the canonical links, positive where the observed one may not be).
         Returns the mode, the system at it and the Laplace deviance, whose log-determinant uses the same weights
-        (as lme4's)."""
+        (as lme4's). At most ``max_iter`` scoring steps; stops early when no halved step improves."""
         y, w, ctx = rows.y, rows.w, rows.context
         Gs = [f.levels.size for f in rows.factors]
 
@@ -81,7 +88,7 @@ class _LaplaceGLMM(MixedHeadBase):
             return float(w @ lik.log_prob(eta[:, None], y, **ctx)) - 0.5 * u @ u, eta
 
         value, eta = objective(u, beta)
-        for _ in range(self.max_iter):
+        for _ in range(max_iter):
             D = w * lik.fisher(eta[:, None], **ctx)[:, 0, 0]
             g = w * lik.grad(eta[:, None], y, **ctx)[:, 0]
             chol, RZX, RX = rows.system(D, lams)
@@ -104,15 +111,40 @@ class _LaplaceGLMM(MixedHeadBase):
                 if new_value >= value - 1e-12 * abs(value):
                     break
                 step *= 0.5
+            else:
+                # no step along the scoring direction keeps the objective: the mode is as close as float64
+                # sees it (or the trial point is far out, where the rate cap flattens the objective); taking the
+                # worse step and iterating on would cost max_iter x 30 evaluations for nothing
+                break
             u, beta, value, eta = u + step * d_u, beta + step * d_beta, new_value, new_eta
         else:
-            warnings.warn(f"penalised IRLS did not converge in {self.max_iter} iterations", RuntimeWarning,
+            warnings.warn(f"penalised IRLS did not converge in {max_iter} iterations", RuntimeWarning,
                           stacklevel=4)
         # the system at the mode (weights re-evaluated there)
         D = w * lik.fisher(eta[:, None], **ctx)[:, 0, 0]
         chol, RZX, RX = rows.system(D, lams)
         deviance = -2.0 * value + chol.logdet
         return u, beta, deviance, PLSSystem(chol, RZX, RX, u, beta, 1.0)
+
+    @staticmethod
+    def _population_nuisance(mode, theta0: np.ndarray, family: FamilyParameters) -> np.ndarray:
+        """The family's nuisance parameters of the fit without random effects (``theta0 = 0``, beta at its mode),
+        the start of the variance-component search, as glmer.nb starts from glm.nb's dispersion: from the
+        family's default start the first quasi-Newton steps of the joint search can leave for the box's edges,
+        where the objective is nearly flat in the dispersion and the steps in theta grow without bound."""
+        value = mode(theta0, family.start, None, True)[0]
+        if not family.size:
+            return family.start
+        res = sopt.minimize(lambda nu: mode(theta0, nu, None, True)[0], family.start, method="L-BFGS-B",
+                            bounds=family.bounds, options={"gtol": 1e-6, "ftol": 1e-12, "maxiter": 100})
+        if not (np.isfinite(res.fun) and res.fun <= value):
+            return family.start
+        # a value on the box's edge (a negative binomial at its Poisson limit without random effects) is where the
+        # objective is flat in it, and the joint search could not leave it (design 2057 stayed at alpha = 3e-7,
+        # 0.07 nats short): that one starts from the family's start instead
+        lower, upper = np.array(family.bounds, dtype=float).T
+        at_edge = (res.x <= lower + 1e-3) | (res.x >= upper - 1e-3)
+        return np.where(at_edge, family.start, res.x)
 
     def _fit_rows(self, Z, y, w, groups, context=None) -> None:
         factors, labels = self._build_factors(Z, groups)
@@ -130,25 +162,35 @@ class _LaplaceGLMM(MixedHeadBase):
         family = FamilyParameters(self.likelihood_)
         start, _ = theta_layout(qs, covs)
         nt, nn = start.size, family.size
-        state = {"u": np.zeros(sum(f.size for f in facs)), "beta": np.zeros(p)}
+        # warm start of PIRLS: the mode at the last trial point (the neighbours of a finite-difference gradient
+        # then agree to the last digits), unless its deviance is _FAR_TRIAL above the stage's best (a line search's
+        # trial far out left beta in the tens of thousands for the next, nearby point to walk back from)
+        state = {"u": np.zeros(sum(f.size for f in facs)), "beta": np.zeros(p), "best": np.inf}
 
-        def mode(theta, nu, beta, joint):
+        def mode(theta, nu, beta, joint, *, final=False):
+            beta = state["beta"] if beta is None else beta
             u, beta, dev, system = self._mode(rows, family.build(nu), relative_factors(theta, qs, covs), state["u"],
-                                              beta, joint=joint)
-            state["u"] = u
-            if joint:
-                state["beta"] = beta
+                                              beta, joint=joint,
+                                              max_iter=self.max_iter if final else min(self.max_iter, _TRIAL_PIRLS))
+            if final or dev <= state["best"] + _FAR_TRIAL:
+                state.update(u=u, best=np.inf if final else min(dev, state["best"]))
+                if joint:
+                    state["beta"] = beta
             return dev, system
 
         with warnings.catch_warnings():  # trial points of the optimiser are not the fitted model
             warnings.simplefilter("ignore", JitterWarning)
+            # a trial point far out (a Student-t's df near 0) can take PIRLS max_iter steps; the fitted point's
+            # PIRLS below still warns
+            warnings.filterwarnings("ignore", "penalised IRLS did not converge", RuntimeWarning)
             # population-level start for beta (theta = 0), then nAGQ = 0: theta and the family's nuisance
             # parameters with (u, beta) at their joint mode
-            mode(np.zeros(nt), family.start, state["beta"], True)
+            nu0 = self._population_nuisance(mode, np.zeros(nt), family)
             res0 = minimise_variance_components(lambda x: mode(x[:nt], x[nt:], state["beta"], True)[0],
-                                                np.concatenate([start, family.start]), qs, covs, n_free=nn,
-                                                gtol=1e-6, maxiter=200, grad_tol=1e-3, ftol=1e-12)
-            mode(res0.x[:nt], res0.x[nt:], state["beta"], True)
+                                                np.concatenate([start, nu0]), qs, covs, n_free=nn,
+                                                gtol=1e-6, maxiter=200, grad_tol=1e-3, ftol=1e-12,
+                                                free_bounds=family.bounds)
+            mode(res0.x[:nt], res0.x[nt:], state["beta"], True, final=True)
 
             # nAGQ = 1: theta, beta and the nuisance parameters, u at its conditional mode (warm-started)
             def stage1(x):
@@ -156,10 +198,10 @@ class _LaplaceGLMM(MixedHeadBase):
 
             res = minimise_variance_components(stage1, np.concatenate([res0.x[:nt], state["beta"], res0.x[nt:]]),
                                                qs, covs, n_free=p + nn, gtol=self.tol, maxiter=self.max_iter,
-                                               grad_tol=1e-3)
+                                               grad_tol=1e-3, free_bounds=[(None, None)] * p + family.bounds)
         theta, beta, nu = res.x[:nt], res.x[nt:nt + p], res.x[nt + p:]
         lams = relative_factors(theta, qs, covs)
-        dev, system = mode(theta, nu, beta, False)
+        dev, system = mode(theta, nu, beta, False, final=True)
         self.likelihood_ = family.build(nu)
         self.nuisance_ = family.values(nu)
         self.factors_, self.order_ = factors, order
