@@ -48,8 +48,10 @@ data-if-possible: $(STAMP)
 demo: $(STAMP) data-if-possible
 	$(VENV)/bin/bayes-diglm demo
 
+# Two worker processes, one test file each at a time (module fixtures stay within one worker); every worker runs
+# its tests single-threaded (tests/conftest.py), so the two use both cores of the CI machine.
 test: $(STAMP) $(SYSSTAMP) data-if-possible
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-all: $(STAMP) $(SYSSTAMP) data-if-possible
 	$(PY) -m pytest -q -m ''

