@@ -6,7 +6,9 @@ appends one JSON line per (agent, delta, seed) episode: cumulative expected regr
 the regret normalised per episode (Uniform = 100) and the agent's CPU ms per decision. Episodes and agents are
 seeded as ``bayes-diglm bandit wheel --protocol riquelme2018 --steps STEPS`` seeds them (episode and agent seed
 ``s``; FlowLinear names get the wheel's ``augment_dims=6``), so its cells are that command's episodes.
-``--summary`` prints the table of mean +- s.e. over seeds from OUT (and from any further JSONL files given).
+``--deltas`` picks deltas and ``--set NAME=JSON ...`` (with ``--label``) passes constructor settings, for runs
+that isolate one setting. ``--summary`` prints the table of mean +- s.e. over seeds from OUT (and from any
+further JSONL files given).
 A rerun with the same OUT resumes: episodes already in the file (same agent, delta, seed and steps) are skipped,
 so a long protocol can be played across several sittings.
 Not part of ``make bench``: it gives the regret beside the bench's CPU rows (docs/bandits.md).
@@ -29,10 +31,12 @@ from bayes_diglm.experiments.bandits import AGENT_SETTINGS
 __all__ = ["play", "summary", "main"]
 
 
-def play(out: str, steps: int, seeds: int, agents: list[str], deltas=WHEEL_DELTAS, label: str = "") -> None:
+def play(out: str, steps: int, seeds: int, agents: list[str], deltas=WHEEL_DELTAS, label: str = "",
+         settings: dict | None = None) -> None:
     """Append one JSON line per episode to ``out``: seeds outer, deltas inner, ``agents`` in order.
 
-    Episodes already in ``out`` (same agent name with ``label``, delta, seed and steps) are not played again."""
+    Episodes already in ``out`` (same agent name with ``label``, delta, seed and steps) are not played again.
+    ``settings`` are passed to every agent's constructor on top of the wheel's (give them a ``label``)."""
     done = set()
     if os.path.exists(out):
         done = {(r["agent"], r["delta"], r["seed"], r["steps"]) for r in map(json.loads, open(out))}
@@ -44,7 +48,8 @@ def play(out: str, steps: int, seeds: int, agents: list[str], deltas=WHEEL_DELTA
             data = wheel_bandit(steps, delta, seed=seed, std=0.05, std_outer=0.01)
             uniform = run_agent(data, UniformAgent(5, 2, seed=seed)).cumulative_regret
             for name in todo:
-                agent = make_agent(name, 5, 2, seed=seed, **AGENT_SETTINGS["wheel"].get(AGENTS[name].cls.kind, {}))
+                kwargs = {**AGENT_SETTINGS["wheel"].get(AGENTS[name].cls.kind, {}), **(settings or {})}
+                agent = make_agent(name, 5, 2, seed=seed, **kwargs)
                 start = time.perf_counter()
                 run = run_agent(data, agent)
                 row = {"agent": name + label, "delta": delta, "seed": seed, "steps": steps,
@@ -84,13 +89,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--agents", nargs="+", default=["NeuralLinear", "FlowLinear"])
     parser.add_argument("--label", default="", help="appended to each agent's name in the rows, e.g. '(old)'")
+    parser.add_argument("--deltas", nargs="+", type=float, default=list(WHEEL_DELTAS))
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=JSON",
+                        help="constructor settings for every agent, e.g. reset_lr=true lr_decay=0 (with --label)")
     parser.add_argument("--summary", action="store_true", help="print the table of the files instead of playing")
     args = parser.parse_args(argv)
     if args.summary:
         print(summary(args.out))
         return
     torch.set_num_threads(1)
-    play(args.out[0], args.steps, args.seeds, args.agents, label=args.label)
+    settings = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set expects NAME=VALUE, got {item!r}")
+        settings[name] = json.loads(value)
+    if settings and not args.label:
+        parser.error("--set changes the agents: give a --label so that their rows are told apart")
+    play(args.out[0], args.steps, args.seeds, args.agents, deltas=tuple(args.deltas), label=args.label,
+         settings=settings)
 
 
 if __name__ == "__main__":
