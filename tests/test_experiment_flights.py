@@ -395,3 +395,14 @@ def test_every_flight_attribute_is_integer_valued():
     age = split.feature_names.index("plane_age")
     assert not off[:, [j for j in range(raw.shape[1]) if j != age]].any()
     assert np.all(np.isclose(raw[off[:, age], age], split.plane_age_fill, atol=1e-2))
+
+
+def test_print_summary_prints_the_table_the_lines_and_where_it_wrote(capsys):
+    from bayes_diglm.experiments.common import print_summary
+
+    assert print_summary({"table": "| a |", "out": "res", "seconds": 12.4}, "table.md", lines=("x", "y")) == 0
+    assert capsys.readouterr().out == "| a |\n\nx\n\ny\n\nwrote res/ (table.md) in 12 s\n"
+    print_summary({"table": "t", "out": "res"}, "f")
+    assert capsys.readouterr().out.endswith("wrote res/ (f)\n")
+    with pytest.raises(ValueError, match="table"):
+        print_summary({"out": "res"}, "f")

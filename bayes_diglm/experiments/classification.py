@@ -22,6 +22,7 @@ from .common import (
     count_arg,
     markdown_table,
     pivot,
+    print_summary,
     single_threaded,
     weight_arg,
     write_results,
@@ -310,10 +311,7 @@ def _cli_run(args) -> int:
         epochs=args.epochs, config={"background": False} if args.no_background else None,
         device=args.device, seed=args.seed, quiet=args.quiet or None,
     )
-    print(result["table"])
-    print(f"\nwrote {result['out']}/ (metrics.json, table.md, PNG figures, beta posteriors as netCDF) "
-          f"in {result['seconds']:.0f} s")
-    return 0
+    return print_summary(result, "metrics.json, table.md, PNG figures, beta posteriors as netCDF")
 
 
 def register(subparsers) -> None:

