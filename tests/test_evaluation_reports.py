@@ -110,7 +110,8 @@ def test_evaluate_classifier_rows_equal_the_metrics_of_each_head_on_the_features
     assert row["far entropy"] == pytest.approx(float(predictive_entropy(far_proba).mean())) and row["far NLL"] == "n/a"
     bpd = (-clf.score_samples(X[200:]) + 3 * math.log(256)) / (3 * math.log(2))  # 256 levels per dimension
     assert row["bits/dim"] == pytest.approx(float(np.mean(bpd)), rel=1e-6)
-    assert [r["set"] for r in out["density_rows"]] == ["test", "far"] and all(r["model"] == "m" for r in out["ood_rows"])
+    assert [r["set"] for r in out["density_rows"]] == ["test", "far"]
+    assert all(r["model"] == "m" for r in out["ood_rows"])
     labelled = evaluate_classifier(clf, heads, inputs, y_train=y[:200], y_test=y[200:], selective_head="point",
                                    ood_labels={"far": np.zeros(60, dtype=np.int64)}, n_draws=5)
     assert labelled["rows"][0]["far NLL"] == pytest.approx(class_nll(np.zeros(60, dtype=np.int64), far_proba))

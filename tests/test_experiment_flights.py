@@ -16,8 +16,8 @@ import torch
 from bayes_diglm.baselines import GaussianMixturePredictive, train_mlp
 from bayes_diglm.cli import build_parser
 from bayes_diglm.data.flights import load_flights, split_flights
-from bayes_diglm.experiments import flights as flights_module
 from bayes_diglm.data.flights_us import split_flights_us
+from bayes_diglm.experiments import flights as flights_module
 from bayes_diglm.experiments.flights import FlightsConfig, conjugate_head, run_flights
 from bayes_diglm.flows import TabularDequantizer
 from bayes_diglm.inference.base import Predictive
@@ -106,7 +106,8 @@ def test_cli_registers_flights_and_demo():
     args = parser.parse_args(["flights", "--dataset", "nyc2013", "--max-train", "5000"])
     config = FlightsConfig.from_args(args)
     assert (config.dataset, config.max_train, config.max_val) == ("nyc2013", 5000, 20_000)
-    assert config.dequantize and not FlightsConfig.from_args(parser.parse_args(["flights", "--no-dequantize"])).dequantize
+    assert config.dequantize
+    assert not FlightsConfig.from_args(parser.parse_args(["flights", "--no-dequantize"])).dequantize
     assert FlightsConfig.from_args(parser.parse_args(["flights", "--epochs", "3"])).mlp_epochs == 3
     config = FlightsConfig.from_args(parser.parse_args(["flights", "--quick"]))
     assert (config.dataset, config.train_rows, config.test_rows, config.max_train) == ("us2001", 200_000, 20_000,

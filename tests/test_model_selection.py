@@ -34,7 +34,8 @@ def test_fit_dequantized_trains_on_one_seeded_draw_and_fits_the_head_on_recorded
     dq = TabularDequantizer([1.0, 1.0])
     reg = fit_dequantized(_template(), X, y, X_val=X_val, y_val=y_val, dequantizer=dq, seed=3)
     # by hand: the flow trained on the draws of seed 3 (train) and 4 (validation), point head only
-    draw = [dq(torch.from_numpy(A), generator=torch.Generator().manual_seed(s)).numpy() for A, s in ((X, 3), (X_val, 4))]
+    draw = [dq(torch.from_numpy(A), generator=torch.Generator().manual_seed(s)).numpy()
+            for A, s in ((X, 3), (X_val, 4))]
     by_hand = _template().set_params(posterior="point").fit(draw[0], y, X_val=draw[1], y_val=y_val)
     assert _same_flow(reg, by_hand) and isinstance(reg.posterior, ConjugateLinearRegression)
     # the Bayesian head on the recorded rows: the conjugate head on their features and noise weights
