@@ -270,3 +270,16 @@ def test_cli_no_background_switches_the_background_flow_off(monkeypatch, tmp_pat
     assert main(["classify", "--quick", "--out", str(tmp_path)]) == 0
     assert main(["classify", "--quick", "--no-background", "--out", str(tmp_path)]) == 0
     assert calls[0]["config"] is None and calls[1]["config"] == {"background": False}
+
+
+def test_validation_rows_hold_out_a_seeded_slice_of_one_permutation():
+    data = _synthetic_data()
+    train, val = data.validation_rows(60, seed=7)
+    rows = np.random.default_rng(7).permutation(len(data.train_labels))  # the slice by hand
+    np.testing.assert_array_equal(val, np.sort(rows[:60]))
+    np.testing.assert_array_equal(train, np.sort(rows[60:]))
+    train, val = data.validation_rows(0)
+    assert len(val) == 0 and np.array_equal(train, np.arange(len(data.train_labels)))
+    for bad in (-1, 201, 1.5, True):
+        with pytest.raises(ValueError, match="n_val"):
+            data.validation_rows(bad)

@@ -16,9 +16,12 @@ import torch
 from bayes_diglm.baselines import GaussianMixturePredictive, train_mlp
 from bayes_diglm.cli import build_parser
 from bayes_diglm.data.flights import load_flights, split_flights
+from bayes_diglm.data.flights_us import split_flights_us
 from bayes_diglm.experiments import flights as flights_module
-from bayes_diglm.experiments.flights import FlightsConfig, run_flights
+from bayes_diglm.experiments.flights import FlightsConfig, conjugate_head, run_flights
+from bayes_diglm.flows import TabularDequantizer
 from bayes_diglm.inference.base import Predictive
+from bayes_diglm.models import DIGLMRegressor
 
 
 def _quadrature_moments_and_quantile(pdf, q: float) -> tuple[float, float, float]:
@@ -101,11 +104,12 @@ def test_cli_registers_flights_and_demo():
     assert (args.quick, args.epochs, args.px_weight, args.seed, args.dataset) == (True, 3, 0.01, 2, "us2001")
     assert parser.parse_args(["demo"]).main_job == "flights"
     args = parser.parse_args(["flights", "--dataset", "nyc2013", "--max-train", "5000"])
-    config = flights_module._config_from_args(args, quick=False)
+    config = FlightsConfig.from_args(args)
     assert (config.dataset, config.max_train, config.max_val) == ("nyc2013", 5000, 20_000)
-    assert config.dequantize and not flights_module._config_from_args(
-        parser.parse_args(["flights", "--no-dequantize"]), quick=False).dequantize
-    config = flights_module._config_from_args(parser.parse_args(["flights", "--quick"]), quick=True)
+    assert config.dequantize
+    assert not FlightsConfig.from_args(parser.parse_args(["flights", "--no-dequantize"])).dequantize
+    assert FlightsConfig.from_args(parser.parse_args(["flights", "--epochs", "3"])).mlp_epochs == 3
+    config = FlightsConfig.from_args(parser.parse_args(["flights", "--quick"]))
     assert (config.dataset, config.train_rows, config.test_rows, config.max_train) == ("us2001", 200_000, 20_000,
                                                                                        20_000)
     with pytest.raises(SystemExit):
@@ -117,8 +121,11 @@ def test_cli_registers_flights_and_demo():
 def test_demo_falls_back_to_nyc2013_when_us_flights_are_absent(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BAYES_DIGLM_DATA", str(tmp_path / "empty-cache"))
     seen = {}
-    monkeypatch.setattr(flights_module, "run_flights", lambda out, config, quiet: seen.setdefault("config", config))
-    monkeypatch.setattr(flights_module, "_report", lambda result: None)
+    def fake_run(out, config, quiet):
+        seen["config"] = config
+        return {"table": "", "seconds": 0.0, "out": str(out), "peak_rss_mb": 0.0}
+
+    monkeypatch.setattr(flights_module, "run_flights", fake_run)
     args = build_parser().parse_args(["demo", "--out", str(tmp_path / "demo")])
     assert args.func(args) == 0
     assert seen["config"].dataset == "nyc2013"
@@ -222,14 +229,33 @@ def test_streamed_head_equals_the_head_fit_in_memory(tmp_path):
     path = _us_flights_parquet(tmp_path / "flights.parquet", n=3000)
     config = FlightsConfig.quick("us2001", data_path=str(path), train_rows=2500, test_rows=500, max_train=800,
                                  max_val=200, epochs=1, num_layers=2, hidden_dims=(8, 8))
-    split, us = flights_module._load_split(config)
-    reg = flights_module._train_diglm(split, config, 0.1, quiet=True).fit_posterior(us.chunks("train", chunk_rows=333))
+    split, us = _split(config)
+    reg = _diglm(split).fit_posterior(us.chunks("train", chunk_rows=333))
     data = us.arrays("train")
     Z, weight = reg.transform(data["X"]), reg.noise_weights(data["X"])
-    direct = flights_module._bayesian_head().fit(Z, data["y"].astype(np.float64), sample_weight=weight)
+    direct = conjugate_head().fit(Z, data["y"].astype(np.float64), sample_weight=weight)
     assert reg.posterior_.stats_.n == len(data["y"]) == us.sizes["train"]
     np.testing.assert_allclose(reg.posterior_.coef_, direct.coef_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(reg.posterior_.posterior_.b, direct.posterior_.b, rtol=1e-6)
+
+
+def _split(config: FlightsConfig):
+    """The pipeline's us2001 split: the on-disk rows the heads stream over and the networks' rows in memory."""
+    us = split_flights_us(n_train=config.train_rows, n_test=config.test_rows, path=config.data_path)
+    return us.in_memory(max_train=config.max_train, max_val=config.max_val, seed=config.seed), us
+
+
+def _diglm(split, px_weight: float = 0.1) -> DIGLMRegressor:
+    """The pipeline's hybrid (RealNVP, heteroscedastic head, the run's conjugate head), one epoch of a small flow."""
+    return DIGLMRegressor(flow="realnvp", head="heteroscedastic", posterior=conjugate_head(), px_weight=px_weight,
+                          epochs=1, batch_size=256, seed=0, quiet=True,
+                          flow_kwargs={"num_layers": 2, "hidden_dims": (8, 8)}).fit(
+        split.X_train, split.y_train, X_val=split.X_val, y_val=split.y_val)
+
+
+def _dequantizer(split) -> TabularDequantizer:
+    """The pipeline's dequantiser: a unit cell on every (integer-valued, standardised) attribute."""
+    return TabularDequantizer.for_standardized([True] * len(split.feature_names), split.x_std, unit=1.0)
 
 
 @pytest.mark.slow
@@ -243,14 +269,15 @@ def test_streamed_mixed_head_equals_one_fit_and_predicts_unseen_airports(tmp_pat
     path = _us_flights_parquet(tmp_path / "flights.parquet", n=3000, seed=3)
     config = FlightsConfig.quick("us2001", data_path=str(path), train_rows=2500, test_rows=500, max_train=800,
                                  max_val=200, epochs=1, num_layers=2, hidden_dims=(8, 8))
-    split, us = flights_module._load_split(config)
-    reg = flights_module._train_diglm(split, config, 0.1, quiet=True)
-    levels = {"origin": np.asarray(us.origins, dtype=object), "destination": np.asarray(us.destinations, dtype=object)}
-    def triples(chunks):
-        return [(X, y, {"origin": o, "destination": d}) for X, y, o, d in chunks]
-
-    chunks = triples(us.chunks("train", chunk_rows=300, groups=True))
-    one = triples([next(us.chunks("train", chunk_rows=10_000, groups=True))])
+    split, us = _split(config)
+    reg = _diglm(split)
+    levels = us.levels
+    chunks = list(us.group_chunks("train", chunk_rows=300))
+    one = [next(us.group_chunks("train", chunk_rows=10_000))]
+    data = us.arrays("train")
+    for key in ("origin", "destination"):
+        np.testing.assert_array_equal(np.concatenate([c[2][key] for c in chunks]), data[key])
+        assert set(data[key]) == set(levels[key])
     assert len(chunks) > 1 and sum(len(c[1]) for c in chunks) == len(one[0][1]) == us.sizes["train"]
     chunked = reg.fit_mixed_head(chunks, levels=levels)
     whole = reg.fit_mixed_head(one, levels=levels)
@@ -332,7 +359,7 @@ def test_dequantised_log_px_is_the_log_probability_of_the_cells_for_a_cellwise_c
     K = np.column_stack([rng.integers(0, 12, 500), rng.integers(0, 31, 500)])
     X = ((K - mean) / scale).astype(np.float32)
     split = SimpleNamespace(feature_names=("month", "day"), x_std=scale)
-    dq = flights_module._dequantizer(split)
+    dq = _dequantizer(split)
     model = _PiecewiseConstant(mean, scale, p1, p2)
     assert np.array_equal(model.cell(X), K)
     got = _cell_log_px(model, X, dq, draws=3, seed=1)
@@ -345,7 +372,7 @@ def test_dequantised_log_px_bounds_the_cell_probability_of_a_smooth_density():
     """For a Gaussian density the estimate is below log P(cell) (Jensen), by at most the quadrature-scale gap."""
     scale = np.array([2.0, 3.0])
     split = SimpleNamespace(feature_names=("a", "b"), x_std=scale)
-    dq = flights_module._dequantizer(split)
+    dq = _dequantizer(split)
 
     class Gaussian:
         def score_samples(self, V):
@@ -369,3 +396,14 @@ def test_every_flight_attribute_is_integer_valued():
     age = split.feature_names.index("plane_age")
     assert not off[:, [j for j in range(raw.shape[1]) if j != age]].any()
     assert np.all(np.isclose(raw[off[:, age], age], split.plane_age_fill, atol=1e-2))
+
+
+def test_print_summary_prints_the_table_the_lines_and_where_it_wrote(capsys):
+    from bayes_diglm.experiments.common import print_summary
+
+    assert print_summary({"table": "| a |", "out": "res", "seconds": 12.4}, "table.md", lines=("x", "y")) == 0
+    assert capsys.readouterr().out == "| a |\n\nx\n\ny\n\nwrote res/ (table.md) in 12 s\n"
+    print_summary({"table": "t", "out": "res"}, "f")
+    assert capsys.readouterr().out.endswith("wrote res/ (f)\n")
+    with pytest.raises(ValueError, match="table"):
+        print_summary({"out": "res"}, "f")

@@ -345,6 +345,19 @@ class USFlightsSplit(MinutesScale):
             X, y = self._standardise(b)
             yield (X, y, b.origin, b.destination) if groups else (X, y)
 
+    def group_chunks(self, part: str, *, chunk_rows: int = _BATCH_ROWS) -> Iterator[tuple]:
+        """Stream ``(X, y, groups)`` chunks of ``part``: :meth:`chunks` with the airports as a mapping
+        ``{"origin", "destination"}`` of label arrays, the chunks a mixed-effects head's ``fit_mixed_head`` reads.
+        """
+        for X, y, origin, destination in self.chunks(part, chunk_rows=chunk_rows, groups=True):
+            yield X, y, {"origin": origin, "destination": destination}
+
+    @property
+    def levels(self) -> dict[str, np.ndarray]:
+        """The airports seen in the training rows per grouping factor (object arrays): a mixed head's levels."""
+        return {"origin": np.asarray(self.origins, dtype=object),
+                "destination": np.asarray(self.destinations, dtype=object)}
+
     def arrays(self, part: str, *, max_rows: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """``part`` in memory: ``X``, ``y`` (standardised, float32), ``origin``, ``destination``, ``row``.
 

@@ -30,6 +30,26 @@ class ClassificationData:
     ood: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
     description: str = ""
 
+    def validation_rows(self, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded slice of ``n_val`` training images held out as validation: ``(train_rows, val_rows)``, each
+        sorted, from one permutation of the training rows (``n_val = 0``: every row trains, none held out).
+
+        Examples
+        --------
+        >>> data = ClassificationData(np.zeros((6, 2, 2)), np.arange(6), np.zeros((1, 2, 2)), np.zeros(1))
+        >>> train, val = data.validation_rows(2, seed=0)
+        >>> len(train), len(val), sorted([*train, *val]) == list(range(6))
+        (4, 2, True)
+        """
+        n = len(self.train_labels)
+        if isinstance(n_val, bool) or not isinstance(n_val, int | np.integer) or not 0 <= n_val <= n // 2:
+            raise ValueError(f"n_val must be an integer in [0, {n // 2}] (at most half the training images), "
+                             f"got {n_val!r}")
+        if not n_val:
+            return np.arange(n), np.arange(0)
+        rows = np.random.default_rng(seed).permutation(n)
+        return np.sort(rows[n_val:]), np.sort(rows[:n_val])
+
 
 def as_unit_images(images, name: str = "images") -> torch.Tensor:
     """uint8 pixels or floats in [0, 1], (n, H, W) or (n, C, H, W) -> float32 tensor (n, C, H, W) in [0, 1] (a

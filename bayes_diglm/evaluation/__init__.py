@@ -2,12 +2,14 @@
 
 from .class_gaussian import ClassConditionalGaussian
 from .classification_table import classification_metrics, log_px_summary, selective_summary
+from .classifier_evaluation import evaluate_classifier
 from .density_aware import (
     DensityAwarePredictive,
     DensityWeighting,
     conjugate_prior_predictive,
     density_aware_against_control,
     fit_constant_weight,
+    fit_density_aware,
     fit_density_weighting,
 )
 from .metrics import (
@@ -54,7 +56,7 @@ from .ood_methods import (
 )
 from .ood_protocol import REQUIREMENTS, OODScore, fit_scores, get_score, register_score, score_names
 from .ood_table import evaluate_ood, score_inputs
-from .regression_table import constant_predictive, log_px_shift, regression_metrics
+from .regression_table import constant_predictive, log_px_shift, regression_metrics, regression_rows
 from .selective import selective_against_random, selective_curve
 from .spread import SPREADS, aggregate_tables, format_spread
 from .variance_inflation import VarianceInflation, fit_variance_inflation, variance_inflation_against_controls
@@ -91,6 +93,8 @@ __all__ = [
     "conjugate_prior_predictive",
     "density_aware_against_control",
     "fit_constant_weight",
+    "fit_density_aware",
+    "evaluate_classifier",
     "evaluate_ood",
     "fit_background",
     "fit_density_weighting",
@@ -110,6 +114,7 @@ __all__ = [
     "constant_predictive",
     "log_px_shift",
     "regression_metrics",
+    "regression_rows",
     "SPREADS",
     "aggregate_tables",
     "format_spread",

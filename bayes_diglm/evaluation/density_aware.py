@@ -17,6 +17,7 @@ __all__ = [
     "conjugate_prior_predictive",
     "density_aware_against_control",
     "fit_constant_weight",
+    "fit_density_aware",
     "fit_density_weighting",
 ]
 
@@ -330,3 +331,82 @@ def density_aware_against_control(log_px_train, val, test, **grids) -> dict:
     return {"weighting": weighting, "aware": weighting.predictive(plain_test, prior_test, log_px_test),
             "control": DensityAwarePredictive(plain_test, prior_test, constant), "constant_weight": constant,
             "val_nll": nll}
+
+
+def fit_density_aware(estimator, log_px_train, val: tuple, test: tuple, *, nll_offset: float = 0.0,
+                      **grids) -> dict:
+    r"""The density-aware predictive of a fitted DIGLM regressor's conjugate head, and its control.
+
+    For each slice one pass through the flow (:meth:`~bayes_diglm.models.DIGLMRegressor.head_inputs`) gives the
+    features and noise weights from which both components come: the head's posterior predictive and its prior
+    predictive (:func:`conjugate_prior_predictive`); then :func:`density_aware_against_control` fits the
+    threshold, the power and the control's one weight on validation.
+
+    Parameters
+    ----------
+    estimator : DIGLMRegressor
+        Fitted, with a ``ConjugateLinearRegression`` posterior head.
+    log_px_train : array-like
+        ``log p(x)`` of (a sample of) the training inputs; the threshold is one of its quantiles.
+    val : tuple
+        ``(X_val, y_val, log_px_val)``.
+    test : tuple
+        ``(X_test, log_px_test)``.
+    nll_offset : float, default 0
+        Added to every NLL of the summary (``log(y_std)`` reports standardised targets in their own units).
+    **grids
+        ``quantiles`` / ``powers`` of :func:`fit_density_weighting`.
+
+    Returns
+    -------
+    dict
+        :func:`density_aware_against_control`'s (``weighting``, ``aware``, ``control``, ``constant_weight``,
+        ``val_nll``), plus ``plain_val`` and ``plain_test`` (the head's posterior predictives on the two slices)
+        and ``summary``: the threshold, its quantile and the power; the validation NLL of the plain head (its
+        own ``log_prob``), of the density-aware predictive and of the control, and the ratio of the first two;
+        the share of test inputs below the threshold and their mean weight; the control's weight.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayes_diglm.models import DIGLMRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2)); y = X[:, 0] + 0.3 * rng.normal(size=200)
+    >>> reg = DIGLMRegressor(posterior="conjugate", epochs=1, flow_kwargs={"num_layers": 2}, quiet=True)
+    >>> reg = reg.fit(X[:120], y[:120])
+    >>> px = reg.score_samples(X)
+    >>> fit = fit_density_aware(reg, px[:120], (X[120:160], y[120:160], px[120:160]), (X[160:], px[160:]))
+    >>> fit["aware"].weight.shape, bool(np.all(fit["aware"].weight <= 1))
+    ((40,), True)
+    """
+    if not (isinstance(val, tuple) and len(val) == 3):
+        raise ValueError(f"val must be a tuple (X_val, y_val, log_px_val), got {type(val).__name__}")
+    if not (isinstance(test, tuple) and len(test) == 2):
+        raise ValueError(f"test must be a tuple (X_test, log_px_test), got {type(test).__name__}")
+    for attr in ("head_inputs", "posterior_"):
+        if not hasattr(estimator, attr):
+            raise TypeError(f"estimator must be a fitted DIGLMRegressor (missing {attr}), got "
+                            f"{type(estimator).__name__}")
+
+    def predictives(X):  # one flow pass for both components
+        Z, context = estimator.head_inputs(X)
+        head = estimator.posterior_
+        return head.predict_dist(Z, **context), conjugate_prior_predictive(head, Z, context.get("sample_weight"))
+
+    if not (isinstance(nll_offset, int | float) and math.isfinite(nll_offset)):
+        raise ValueError(f"nll_offset must be a finite number, got {nll_offset!r}")
+    (X_val, y_val, log_px_val), (X_test, log_px_test) = val, test
+    plain_val, prior_val = predictives(X_val)
+    plain_test, prior_test = predictives(X_test)
+    fit = density_aware_against_control(log_px_train, (log_px_val, plain_val, prior_val, y_val),
+                                        (log_px_test, plain_test, prior_test), **grids)
+    nll = {k: float(np.asarray(v, dtype=np.float64) + nll_offset) for k, v in fit["val_nll"].items()}
+    nll["plain"] = float(np.asarray(mean_nll(plain_val.log_prob(y_val)), dtype=np.float64) + nll_offset)
+    w = fit["weighting"]
+    summary = {"threshold_log_px": w.threshold, "threshold_quantile": w.quantile, "power": w.power,
+               "val_nll_plain": nll["plain"], "val_nll_density_aware": nll["density_aware"],
+               "val_nll_ratio": nll["density_aware"] / nll["plain"],
+               "test_rows_below_threshold": float(np.mean(np.asarray(log_px_test) < w.threshold)),
+               "test_mean_weight": float(fit["aware"].weight.mean()), "constant_weight": fit["constant_weight"],
+               "val_nll_constant_weight": nll["constant_weight"]}
+    return {**fit, "plain_val": plain_val, "plain_test": plain_test, "summary": summary}

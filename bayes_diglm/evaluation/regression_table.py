@@ -11,7 +11,7 @@ import torch
 from ..inference.base import Predictive
 from .metrics import mean_nll, ood_scores, predictive_coverage, rmse
 
-__all__ = ["constant_predictive", "log_px_shift", "regression_metrics"]
+__all__ = ["constant_predictive", "log_px_shift", "regression_metrics", "regression_rows"]
 
 
 def regression_metrics(pred, y, *, y_std: float = 1.0, level: float = 0.9, unit: str = "min") -> dict[str, float]:
@@ -38,6 +38,37 @@ def regression_metrics(pred, y, *, y_std: float = 1.0, level: float = 0.9, unit:
     return {f"RMSE ({unit})": float(y_std * rmse(y, pred.mean)),
             "NLL (nats)": float(mean_nll(pred.log_prob(y)) + math.log(y_std)),
             f"{level:.0%} coverage": float(predictive_coverage(pred, y, [level])[0])}
+
+
+def regression_rows(preds: dict, y, *, y_std: float = 1.0, extra: dict | None = None,
+                    extra_columns: tuple[str, ...] = (), missing: str = "-") -> list[dict]:
+    """One table row per named predictive: ``{"model": name}``, :func:`regression_metrics`, then ``extra_columns``.
+
+    ``preds`` maps a row's name to its predictive on the standardised scale of ``y``; ``extra`` maps some of the
+    names to a dict holding ``extra_columns`` (e.g. :func:`log_px_shift`'s columns for the rows with a flow);
+    the other rows show ``missing`` there.
+
+    Examples
+    --------
+    >>> y = np.array([0.0, 1.0])
+    >>> rows = regression_rows({"a": constant_predictive(2)}, y, extra={}, extra_columns=("AUROC",))
+    >>> rows[0]["model"], rows[0]["RMSE (min)"] == regression_metrics(constant_predictive(2), y)["RMSE (min)"]
+    ('a', True)
+    >>> rows[0]["AUROC"]
+    '-'
+    """
+    if not isinstance(preds, dict) or not preds:
+        raise ValueError(f"preds must be a non-empty dict of name -> predictive, got {preds!r}")
+    extra = {} if extra is None else extra
+    if not isinstance(extra, dict) or not set(extra) <= set(preds):
+        raise ValueError(f"extra must be a dict keyed by names of preds; unknown: {sorted(set(extra) - set(preds))}")
+    rows = []
+    for name, pred in preds.items():
+        row = {"model": name, **regression_metrics(pred, y, y_std=y_std)}
+        for col in extra_columns:
+            row[col] = extra[name][col] if name in extra else missing
+        rows.append(row)
+    return rows
 
 
 def constant_predictive(n: int, loc: float = 0.0, scale: float = 1.0) -> Predictive:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.active import labels_to_reach, run_active_learning
-from .common import StageLog, markdown_table, write_results
+from .common import StageLog, markdown_table, print_summary, write_results
 from .joint_data import DigitData, glow_classifier, load_digit_data, single_threaded, subset_rows
 
 __all__ = ["CONFIGS", "STRATEGIES", "run_active", "register"]
@@ -146,9 +146,7 @@ def run_active(out: str | Path = "results/active", *, quick: bool = False, data:
 def _cli_run(args) -> int:
     result = run_active(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                         quiet=args.quiet or None, device=args.device)
-    print(result["table"])
-    print(f"\nwrote {result['out']}/ (metrics.json, table.md, active_learning.png) in {result['seconds']:.0f} s")
-    return 0
+    return print_summary(result, "metrics.json, table.md, active_learning.png")
 
 
 def register(subparsers) -> None:

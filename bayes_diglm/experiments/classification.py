@@ -9,23 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._validation import as_label_tensor
+from .._validation import as_label_tensor, check_count
 from ..data.image_sets import IMAGE_DATASETS as DATASETS
 from ..data.image_sets import ClassificationData, as_unit_images, load_classification_data
-from ..evaluation import (
-    CachedOutputs,
-    HeadOnFeatures,
-    abstention_curve,
-    class_nll,
-    classification_metrics,
-    evaluate_ood,
-    log_px_summary,
-    perturb_pixels,
-    predictive_entropy,
-    reliability_curve,
-    selective_summary,
-)
-from ..flows.image import bits_per_dim
+from ..evaluation import evaluate_classifier, perturb_pixels, selective_summary
 from ..inference.laplace import LaplaceClassifier
 from ..inference.svi import SVIClassifier
 from ..models.estimators import DIGLMClassifier
@@ -35,19 +22,13 @@ from .common import (
     count_arg,
     markdown_table,
     pivot,
+    print_summary,
     single_threaded,
     weight_arg,
     write_results,
 )
 
-__all__ = [
-    "CONFIGS",
-    "DATASETS",
-    "ClassificationData",
-    "load_classification_data",
-    "run_classification",
-    "register",
-]
+__all__ = ["CONFIGS", "DATASETS", "ClassificationData", "load_classification_data", "run_classification", "register"]
 
 NUM_CLASSES = 10
 
@@ -87,11 +68,6 @@ _PX_WEIGHT_PER_DIM = 0.01
 _BACKGROUND_RATE = 0.2
 
 
-# ------------------------------------------------------------------------------------------------------
-# Training (with resumable checkpoints)
-# ------------------------------------------------------------------------------------------------------
-
-
 def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int, quiet, device: str):
     """Train one Glow DIGLM (resuming from its checkpoint) with a Laplace posterior over beta on its features.
 
@@ -118,94 +94,25 @@ def _train(name: str, px_weight: float, X, y, cfg: dict, *, out: Path, seed: int
     return clf, time.perf_counter() - t0, sorted({str(w.message) for w in caught})
 
 
-def _svi_head(Z: np.ndarray, y: np.ndarray, cfg: dict, seed: int, prior_precision: float) -> SVIClassifier:
-    """Mean-field SVI posterior over beta (diagonal Gaussian guide) on the same features.
-
-    The prior precision is the one the Laplace evidence chose (empirical Bayes, shared by both Bayesian
-    heads): with the unit prior, mean-field SVI on these correlated features ended at large weights whose
-    plug-in test NLL was several times the point head's.
-    """
-    return SVIClassifier(covariance="diag", prior_precision=prior_precision, num_steps=cfg["svi_steps"], lr=1e-2,
-                         batch_size=min(cfg["svi_batch"], len(y)), seed=seed).fit(Z, y)
-
-
-# ------------------------------------------------------------------------------------------------------
-# Metrics
-# ------------------------------------------------------------------------------------------------------
-
-
-def _head_row(model: str, head: str, proba: dict[str, np.ndarray], data: ClassificationData,
-              bpd: float) -> dict:
-    """One row of Table 1: test error (%), test NLL, ECE, bits/dim, then NLL and entropy per OOD set."""
-    row = {"model": model, "head": head, **classification_metrics(data.test_labels, proba["test"]), "bits/dim": bpd}
-    for name, (_, labels) in data.ood.items():
-        row[f"{name} NLL"] = class_nll(labels, proba[name]) if labels is not None else "n/a"
-        row[f"{name} entropy"] = float(predictive_entropy(proba[name]).mean())
-    return row
-
-
-def _evaluate_model(model_name: str, clf: DIGLMClassifier, heads: dict, data: ClassificationData,
-                    arrays: dict[str, np.ndarray], *, y_train: np.ndarray, background: DIGLMClassifier | None,
-                    n_draws: int, seed: int) -> dict:
-    """Every metric for one trained flow: Table 1 rows, density rows, OOD rows (every score of
-    :func:`bayes_diglm.evaluation.evaluate_ood`), curves.
-
-    ``heads`` maps a head's name to an object with ``predict_proba(Z)`` on the features (and ``sample`` for the
-    Bayesian heads, whose mutual information the OOD table reports). The flow runs once per input set: its
-    features and ``log p(x)`` are put into the :class:`~bayes_diglm.evaluation.CachedOutputs` the scores read.
-    """
-    cached = CachedOutputs(clf)
-    outputs = {}
-    for name, X in arrays.items():  # one flow pass per set
-        outputs[name] = clf.flow_outputs(X)
-        cached.store("transform", X, outputs[name].features).store("score_samples", X, outputs[name].log_px)
-    Z = {k: v.features for k, v in outputs.items() if k not in ("train", "val")}
-    log_px = {k: v.log_px for k, v in outputs.items() if k not in ("train", "val")}
-    dim = int(clf.model_.flow.dim)
-    bpd = float(bits_per_dim(torch.as_tensor(log_px["test"]), dim).mean())
-    y_test = np.asarray(data.test_labels)
-    rows, reliability, abstention = [], {}, {}
-    for head_name, head in heads.items():
-        proba = {k: head.predict_proba(z) for k, z in Z.items()}
-        rows.append(_head_row(model_name, head_name, proba, data, bpd))
-        reliability[head_name] = reliability_curve(y_test, proba["test"], n_bins=15)
-        correct = (proba["test"].argmax(1) == y_test).astype(float)
-        abstention[head_name] = {"log p(x)": abstention_curve(correct, log_px["test"]),
-                                 "entropy": abstention_curve(correct, -predictive_entropy(proba["test"]))}
-    # the selective-prediction curves rank the Laplace head's test predictions (the estimator's own head)
-    cached.store("predict_proba", arrays["test"], heads["laplace"].predict_proba(Z["test"]))
-    ood = evaluate_ood(cached, X_train=arrays["train"], y_train=y_train, X_val=arrays.get("val"),
-                       X_test=arrays["test"], y_test=y_test,
-                       ood_sets={k: arrays[k] for k in data.ood}, background=background, n_draws=n_draws,
-                       heads={h: HeadOnFeatures(cached, head) for h, head in heads.items()}, own_head=False,
-                       seed=seed)
-    ood_rows = [{"model": model_name, **r} for r in ood["rows"]]
-    density_rows = [{"model": model_name, **r} for r in log_px_summary(log_px, dim)]
-    return {"rows": rows, "density_rows": density_rows, "ood_rows": ood_rows,
-            "log_px": log_px, "reliability": reliability, "abstention": abstention, "scores": ood["scores"],
-            "selective": ood["selective"], "ood_notes": ood["notes"],
-            "typicality_thresholds": {M: t.threshold_ for M, t in ood["typicality"].items()}}
-
-
-# ------------------------------------------------------------------------------------------------------
-# The pipeline
-# ------------------------------------------------------------------------------------------------------
-
-
 def _resolve_config(quick: bool, device: str, config: dict | None, epochs: int | None) -> tuple[str, dict]:
     name = "quick" if quick else ("large" if str(device).startswith("cuda") else "default")
     cfg = {**CONFIGS[name], **(config or {})}
     if epochs is not None:
-        if int(epochs) != epochs or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        cfg["epochs"] = int(epochs)
+        cfg["epochs"] = check_count(epochs, "epochs")
     return name, cfg
 
 
 def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray, cfg: dict, *, seed: int,
                out: Path, model_name: str, timings: dict, info: dict, notes: list[str]) -> dict:
-    """The three heads on one trained flow (point, Laplace, SVI), each with ``predict_proba(Z)`` on features;
-    the Bayesian two with the head contract's ``sample`` and ``predict_dist``."""
+    """The three heads on one trained flow (point, Laplace, SVI), each with ``predict_proba(Z)`` on features; the
+    Bayesian two with ``sample`` and ``predict_dist``, their beta posteriors written as ArviZ netCDF (2 chains).
+
+    The mean-field SVI head (diagonal Gaussian guide) takes the prior precision the Laplace evidence chose
+    (empirical Bayes, shared by both Bayesian heads): with the unit prior, mean-field SVI on these correlated
+    features ended at large weights whose plug-in test NLL was several times the point head's.
+    """
+    from ..arviz import to_inference_data
+
     laplace = clf.posterior_
     info[model_name] = {"laplace_covariance": cfg["laplace_covariance"],
                         "laplace_prior_precision": float(np.mean(laplace.prior_precision_)),
@@ -213,38 +120,24 @@ def _fit_heads(clf: DIGLMClassifier, X_train: torch.Tensor, y_train: np.ndarray,
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        svi = _svi_head(clf.transform(X_train), y_train, cfg, seed, info[model_name]["laplace_prior_precision"])
+        svi = SVIClassifier(covariance="diag", prior_precision=info[model_name]["laplace_prior_precision"],
+                            num_steps=cfg["svi_steps"], lr=1e-2, batch_size=min(cfg["svi_batch"], len(y_train)),
+                            seed=seed).fit(clf.transform(X_train), y_train)
     notes += sorted({f"{model_name} SVI: {w.message}" for w in caught})
     timings[f"{model_name} svi (s)"] = time.perf_counter() - t0
-    _write_posterior(clf, out / f"beta_posterior_{model_name}_laplace.nc", cfg["posterior_draws"], seed)
-    _write_posterior(svi, out / f"beta_posterior_{model_name}_svi.nc", cfg["posterior_draws"], seed)
+    for kind, head in (("laplace", clf), ("svi", svi)):
+        to_inference_data(head, draws=int(cfg["posterior_draws"]), chains=2, seed=seed).to_netcdf(
+            str(out / f"beta_posterior_{model_name}_{kind}.nc"))
     info[model_name].update({"svi_guide": "diag", "svi_steps": int(svi.n_iter_), "svi_converged": bool(svi.converged_),
                              "svi_final_elbo": float(svi.elbo_history_[-1])})
     return {"point": clf.point_head(), "laplace": laplace, "svi": svi}
 
 
-def _write_posterior(head, path: Path, draws: int, seed: int) -> None:
-    """ArviZ netCDF of the beta posterior: 2 chains x ``draws`` draws of the 10 x D weights and the biases."""
-    from ..arviz import to_inference_data
-
-    to_inference_data(head, draws=int(draws), chains=2, seed=seed).to_netcdf(str(path))
-
-
-def run_classification(
-    out: str | Path = "results/classification",
-    *,
-    quick: bool = False,
-    data: ClassificationData | None = None,
-    dataset: str = "mnist",
-    data_dir=None,
-    px_weight: float | None = None,
-    epochs: int | None = None,
-    config: dict | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    quiet: bool | None = None,
-    num_threads: int | None = 1,
-) -> dict:
+def run_classification(out: str | Path = "results/classification", *, quick: bool = False,
+                       data: ClassificationData | None = None, dataset: str = "mnist", data_dir=None,
+                       px_weight: float | None = None, epochs: int | None = None, config: dict | None = None,
+                       device: str = "cpu", seed: int = 0, quiet: bool | None = None,
+                       num_threads: int | None = 1) -> dict:
     """Train hybrid and discriminative Glow DIGLMs, fit Bayesian heads on beta, and measure Table 1 and OOD.
 
     Both models share the architecture and budget; the hybrid maximises
@@ -296,12 +189,8 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
               **{name: as_unit_images(images, f"ood[{name!r}]") for name, (images, _) in data.ood.items()}}
     y_train = as_label_tensor(data.train_labels, "train_labels", num_classes=NUM_CLASSES).numpy()
     n_val = cfg.get("n_val", 0)
-    if isinstance(n_val, bool) or not isinstance(n_val, int | np.integer) or not 0 <= n_val <= len(y_train) // 2:
-        raise ValueError(f"n_val must be an integer in [0, {len(y_train) // 2}] (at most half the training images), "
-                         f"got {n_val!r}")
+    train_rows, val_rows = data.validation_rows(n_val, seed=seed + 7)
     if n_val:  # a seeded slice held out of training: the reference of the typicality tests and the min p-value
-        rows = np.random.default_rng(seed + 7).permutation(len(y_train))
-        val_rows, train_rows = np.sort(rows[:n_val]), np.sort(rows[n_val:])
         inputs["val"], inputs["train"] = inputs["train"][val_rows], inputs["train"][train_rows]
         y_train = y_train[train_rows]
     dim = int(np.prod(inputs["train"].shape[1:]))
@@ -334,8 +223,10 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
             timings[f"{name} background flow (s)"] = seconds
         log(f"{name}: Table 1, densities and every OOD score on the test and OOD sets")
         t0 = time.perf_counter()
-        evaluated[name] = _evaluate_model(name, clf, heads, data, arrays, y_train=y_train, background=background,
-                                          n_draws=int(cfg["posterior_draws"]), seed=seed)
+        evaluated[name] = evaluate_classifier(
+            clf, heads, arrays, y_train=y_train, y_test=data.test_labels, background=background, label=name,
+            ood_labels={k: labels for k, (_, labels) in data.ood.items()}, n_draws=int(cfg["posterior_draws"]),
+            seed=seed)
         timings[f"{name} evaluation (s)"] = time.perf_counter() - t0
 
     rows = [r for e in evaluated.values() for r in e["rows"]]
@@ -369,7 +260,7 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
         ood_notes.append("likelihood ratio left out: background flow switched off in this configuration")
     ood_notes.append("typicality (M): random batches of M test inputs against random batches of M OOD inputs; "
                      "'test flagged' = false-positive rate of the alpha = 0.01 bootstrap threshold on test batches")
-    observations = _observations(rows, density_rows, ood_rows)
+    observations = _observations(density_rows)
     held_out = (f"; {n_val} training images held out of training as validation (the reference of the typicality "
                 "tests and the min p-value)") if n_val else ""
     table = "\n\n".join([
@@ -382,7 +273,7 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
         markdown_table(density_rows),
         "OOD detection at a glance: AUROC per score (rows) and model / OOD set (columns); OOD = positive, every "
         "score higher for OOD",
-        markdown_table(_auroc_summary(ood_rows)),
+        markdown_table(pivot(ood_rows, "score", ("model", "OOD set"), "auroc")),
         "OOD detection: AUROC, AUPR, FPR at 95% TPR per model, score and OOD set",
         markdown_table(ood_rows),
         *[f"Note: {n}" for n in ood_notes],
@@ -407,25 +298,11 @@ def _run(out: Path, data: ClassificationData, cfg: dict, *, px_weight, device, s
             "metrics": metrics}
 
 
-def _auroc_summary(ood_rows: list[dict]) -> list[dict]:
-    """The OOD table's AUROCs at a glance: a row per score, a column per model and OOD set (blank: not measured)."""
-    return pivot(ood_rows, "score", ("model", "OOD set"), "auroc")
-
-
-def _observations(rows: list[dict], density_rows: list[dict], ood_rows: list[dict]) -> list[str]:
+def _observations(density_rows: list[dict]) -> list[str]:
     """Plain statements of what the numbers show (higher OOD density, i.e. Nalisnick et al. 2019)."""
-    notes = []
-    for r in density_rows:
-        if r["set"] != "test" and r["above test median (%)"] > 50.0:
-            notes.append(f"Note: the {r['model']} flow gives {r['set']} a higher density than test data for "
-                         f"{r['above test median (%)']:.0f}% of its images (the effect reported by Nalisnick "
-                         "et al., 2019).")
-    return notes
-
-
-# ------------------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------------------
+    return [f"Note: the {r['model']} flow gives {r['set']} a higher density than test data for "
+            f"{r['above test median (%)']:.0f}% of its images (the effect reported by Nalisnick et al., 2019)."
+            for r in density_rows if r["set"] != "test" and r["above test median (%)"] > 50.0]
 
 
 def _cli_run(args) -> int:
@@ -434,10 +311,7 @@ def _cli_run(args) -> int:
         epochs=args.epochs, config={"background": False} if args.no_background else None,
         device=args.device, seed=args.seed, quiet=args.quiet or None,
     )
-    print(result["table"])
-    print(f"\nwrote {result['out']}/ (metrics.json, table.md, PNG figures, beta posteriors as netCDF) "
-          f"in {result['seconds']:.0f} s")
-    return 0
+    return print_summary(result, "metrics.json, table.md, PNG figures, beta posteriors as netCDF")
 
 
 def register(subparsers) -> None:

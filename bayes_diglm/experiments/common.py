@@ -22,7 +22,7 @@ from .._validation import check_count, check_seed
 
 __all__ = ["add_common_arguments", "markdown_table", "write_results", "machine_description", "json_ready",
            "summarized_warnings", "StageLog", "pivot", "count_arg", "size_arg", "seed_arg", "weight_arg",
-           "fraction_arg", "single_threaded", "peak_rss_mb"]
+           "fraction_arg", "single_threaded", "peak_rss_mb", "print_summary"]
 
 
 def _option_type(name: str, parse, check):
@@ -229,6 +229,29 @@ def machine_description() -> str:
     import os
 
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+
+
+def print_summary(result: dict, files: str, *, lines: tuple[str, ...] = ()) -> int:
+    """Print what a subcommand's run returned: its Markdown ``table``, any further ``lines``, then where it wrote
+    ``files`` (``result["out"]``) and, when ``result`` has ``seconds``, how long it took. Returns 0, the exit
+    status of a run that got this far.
+
+    Examples
+    --------
+    >>> print_summary({"table": "| a |", "out": "results/x", "seconds": 3.2}, "table.md")
+    | a |
+    <BLANKLINE>
+    wrote results/x/ (table.md) in 3 s
+    0
+    """
+    if not isinstance(result, dict) or not {"table", "out"} <= set(result):
+        raise ValueError("result must be a dict holding 'table' and 'out'")
+    print(result["table"])
+    for line in lines:
+        print(f"\n{line}")
+    took = f" in {result['seconds']:.0f} s" if "seconds" in result else ""
+    print(f"\nwrote {result['out']}/ ({files}){took}")
+    return 0
 
 
 def write_results(out_dir: str | Path, metrics: dict, table: str) -> Path:

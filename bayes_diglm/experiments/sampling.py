@@ -25,7 +25,7 @@ from ..models.sampling import (
     sample_joint,
     sample_latent,
 )
-from .common import StageLog, markdown_table, write_results
+from .common import StageLog, markdown_table, print_summary, write_results
 from .joint_data import DigitData, glow_classifier, load_digit_data, single_threaded, subset_rows
 
 __all__ = ["CONFIGS", "run_sampling", "register"]
@@ -185,9 +185,7 @@ def run_sampling(out: str | Path = "results/sampling", *, quick: bool = False, d
 def _cli_run(args) -> int:
     result = run_sampling(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                           quiet=args.quiet or None, device=args.device)
-    print(result["table"])
-    print(f"\nwrote {result['out']}/ (metrics.json, table.md, sample grids) in {result['seconds']:.0f} s")
-    return 0
+    return print_summary(result, "metrics.json, table.md, sample grids")
 
 
 def register(subparsers) -> None:

@@ -27,7 +27,7 @@ import torch
 from ..evaluation import accuracy, class_nll, ood_scores, predictive_entropy
 from ..flows.image import bits_per_dim
 from ..training.loop import semi_supervised_split
-from .common import StageLog, markdown_table, summarized_warnings, write_results
+from .common import StageLog, markdown_table, print_summary, summarized_warnings, write_results
 from .joint_data import DigitData, glow_classifier, load_digit_data, single_threaded, subset_rows
 
 __all__ = ["CONFIGS", "MODELS", "run_semisupervised", "register"]
@@ -169,9 +169,7 @@ def run_semisupervised(out: str | Path = "results/semisupervised", *, quick: boo
 def _cli_run(args) -> int:
     result = run_semisupervised(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                                 quiet=args.quiet or None, device=args.device)
-    print(result["table"])
-    print(f"\nwrote {result['out']}/ (metrics.json, table.md, error_vs_labels.png) in {result['seconds']:.0f} s")
-    return 0
+    return print_summary(result, "metrics.json, table.md, error_vs_labels.png")
 
 
 def register(subparsers) -> None:

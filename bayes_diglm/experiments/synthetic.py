@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.datasets import make_moons
 
 from ..models.estimators import DIGLMClassifier
-from .common import StageLog, add_common_arguments, count_arg, markdown_table, write_results
+from .common import StageLog, add_common_arguments, count_arg, markdown_table, print_summary, write_results
 
 __all__ = ["CONFIGS", "run_synthetic"]
 
@@ -62,9 +62,7 @@ def run_synthetic(out: str | Path = "results/synthetic", *, epochs: int | None =
 def _cli_run(args) -> int:
     result = run_synthetic(args.out, epochs=getattr(args, "epochs", None), seed=args.seed, quiet=args.quiet or None,
                            quick=getattr(args, "quick", False))
-    print(result["table"])
-    print(f"\nwrote {result['out']}/ (metrics.json, table.md)")
-    return 0
+    return print_summary(result, "metrics.json, table.md")
 
 
 def register(subparsers) -> None:

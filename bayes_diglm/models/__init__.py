@@ -12,6 +12,7 @@ from .heads import (
     PoissonHead,
     make_head,
 )
+from .selection import fit_dequantized, tune_px_weight
 
 __all__ = [
     "DIGLM",
@@ -28,6 +29,8 @@ __all__ = [
     "PointHead",
     "build_diglm",
     "build_flow",
+    "fit_dequantized",
     "load_estimator",
     "make_head",
+    "tune_px_weight",
 ]

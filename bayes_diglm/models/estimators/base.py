@@ -266,12 +266,14 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         """Exact ``log p(x)`` (nats) per row under the flow; higher means more like the training data."""
         return self._outputs(self._validate_X(X))[1]
 
-    def log_cell_probability(self, X, dequantizer: TabularDequantizer, *, draws: int = 4, seed: int = 0) -> np.ndarray:
+    def log_cell_probability(self, X, dequantizer: TabularDequantizer | None, *, draws: int = 4,
+                             seed: int = 0) -> np.ndarray:
         """``log p(x)`` per row of integer-valued attributes: the dequantised estimate of each row's cell
         log-probability under the flow, a lower bound on it, averaged over ``draws`` seeded uniform draws within
         the cells of ``dequantizer`` (:meth:`TabularDequantizer.log_cell_probability
         <bayes_diglm.flows.TabularDequantizer.log_cell_probability>` with :meth:`score_samples` as the density).
-        The same ``seed`` gives the same draws. Float64, shape (n,).
+        The same ``seed`` gives the same draws. Float64, shape (n,). ``dequantizer=None`` (continuous
+        attributes, or a flow trained on the values as recorded) is :meth:`score_samples`, whatever the draws.
 
         Examples
         --------
@@ -287,11 +289,13 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         ((5,), True)
         """
         check_is_fitted(self)
-        if not isinstance(dequantizer, TabularDequantizer):
-            raise TypeError(f"dequantizer must be a TabularDequantizer, got {type(dequantizer).__name__}")
+        if dequantizer is not None and not isinstance(dequantizer, TabularDequantizer):
+            raise TypeError(f"dequantizer must be a TabularDequantizer or None, got {type(dequantizer).__name__}")
         for name, value, low in (("draws", draws, 1), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if dequantizer is None:
+            return self.score_samples(X)
         X = self._validate_X(X).cpu().numpy()
         return dequantizer.log_cell_probability(
             lambda v: torch.from_numpy(self.score_samples(v.numpy())), torch.from_numpy(X), num_samples=int(draws),
