@@ -1,5 +1,6 @@
 """The DIGLM estimators: scikit-learn's own checks and feature names, the posterior option, bad input on every
-method of every flavour (refused by name, the fitted model unchanged), and regression tests of past defects."""
+method of every flavour (refused by name, the fitted model unchanged; generated bad values of each kind through
+every entry, tests/_bad_values.py), and regression tests of past defects."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _bad_values import BAD_COUNTS, FAST, bad_features, bad_targets
 from _refusal import assert_refused, assert_unchanged
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.pipeline import make_pipeline
@@ -699,6 +703,76 @@ def test_semi_supervised_fit_refuses_bad_unlabelled_rows_and_keeps_the_model(fit
         bad: (lambda bad=bad: est.fit(X_TRAIN, y, X_unlabeled=BAD_X[bad][0]()),
               "(?i)(" + BAD_X[bad][1].replace("(?i)", "") + "|X_unlabeled)")
         for bad in bads}, "fit(X_unlabeled=)")
+
+
+# -- generated bad values of each kind (hypothesis, tests/_bad_values.py) through every entry of a fitted estimator
+# that takes the kind: refused naming the argument, the estimator's predictions, densities and draws unchanged
+
+SWEPT = "regressor-conjugate"
+PROBE64 = PROBE.astype(np.float64)  # float64 probes: a square beyond float64 stays finite until the rule sees it
+
+ESTIMATOR_FEATURE_ENTRIES = {
+    "predict": lambda est, X: est.predict(X),
+    "predict_dist": lambda est, X: est.predict_dist(X),
+    "pointwise_log_likelihood": lambda est, X: est.pointwise_log_likelihood(est.sample(2, generator=0), X,
+                                                                           Y_REG[:len(X)]),
+    "sample_predictive": lambda est, X: est.sample_predictive(est.sample(2, generator=0), X, generator=0),
+    "score_samples": lambda est, X: est.score_samples(X),
+    "transform": lambda est, X: est.transform(X),
+    "flow_outputs": lambda est, X: est.flow_outputs(X),
+    "log_predictive": lambda est, X: est.log_predictive(X, Y_REG[:len(X)]),
+}
+
+
+def _swept_snapshot(est) -> list:
+    return [*_snapshot(est), est.sample(3, generator=0)["beta"]]
+
+
+@FAST
+@given(data=st.data())
+def test_every_entry_refuses_generated_bad_features_and_changes_nothing(fitted, data):
+    est = fitted[SWEPT][0]
+    before = _swept_snapshot(est)
+    entry = ESTIMATOR_FEATURE_ENTRIES[data.draw(st.sampled_from(sorted(ESTIMATOR_FEATURE_ENTRIES)))]
+    X, pattern = bad_features(data, PROBE64)
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        entry(est, X)
+    assert_unchanged(before, _swept_snapshot(est), "a refused call")
+
+
+@FAST
+@given(data=st.data())
+def test_fit_refuses_generated_bad_targets_and_keeps_the_fitted_state(fitted, data):
+    est = fitted[SWEPT][0]
+    before = _swept_snapshot(est)
+    y, pattern = bad_targets(data, Y_REG)
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        est.fit(X_TRAIN, y)
+    assert_unchanged(before, _swept_snapshot(est), "a refused fit")
+
+
+@FAST
+@given(data=st.data(), n=BAD_COUNTS)
+def test_samplers_refuse_generated_bad_counts_before_allocating(fitted, data, n):
+    est = fitted[SWEPT][0]
+    before = _swept_snapshot(est)
+    with pytest.raises((ValueError, TypeError), match=r"\bn\b|n_samples"):
+        data.draw(st.sampled_from([lambda: est.sample(n), lambda: est.predict_dist(PROBE).sample(n)]))()
+    assert_unchanged(before, _swept_snapshot(est), "a refused call")
+
+
+BAD_SETTINGS = {"seed": st.text(min_size=1, max_size=3), "epochs": st.integers(max_value=0),
+                "val_fraction": st.floats(1.0, 10.0), "lr": st.floats(max_value=0.0)}
+
+
+@FAST
+@given(data=st.data())
+def test_generated_bad_settings_are_refused_before_any_work(data):
+    param = data.draw(st.sampled_from(sorted(BAD_SETTINGS)))
+    est = DIGLMRegressor(**{param: data.draw(BAD_SETTINGS[param])})
+    with pytest.raises((ValueError, TypeError), match=f"'{param}' parameter of DIGLMRegressor"):
+        est.fit(X_TRAIN, Y_REG)  # refused by the constraint check, before the data are even read
+    assert not hasattr(est, "n_features_in_")
 
 
 def _ood_functions() -> dict:

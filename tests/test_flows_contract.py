@@ -419,6 +419,15 @@ def test_spline_builder_names_the_bad_argument(bad, match):
         spline(4, **bad)
 
 
+def test_flow_sample_is_bounded_before_it_allocates():
+    from bayes_diglm.flows import build_flow
+
+    flow = build_flow({"kind": "realnvp", "dim": 3, "num_layers": 2})
+    with pytest.raises(ValueError, match="would allocate"):
+        flow.sample(10**12)
+    assert flow.sample(4).shape == (4, 3)
+
+
 def test_autoregressive_spline_orders_are_per_step_permutations_restored_by_the_state_dict():
     """The docstring's claim: each step's autoregressive order is a permutation drawn at build time, kept as a
     buffer, so a flow built under another seed and given the state_dict computes the same log p(x)."""
