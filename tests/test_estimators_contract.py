@@ -443,6 +443,24 @@ def test_spline_flow_option_fits_saves_and_loads(tmp_path, structure):
         DIGLMRegressor(flow="spline", quiet=True).fit(X[:, :, None, None], y)
 
 
+def test_validation_split_is_the_fits_hold_out_and_checks_its_input():
+    """The rows a fit with ``val_fraction`` holds out: its predictions equal, to the bit, those of a fit on the
+    other rows given these as ``X_val``; a bad ``n`` and a fraction that leaves no training rows are refused."""
+    X, y = _regression(120)
+    est = _fast(DIGLMRegressor, epochs=2, val_fraction=0.25, seed=3)
+    train_rows, val_rows = est.validation_split(120)
+    assert len(val_rows) == 30 and sorted([*train_rows, *val_rows]) == list(range(120))
+    split = est.fit(X, y)
+    given = _fast(DIGLMRegressor, epochs=2, seed=3).fit(X[train_rows], y[train_rows], X_val=X[val_rows],
+                                                        y_val=y[val_rows])
+    np.testing.assert_array_equal(split.predict(X[:10]), given.predict(X[:10]))
+    rows, none = DIGLMRegressor().validation_split(7)
+    assert none is None and list(rows) == list(range(7))
+    assert_refused({"n = 0": (lambda: est.validation_split(0), r"\bn\b"),
+                    "n = 2.5": (lambda: est.validation_split(2.5), r"\bn\b"),
+                    "no training rows": (lambda: DIGLMRegressor(val_fraction=0.9).validation_split(1), "val_fraction")})
+
+
 @pytest.mark.parametrize("form", ["dict", "DataFrame"])
 def test_groups_of_several_factors_are_sliced_per_factor(form):
     """With a validation split the estimator slices ``groups`` to the training rows factor by factor, keeping
@@ -455,7 +473,8 @@ def test_groups_of_several_factors_are_sliced_per_factor(form):
     groups = factors if form == "dict" else pd.DataFrame(factors)
     head = MixedEffectsRegression(random_effects=[RandomEffect("a"), RandomEffect("b")])
     reg = _fast(DIGLMRegressor, epochs=1, posterior=head, val_fraction=0.25).fit(X, y, groups=groups)
-    train_rows, _ = reg._validation_split(200)
+    train_rows, val_rows = reg.validation_split(200)
+    assert len(val_rows) == 50 and sorted([*train_rows, *val_rows]) == list(range(200))
     # the head's inputs as the estimator gives them (features, the heteroscedastic head's noise weights, groups)
     Z, context = reg.head_inputs(X[train_rows], groups={k: v[train_rows] for k, v in factors.items()})
     direct = clone(head).fit(Z, y[train_rows], **context)
