@@ -92,13 +92,25 @@ def test_svi_arviz():
     assert idata.log_likelihood["y"].shape == (2, 200, 100)
 
 
-def test_meanfield_logit_covariance_matches_its_dense_form():
-    from bayes_diglm.inference.svi import _GaussianFromGuide
-
-    rng = np.random.default_rng(0)
-    mean, sd, X = rng.normal(size=(3, 4)), rng.uniform(0.1, 1.0, size=12), rng.normal(size=(5, 4))
-    np.testing.assert_allclose(_GaussianFromGuide(mean, None, sd).logit_cov(X),
-                               _GaussianFromGuide(mean, np.diag(sd), None).logit_cov(X), rtol=1e-12, atol=1e-14)
+@pytest.mark.parametrize("covariance", ["diag", "lowrank", "full"])
+def test_guide_logit_covariance_matches_its_draws_and_the_meanfield_dense_form(covariance):
+    """The guide's Gaussian after Adam: its logit covariances equal the covariance of its draws' logits (100,000
+    draws); the mean-field one's also equal the dense form ``Cov(f_k, f_l) = [k = l] sum_d x_d^2 var_kd``
+    written out from its marginal variances."""
+    Z, y = _three_class(n=120)
+    clf = SVIClassifier(covariance=covariance, optimizer="adam", num_steps=200, lr=0.05, seed=0).fit(Z, y)
+    post = clf.posterior_
+    X = np.hstack([Z[:5], np.ones((5, 1))])
+    cov = post.logit_cov(X)
+    logits = np.einsum("nd,skd->snk", X, post.sample(100_000, np.random.default_rng(0)))
+    centred = logits - logits.mean(axis=0)
+    mc = np.einsum("snk,snl->nkl", centred, centred) / (len(centred) - 1)
+    var = np.diagonal(cov, axis1=1, axis2=2)
+    se = np.sqrt((var[:, :, None] * var[:, None, :] + cov**2) / len(centred))  # of a sample covariance
+    assert np.all(np.abs(cov - mc) < 5 * se), np.max(np.abs(cov - mc) / se)
+    if covariance == "diag":
+        dense = np.einsum("kl,nd,kd->nkl", np.eye(3), X**2, post.marginal_variance())
+        np.testing.assert_allclose(cov, dense, rtol=1e-12, atol=1e-14)
 
 
 # ---- the defaults converge (issue 12, defect a) -----------------------------------------------------------
