@@ -19,14 +19,14 @@ from bayes_diglm.inference import ConjugateLinearRegression, SufficientStats
 from bayes_diglm.training.stream import accumulate_stats
 
 
-def _synthetic():
+def synthetic_chunks():
     rng = np.random.default_rng(7)
     for _ in range(40):
         X = rng.normal(size=(997, 5))
         yield X, X @ np.arange(1.0, 6.0) + rng.normal(size=997)
 
 
-def _us2001():
+def us2001_chunks():
     from bayes_diglm.data.flights_us import split_flights_us
 
     return split_flights_us().chunks("train", chunk_rows=50_000)
@@ -43,7 +43,7 @@ def main(source: str, workdir: str, kill_at: int) -> None:
         X, y = (np.asarray(c, dtype=np.float64) for c in chunk[:2])
         return SufficientStats.from_data(X, y, fit_intercept=True)
 
-    chunks = _synthetic() if source == "synthetic" else _us2001()
+    chunks = synthetic_chunks() if source == "synthetic" else us2001_chunks()
     total = accumulate_stats(stats, chunks, checkpoint_path=Path(workdir) / "stream.pt", checkpoint_every=3,
                              resume=True)
     head = ConjugateLinearRegression().fit_stats(total)

@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 from sklearn.exceptions import NotFittedError
 
-from bayes_diglm.arviz import _forest_figure, plot_forest_png, to_inference_data
+from bayes_diglm.arviz import plot_forest_png, to_inference_data
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
 
 matplotlib.use("Agg")
@@ -148,15 +148,28 @@ def test_sample_weight_is_refused_by_heads_without_noise_weights():
         to_inference_data(head, X=Z, y=y, sample_weight=np.ones(40), draws=5, chains=1)
 
 
-def test_forest_draws_each_variable_on_its_own_axis(tmp_path):
+def test_forest_draws_each_variable_on_its_own_axis(tmp_path, monkeypatch):
     # Flight-delay-like posterior: betas with tight intervals near zero and a noise scale near 0.9. On one
     # shared axis sigma stretched it until the betas' intervals were dots; each axis must span only its own.
+    from matplotlib.figure import Figure
+
+    saved, savefig = [], Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # the figure that plot_forest_png writes, kept to read its axes
+        saved.append(fig)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     rng = np.random.default_rng(2)
     Z = rng.normal(size=(5000, 4))
     y = Z @ np.array([0.02, -0.01, 0.03, 0.0]) + 0.05 + 0.87 * rng.normal(size=5000)
     idata = to_inference_data(ConjugateLinearRegression().fit(Z, y), draws=500, chains=2, seed=0)
     names = ("beta", "intercept", "sigma")
-    fig = _forest_figure(idata, names, hdi_prob=0.9, title="90% HDI", xlabel="units")
+    path = plot_forest_png(idata, tmp_path / "forest.png", var_names=names, hdi_prob=0.9, title="90% HDI",
+                           xlabel="units")
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    (fig,) = saved
     hdi = az.hdi(idata, hdi_prob=0.9)
     assert len(fig.axes) == len(names)
     for ax, name in zip(fig.axes, names, strict=True):
@@ -166,8 +179,5 @@ def test_forest_draws_each_variable_on_its_own_axis(tmp_path):
         # the axis spans this variable's intervals (and zero, where it is among them), not the others'
         span = max(ends.max(), 0.0) - min(ends.min(), 0.0) if name != "sigma" else np.ptp(ends)
         assert high - low < 2.0 * span, (name, low, high, ends)
-    path = plot_forest_png(idata, tmp_path / "forest.png", var_names=names, title="90% HDI")
-    with open(path, "rb") as fh:
-        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="tau"):
         plot_forest_png(idata, tmp_path / "x.png", var_names=("beta", "tau"))

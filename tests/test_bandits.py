@@ -253,39 +253,44 @@ def test_flowlinear_observe_adds_unlabeled_contexts_to_the_density_pool():
 @pytest.mark.parametrize("reset_lr", [False, True])
 def test_network_agents_train_through_train_module_exactly_as_the_published_loop(reset_lr):
     """NeuralLinear retrains by train_module (agent's TF1 RMSProp kept across retrainings, run-long inverse-time
-    decay, minibatches with replacement from the agent's rng): the same parameters, to the bit, as the loop of
-    the released code written out here."""
+    decay, minibatches with replacement from the agent's rng, the pulled arm's squared error): the same
+    parameters, to the bit, as the loop of the released code written out here and run on a twin agent that never
+    retrains by itself (the loop then refits its posteriors on the new features, as the agent does)."""
     import torch
     from torch import nn
 
-    def reference_retrain(agent):
+    def reference_retrain(agent, train_steps_done):
         contexts, arms, rewards = agent.history.data()
         X, A, R = torch.from_numpy(contexts).float(), torch.from_numpy(arms), torch.from_numpy(rewards).float()
         group = agent.optimizer.param_groups[0]
         agent.module.train()
         for i in range(agent.train_steps):
-            t = i if agent.reset_lr else agent.train_steps_done_ + i
+            t = i if agent.reset_lr else train_steps_done + i
             group["lr"] = agent.lr / (1.0 + agent.lr_decay * t)
             idx = torch.from_numpy(agent.rng.integers(0, X.shape[0], size=agent.batch_size))
-            loss = agent._loss(X[idx], A[idx], R[idx])
+            pred = agent.module["out"](agent.module["body"](X[idx])).gather(1, A[idx, None])[:, 0]
+            loss = (pred - R[idx]).pow(2).mean()
             agent.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(agent.module.parameters(), agent.clip_grad)
             agent.optimizer.step()
         agent.module.eval()
-        agent.train_steps_done_ += agent.train_steps
+        agent.posterior.fit(agent.features(contexts), rewards, arms)
 
-    ours, ref = (NeuralLinear(3, 2, train_every=15, train_steps=4, batch_size=8, reset_lr=reset_lr, seed=2)
-                 for _ in range(2))
-    ref._retrain = lambda: reference_retrain(ref)
+    settings = dict(train_steps=4, batch_size=8, reset_lr=reset_lr, seed=2)
+    ours = NeuralLinear(3, 2, train_every=15, **settings)
+    ref = NeuralLinear(3, 2, train_every=10**9, **settings)
     rng = np.random.default_rng(0)
-    for _ in range(60):
+    for step in range(1, 61):
         x = rng.normal(size=2)
         arm = ours.act(x)
         assert ref.act(x) == arm
         reward = float(x[0] * (arm - 1) + 0.1 * rng.normal())
         ours.update(x, arm, reward)
         ref.update(x, arm, reward)
+        if step % 15 == 0:
+            reference_retrain(ref, (step // 15 - 1) * ref.train_steps)
+    assert ours.train_steps_done_ == 4 * ref.train_steps
     for p, q in zip(ours.module.parameters(), ref.module.parameters(), strict=True):
         assert torch.equal(p, q)
     assert ours.optimizer.param_groups[0]["lr"] == ref.optimizer.param_groups[0]["lr"]

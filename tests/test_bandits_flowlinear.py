@@ -53,33 +53,54 @@ def test_per_arm_head_is_the_gaussian_log_density_of_the_pulled_arm():
 
 
 def test_flowlinear_trains_by_the_diglm_objective_on_labelled_and_density_rows():
+    """The first minibatch of a retraining, as the agent's DIGLM receives it (a forward hook on ``agent.module``):
+    the history rows drawn from the agent's generator with ``e = 0``, then the density rows (contexts drawn from
+    every context seen, jittered, with ``e ~ N(0, I)``), the pulled arms' rewards as targets (the other arms
+    missing); its objective is the DIGLM's, written out here with scipy."""
     agent = FlowLinear(5, 2, seed=1, density_batch_size=7, **SMALL)
     assert isinstance(agent.module, DIGLM) and isinstance(agent.module.head, PerArmHead)
     assert agent.module.head.family == "gaussian" and agent.module.px_weight == agent.px_weight
-    _play(agent, wheel_bandit(30, 0.5, seed=0), 30)  # one retraining (ActNorm initialised)
-    contexts, arms, rewards = agent.history.data()
-    rows = torch.tensor([0, 3, 3, 11, 29])
-    X = torch.from_numpy(contexts).float()
-    objective = agent._history_objective(torch.from_numpy(arms), torch.from_numpy(rewards).float())
-    replay = copy.deepcopy(agent.rng)
-    value, parts = objective(X[rows], rows)
-    # the same rows by hand: the density rows replayed from the agent's generator, features at e = 0
-    picks = replay.integers(0, 30, size=7)
-    jitter = agent.density_noise * replay.standard_normal((7, 2))
-    noise = replay.standard_normal((7, 2))
-    density = torch.from_numpy(np.hstack([contexts[picks] + jitter, noise])).float()
-    labelled = torch.cat([X[rows], torch.zeros(5, 2)], dim=1)
-    flow, head = agent.module.flow, agent.module.head
-    with torch.no_grad():
-        z = flow.features(labelled).double().numpy()
-        log_px = flow.log_prob(torch.cat([labelled, density])).double().numpy()
-        W, b = head.linear.weight.double().numpy(), head.linear.bias.double().numpy()
-        sd = head.nuisance_values()["noise_variance"].double().sqrt().numpy()
-    a, r = arms[rows.numpy()], rewards[rows.numpy()]
-    log_py = scipy.stats.norm.logpdf(r, loc=np.einsum("nd,nd->n", z, W[a]) + b[a], scale=sd[a])
-    want = log_py.mean() + agent.px_weight * log_px.mean()
-    assert float(value.detach()) == pytest.approx(want, rel=1e-5)
-    assert float(parts["log_py"]) == pytest.approx(log_py.mean(), rel=1e-5)
+    data = wheel_bandit(30, 0.5, seed=0)
+    _play(agent, data, 19)
+    x = data.contexts[19]
+    arm = agent.act(x)
+    replay = copy.deepcopy(agent.rng)  # the retraining's draws, replayed
+    seen = []
+
+    def check_first_batch(module, args, output):
+        if seen:
+            return
+        inputs, targets = args
+        contexts, arms, rewards = agent.history.data()  # 20 rows: the update has appended its own
+        rows = replay.integers(0, 20, size=SMALL["batch_size"])
+        picks = replay.integers(0, 20, size=7)
+        jitter = agent.density_noise * replay.standard_normal((7, 2))
+        noise = replay.standard_normal((7, 2))
+        labelled = torch.cat([torch.from_numpy(contexts).float()[rows], torch.zeros(len(rows), 2)], dim=1)
+        density = torch.from_numpy(np.hstack([contexts[picks] + jitter, noise])).float()
+        assert torch.equal(inputs, torch.cat([labelled, density]))
+        want_targets = torch.full((len(rows), 5), math.nan)
+        want_targets[torch.arange(len(rows)), torch.from_numpy(arms[rows])] = torch.from_numpy(rewards[rows]).float()
+        torch.testing.assert_close(targets, want_targets, equal_nan=True, rtol=0, atol=0)
+        flow, head = module.flow, module.head
+        with torch.no_grad():
+            z = flow.features(labelled).double().numpy()
+            log_px = flow.log_prob(torch.cat([labelled, density])).double().numpy()
+            W, b = head.linear.weight.double().numpy(), head.linear.bias.double().numpy()
+            sd = head.nuisance_values()["noise_variance"].double().sqrt().numpy()
+        a, r = arms[rows], rewards[rows]
+        log_py = scipy.stats.norm.logpdf(r, loc=np.einsum("nd,nd->n", z, W[a]) + b[a], scale=sd[a])
+        value, parts = output
+        seen.append(True)
+        assert float(value.detach()) == pytest.approx(log_py.mean() + agent.px_weight * log_px.mean(), rel=1e-5)
+        assert float(parts["log_py"]) == pytest.approx(log_py.mean(), rel=1e-5)
+
+    handle = agent.module.register_forward_hook(check_first_batch)
+    try:
+        agent.update(x, arm, data.rewards[19, arm])  # the 20th update: the first retraining
+    finally:
+        handle.remove()
+    assert seen
 
 
 def test_agent_saved_with_the_former_masked_head_loads_and_acts_alike(tmp_path):

@@ -6,7 +6,8 @@ import scipy.linalg
 import scipy.stats
 
 from bayes_diglm.inference.conjugate import ConjugateLinearRegression
-from bayes_diglm.inference.nig import NormalInverseGamma, _rank_one_update_upper
+from bayes_diglm.inference.linalg import rank_one_update_upper
+from bayes_diglm.inference.nig import NormalInverseGamma
 
 TOL = 1e-10
 
@@ -84,7 +85,7 @@ def test_rank_one_update_of_the_upper_factor_is_exact_and_triangular():
     R = np.linalg.cholesky(precision).T
     x = 3.0 * rng.normal(size=9)
     p = scipy.linalg.solve_triangular(R, x, trans="T")
-    new = _rank_one_update_upper(R, p)
+    new = rank_one_update_upper(R, p)
     assert np.array_equal(np.triu(new), new)
     np.testing.assert_allclose(new.T @ new, precision + np.outer(x, x), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(new, np.linalg.cholesky(precision + np.outer(x, x)).T, rtol=1e-10, atol=1e-12)

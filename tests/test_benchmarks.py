@@ -20,25 +20,33 @@ def _runner():
     return module
 
 
-class _Module:
-    """A stand-in bench module: a plain row, a thunk that fails, a thunk with two rows, then a failing set-up."""
-
-    @staticmethod
-    def run(quick=False):
-        yield {"name": "a / b", "ratio": 2.0, "detail": "plain"}
-        yield "broken / b", lambda: 1 / 0
-        yield "pair", lambda: [{"name": "c / d", "ratio": 0.5}, {"name": "e / f", "ratio": 1.5}]
-        raise RuntimeError("set-up of the rest failed")
+FAKE_BENCH = '''
+"""A stand-in bench module: a plain row, a thunk that fails, a thunk with two rows, then a failing set-up."""
 
 
-def test_a_failing_row_is_reported_and_the_run_goes_on():
-    rows = list(_runner()._rows_of("fake", _Module, quick=True))
+def run(quick=False):
+    yield {"name": "a / b", "ratio": 2.0, "detail": "plain"}
+    yield "broken / b", lambda: 1 / 0
+    yield "pair", lambda: [{"name": "c / d", "ratio": 0.5}, {"name": "e / f", "ratio": 1.5}]
+    raise RuntimeError("set-up of the rest failed")
+'''
+
+
+def test_a_failing_row_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
+    runner = _runner()
+    (tmp_path / "bench_fake.py").write_text(FAKE_BENCH)
+    (tmp_path / "bench_unloadable.py").write_text("import no_such_module_here\n")
+    monkeypatch.setattr(runner, "HERE", tmp_path)  # the folder collect_rows finds the bench_*.py modules in
+    rows = runner.collect_rows(["fake", "unloadable"], quick=True)
     assert [r["name"] for r in rows] == ["a / b", "broken / b", "c / d", "e / f",
-                                         "fake (the module failed before its remaining rows)"]
-    broken, tail = rows[1], rows[-1]
+                                         "fake (the module failed before its remaining rows)",
+                                         "unloadable (import failed)"]
+    assert [r["benchmark"] for r in rows] == ["fake"] * 5 + ["unloadable"]
+    broken, tail, unloadable = rows[1], rows[4], rows[5]
     assert broken["error"] and math.isnan(broken["ratio"]) and "ZeroDivisionError" in broken["detail"]
     assert tail["error"] and "set-up of the rest failed" in tail["detail"]
-    table = _runner().format_table(rows)
+    assert unloadable["error"] and "ModuleNotFoundError" in unloadable["detail"]
+    table = runner.format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "ERROR ZeroDivisionError" in table
 
 

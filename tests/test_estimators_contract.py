@@ -1,5 +1,6 @@
 """The DIGLM estimators: scikit-learn's own checks and feature names, the posterior option, bad input on every
-method of every flavour (refused by name, the fitted model unchanged), and regression tests of past defects."""
+method of every flavour (refused by name, the fitted model unchanged; generated bad values of each kind through
+every entry, tests/_bad_values.py), and regression tests of past defects."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _bad_values import BAD_COUNTS, FAST, bad_features, bad_targets
 from _refusal import assert_refused, assert_unchanged
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.pipeline import make_pipeline
@@ -439,6 +443,24 @@ def test_spline_flow_option_fits_saves_and_loads(tmp_path, structure):
         DIGLMRegressor(flow="spline", quiet=True).fit(X[:, :, None, None], y)
 
 
+def test_validation_split_is_the_fits_hold_out_and_checks_its_input():
+    """The rows a fit with ``val_fraction`` holds out: its predictions equal, to the bit, those of a fit on the
+    other rows given these as ``X_val``; a bad ``n`` and a fraction that leaves no training rows are refused."""
+    X, y = _regression(120)
+    est = _fast(DIGLMRegressor, epochs=2, val_fraction=0.25, seed=3)
+    train_rows, val_rows = est.validation_split(120)
+    assert len(val_rows) == 30 and sorted([*train_rows, *val_rows]) == list(range(120))
+    split = est.fit(X, y)
+    given = _fast(DIGLMRegressor, epochs=2, seed=3).fit(X[train_rows], y[train_rows], X_val=X[val_rows],
+                                                        y_val=y[val_rows])
+    np.testing.assert_array_equal(split.predict(X[:10]), given.predict(X[:10]))
+    rows, none = DIGLMRegressor().validation_split(7)
+    assert none is None and list(rows) == list(range(7))
+    assert_refused({"n = 0": (lambda: est.validation_split(0), r"\bn\b"),
+                    "n = 2.5": (lambda: est.validation_split(2.5), r"\bn\b"),
+                    "no training rows": (lambda: DIGLMRegressor(val_fraction=0.9).validation_split(1), "val_fraction")})
+
+
 @pytest.mark.parametrize("form", ["dict", "DataFrame"])
 def test_groups_of_several_factors_are_sliced_per_factor(form):
     """With a validation split the estimator slices ``groups`` to the training rows factor by factor, keeping
@@ -451,7 +473,8 @@ def test_groups_of_several_factors_are_sliced_per_factor(form):
     groups = factors if form == "dict" else pd.DataFrame(factors)
     head = MixedEffectsRegression(random_effects=[RandomEffect("a"), RandomEffect("b")])
     reg = _fast(DIGLMRegressor, epochs=1, posterior=head, val_fraction=0.25).fit(X, y, groups=groups)
-    train_rows, _ = reg._validation_split(200)
+    train_rows, val_rows = reg.validation_split(200)
+    assert len(val_rows) == 50 and sorted([*train_rows, *val_rows]) == list(range(200))
     # the head's inputs as the estimator gives them (features, the heteroscedastic head's noise weights, groups)
     Z, context = reg.head_inputs(X[train_rows], groups={k: v[train_rows] for k, v in factors.items()})
     direct = clone(head).fit(Z, y[train_rows], **context)
@@ -699,6 +722,76 @@ def test_semi_supervised_fit_refuses_bad_unlabelled_rows_and_keeps_the_model(fit
         bad: (lambda bad=bad: est.fit(X_TRAIN, y, X_unlabeled=BAD_X[bad][0]()),
               "(?i)(" + BAD_X[bad][1].replace("(?i)", "") + "|X_unlabeled)")
         for bad in bads}, "fit(X_unlabeled=)")
+
+
+# -- generated bad values of each kind (hypothesis, tests/_bad_values.py) through every entry of a fitted estimator
+# that takes the kind: refused naming the argument, the estimator's predictions, densities and draws unchanged
+
+SWEPT = "regressor-conjugate"
+PROBE64 = PROBE.astype(np.float64)  # float64 probes: a square beyond float64 stays finite until the rule sees it
+
+ESTIMATOR_FEATURE_ENTRIES = {
+    "predict": lambda est, X: est.predict(X),
+    "predict_dist": lambda est, X: est.predict_dist(X),
+    "pointwise_log_likelihood": lambda est, X: est.pointwise_log_likelihood(est.sample(2, generator=0), X,
+                                                                           Y_REG[:len(X)]),
+    "sample_predictive": lambda est, X: est.sample_predictive(est.sample(2, generator=0), X, generator=0),
+    "score_samples": lambda est, X: est.score_samples(X),
+    "transform": lambda est, X: est.transform(X),
+    "flow_outputs": lambda est, X: est.flow_outputs(X),
+    "log_predictive": lambda est, X: est.log_predictive(X, Y_REG[:len(X)]),
+}
+
+
+def _swept_snapshot(est) -> list:
+    return [*_snapshot(est), est.sample(3, generator=0)["beta"]]
+
+
+@FAST
+@given(data=st.data())
+def test_every_entry_refuses_generated_bad_features_and_changes_nothing(fitted, data):
+    est = fitted[SWEPT][0]
+    before = _swept_snapshot(est)
+    entry = ESTIMATOR_FEATURE_ENTRIES[data.draw(st.sampled_from(sorted(ESTIMATOR_FEATURE_ENTRIES)))]
+    X, pattern = bad_features(data, PROBE64)
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        entry(est, X)
+    assert_unchanged(before, _swept_snapshot(est), "a refused call")
+
+
+@FAST
+@given(data=st.data())
+def test_fit_refuses_generated_bad_targets_and_keeps_the_fitted_state(fitted, data):
+    est = fitted[SWEPT][0]
+    before = _swept_snapshot(est)
+    y, pattern = bad_targets(data, Y_REG)
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        est.fit(X_TRAIN, y)
+    assert_unchanged(before, _swept_snapshot(est), "a refused fit")
+
+
+@FAST
+@given(data=st.data(), n=BAD_COUNTS)
+def test_samplers_refuse_generated_bad_counts_before_allocating(fitted, data, n):
+    est = fitted[SWEPT][0]
+    before = _swept_snapshot(est)
+    with pytest.raises((ValueError, TypeError), match=r"\bn\b|n_samples"):
+        data.draw(st.sampled_from([lambda: est.sample(n), lambda: est.predict_dist(PROBE).sample(n)]))()
+    assert_unchanged(before, _swept_snapshot(est), "a refused call")
+
+
+BAD_SETTINGS = {"seed": st.text(min_size=1, max_size=3), "epochs": st.integers(max_value=0),
+                "val_fraction": st.floats(1.0, 10.0), "lr": st.floats(max_value=0.0)}
+
+
+@FAST
+@given(data=st.data())
+def test_generated_bad_settings_are_refused_before_any_work(data):
+    param = data.draw(st.sampled_from(sorted(BAD_SETTINGS)))
+    est = DIGLMRegressor(**{param: data.draw(BAD_SETTINGS[param])})
+    with pytest.raises((ValueError, TypeError), match=f"'{param}' parameter of DIGLMRegressor"):
+        est.fit(X_TRAIN, Y_REG)  # refused by the constraint check, before the data are even read
+    assert not hasattr(est, "n_features_in_")
 
 
 def _ood_functions() -> dict:

@@ -282,26 +282,42 @@ def test_actnorm_linear_is_actnorm_then_lu_map(event_dim, shape):
     torch.testing.assert_close(log_det, want_log_det.detach().expand(6), atol=1e-12, rtol=0)
 
 
-def test_actnorm_linear_reuses_its_map_without_gradients_until_a_parameter_changes():
+def test_actnorm_linear_without_gradients_follows_every_parameter_change():
+    """Without gradients ActNormLinear reuses its formed map until a parameter changes: its output always equals
+    that of a fresh layer loaded with the same parameters, after an optimiser step, after an in-place change of
+    each parameter, and in another dtype; with gradients the map is formed afresh and gradients flow."""
     torch.manual_seed(0)
     layer = ActNormLinear(3).double()
     x = torch.randn(4, 3, dtype=torch.float64)
     layer(x)  # initialise
     layer.eval()
-    with torch.no_grad():
-        first = layer._affine()
-        assert layer._affine()[0] is first[0]  # reused
+
+    def assert_as_fresh(dtype=torch.float64):
+        fresh = ActNormLinear(3).to(dtype)
+        fresh.load_state_dict(layer.state_dict())
+        fresh.eval()
+        with torch.no_grad():
+            for _ in range(2):  # the second call takes the reused map
+                got, want = call_and_log_det(layer, x.to(dtype)), call_and_log_det(fresh, x.to(dtype))
+                torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+                torch.testing.assert_close(got[1], want[1], rtol=0, atol=0)
+
+    assert_as_fresh()
     optim = torch.optim.SGD(layer.parameters(), lr=0.1)
-    loss = call_and_log_det(layer, x)[0].square().sum()
-    loss.backward()
+    call_and_log_det(layer, x)[0].square().sum().backward()
     optim.step()
-    with torch.no_grad():
-        after = layer._affine()
-    assert after[0] is not first[0]
-    assert not torch.allclose(after[0], first[0])
+    assert_as_fresh()
+    for name in ("LU", "log_scale", "bias"):
+        with torch.no_grad():
+            getattr(layer, name).add_(0.05)
+        assert_as_fresh()
+    layer.float()
+    assert_as_fresh(torch.float32)
+    layer.double()
     y_grad, _ = call_and_log_det(layer, x)  # with gradients: formed afresh, gradients flow
+    layer.zero_grad()
     y_grad.sum().backward()
-    assert layer.LU.grad is not None
+    assert layer.LU.grad is not None and layer.LU.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("mixing, actnorm", [("lu", True), ("permute", False), ("permute", True), ("lu", False)])
@@ -417,6 +433,15 @@ def test_compile_flow_matches_eager_and_falls_back_when_the_compiler_fails():
 def test_spline_builder_names_the_bad_argument(bad, match):
     with pytest.raises(ValueError, match=match):
         spline(4, **bad)
+
+
+def test_flow_sample_is_bounded_before_it_allocates():
+    from bayes_diglm.flows import build_flow
+
+    flow = build_flow({"kind": "realnvp", "dim": 3, "num_layers": 2})
+    with pytest.raises(ValueError, match="would allocate"):
+        flow.sample(10**12)
+    assert flow.sample(4).shape == (4, 3)
 
 
 def test_autoregressive_spline_orders_are_per_step_permutations_restored_by_the_state_dict():

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from _bad_values import BAD_COUNTS, FAST, bad_features, bad_labels, bad_targets, bad_weights
 from _refusal import assert_refused, assert_unchanged
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -33,7 +36,7 @@ from bayes_diglm.inference import (
     Predictive,
     SVIClassifier,
 )
-from bayes_diglm.inference.base import HeadTags, context_tags
+from bayes_diglm.inference.base import COVARIANCES, HeadTags, context_tags
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -429,3 +432,130 @@ def test_a_scalar_sample_weight_is_broadcast_as_in_scikit_learn():
     a = LaplaceClassifier().fit(Z_BAD, Y_BIN, sample_weight=2.0)
     b = LaplaceClassifier().fit(Z_BAD, Y_BIN, sample_weight=np.full(len(Y_BIN), 2.0))
     np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+# ---- generated bad values of each kind (hypothesis, tests/_bad_values.py) through every entry that takes the kind:
+# refused with a ValueError or TypeError naming the argument, the head's predictions and draws bit-identical ------
+
+N_SWEEP = 40
+Z_SWEEP = Z_BAD[:N_SWEEP]
+Y_SWEEP = Y_REG[:N_SWEEP]
+Y_SWEEP_CLF = Y_BIN[:N_SWEEP]
+PROBE = Z_BAD[N_SWEEP:N_SWEEP + 5]
+
+
+@pytest.fixture(scope="module")
+def swept_heads():
+    """One fitted head of each kind the rules meet: Gaussian conjugate, Laplace classifier and Poisson regressor,
+    SVI classifier; each with its outputs before any bad call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        heads = {
+            "conjugate": ConjugateLinearRegression().fit(Z_SWEEP, Y_SWEEP),
+            "laplace-classifier": LaplaceClassifier().fit(Z_SWEEP, Y_SWEEP_CLF),
+            "laplace-poisson": LaplaceRegressor(likelihood="poisson").fit(Z_SWEEP, _sweep_targets("laplace-poisson")),
+            "svi-classifier": SVIClassifier(num_steps=20, plateau_tol=None).fit(Z_SWEEP, Y_SWEEP_CLF),
+        }
+    return {name: (head, _sweep_snapshot(head)) for name, head in heads.items()}
+
+
+def _sweep_targets(name: str, n: int = N_SWEEP):
+    if name == "laplace-poisson":
+        return np.round(np.exp(0.3 * Z_SWEEP[:n, 0]))
+    return Y_SWEEP_CLF[:n] if name.endswith("classifier") else Y_SWEEP[:n]
+
+
+def _sweep_snapshot(head) -> list:
+    return [np.asarray(head.predict(PROBE)), head.sample(3, generator=0)["beta"]]
+
+
+HEAD_FEATURE_ENTRIES = {
+    "predict": lambda h, X: h.predict(X),
+    "predict_dist": lambda h, X: h.predict_dist(X),
+    "pointwise_log_likelihood": lambda h, X: h.pointwise_log_likelihood(
+        h.sample(2, generator=0), X, np.abs(np.round(Y_SWEEP[:len(X)])) if not hasattr(h, "classes_")
+        else Y_SWEEP_CLF[:len(X)]),
+    "sample_predictive": lambda h, X: h.sample_predictive(h.sample(2, generator=0), X, generator=0),
+}
+
+
+@FAST
+@given(data=st.data())
+def test_every_head_entry_refuses_generated_bad_features_and_changes_nothing(swept_heads, data):
+    head, before = swept_heads[data.draw(st.sampled_from(sorted(swept_heads)))]
+    entry = HEAD_FEATURE_ENTRIES[data.draw(st.sampled_from(sorted(HEAD_FEATURE_ENTRIES)))]
+    X, pattern = bad_features(data, PROBE)
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        entry(head, X)
+    assert_unchanged(before, _sweep_snapshot(head), "a refused call")
+
+
+@FAST
+@given(data=st.data())
+def test_head_fits_refuse_generated_bad_targets_and_weights_and_keep_the_fitted_state(swept_heads, data):
+    name = data.draw(st.sampled_from(["conjugate", "laplace-poisson"]))
+    head, before = swept_heads[name]
+    if data.draw(st.booleans()):
+        w, pattern = bad_weights(data, N_SWEEP)
+        call = lambda: head.fit(Z_SWEEP, _sweep_targets(name), sample_weight=w)  # noqa: E731
+    else:
+        y, pattern = bad_targets(data, _sweep_targets(name))
+        call = lambda: head.fit(Z_SWEEP, y)  # noqa: E731
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        call()
+    assert_unchanged(before, _sweep_snapshot(head), "a refused fit")
+
+
+@FAST
+@given(data=st.data())
+def test_classifier_fits_refuse_missing_and_mixed_labels_and_keep_the_fitted_state(swept_heads, data):
+    head, before = swept_heads[data.draw(st.sampled_from(["laplace-classifier", "svi-classifier"]))]
+    n = data.draw(st.integers(3, 10))
+    y, pattern = bad_labels(data, np.where(Y_SWEEP_CLF[:n] == 1, "yes", "no"))
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        head.fit(Z_SWEEP[:n], y)
+    assert_unchanged(before, _sweep_snapshot(head), "a refused fit")
+
+
+@FAST
+@given(data=st.data(), n=BAD_COUNTS)
+def test_head_samplers_refuse_bad_counts_before_allocating(swept_heads, data, n):
+    name = data.draw(st.sampled_from(sorted(swept_heads)))
+    head, before = swept_heads[name]
+    calls = [lambda: head.sample(n), lambda: head.predict_dist(PROBE).sample(n)]
+    if name.endswith("classifier"):
+        calls.append(lambda: head.predict_dist(PROBE, method="mc", n_samples=n))
+    with pytest.raises((ValueError, TypeError), match=r"\bn\b|n_samples"):
+        data.draw(st.sampled_from(calls))()
+    assert_unchanged(before, _sweep_snapshot(head), "a refused call")
+
+
+BAD_HEAD_SETTINGS = {
+    LaplaceClassifier: {"max_iter": st.integers(max_value=0), "tol": st.floats(max_value=-1e-12) | st.just(np.nan),
+                        "prior_precision": st.floats(max_value=0.0),
+                        "covariance": st.text(max_size=4).filter(lambda s: s not in COVARIANCES)},
+    SVIClassifier: {"num_steps": st.integers(max_value=0), "lr": st.floats(max_value=0.0),
+                    "seed": st.integers(max_value=-1) | st.text(min_size=1, max_size=3)},
+    ConjugateLinearRegression: {"a0": st.floats(max_value=0.0), "b0": st.just(np.nan)},
+}
+
+
+@FAST
+@given(data=st.data())
+def test_head_settings_are_checked_before_any_work(data):
+    cls = data.draw(st.sampled_from(sorted(BAD_HEAD_SETTINGS, key=lambda c: c.__name__)))
+    param = data.draw(st.sampled_from(sorted(BAD_HEAD_SETTINGS[cls])))
+    head = cls(**{param: data.draw(BAD_HEAD_SETTINGS[cls][param])})
+    with pytest.raises((ValueError, TypeError), match=f"'{param}' parameter of {cls.__name__}"):
+        head.fit(Z_SWEEP, Y_SWEEP_CLF)  # refused by the constraint check, before the data are even read
+    assert not hasattr(head, "n_features_in_")
+
+
+@FAST
+@given(tol=st.floats(max_value=-1e-12) | st.just(np.nan) | st.text(max_size=2),
+       max_iter=st.integers(max_value=0) | st.just(1))
+def test_optimize_prior_precision_checks_its_tolerance_and_limit(swept_heads, tol, max_iter):
+    head, before = swept_heads["laplace-classifier"]
+    with pytest.raises((ValueError, TypeError), match="tol|max_iter"):
+        head.optimize_prior_precision(tol=tol, max_iter=max_iter)
+    assert_unchanged(before, _sweep_snapshot(head), "a refused call")

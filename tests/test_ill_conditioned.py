@@ -84,24 +84,27 @@ def test_mixed_effects_on_collinear_features_jitters_instead_of_failing():
 
 
 def test_overflow_check_decides_as_the_exact_row_sums_do():
-    """The max/min shortcut never accepts what the exact sum of squares refuses, nor refuses what it accepts."""
-    from bayes_diglm.inference.base import _refuse_overflow
-
+    """The max/min shortcut of the overflow rule never accepts what the exact sum of squares refuses, nor refuses
+    what it accepts: asked through a fitted head's ``predict``, whose refusal names the overflow. (NaN and
+    infinity never reach the rule there: the array check refuses them first, test_heads_contract's sweep.)"""
     def exact_refuses(X):
         with np.errstate(over="ignore", invalid="ignore"):
-            squares = np.square(X, dtype=np.float64)
-            squares = squares.sum(axis=-1) if X.ndim > 1 else squares
+            squares = np.square(X, dtype=np.float64).sum(axis=-1)
         return not np.all(np.isfinite(squares))
+
+    def refused(X):
+        head = ConjugateLinearRegression().fit(np.ones((3, X.shape[1])) + np.eye(3, X.shape[1]), np.arange(3.0))
+        try:
+            head.predict(X)
+        except ValueError as err:
+            assert "whose squares overflow" in str(err), err
+            return True
+        return False
 
     big = np.sqrt(np.finfo(np.float64).max)
     cases = [np.zeros((3, 4)), np.full((2, 4), big / 2.01), np.array([[big * 0.9, 0.0, 0.0, 0.0]]),  # bound fails
-             np.full((2, 4), big / 1.99), np.array([[big * 1.01, 0.0]]), np.array([1.0, np.nan]),
-             np.array([[np.inf, 1.0]]), np.full(5, big * 0.999), np.full(5, big * 1.001), np.zeros((0, 3)),
-             np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)]
+             np.full((2, 4), big / 1.99), np.array([[big * 1.01, 0.0]]), np.full((5, 1), big * 0.999),
+             np.full((5, 1), big * 1.001), np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)]
+    assert [exact_refuses(X) for X in cases] == [False, False, False, True, True, False, True, False]
     for X in cases:
-        try:
-            _refuse_overflow(X, "X")
-            refused = False
-        except ValueError:
-            refused = True
-        assert refused == exact_refuses(X), X
+        assert refused(X) == exact_refuses(X), X

@@ -10,7 +10,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from bayes_diglm.inference.laplace import LaplaceClassifier, LaplaceRegressor, laplace_glm
-from bayes_diglm.likelihoods import Categorical
 
 
 def _binary(n=400, d=4, seed=0, bias=0.5):
@@ -326,62 +325,76 @@ def test_multiclass_predictive_on_full_digits():
     assert abs(closed - mc) < 0.03 and err < 0.01  # measured 0.381 vs 0.368, 0.0077 (pi/8: 0.453, 0.0153)
 
 
-def test_symmetric_products_by_syrk_equal_the_gemm(monkeypatch):
-    """From _SYRK_MIN_COLUMNS columns on, X^T diag(c) X comes from BLAS syrk: equal to the GEMM, exactly symmetric,
-    and a whole Laplace fit (Newton Hessians, Kronecker factor) agrees with the all-GEMM one."""
-    from bayes_diglm.inference import laplace as lp
-    from bayes_diglm.inference.laplace import kernels
+def _logit_cov_by_brute_force(H: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
+    """``J_n H^{-1} J_n^T`` for the class-major weights ``theta[c * D + d] = W[c, d]`` (``J_n = I_k kron x_n``)."""
+    jac = np.einsum("kl,nd->nkld", np.eye(k), X).reshape(len(X), k, k * X.shape[1])
+    return jac @ np.linalg.solve(H, jac.transpose(0, 2, 1))
 
+
+def _evidence_by_brute_force(log_lik: float, W: np.ndarray, prior: np.ndarray, H: np.ndarray) -> float:
+    """Laplace's log evidence: ``log p(y | W) + log N(W; 0, prior^{-1}) + (P/2) log 2 pi - (1/2) log|H|``."""
+    return float(log_lik + 0.5 * np.log(prior).sum() - 0.5 * (prior * W**2).sum() - 0.5 * np.linalg.slogdet(H)[1])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_wide_binary_fits_equal_the_curvature_written_out(weighted, order):
+    """133 columns, where X^T diag(c) X comes from BLAS syrk (kernels.py: from 128 columns on): the full and the
+    Kronecker-factored Laplace fits equal their precisions formed here by plain products, ``X^T diag(w p (1 - p))
+    X + prior`` and ``B kron X^T diag(w) X + prior`` (``B`` the weighted mean curvature), in the logit
+    covariances and the log evidence; the MAP zeroes the gradient written out here."""
     rng = np.random.default_rng(3)
-    X = rng.standard_normal((400, kernels._SYRK_MIN_COLUMNS + 5)) / 10
-    c = rng.random(400)
-    for design in (X, np.asfortranarray(X)):
-        for weights in (None, c):
-            G = lp._gram(design, weights)
-            ref = design.T @ (design if weights is None else weights[:, None] * design)
-            np.testing.assert_allclose(G, ref, rtol=1e-12, atol=1e-12)
-            np.testing.assert_array_equal(G, G.T)
-    y = (X[:, 0] + X[:, 1] + 0.3 * rng.logistic(size=400) > 0).astype(int)
-    fits = {}
-    for name, threshold in (("syrk", kernels._SYRK_MIN_COLUMNS), ("gemm", 10**9)):
-        monkeypatch.setattr(kernels, "_SYRK_MIN_COLUMNS", threshold)
-        fits[name] = [lp.laplace_glm(X, y, likelihood="bernoulli", covariance=cov) for cov in ("full", "kron")]
-    for a, b in zip(fits["syrk"], fits["gemm"], strict=True):
-        np.testing.assert_allclose(a.mean, b.mean, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(a.posterior.logit_cov(X[:50]), b.posterior.logit_cov(X[:50]), rtol=1e-9, atol=1e-12)
-        assert abs(a.log_evidence - b.log_evidence) < 1e-8 * abs(b.log_evidence)
+    n, d = 400, 133
+    X = np.asarray(rng.standard_normal((n, d)) / 10, order=order)
+    y = (X[:, 0] + X[:, 1] + 0.3 * rng.logistic(size=n) > 0).astype(int)
+    w = rng.uniform(0.2, 3.0, n) if weighted else np.ones(n)
+    prior = np.full((1, d), 2.0)
+    for covariance in ("full", "kron"):
+        fit = laplace_glm(X, y, likelihood="bernoulli", covariance=covariance, prior_precision=2.0,
+                          sample_weight=w if weighted else None)
+        f = X @ fit.mean[0]
+        p = 1.0 / (1.0 + np.exp(-f))
+        np.testing.assert_allclose(X.T @ (w * (y - p)), prior[0] * fit.mean[0], rtol=1e-6, atol=1e-8)
+        c = w * p * (1 - p)
+        if covariance == "full":
+            H = X.T @ (c[:, None] * X) + np.diag(prior[0])
+        else:
+            H = c.sum() / w.sum() * (X.T @ (w[:, None] * X)) + np.diag(prior[0])
+        log_lik = float((w * (y * f - np.logaddexp(0.0, f))).sum())
+        np.testing.assert_allclose(fit.posterior.logit_cov(X[:50]), _logit_cov_by_brute_force(H, X[:50], 1),
+                                   rtol=1e-9, atol=1e-13)
+        assert fit.log_evidence == pytest.approx(_evidence_by_brute_force(log_lik, fit.mean, prior, H), rel=1e-10)
 
 
-@pytest.mark.parametrize("path", ["pairs", "per_pair_gemms"])
-def test_full_hessian_equals_autograd_with_sample_weights(monkeypatch, path):
-    """The softmax Hessian (both ways of forming it) equals autograd's Hessian of the weighted negative log
-    posterior; the two logit-covariance routes agree with the brute-force J H^{-1} J^T."""
-    from bayes_diglm.inference import laplace as lp
-    from bayes_diglm.inference.laplace import kernels
-
-    monkeypatch.setattr(kernels, "_PAIR_GEMM_MIN_CLASSES", 2 if path == "pairs" else 10**9)
+@pytest.mark.parametrize("k", [3, 8])
+def test_full_hessian_equals_autograd_with_sample_weights(k):
+    """The softmax Laplace precision equals autograd's Hessian of the weighted negative log posterior at the MAP,
+    in every logit covariance (which pins down every block of its inverse) and in the log evidence (its
+    log-determinant). K = 3 forms the Hessian by per-class-pair GEMMs, K = 8 one distinct entry at a time
+    (kernels.py: from 8 classes up to 96 columns); 40 rows give the two ways of forming the logit covariances."""
     rng = np.random.default_rng(5)
-    n, d, k = 40, 5, 3
-    X, W = rng.standard_normal((n, d)), rng.standard_normal((k, d))
+    n, d = 40, 5
+    X = rng.standard_normal((n, d))
     y, w = rng.integers(0, k, n), rng.uniform(0.2, 3.0, n)
     prior = rng.uniform(0.5, 2.0, (k, d))
+    fit = laplace_glm(X, y, likelihood="categorical", num_classes=k, prior_precision=prior, sample_weight=w)
+
+    def log_lik(theta):
+        log_p = torch.log_softmax(torch.from_numpy(X) @ theta.reshape(k, d).T, dim=1)[torch.arange(n), y]
+        return (torch.from_numpy(w) * log_p).sum()
 
     def neg_log_post(theta):
-        logits = torch.from_numpy(X) @ theta.reshape(k, d).T
-        log_p = torch.log_softmax(logits, dim=1)[torch.arange(n), torch.from_numpy(y)]
-        return -(torch.from_numpy(w) * log_p).sum() + 0.5 * (torch.from_numpy(prior).ravel() * theta**2).sum()
+        return -log_lik(theta) + 0.5 * (torch.from_numpy(prior).ravel() * theta**2).sum()
 
-    brute = torch.autograd.functional.hessian(neg_log_post, torch.from_numpy(W.ravel())).numpy()
-    curv = lp._Objective(Categorical(k), w).curvature(X @ W.T, y)
-    H = lp._full_hessian(X, curv, prior)
-    np.testing.assert_allclose(H, brute, rtol=1e-12, atol=1e-12)
-    if path == "pairs":  # each distinct entry computed once: exactly symmetric
-        np.testing.assert_array_equal(H, H.T)
-    post = lp._FullPosterior(W, X, curv, prior)
-    jac = np.einsum("kl,nd->nkld", np.eye(k), X).reshape(n, k, k * d)
-    ref = jac @ np.linalg.solve(brute, jac.transpose(0, 2, 1))
-    np.testing.assert_allclose(post.logit_cov(X), ref, rtol=1e-10, atol=1e-13)  # by L^{-1}
-    np.testing.assert_allclose(post.logit_cov(X[:1]), ref[:1], rtol=1e-10, atol=1e-13)  # by solves
+    theta = torch.from_numpy(fit.mean.ravel())
+    grad = torch.autograd.functional.jacobian(neg_log_post, theta).numpy()
+    assert np.abs(grad).max() < 1e-6  # the fit's mean is the MAP
+    H = torch.autograd.functional.hessian(neg_log_post, theta).numpy()
+    ref = _logit_cov_by_brute_force(H, X, k)
+    np.testing.assert_allclose(fit.posterior.logit_cov(X), ref, rtol=1e-10, atol=1e-13)  # by L^{-1}
+    np.testing.assert_allclose(fit.posterior.logit_cov(X[:1]), ref[:1], rtol=1e-10, atol=1e-13)  # by solves
+    evidence = _evidence_by_brute_force(float(log_lik(theta)), fit.mean, prior, H)
+    assert fit.log_evidence == pytest.approx(evidence, rel=1e-10)
 
 
 def test_fisher_hessian_fits_where_the_exact_hessian_is_indefinite():

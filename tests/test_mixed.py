@@ -220,13 +220,14 @@ def test_predict_seen_unseen_and_predictive_moments():
     a, b = head.random_effects_["a"], head.random_effects_["b"][:, 0]
     assert pred[1] == pytest.approx(population[1] + b[2])  # unseen a: only b's BLUP
     assert pred[2] == pytest.approx(population[2] + a[3] @ [1, Z[2, 0]])
-    # predictive moments against Monte Carlo over the joint draws (z-test on the mean, 5% on the variance)
+    # predictive moments against Monte Carlo over the joint draws, one replicate per draw (z-test on the mean,
+    # 5% on the variance)
     draws = head.sample(20_000, generator=0)
     seen = {k: v[:4] for k, v in groups.items()}
-    f = head._draw_predictor(draws, Z[:4], seen)
+    replicates = head.sample_predictive(draws, Z[:4], groups=seen, generator=1)
     dist = head.predict_dist(Z[:4], groups=seen)
-    mc_var = f.var(axis=0) + head.sigma2_
-    assert np.all(np.abs(f.mean(axis=0) - dist.mean) < 4 * np.sqrt(mc_var / 20_000))
+    mc_var = replicates.var(axis=0)
+    assert np.all(np.abs(replicates.mean(axis=0) - dist.mean) < 4 * np.sqrt(mc_var / 20_000))
     np.testing.assert_allclose(dist.variance, mc_var, rtol=0.05)
     # an unseen level adds its prior variance
     wide = head.predict_dist(Z[:3], groups=new, allow_unseen=True).variance

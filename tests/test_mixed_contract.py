@@ -117,7 +117,8 @@ def test_predict_dist_moments_match_monte_carlo_of_sample(case):
     S = 40_000
     draws = head.sample(S, generator=1)
     if kind == "binary":
-        p1 = expit(head._draw_predictor(draws, Zq, gq))
+        # p(y = classes_[1] | draw) of each draw, from the head's own log-likelihood of the draws
+        p1 = np.exp(head.pointwise_log_likelihood(draws, Zq, np.full(len(Zq), head.classes_[1]), groups=gq))
         mc = p1.mean(0)
         assert np.max(np.abs(pred.mean[:, 1] - mc)) < 0.04  # MacKay's probit: approximation error
         np.testing.assert_allclose(pred.variance, pred.mean * (1 - pred.mean))

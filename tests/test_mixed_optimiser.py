@@ -225,6 +225,15 @@ def _fit(case):
     return head, warned
 
 
+def _relative_factor(theta: np.ndarray) -> np.ndarray:
+    """The one factor's relative covariance factor from lme4's ``theta`` (its lower triangle, column by column):
+    ``[L00]`` for an intercept, ``[L00, L10, L11]`` for an intercept and a slope."""
+    if theta.size == 1:
+        return theta.reshape(1, 1)
+    assert theta.size == 3, theta
+    return np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+
+
 def check_design(seed, families=FAMILIES) -> dict:
     """Fit one design, check it against its references; returns the figures for the summary."""
     case = _design(seed, families)
@@ -233,7 +242,8 @@ def check_design(seed, families=FAMILIES) -> dict:
     X = np.c_[np.ones(len(y)), Z]
     ours = head.log_likelihood_
     # singular_ <=> the warning <=> a relative-factor diagonal below lme4's 1e-4
-    on_bound = min(float(np.min(np.abs(np.diag(L)))) for L in head._lams) < SINGULAR_TOL
+    L = _relative_factor(head.theta_)
+    on_bound = float(np.min(np.abs(np.diag(L)))) < SINGULAR_TOL
     assert head.singular_ == warned == on_bound, (seed, head.singular_, warned, on_bound)
     assert head.converged_, seed
     out = {"family": case["family"], "true_zero": case["scale"] == 0.0, "singular": head.singular_,
@@ -247,7 +257,6 @@ def check_design(seed, families=FAMILIES) -> dict:
             return out
         best, at_zero = _brute_force_gaussian(X, y, g, case["reml"])
     elif case["slopes"]:
-        L = head._lams[0]
         dispersion = [np.log(head.nuisance_["alpha"])] if case["family"] == "negative_binomial" else []
         fitted = np.r_[np.log(max(L[0, 0], 1e-3)), L[1, 0], np.log(max(L[1, 1], 1e-3)), head.intercept_, head.coef_,
                        dispersion]

@@ -18,7 +18,6 @@ def test_old_import_paths_give_the_same_objects():
     from bayes_diglm.inference.laplace import (
         LaplaceFit,
         LaplaceRegressor,
-        _GaussianPosteriorClassifier,
         laplace_glm,
         mackay_prior_precision,
     )
@@ -32,7 +31,6 @@ def test_old_import_paths_give_the_same_objects():
 
     assert (LaplaceFit, LaplaceRegressor, laplace_glm, mackay_prior_precision) == (
         inference.LaplaceFit, inference.LaplaceRegressor, inference.laplace_glm, inference.mackay_prior_precision)
-    assert issubclass(inference.SVIClassifier, _GaussianPosteriorClassifier)
     assert (DIGLMClassifier, DIGLMRegressor, load_estimator) == (
         models.DIGLMClassifier, models.DIGLMRegressor, models.load_estimator)
     assert "svi" in CLASSIFICATION_POSTERIORS and "conjugate" in REGRESSION_POSTERIORS

@@ -8,12 +8,33 @@ import torch
 
 from bayes_diglm.models.diglm import build_diglm
 from bayes_diglm.training import train_module
-from bayes_diglm.training.loop import _semi_supervised_batches, semi_supervised_split
+from bayes_diglm.training.loop import semi_supervised_split
+
+
+class _Recorder(torch.nn.Module):
+    """A model for train_module that records, per minibatch, which labelled and unlabelled rows it was given
+    (the rows' first column holds their number: labelled rows ``i``, unlabelled rows ``-1 - j``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.batches = []
+
+    def forward(self, x, y):
+        ids = x[:, 0].round().long()
+        self.batches.append((ids[:len(y)], -1 - ids[len(y):]))
+        torch.testing.assert_close(y.double(), ids[:len(y)].double())  # each target stays with its row
+        return self.weight * x.sum(), {}
 
 
 def test_minibatches_have_the_stated_composition_and_cover_the_larger_set():
-    g = torch.Generator().manual_seed(0)
-    batches = _semi_supervised_batches(10, 95, (4, 12), g)
+    assert semi_supervised_split(16, 0.25) == (4, 12)
+    recorder = _Recorder()
+    X_lab = torch.arange(10.0)[:, None].repeat(1, 2)
+    X_unl = (-1.0 - torch.arange(95.0))[:, None].repeat(1, 2)
+    train_module(recorder, X_lab, torch.arange(10.0), X_unlabeled=X_unl, labeled_fraction=0.25, batch_size=16,
+                 epochs=1, quiet=True)
+    batches = recorder.batches
     assert len(batches) == max(math.ceil(10 / 4), math.ceil(95 / 12)) == 8
     assert all(li.shape == (4,) and ui.shape == (12,) for li, ui in batches)
     unl = torch.cat([ui for _, ui in batches])

@@ -51,7 +51,7 @@ def _kill_and_resume(source: str, tmp_path: Path, kill_at: int) -> dict:
 
 def test_killed_stream_resumes_to_the_same_posterior(tmp_path):
     result = _kill_and_resume("synthetic", tmp_path, kill_at=17)
-    reference = accumulate_stats(_stats, _script()._synthetic())
+    reference = accumulate_stats(_stats, _script().synthetic_chunks())
     assert torch.equal(result["stats"], reference.as_tensor())  # the same sums, bit for bit
     mean = ConjugateLinearRegression().fit_stats(reference).posterior_.mean
     np.testing.assert_allclose(result["mean"].numpy(), mean, rtol=0, atol=1e-12)

@@ -11,8 +11,7 @@ import torch
 from scipy.linalg.blas import dtrsv
 
 from .._validation import check_positive
-from .linalg import rank_one_update_upper as _rank_one_update_upper  # the name tests and bandits import
-from .linalg import robust_cholesky
+from .linalg import rank_one_update_upper, robust_cholesky
 
 __all__ = ["NormalInverseGamma"]
 
@@ -229,7 +228,7 @@ class NormalInverseGamma:
         self.b[model] += 0.5 * err * err / scale
         self.a[model] += 0.5
         self.counts[model] += 1
-        self.factor[model] = _rank_one_update_upper(R, p)
+        self.factor[model] = rank_one_update_upper(R, p)
 
     # ---- refits -----------------------------------------------------------------------------------------
 

@@ -178,7 +178,7 @@ class _DIGLMEstimator(_InputChecks, _Persistence, TransformerMixin, BaseEstimato
         train_rows, context_val = np.arange(X.shape[0]), None
         context_t = {key: torch.from_numpy(value).to(X.dtype) for key, value in context.items()}
         if X_val is None:
-            train_rows, val_rows = self._validation_split(X.shape[0])
+            train_rows, val_rows = self.validation_split(X.shape[0])
             if val_rows is not None:
                 X_val, y_val = X[val_rows], y_t[val_rows]
                 context_val = {key: value[val_rows] for key, value in context_t.items()}

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from ..._validation import check_labels, check_targets, numeric_array, refuse_overflow, refuse_text
+from ..._validation import check_count, check_labels, check_targets, numeric_array, refuse_overflow, refuse_text
 from ...flows.spec import FlowSpec, resolve_flow
 
 __all__ = ["_InputChecks", "_host"]
@@ -78,8 +78,39 @@ class _InputChecks:
         """``flow=`` and ``flow_kwargs`` resolved for data of ``shape`` (:func:`bayes_diglm.flows.resolve_flow`)."""
         return resolve_flow(self.flow, self.flow_kwargs, shape)
 
-    def _validation_split(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Row indices of the training part and of the held-out part (``val_fraction``)."""
+    def validation_split(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Row indices that :meth:`fit` on ``n`` rows (without ``X_val``) trains on and holds out.
+
+        ``round(val_fraction * n)`` rows (at least one), drawn without replacement by a generator seeded with
+        ``seed``, are held out for the validation objective (early stopping with ``patience``); the posterior
+        head, like the network, is fitted on the other rows. The split depends only on ``n``, ``val_fraction``
+        and ``seed``, so it can be asked for before or after :meth:`fit`, e.g. to score the held-out rows.
+
+        Parameters
+        ----------
+        n : int
+            The number of rows of the ``X`` given to :meth:`fit`.
+
+        Returns
+        -------
+        train_rows : ndarray of int
+            The rows trained on (every row when ``val_fraction`` is 0).
+        val_rows : ndarray of int or None
+            The held-out rows (None when ``val_fraction`` is 0).
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``n`` not a positive integer; ``val_fraction`` outside [0, 1) or leaving no training rows out of ``n``.
+
+        Examples
+        --------
+        >>> from bayes_diglm import DIGLMRegressor
+        >>> train, val = DIGLMRegressor(val_fraction=0.2).validation_split(10)
+        >>> len(train), len(val), sorted([*train, *val]) == list(range(10))
+        (8, 2, True)
+        """
+        n = check_count(n, "n")
         if not self.val_fraction:
             return np.arange(n), None
         if not 0 < self.val_fraction < 1:
