@@ -80,15 +80,16 @@ def evaluate_classifier(clf, heads: dict, inputs: dict[str, np.ndarray], *, y_tr
     log_px = {k: v.log_px for k, v in outputs.items() if k not in ("train", "val")}
     dim = int(clf.model_.flow.dim)
     bpd = float(bits_per_dim(torch.as_tensor(log_px["test"]), dim).mean())
-    rows, reliability, abstention = [], {}, {}
+    rows, reliability, abstention, test_proba = [], {}, {}, {}
     for head_name, head in heads.items():
         proba = {k: head.predict_proba(z) for k, z in Z.items()}
+        test_proba[head_name] = proba["test"]
         rows.append(_head_row(label, head_name, proba, y_test, ood_labels, bpd))
         reliability[head_name] = reliability_curve(y_test, proba["test"], n_bins=15)
         correct = (proba["test"].argmax(1) == y_test).astype(float)
         abstention[head_name] = {"log p(x)": abstention_curve(correct, log_px["test"]),
                                  "entropy": abstention_curve(correct, -predictive_entropy(proba["test"]))}
-    cached.store("predict_proba", inputs["test"], heads[selective_head].predict_proba(Z["test"]))
+    cached.store("predict_proba", inputs["test"], test_proba[selective_head])  # computed above, not again
     ood = evaluate_ood(cached, X_train=inputs["train"], y_train=y_train, X_val=inputs.get("val"),
                        X_test=inputs["test"], y_test=y_test, ood_sets={k: inputs[k] for k in ood_labels},
                        background=background, n_draws=n_draws,
